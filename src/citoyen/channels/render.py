@@ -1,0 +1,147 @@
+"""Neutral prompts rendered the way each channel shows them.
+
+One flow runs on every channel: a menu becomes numbered lines on SMS, buttons on Telegram and
+"press 1 for ..." on a call. All words come from the locale catalogue; this module only arranges
+them. Voice rendering says which segments have recorded audio so the Twilio adapter can play them
+(or use <Say> only for languages Twilio can speak).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from citoyen.engine.types import Option, Prompt
+
+WAITING_KINDS = ("choice", "language", "place", "number", "text")
+
+
+def option_label(catalog: Any, option: Option, lang: str, params: Mapping[str, Any]) -> str:
+    if option.label is not None:
+        return option.label
+    if option.text is None:
+        return option.key
+    return catalog.render(option.text, option.lang or lang, params)
+
+
+def _lines_for(catalog: Any, prompt: Prompt, lang: str, params: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if prompt.text:
+        lines.append(catalog.render(prompt.text, lang, {**params, **prompt.params}))
+    return lines
+
+
+def render_sms(
+    catalog: Any, prompts: Sequence[Prompt], lang: str, params: Mapping[str, Any]
+) -> str:
+    """All prompts of one reply as one SMS text, menus as numbered lines."""
+    blocks: list[str] = []
+    for prompt in prompts:
+        lines = _lines_for(catalog, prompt, lang, params)
+        for n, option in enumerate(prompt.options, start=1):
+            if prompt.kind == "language":
+                lines.append(catalog.render("system.language_option", option.key, {"n": n}))
+            else:
+                lines.append(f"{n}. {option_label(catalog, option, lang, params)}")
+        if lines:
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+@dataclass
+class TelegramMessage:
+    text: str
+    buttons: list[tuple[str, str]] = field(default_factory=list)  # (label, callback data)
+
+
+def render_telegram(
+    catalog: Any, prompts: Sequence[Prompt], lang: str, params: Mapping[str, Any]
+) -> list[TelegramMessage]:
+    """One Telegram message per prompt; menus become inline buttons carrying option keys."""
+    messages: list[TelegramMessage] = []
+    for prompt in prompts:
+        text = "\n".join(_lines_for(catalog, prompt, lang, params))
+        buttons = [
+            (
+                catalog.meta(option.key).name
+                if prompt.kind == "language"
+                else option_label(catalog, option, lang, params),
+                option.key,
+            )
+            for option in prompt.options
+        ]
+        if text or buttons:
+            messages.append(TelegramMessage(text=text or "…", buttons=buttons))
+    return messages
+
+
+@dataclass
+class VoiceSegment:
+    """One thing said on a call: recorded audio when it exists, else text for <Say>."""
+
+    key: str
+    lang: str
+    text: str
+    audio: Path | None
+    tts: str | None  # Twilio <Say> language, None when the language has no text-to-speech
+
+
+@dataclass
+class VoiceTurn:
+    segments: list[VoiceSegment]
+    gather: dict[str, Any] | None  # None: nothing to wait for (the call ends)
+
+
+def _segment(catalog: Any, key: str, lang: str, params: Mapping[str, Any]) -> VoiceSegment:
+    return VoiceSegment(
+        key=key,
+        lang=lang,
+        text=catalog.render(key, lang, params),
+        audio=catalog.audio_path(key, lang),
+        tts=catalog.meta(lang).tts,
+    )
+
+
+def render_voice(
+    catalog: Any, prompts: Sequence[Prompt], lang: str, params: Mapping[str, Any]
+) -> VoiceTurn:
+    """What a caller hears, and how the next keypad input is gathered."""
+    segments: list[VoiceSegment] = []
+    gather: dict[str, Any] | None = None
+    for prompt in prompts:
+        p = {**params, **prompt.params}
+        if prompt.text:
+            segments.append(_segment(catalog, prompt.text, lang, p))
+        for n, option in enumerate(prompt.options, start=1):
+            if prompt.kind == "language":
+                segments.append(_segment(catalog, "system.language_option", option.key, {"n": n}))
+            else:
+                label = option_label(catalog, option, lang, p)
+                seg = _segment(catalog, "system.voice_option", lang, {**p, "n": n, "label": label})
+                segments.append(seg)
+        if prompt.kind in ("choice", "language", "place"):
+            gather = {"input": "dtmf", "num_digits": 1, "options": len(prompt.options)}
+        elif prompt.kind == "number":
+            gather = {"input": "dtmf", "finish_on_key": "#", **prompt.expects}
+        elif prompt.kind == "text":
+            gather = {"input": "record", **prompt.expects}
+    return VoiceTurn(segments=segments, gather=gather)
+
+
+def render_voice_text(turn: VoiceTurn) -> str:
+    """A readable transcript of a voice turn (simulator, logs of test runs)."""
+    lines = []
+    for seg in turn.segments:
+        how = "♪" if seg.audio else ("🗣" if seg.tts else "✗")
+        lines.append(f"{how} {seg.text}")
+    if turn.gather is None:
+        lines.append("(the call ends)")
+    elif turn.gather["input"] == "record":
+        lines.append(f"(recording, up to {turn.gather.get('max_seconds', 120)} s, # to finish)")
+    elif turn.gather.get("finish_on_key"):
+        lines.append("(digits, then #)")
+    else:
+        lines.append("(one key)")
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""The terminal simulator: talk to the flows as an SMS, voice or Telegram user would.
+
+It goes through the same conversation service and database as the real channels (a report made
+here is a real report), and shows each reply the way that channel would: numbered options on SMS,
+"press 1 for..." on a call, buttons on Telegram.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from citoyen.channels.render import (
+    render_sms,
+    render_telegram,
+    render_voice,
+    render_voice_text,
+)
+from citoyen.engine.sms import segments
+from citoyen.engine.types import Input
+from citoyen.services.conversations import Inbound, Reply
+
+HELP = {
+    "sms": "Type your SMS. /quit to leave.",
+    "voice": "Type keypad digits (a menu takes one digit; numbers end with #). "
+    "When a recording is asked, type what you would say. Empty line = no answer. "
+    "/hangup or /quit to leave.",
+    "telegram": "Type text, or the number of a button to press it. "
+    "/location CODE shares a place (area code). /quit to leave.",
+}
+
+
+class Simulator:
+    """One simulated citizen on one channel."""
+
+    def __init__(self, runtime: Any, channel: str, sender: str) -> None:
+        self.runtime = runtime
+        self.channel = channel
+        self.address = f"telegram:{sender}" if channel == "telegram" else sender
+        self.catalog = runtime.bundle.catalog
+        self.buttons: list[tuple[str, str]] = []
+        self.gather: dict[str, Any] | None = None
+
+    def send(self, inp: Input) -> Reply:
+        inbound = Inbound(self.channel, self.address, inp, provider_id=f"sim-{uuid.uuid4().hex}")
+        return self.runtime.conversations.handle(inbound)
+
+    def show(self, reply: Reply) -> str:
+        """The reply as the channel presents it."""
+        lang = reply.language
+        if self.channel == "sms":
+            text = render_sms(self.catalog, reply.prompts, lang, reply.params)
+            n = segments(text) if text else 0
+            return f"{text}\n    [{n} SMS segment{'s' if n != 1 else ''}]" if text else ""
+        if self.channel == "voice":
+            turn = render_voice(self.catalog, reply.prompts, lang, reply.params)
+            self.gather = turn.gather
+            return render_voice_text(turn)
+        messages = render_telegram(self.catalog, reply.prompts, lang, reply.params)
+        self.buttons = [b for m in messages for b in m.buttons]
+        lines = []
+        n = 0
+        for m in messages:
+            lines.append(m.text)
+            for label, _key in m.buttons:
+                n += 1
+                lines.append(f"  [{n}: {label}]")
+        return "\n".join(lines)
+
+    def parse(self, line: str) -> Input | None:
+        """What a typed line means on this channel; None to leave."""
+        line = line.rstrip("\n")
+        if line.strip() in ("/quit", "/exit", "/hangup"):
+            return None
+        if self.channel == "voice":
+            if not line.strip():
+                return Input("timeout")
+            if self.gather and self.gather.get("input") == "record":
+                return Input("recording", f"simulator:{line.strip()}")
+            return Input("digits", line.strip().rstrip("#"))
+        if self.channel == "telegram":
+            if line.startswith("/location "):
+                return Input("location", line.split(maxsplit=1)[1].strip())
+            stripped = line.strip()
+            if stripped.isdigit() and 1 <= int(stripped) <= len(self.buttons):
+                return Input("choice", self.buttons[int(stripped) - 1][1])
+        return Input("text", line)
+
+    def first_input(self) -> Input:
+        return Input("start") if self.channel == "voice" else Input("text", "Bonjour")
+
+    def run(self, lines: Iterable[str], out: Callable[[str], None]) -> list[Reply]:
+        """Feed lines (the first message is sent for you on voice) and print replies."""
+        replies = []
+        if self.channel == "voice":
+            reply = self.send(Input("start"))
+            replies.append(reply)
+            out(self.show(reply))
+        for line in lines:
+            inp = self.parse(line)
+            if inp is None:
+                break
+            reply = self.send(inp)
+            replies.append(reply)
+            out(self.show(reply))
+            if self.channel == "voice" and reply.status != "waiting":
+                break
+        return replies
+
+    def repl(self) -> None:
+        print(f"citoyen simulator: {self.channel}, from {self.address}. {HELP[self.channel]}")
+
+        def lines() -> Iterable[str]:
+            while True:
+                try:
+                    yield input("> " if self.channel != "voice" else "keys> ")
+                except EOFError:
+                    return
+
+        def out(text: str) -> None:
+            print("\n".join(f"< {line}" for line in text.splitlines()) or "< (no reply)")
+
+        self.run(lines(), out)

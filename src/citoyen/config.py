@@ -1,0 +1,144 @@
+"""Settings from the environment (and a `.env` file when present).
+
+Every setting of the public contract (DESIGN.md section 3) is here with its default, so the README's
+configuration table and this class can be checked against each other by a test.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_dir(name: str) -> Path:
+    """Folders shipped with the project: the checkout's, else the current directory's."""
+    here = PROJECT_ROOT / name
+    return here if here.is_dir() else Path.cwd() / name
+
+
+class Settings(BaseSettings):
+    """The service's configuration. Names are the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    instance_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "instance",
+        validation_alias=AliasChoices("CITOYEN_INSTANCE_DIR"),
+        description="Folder for the SQLite database, generated keys and stored recordings.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_DATABASE_URL"),
+        description="SQLAlchemy URL; default: a SQLite file `citoyen.db` in the instance folder.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_SECRET_KEY"),
+        description="Flask session key; default: generated once into the instance folder.",
+    )
+    public_url: str = Field(
+        default="http://localhost:8000",
+        validation_alias=AliasChoices("CITOYEN_PUBLIC_URL"),
+        description="https base URL providers call; used to rebuild URLs for signature checks.",
+    )
+    flows_dir: Path = Field(
+        default_factory=lambda: _default_dir("flows"),
+        validation_alias=AliasChoices("CITOYEN_FLOWS_DIR"),
+        description="Folder of flow YAML files.",
+    )
+    locales_dir: Path = Field(
+        default_factory=lambda: _default_dir("locales"),
+        validation_alias=AliasChoices("CITOYEN_LOCALES_DIR"),
+        description="Folder of texts per language and recorded audio prompts.",
+    )
+    data_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_DATA_KEY"),
+        description="Key that encrypts contact identifiers (32 bytes, urlsafe base64); "
+        "default: generated once into the instance folder.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("CITOYEN_HOST"),
+        description="Address `citoyen run` listens on.",
+    )
+    port: int = Field(
+        default=8000,
+        validation_alias=AliasChoices("CITOYEN_PORT"),
+        description="Port `citoyen run` listens on.",
+    )
+    twilio_account_sid: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"),
+        description="Twilio account; without it outbound SMS/voice go to the simulator log.",
+    )
+    twilio_auth_token: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TWILIO_AUTH_TOKEN"),
+        description="Twilio auth token: signs webhooks, authenticates API calls.",
+    )
+    twilio_from_number: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TWILIO_FROM_NUMBER"),
+        description="The number citizens text and call.",
+    )
+    telegram_bot_token: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN"),
+        description="Telegram bot token; without it Telegram is off.",
+    )
+    telegram_webhook_secret: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET"),
+        description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.",
+    )
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.instance_dir / 'citoyen.db').resolve()}"
+
+    def ensure_instance_dir(self) -> Path:
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+        return self.instance_dir
+
+    def _instance_secret(self, name: str, make: callable) -> str:  # type: ignore[valid-type]
+        """A secret generated on first use and kept in the instance folder (mode 0600)."""
+        path = self.ensure_instance_dir() / name
+        if path.exists():
+            return path.read_text().strip()
+        value = make()
+        path.write_text(value + "\n")
+        path.chmod(0o600)
+        return value
+
+    def effective_secret_key(self) -> str:
+        import secrets
+
+        return self.secret_key or self._instance_secret("secret_key", lambda: secrets.token_hex(32))
+
+    def effective_data_key(self) -> str:
+        from cryptography.fernet import Fernet
+
+        return self.data_key or self._instance_secret(
+            "data_key", lambda: Fernet.generate_key().decode()
+        )
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Fresh settings from the environment; tests pass overrides."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,148 @@
+"""Plain data exchanged with the pure flow engine.
+
+The engine takes a flow, a :class:`State`, an :class:`Input` and a :class:`Context`, and returns a
+:class:`StepResult`. These types carry no behaviour and no references to channels, databases or
+clocks, so that any web worker can rebuild a conversation from its JSON state and property tests
+can drive the engine with arbitrary inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+InputKind = Literal[
+    "start",  # a conversation begins (first message, incoming call, survey invitation)
+    "text",  # free text typed by the citizen (SMS, Telegram)
+    "digits",  # keypad digits (voice); also accepted from SMS when the text is all digits
+    "choice",  # an option key chosen directly (Telegram inline button)
+    "location",  # a place resolved by the channel (value = area code), e.g. Telegram location
+    "recording",  # a voice recording or voice note (value = provider URL or stored file id)
+    "timeout",  # the citizen did not answer (voice <Gather> timeout)
+]
+
+PromptKind = Literal["message", "choice", "language", "place", "number", "text", "end"]
+
+StatusKind = Literal["active", "waiting", "completed", "expired", "interrupted"]
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing a citizen did."""
+
+    kind: InputKind
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Option:
+    """One entry of a menu.
+
+    ``text`` is a locale key; ``label`` a literal already in the right words (area names);
+    ``lang`` asks the renderer to render ``text`` in that language instead of the conversation's
+    (language menus announce each language in itself).
+    """
+
+    key: str
+    text: str | None = None
+    label: str | None = None
+    lang: str | None = None
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Something to show or say, in channel-neutral form.
+
+    ``text`` is a locale key (or None for a prompt that is only a menu); ``params`` fill its
+    placeholders (emergency numbers and answers are added by the renderer's caller).
+    For waiting prompts, ``expects`` describes the input: for ``number`` the ``min``/``max``;
+    for ``text`` the ``max_length`` and ``max_seconds`` (voice recording length).
+    """
+
+    kind: PromptKind
+    text: str | None
+    node: str
+    params: dict[str, Any] = field(default_factory=dict)
+    options: tuple[Option, ...] = ()
+    expects: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Something the world must do: create a report, change consent, set language...
+
+    Kinds: ``set_language`` {language}; ``create_report`` {category, place, description,
+    urgency, anonymous, callback, answers}; ``save_answers`` {flow_id, flow_version, answers};
+    ``set_consent`` {consent}; ``opt_out`` {}; ``opt_in`` {}.
+    """
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    """A conversation's whole memory; round-trips through JSON (``to_dict``/``from_dict``)."""
+
+    flow_id: str
+    flow_version: str
+    node: str
+    status: StatusKind = "active"
+    language: str | None = None
+    answers: dict[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    # Per-node scratch space (place menus: path of chosen areas and menu page; language menu
+    # return point...). Cleared when the conversation moves to another node.
+    scratch: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> State:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class AreaNode:
+    """One administrative area as the engine sees it (no database row)."""
+
+    code: str
+    name: str
+    level: str  # region | district | cercle | commune | quartier
+    parent: str | None
+    children: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the engine may know about the world, handed in by the caller.
+
+    ``areas`` maps area code -> :class:`AreaNode` (``area_roots`` lists the top level in menu
+    order). ``menu_size`` is the most options one menu may show before paging (voice keeps 9
+    digits: 8 entries + "more"). ``contact_language`` is the remembered language, if any.
+    """
+
+    languages: tuple[str, ...]
+    default_language: str
+    keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    areas: dict[str, AreaNode] = field(default_factory=dict)
+    area_roots: tuple[str, ...] = ()
+    menu_size: int = 9
+    contact_language: str | None = None
+    channel: str = "sms"
+
+
+@dataclass
+class StepResult:
+    state: State
+    prompts: list[Prompt]
+    effects: list[Effect]
+
+    @property
+    def waiting(self) -> bool:
+        return self.state.status == "waiting"
+
+    @property
+    def finished(self) -> bool:
+        return self.state.status in ("completed", "interrupted", "expired")

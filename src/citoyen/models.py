@@ -1,0 +1,253 @@
+"""Database tables.
+
+Datetimes are timezone-aware UTC everywhere: :class:`UTCDateTime` stores them as such on
+PostgreSQL and normalises what SQLite gives back, so code never compares naive and aware values.
+Contact identifiers (phone numbers, Telegram ids) are never stored in clear: ``address_enc`` holds
+the encrypted form and ``address_hash`` a keyed hash used to find the contact again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def ts(*, index: bool = False, nullable: bool = False, default: bool = True) -> Any:
+    """A UTC timestamp column."""
+    kwargs: dict[str, Any] = {"sa_type": UTCDateTime, "nullable": nullable, "index": index}
+    if default:
+        kwargs["default_factory"] = utcnow
+    else:
+        kwargs["default"] = None
+    return Field(**kwargs)
+
+
+def json_col(default: Any = dict) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+class Area(SQLModel, table=True):
+    """Region (or the Bamako district) > cercle > commune > quartier."""
+
+    __tablename__ = "areas"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=120, unique=True, index=True)
+    name: str = Field(max_length=200)
+    level: str = Field(max_length=20, index=True)  # region | district | cercle | commune | quartier
+    parent_id: int | None = Field(default=None, foreign_key="areas.id", index=True)
+    pcode: str | None = Field(default=None, max_length=40, unique=True)
+    iso_code: str | None = Field(default=None, max_length=10)
+    position: int = 0  # order in menus
+
+
+class Contact(SQLModel, table=True):
+    """A citizen, known by channel address, stored encrypted and found by keyed hash."""
+
+    __tablename__ = "contacts"
+    id: int | None = Field(default=None, primary_key=True)
+    address_hash: str = Field(max_length=64, unique=True, index=True)
+    address_enc: str = Field(max_length=500)
+    channel: str = Field(max_length=20)  # tel | telegram
+    alias: int = Field(index=True)  # "Citoyen 4821": how moderators name the reporter
+    language: str | None = Field(default=None, max_length=10)
+    area_id: int | None = Field(default=None, foreign_key="areas.id")
+    survey_consent: bool | None = None
+    opted_out: bool = False
+    blocked: bool = False
+    created_at: datetime = ts()
+    last_seen_at: datetime = ts()
+
+
+class FlowVersion(SQLModel, table=True):
+    """A flow definition as a conversation started on it (conversations are pinned to these)."""
+
+    __tablename__ = "flow_versions"
+    __table_args__ = (sa.UniqueConstraint("flow_id", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    flow_id: str = Field(max_length=80)
+    version: str = Field(max_length=64)
+    definition: dict = json_col()
+    created_at: datetime = ts()
+
+
+class Conversation(SQLModel, table=True):
+    """One run of a flow for a contact."""
+
+    __tablename__ = "conversations"
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    channel: str = Field(max_length=20)
+    flow_id: str = Field(max_length=80)
+    flow_version: str = Field(max_length=64)
+    node: str = Field(max_length=120)
+    status: str = Field(max_length=20, index=True)  # active waiting completed expired interrupted
+    state: dict = json_col()
+    # The last menu shown, as [option key, label in the citizen's language] pairs: typed text
+    # equal to a label selects that option ("Vol" as well as "2").
+    menu: list = json_col(list)
+    started_at: datetime = ts()
+    updated_at: datetime = ts()
+    expires_at: datetime | None = ts(nullable=True, default=False, index=True)
+
+
+class Message(SQLModel, table=True):
+    """Every message in or out. ``provider_id`` is unique per channel: the dedupe key."""
+
+    __tablename__ = "messages"
+    __table_args__ = (sa.UniqueConstraint("channel", "provider_id", name="uq_messages_provider"),)
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
+    conversation_id: int | None = Field(default=None, foreign_key="conversations.id", index=True)
+    channel: str = Field(max_length=20)
+    direction: str = Field(max_length=3)  # in | out
+    provider_id: str | None = Field(default=None, max_length=120)
+    kind: str = Field(default="text", max_length=20)  # text digits choice recording location...
+    body: str | None = Field(default=None)
+    reply: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = ts()
+
+
+class Report(SQLModel, table=True):
+    """A security concern raised by a citizen."""
+
+    __tablename__ = "reports"
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(max_length=20, unique=True, index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
+    conversation_id: int | None = Field(default=None, foreign_key="conversations.id")
+    channel: str = Field(max_length=20)
+    language: str | None = Field(default=None, max_length=10)
+    category: str | None = Field(default=None, max_length=40, index=True)
+    urgency: str = Field(default="normal", max_length=20, index=True)
+    area_id: int | None = Field(default=None, foreign_key="areas.id", index=True)
+    description: str | None = None
+    recording_url: str | None = Field(default=None, max_length=500)
+    anonymous: bool = True
+    callback_ok: bool = False
+    incomplete: bool = False
+    status: str = Field(default="new", max_length=20, index=True)
+    answers: dict = json_col()
+    flow_version: str | None = Field(default=None, max_length=64)
+    created_at: datetime = ts(index=True)
+    updated_at: datetime = ts()
+
+
+class ReportEvent(SQLModel, table=True):
+    """One line of a report's timeline: who did what, when and why."""
+
+    __tablename__ = "report_events"
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: int = Field(foreign_key="reports.id", index=True)
+    kind: str = Field(max_length=40)  # created status_changed routed note reply ...
+    from_status: str | None = Field(default=None, max_length=20)
+    to_status: str | None = Field(default=None, max_length=20)
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    stakeholder_id: int | None = Field(default=None, foreign_key="stakeholders.id")
+    note: str | None = None
+    data: dict = json_col()
+    created_at: datetime = ts()
+
+
+class SurveyAnswer(SQLModel, table=True):
+    """One answer to a survey question, with the flow version it was given under."""
+
+    __tablename__ = "survey_answers"
+    __table_args__ = (sa.UniqueConstraint("conversation_id", "question"),)
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    flow_id: str = Field(max_length=80, index=True)
+    flow_version: str = Field(max_length=64)
+    question: str = Field(max_length=80)
+    answer: str = Field(max_length=200)
+    area_id: int | None = Field(default=None, foreign_key="areas.id")
+    created_at: datetime = ts()
+
+
+class Stakeholder(SQLModel, table=True):
+    """Who acts on reports: a queue with a kind and an area scope."""
+
+    __tablename__ = "stakeholders"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=80, unique=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=40)
+    area_id: int | None = Field(default=None, foreign_key="areas.id")
+    on_call: list = json_col(list)
+    active: bool = True
+
+
+class User(SQLModel, table=True):
+    """An admin, coordinator, agent or analyst of the web admin."""
+
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True, index=True)
+    password_hash: str = Field(max_length=300)
+    role: str = Field(max_length=20)  # admin coordinator agent analyst
+    stakeholder_id: int | None = Field(default=None, foreign_key="stakeholders.id")
+    active: bool = True
+    created_at: datetime = ts()
+    last_login_at: datetime | None = ts(nullable=True, default=False)
+
+
+class AuditEvent(SQLModel, table=True):
+    """A sensitive action (identity reveal, user change, export...) with who and why."""
+
+    __tablename__ = "audit_events"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int | None = Field(default=None, foreign_key="users.id", index=True)
+    action: str = Field(max_length=60)
+    target_type: str | None = Field(default=None, max_length=40)
+    target_id: int | None = None
+    reason: str | None = None
+    data: dict = json_col()
+    created_at: datetime = ts(index=True)
+
+
+class Outbox(SQLModel, table=True):
+    """A message waiting to be sent by the worker: retried, rate-limited, idempotent."""
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=120, unique=True)
+    channel: str = Field(max_length=20)
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
+    address_enc: str | None = Field(default=None, max_length=500)  # for non-contact recipients
+    body: str | None = None
+    payload: dict = json_col()
+    status: str = Field(default="pending", max_length=20, index=True)  # pending sent failed
+    attempts: int = 0
+    next_attempt_at: datetime = ts(index=True)
+    provider_id: str | None = Field(default=None, max_length=120)
+    error: str | None = None
+    created_at: datetime = ts()
+    sent_at: datetime | None = ts(nullable=True, default=False)

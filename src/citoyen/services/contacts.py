@@ -1,0 +1,50 @@
+"""Finding and creating contacts without ever storing their address in clear."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from citoyen.models import Contact
+from citoyen.services.privacy import Vault, normalise_address
+
+
+def address_kind(address: str) -> str:
+    return address.split(":", 1)[0]
+
+
+def find_contact(
+    session: Session, vault: Vault, address: str, *, lock: bool = False
+) -> Contact | None:
+    stmt = select(Contact).where(Contact.address_hash == vault.hash(normalise_address(address)))
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.exec(stmt).first()
+
+
+def get_or_create_contact(
+    session: Session, vault: Vault, address: str, now: datetime, *, lock: bool = True
+) -> tuple[Contact, bool]:
+    """The contact for ``address`` (created on first contact), locked for this transaction.
+
+    Locking serialises two messages of one contact handled at once by two web workers, so they
+    can't both advance the same conversation from the same state.
+    """
+    canonical = normalise_address(address)
+    contact = find_contact(session, vault, canonical, lock=lock)
+    if contact is not None:
+        contact.last_seen_at = now
+        return contact, False
+    contact = Contact(
+        address_hash=vault.hash(canonical),
+        address_enc=vault.encrypt(canonical),
+        channel=address_kind(canonical),
+        alias=1000 + secrets.randbelow(9000),
+        created_at=now,
+        last_seen_at=now,
+    )
+    session.add(contact)
+    session.flush()  # a concurrent first message raises IntegrityError here; the caller retries
+    return contact, True

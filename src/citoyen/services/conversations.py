@@ -1,0 +1,353 @@
+"""The conversation service: one inbound input in, one reply out, state in the database.
+
+Every channel (Twilio SMS and voice, Telegram, the terminal simulator) calls :func:`handle`. It
+dedupes by provider id, finds or creates the contact, resumes the conversation pinned to its flow
+version (or starts the flow a trigger selects), runs one pure engine step, applies the effects
+(reports, consent, language...) and stores the new state, all in one transaction. The reply is
+kept with the inbound message, so a provider retrying the same request gets the same answer and
+nothing is recorded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from citoyen import engine as flow_engine
+from citoyen.channels.render import option_label
+from citoyen.db import write_session
+from citoyen.engine.textnorm import normalise
+from citoyen.engine.types import Context, Input, Option, Prompt, State
+from citoyen.models import Contact, Conversation, Message
+from citoyen.services import effects as effect_handlers
+from citoyen.services.areas import load_area_context
+from citoyen.services.contacts import get_or_create_contact
+from citoyen.services.flows import PinnedFlows
+from citoyen.services.privacy import Vault, alias_label
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = ("active", "waiting")
+# Voice menus have keys 1-9; text channels keep menus short enough to read on a small phone.
+MENU_SIZE = {"voice": 9, "sms": 9, "telegram": 9}
+
+
+@dataclass
+class Inbound:
+    """A neutral inbound event built by a channel adapter."""
+
+    channel: str  # sms | voice | telegram
+    address: str  # tel:+223... or telegram:ID (or a raw number)
+    input: Input
+    provider_id: str | None = None  # MessageSid, CallSid:step, update_id: the dedupe key
+
+
+@dataclass
+class Reply:
+    """What to tell the citizen, in neutral form, plus the values texts may need."""
+
+    prompts: list[Prompt]
+    language: str
+    params: dict[str, Any] = field(default_factory=dict)
+    status: str = "completed"
+    conversation_id: int | None = None
+    contact_alias: str | None = None
+    duplicate: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("duplicate")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, duplicate: bool = False) -> Reply:
+        prompts = [
+            Prompt(**{**p, "options": tuple(Option(**o) for o in p.get("options", ()))})
+            for p in data["prompts"]
+        ]
+        return cls(**{**data, "prompts": prompts, "duplicate": duplicate})
+
+
+def _scalar_params(answers: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in answers.items() if isinstance(v, str | int | float)}
+
+
+class ConversationService:
+    """Handles inbound inputs for one deployment (flows, texts, data key, database)."""
+
+    def __init__(self, engine: Engine, bundle: Any, vault: Vault) -> None:
+        self.engine = engine
+        self.bundle = bundle
+        self.flows = PinnedFlows(bundle)
+        self.vault = vault
+
+    # -- public -------------------------------------------------------------------------------
+
+    def handle(self, inbound: Inbound, now: datetime | None = None) -> Reply:
+        """Process one inbound input exactly once and return the reply to give."""
+        now = now or datetime.now(UTC)
+        last_error: Exception | None = None
+        for _attempt in range(4):
+            try:
+                with write_session(self.engine) as session:
+                    return self._handle(session, inbound, now)
+            except IntegrityError as exc:
+                # A copy of this request committed first (same provider id), or this contact's
+                # first two messages raced to create it: the next attempt sees the winner's rows.
+                last_error = exc
+                continue
+        raise RuntimeError("inbound message could not be stored") from last_error
+
+    def emergency_params(self) -> dict[str, Any]:
+        return dict(self.bundle.settings.emergency_numbers)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _handle(self, session: Session, inbound: Inbound, now: datetime) -> Reply:
+        if inbound.provider_id:
+            seen = session.exec(
+                select(Message).where(
+                    Message.channel == inbound.channel,
+                    Message.provider_id == inbound.provider_id,
+                    Message.direction == "in",
+                )
+            ).first()
+            if seen is not None and seen.reply is not None:
+                return Reply.from_dict(seen.reply, duplicate=True)
+
+        contact, created = get_or_create_contact(session, self.vault, inbound.address, now)
+        message = Message(
+            contact_id=contact.id,
+            channel=inbound.channel,
+            direction="in",
+            provider_id=inbound.provider_id,
+            kind=inbound.input.kind,
+            body=inbound.input.value,
+            created_at=now,
+        )
+        session.add(message)
+        session.flush()  # a duplicate provider id fails here, before any other change
+
+        if contact.blocked:
+            reply = Reply(prompts=[], language=self._lang(contact), status="blocked")
+            message.reply = reply.to_dict()
+            log.info("inbound from blocked contact %s ignored", alias_label(contact.alias))
+            return reply
+
+        conversation = self._open_conversation(session, contact, inbound.channel, now)
+        ctx = self._context(session, contact, inbound.channel)
+        result, conversation, flow = self._step(
+            session, contact, conversation, inbound, ctx, now, created
+        )
+
+        params: dict[str, Any] = {**self.emergency_params(), **_scalar_params(result.state.answers)}
+        if result.effects:
+            params.update(
+                effect_handlers.apply(
+                    session,
+                    result.effects,
+                    contact=contact,
+                    conversation=conversation,
+                    flow=flow,
+                    channel=inbound.channel,
+                    now=now,
+                )
+            )
+        self._save_state(conversation, result.state, flow, now)
+        message.conversation_id = conversation.id
+
+        language = result.state.language or self._lang(contact)
+        reply = Reply(
+            prompts=result.prompts,
+            language=language,
+            params=params,
+            status=result.state.status,
+            conversation_id=conversation.id,
+            contact_alias=alias_label(contact.alias),
+        )
+        conversation.menu = self._menu(result.prompts, language, params)
+        message.reply = reply.to_dict()
+        session.add(
+            Message(
+                contact_id=contact.id,
+                conversation_id=conversation.id,
+                channel=inbound.channel,
+                direction="out",
+                kind="reply",
+                reply={"prompts": reply.to_dict()["prompts"], "language": language},
+                created_at=now,
+            )
+        )
+        log.info(
+            "%s %s: flow %s node %s -> %s",
+            inbound.channel,
+            alias_label(contact.alias),
+            flow.id,
+            result.state.node,
+            result.state.status,
+        )
+        return reply
+
+    def _lang(self, contact: Contact) -> str:
+        return contact.language or self.bundle.settings.languages.default
+
+    def _context(self, session: Session, contact: Contact, channel: str) -> Context:
+        areas, roots = load_area_context(session)
+        settings = self.bundle.settings
+        return Context(
+            languages=tuple(settings.languages.enabled),
+            default_language=settings.languages.default,
+            keywords={k: tuple(v) for k, v in settings.keywords.items()},
+            areas=areas,
+            area_roots=roots,
+            menu_size=MENU_SIZE.get(channel, 9),
+            contact_language=contact.language,
+            channel=channel,
+        )
+
+    def _open_conversation(
+        self, session: Session, contact: Contact, channel: str, now: datetime
+    ) -> Conversation | None:
+        conversation = session.exec(
+            select(Conversation)
+            .where(Conversation.contact_id == contact.id, Conversation.status.in_(OPEN_STATUSES))
+            .order_by(Conversation.id.desc())
+        ).first()
+        if conversation is None:
+            return None
+        if conversation.expires_at is not None and conversation.expires_at <= now:
+            conversation.status = "expired"
+            conversation.state = {**conversation.state, "status": "expired"}
+            conversation.updated_at = now
+            return None
+        return conversation
+
+    def _step(
+        self,
+        session: Session,
+        contact: Contact,
+        conversation: Conversation | None,
+        inbound: Inbound,
+        ctx: Context,
+        now: datetime,
+        first_contact: bool,
+    ) -> tuple[Any, Conversation, Any]:
+        if conversation is not None:
+            flow = self.flows.get(session, conversation.flow_id, conversation.flow_version)
+            if flow is not None:
+                state = State.from_dict(conversation.state)
+                inp = self._match_label(inbound.input, conversation)
+                result = flow_engine.step(flow, state, inp, ctx)
+                return result, conversation, flow
+            # The pinned version is gone (database restored without it): start again cleanly.
+            conversation.status = "interrupted"
+            conversation.updated_at = now
+
+        flow = self._choose_flow(inbound, first_contact)
+        self.flows.pin(session, flow)
+        result = flow_engine.start(flow, ctx, language=contact.language)
+        if (
+            inbound.input.kind == "text"
+            and self._is_keyword(inbound.input.value, ctx)
+            and not self._is_trigger(flow, inbound.input.value)
+        ):
+            # A global keyword as first message (STOP, AIDE...): let the engine act on it.
+            result = flow_engine.step(flow, result.state, inbound.input, ctx)
+        conversation = Conversation(
+            contact_id=contact.id,
+            channel=inbound.channel,
+            flow_id=flow.id,
+            flow_version=flow.version,
+            node=result.state.node,
+            status=result.state.status,
+            state=result.state.to_dict(),
+            started_at=now,
+            updated_at=now,
+        )
+        session.add(conversation)
+        session.flush()
+        return result, conversation, flow
+
+    def _save_state(
+        self, conversation: Conversation, state: State, flow: Any, now: datetime
+    ) -> None:
+        conversation.state = state.to_dict()
+        conversation.node = state.node
+        conversation.status = state.status
+        conversation.updated_at = now
+        expiry = _expiry_seconds(flow)
+        conversation.expires_at = (
+            now + timedelta(seconds=expiry) if state.status in OPEN_STATUSES and expiry else None
+        )
+
+    def _is_keyword(self, text: str | None, ctx: Context) -> bool:
+        norm = normalise(text or "")
+        return any(norm == normalise(w) for words in ctx.keywords.values() for w in words)
+
+    def _is_trigger(self, flow: Any, text: str | None) -> bool:
+        norm = normalise(text or "")
+        return any(norm == normalise(w) for w in _trigger_keywords(flow))
+
+    def _choose_flow(self, inbound: Inbound, first_contact: bool) -> Any:
+        """The flow a new conversation runs, from the flows' triggers."""
+        flows = list(self.bundle.flows.values())
+        text = normalise(inbound.input.value or "") if inbound.input.kind == "text" else ""
+        if text:
+            for flow in flows:
+                if any(text == normalise(w) for w in _trigger_keywords(flow)):
+                    return flow
+        wanted = (
+            ["incoming_call", "default"]
+            if inbound.channel == "voice"
+            else (["first_contact", "default"] if first_contact else ["default"])
+        )
+        for kind in wanted:
+            for flow in flows:
+                if any(getattr(t, kind, None) for t in flow.triggers):
+                    return flow
+        return flows[0]
+
+    def _match_label(self, inp: Input, conversation: Conversation) -> Input:
+        """Typed text equal to a menu label in the citizen's language selects that option."""
+        if inp.kind != "text" or not inp.value or not conversation.menu:
+            return inp
+        norm = normalise(inp.value)
+        for key, label in conversation.menu:
+            if norm == normalise(label):
+                return Input("choice", key)
+        return inp
+
+    def _menu(self, prompts: list[Prompt], language: str, params: dict[str, Any]) -> list:
+        """The options of the last menu shown, with their labels as the citizen saw them."""
+        catalog = self.bundle.catalog
+        for prompt in reversed(prompts):
+            if prompt.options:
+                return [
+                    [o.key, option_label(catalog, o, o.lang or language, params)]
+                    for o in prompt.options
+                ]
+        return []
+
+
+def _trigger_keywords(flow: Any) -> list[str]:
+    words: list[str] = []
+    for trigger in flow.triggers:
+        words.extend(getattr(trigger, "keyword", None) or [])
+    return words
+
+
+def _expiry_seconds(flow: Any) -> int | None:
+    value = getattr(flow, "expiry", None)
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    if isinstance(value, int | float):
+        return int(value)
+    return int(getattr(flow, "expiry_seconds", 0)) or None

@@ -1,0 +1,152 @@
+"""Applying the engine's effects to the world, inside the conversation's transaction.
+
+The engine only says what should happen (a report, a consent change...); this module does it with
+the database rows at hand and returns the values the reply texts may need (``reference``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from citoyen.engine.types import Effect
+from citoyen.models import Area, Contact, Conversation, Report, ReportEvent, SurveyAnswer
+from citoyen.services.refcodes import new_reference
+
+log = logging.getLogger(__name__)
+
+
+def _yes(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("yes", "true", "1"))
+
+
+def _area_id(session: Session, code: Any) -> int | None:
+    if not isinstance(code, str):
+        return None
+    return session.exec(select(Area.id).where(Area.code == code)).first()
+
+
+def create_report(
+    session: Session,
+    data: dict[str, Any],
+    *,
+    contact: Contact,
+    conversation: Conversation,
+    flow: Any,
+    channel: str,
+    now: datetime,
+    incomplete: bool = False,
+) -> Report:
+    """A new report with a unique reference and its first timeline event."""
+    description = data.get("description")
+    recording = None
+    if isinstance(description, dict):
+        recording = description.get("recording")
+        description = None
+    anonymous_value = data.get("anonymous")
+    report = Report(
+        contact_id=contact.id,
+        conversation_id=conversation.id,
+        channel=channel,
+        language=contact.language,
+        category=data.get("category") if isinstance(data.get("category"), str) else None,
+        urgency=data.get("urgency") or "normal",
+        area_id=_area_id(session, data.get("place")),
+        description=description if isinstance(description, str) else None,
+        recording_url=recording,
+        # Anonymous unless the citizen explicitly said we may call back.
+        anonymous=not (anonymous_value == "no" or anonymous_value is False),
+        callback_ok=anonymous_value == "no" or _yes(data.get("callback")),
+        incomplete=incomplete,
+        answers=data.get("answers") or {},
+        flow_version=getattr(flow, "version", None),
+        created_at=now,
+        updated_at=now,
+    )
+    for _ in range(10):
+        report.reference = new_reference()
+        try:
+            with session.begin_nested():
+                session.add(report)
+                session.flush()
+            break
+        except IntegrityError:
+            continue  # the same random reference exists: draw another one
+    else:
+        raise RuntimeError("could not draw a unique report reference")
+    session.add(
+        ReportEvent(
+            report_id=report.id,
+            kind="created",
+            to_status="new",
+            data={"channel": channel, "urgency": report.urgency, "incomplete": incomplete},
+            created_at=now,
+        )
+    )
+    return report
+
+
+def apply(
+    session: Session,
+    effects: Sequence[Effect],
+    *,
+    contact: Contact,
+    conversation: Conversation,
+    flow: Any,
+    channel: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Apply effects in order; return values for the reply's placeholders."""
+    params: dict[str, Any] = {}
+    for effect in effects:
+        data = effect.data
+        if effect.kind == "set_language":
+            contact.language = data["language"]
+        elif effect.kind == "create_report":
+            report = create_report(
+                session,
+                data,
+                contact=contact,
+                conversation=conversation,
+                flow=flow,
+                channel=channel,
+                now=now,
+            )
+            params["reference"] = report.reference
+            if isinstance(data.get("place"), str):
+                contact.area_id = report.area_id or contact.area_id
+        elif effect.kind == "set_consent":
+            contact.survey_consent = bool(data.get("consent"))
+        elif effect.kind == "opt_out":
+            contact.opted_out = True
+            contact.survey_consent = False
+        elif effect.kind == "opt_in":
+            contact.opted_out = False
+        elif effect.kind == "save_answers":
+            area_id = contact.area_id
+            answers = data.get("answers") or {}
+            if isinstance(answers.get("place"), str):
+                area_id = _area_id(session, answers["place"]) or area_id
+            for question, answer in answers.items():
+                if question == "language" or not isinstance(answer, str | int | float):
+                    continue
+                session.add(
+                    SurveyAnswer(
+                        conversation_id=conversation.id,
+                        contact_id=contact.id,
+                        flow_id=data.get("flow_id") or conversation.flow_id,
+                        flow_version=data.get("flow_version") or conversation.flow_version,
+                        question=question,
+                        answer=str(answer),
+                        area_id=area_id,
+                        created_at=now,
+                    )
+                )
+        else:
+            raise ValueError(f"unknown effect {effect.kind!r}")
+    return params

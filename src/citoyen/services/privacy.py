@@ -1,0 +1,79 @@
+"""Protection of contact identifiers: encryption at rest, keyed hashes, display aliases.
+
+Phone numbers and Telegram ids are what could expose a reporter, so they exist in clear only in
+memory while a message is handled or sent. At rest they are Fernet tokens (AES-128-CBC +
+HMAC-SHA256, authenticated); to find a contact again without decrypting every row, the address is
+hashed with a key derived from the data key (HMAC-SHA256). Logs and pages show the alias instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+import phonenumbers
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+DEFAULT_REGION = "ML"
+
+
+class AddressError(ValueError):
+    """An address that is not a usable phone number or Telegram id."""
+
+
+def normalise_address(raw: str, default_region: str = DEFAULT_REGION) -> str:
+    """Canonical channel address: ``tel:+22376000000`` or ``telegram:123456``.
+
+    Phone numbers are parsed with libphonenumber (Malian numbers may come without +223).
+    """
+    raw = raw.strip()
+    if raw.startswith("telegram:"):
+        ident = raw.removeprefix("telegram:")
+        if not re.fullmatch(r"-?\d{1,20}", ident):
+            raise AddressError("invalid Telegram id")
+        return f"telegram:{int(ident)}"
+    number = raw.removeprefix("tel:")
+    try:
+        parsed = phonenumbers.parse(number, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise AddressError(f"not a phone number ({exc.error_type})") from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise AddressError("not a possible phone number")
+    return "tel:" + phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+class Vault:
+    """Encrypts, decrypts and hashes addresses with the deployment's data key."""
+
+    def __init__(self, data_key: str) -> None:
+        key = data_key.encode()
+        self._fernet = Fernet(key)
+        self._hash_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"citoyen address hash"
+        ).derive(key)
+
+    def encrypt(self, address: str) -> str:
+        return self._fernet.encrypt(address.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            raise ValueError("address cannot be decrypted with this data key") from None
+
+    def hash(self, address: str) -> str:
+        return hmac.new(self._hash_key, address.encode(), hashlib.sha256).hexdigest()
+
+
+def alias_label(alias: int) -> str:
+    """How staff and logs name a contact: never the number."""
+    return f"Citoyen {alias}"
+
+
+def mask(address: str) -> str:
+    """A log-safe hint of an address: channel and last two digits at most."""
+    kind, _, ident = address.partition(":")
+    return f"{kind}:…{ident[-2:]}" if ident else "…"

@@ -1,0 +1,53 @@
+"""The Flask application: provider webhooks, the moderators' admin, health check.
+
+``create_app()`` is what gunicorn serves (``citoyen.web:create_app()``). Web workers never
+schedule anything: the scheduler lives in the worker process only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from citoyen.config import get_settings
+from citoyen.runtime import Runtime
+
+
+def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | None = None) -> Flask:
+    """Build the app; ``test_config`` may carry ``SETTINGS`` (a Settings) and Flask options."""
+    test_config = dict(test_config or {})
+    if runtime is None:
+        settings = test_config.pop("SETTINGS", None) or get_settings()
+        runtime = Runtime(settings)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=runtime.settings.effective_secret_key(),
+        MAX_CONTENT_LENGTH=1024 * 1024,  # webhooks and forms are small; refuse big bodies early
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=runtime.settings.public_url.startswith("https://"),
+    )
+    app.config.update(test_config)
+    app.extensions["citoyen"] = runtime
+
+    from citoyen.web import admin, health
+
+    health.init_app(app)
+    admin.init_app(app)
+
+    @app.after_request
+    def security_headers(response):  # type: ignore[no-untyped-def]
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"
+        )
+        return response
+
+    return app
+
+
+def runtime_of(app: Flask) -> Runtime:
+    return app.extensions["citoyen"]

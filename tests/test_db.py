@@ -1,0 +1,96 @@
+"""The schema: migrations from empty on both databases, models and migrations in step, UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import Session, SQLModel, select
+
+from citoyen import db
+from citoyen.models import Contact, Message
+
+EXPECTED_TABLES = {
+    "areas", "contacts", "conversations", "messages", "reports", "report_events", "stakeholders",
+    "users", "audit_events", "outbox", "flow_versions", "survey_answers",
+}
+
+
+def test_migrations_create_every_table(db_engine: sa.Engine) -> None:
+    tables = set(sa.inspect(db_engine).get_table_names())
+    assert EXPECTED_TABLES <= tables
+    assert db.current_revision(db_engine) == db.head_revision(str(db_engine.url))
+
+
+def test_models_and_migrations_agree(db_engine: sa.Engine) -> None:
+    """Autogenerate against a migrated database finds nothing to do."""
+    with db_engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, SQLModel.metadata)
+    assert diff == []
+
+
+def test_downgrade_to_empty_and_up_again(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    db.upgrade(url)
+    db.downgrade(url, "base")
+    engine = db.get_engine(url)
+    assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
+    db.upgrade(url)
+    assert EXPECTED_TABLES <= set(sa.inspect(engine).get_table_names())
+
+
+def test_sqlite_pragmas(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    engine = db.get_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15000
+
+
+def _contact(**kw) -> Contact:
+    base = {"address_hash": "h" * 64, "address_enc": "x", "channel": "tel", "alias": 1234}
+    return Contact(**{**base, **kw})
+
+
+def test_datetimes_come_back_aware_utc(db_session: Session) -> None:
+    bamako_evening = datetime(2026, 11, 27, 20, 0, tzinfo=timezone(timedelta(hours=0)))
+    paris = datetime(2026, 11, 27, 21, 0, tzinfo=timezone(timedelta(hours=1)))
+    db_session.add(_contact(created_at=paris, last_seen_at=bamako_evening))
+    db_session.commit()
+    db_session.expire_all()
+    contact = db_session.exec(select(Contact)).one()
+    assert contact.created_at.tzinfo is not None
+    assert contact.created_at == bamako_evening
+    assert contact.created_at.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_are_refused(db_session: Session) -> None:
+    db_session.add(_contact(created_at=datetime(2026, 1, 1)))
+    with pytest.raises(sa.exc.StatementError):
+        db_session.commit()
+
+
+def test_message_provider_id_is_unique_per_channel(db_session: Session) -> None:
+    db_session.add(Message(channel="sms", direction="in", provider_id="SM1"))
+    db_session.add(Message(channel="telegram", direction="in", provider_id="SM1"))
+    db_session.commit()
+    db_session.add(Message(channel="sms", direction="in", provider_id="SM1"))
+    with pytest.raises(sa.exc.IntegrityError):
+        db_session.commit()
+
+
+def test_foreign_keys_enforced(db_session: Session) -> None:
+    db_session.add(Message(channel="sms", direction="in", contact_id=999))
+    with pytest.raises(sa.exc.IntegrityError):
+        db_session.commit()
+
+
+def test_now_is_utc() -> None:
+    from citoyen.models import utcnow
+
+    assert utcnow().tzinfo is UTC
