@@ -249,6 +249,8 @@ def chat(ctx: click.Context, channel: str, sender: str) -> None:
     from citoyen.channels.simulator import Simulator
     from citoyen.services.setup import ensure_ready
 
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger().setLevel(logging.WARNING)  # keep the dialogue readable
     runtime = _runtime(ctx)
     _load_bundle_or_exit(runtime)
     ensure_ready(runtime)

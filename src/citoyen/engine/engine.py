@@ -1,0 +1,512 @@
+"""The pure flow engine: (flow, state, input, context) -> (state, prompts, effects).
+
+It knows no channel, database, clock or randomness, so any web worker can resume a conversation
+from its JSON state, and property tests can throw any input sequence at it. Texts are locale keys:
+the caller renders them in ``state.language or ctx.default_language`` (see :func:`language_of`).
+
+Input matching is on option keys and numbers only, because the engine has no catalogue. A caller
+that wants citizens to type an option's label ("Vol", "Kati") translates it to
+``Input("choice", key)`` before calling :func:`step`; place menus also match area names, which
+the context carries.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from citoyen.engine import textnorm
+from citoyen.engine.schema import (
+    ActionNode,
+    AllCondition,
+    AnswerCondition,
+    AnyCondition,
+    BranchNode,
+    ChoiceNode,
+    EndNode,
+    Flow,
+    LanguageCondition,
+    LanguageNode,
+    MessageNode,
+    NotCondition,
+    NumberNode,
+    PlaceNode,
+    TextNode,
+)
+from citoyen.engine.types import Context, Effect, Input, Option, Prompt, State, StepResult
+
+FINISHED = ("completed", "interrupted", "expired")
+# Rank of area levels: a place node asks down to its ``levels`` rank. The Bamako district is
+# region-level and its children are communes, so "cercle" stops at the district itself.
+LEVEL_RANK = {"region": 1, "district": 1, "cercle": 2, "commune": 3}
+DEEPER_RANK = 4  # quartiers, villages and any unknown level: never asked
+HEADER_BY_RANK = {1: "system.place_region", 2: "system.place_cercle", 3: "system.place_commune"}
+MIN_MENU = 3  # one entry + "more" + "unknown"
+_INT = re.compile(r"\s*(-?\d{1,12})\s*")
+_POSITION = re.compile(r"\s*(\d{1,3})\s*[.)]?\s*")
+
+
+def language_of(state: State, ctx: Context) -> str:
+    """The language to render a conversation's prompts in."""
+    return state.language or ctx.default_language
+
+
+def start(flow: Flow, ctx: Context, *, language: str | None = None) -> StepResult:
+    """Begin a conversation: run from ``flow.start`` to the first question or the end.
+
+    ``language`` (or ``ctx.contact_language``) counts as known when it is enabled, so a
+    ``language`` node with ``skip_if_known`` does not ask again.
+    """
+    known = _enabled(language, ctx) or _enabled(ctx.contact_language, ctx)
+    run = _Run(flow, ctx, State(flow.id, flow.version, flow.start, language=known))
+    run.enter(flow.start)
+    return run.result()
+
+
+def step(flow: Flow, state: State, inp: Input, ctx: Context) -> StepResult:
+    """Apply one input to a waiting conversation. The given state is never mutated.
+
+    A finished state comes back unchanged with nothing to say: the caller starts a new
+    conversation. A state pinned to another flow version, or to a node the flow lacks, ends
+    with ``system.expired``.
+    """
+    if state.status in FINISHED:
+        return StepResult(state, [], [])
+    run = _Run(flow, ctx, State.from_dict(state.to_dict()))  # to_dict() deep-copies
+    if (
+        state.flow_id != flow.id
+        or state.flow_version != flow.version
+        or state.node not in flow.nodes
+    ):
+        run.interrupt("system.expired")
+    else:
+        run.handle(inp)
+    return run.result()
+
+
+def _enabled(language: str | None, ctx: Context) -> str | None:
+    return language if language and language in ctx.languages else None
+
+
+def _position(value: str | None, count: int) -> int | None:
+    """Index of the n-th shown option when ``value`` is a number n in 1..count."""
+    match = _POSITION.fullmatch(value or "")
+    if match:
+        n = int(match.group(1))
+        if 1 <= n <= count:
+            return n - 1
+    return None
+
+
+def match_option(keys: Sequence[str], inp: Input) -> int | None:
+    """Which shown option an input selects: its key, or its number in the menu (1-based)."""
+    if inp.kind not in ("choice", "digits", "text") or not inp.value:
+        return None
+    if inp.kind == "choice" and inp.value in keys:
+        return keys.index(inp.value)
+    if inp.kind != "choice":
+        index = _position(inp.value, len(keys))
+        if index is not None:
+            return index
+    wanted = textnorm.normalise(inp.value)
+    for index, key in enumerate(keys):
+        if wanted and textnorm.normalise(key) == wanted:
+            return index
+    return None
+
+
+def _yes_no(value: Any) -> bool | None:
+    if value is True or value == "yes":
+        return True
+    if value is False or value == "no":
+        return False
+    return None
+
+
+class _Run:
+    """One call of :func:`start` or :func:`step`: the state being changed and what to emit."""
+
+    def __init__(self, flow: Flow, ctx: Context, state: State) -> None:
+        self.flow = flow
+        self.ctx = ctx
+        self.state = state
+        self.prompts: list[Prompt] = []
+        self.effects: list[Effect] = []
+
+    def result(self) -> StepResult:
+        return StepResult(self.state, self.prompts, self.effects)
+
+    def say(self, kind: Any, text: str | None, **extra: Any) -> None:
+        self.prompts.append(Prompt(kind, text, self.state.node, **extra))
+
+    def interrupt(self, key: str = "system.goodbye") -> None:
+        self.say("end", key)
+        self.state.status = "interrupted"
+
+    # -- moving through the flow -------------------------------------------------------------
+
+    def enter(self, name: str) -> None:
+        """Run nodes from ``name`` until one waits for input or the flow ends."""
+        state = self.state
+        for _ in range(len(self.flow.nodes) + 2):
+            state.node, state.retries, state.scratch = name, 0, {}
+            node = self.flow.nodes[name]
+            following = self._pass_through(name, node)
+            if following is None:
+                return
+            name = following
+        # Only a flow the validator rejected can loop without waiting; end it politely.
+        self.interrupt()
+
+    def _pass_through(self, name: str, node: Any) -> str | None:
+        """Run a node that does not wait; return the next node, or None when we stop here."""
+        state = self.state
+        if isinstance(node, MessageNode):
+            self.say("message", node.text)
+            return node.next
+        if isinstance(node, BranchNode):
+            for branch in node.branches:
+                if self._holds(branch.if_):
+                    return branch.next
+            return node.default
+        if isinstance(node, ActionNode):
+            for action in node.do:
+                self._act(action)
+            return node.next
+        if isinstance(node, EndNode):
+            if node.text:
+                self.say("end", node.text)
+            state.status = "completed"
+            return None
+        if isinstance(node, LanguageNode):
+            known = _enabled(state.language, self.ctx) or _enabled(
+                self.ctx.contact_language, self.ctx
+            )
+            if (node.skip_if_known and known) or not self.ctx.languages:
+                if known:
+                    state.language = known
+                    state.answers["language"] = known
+                return node.next
+        if isinstance(node, PlaceNode) and not self._roots():
+            return node.next  # no area data: nothing to ask
+        state.status = "waiting"
+        self.ask(intro=True)
+        return None
+
+    def goto(self, name: str | None) -> None:
+        if name is None:  # the validator makes sure every option has a next
+            self.interrupt()
+            return
+        self.enter(name)
+
+    def restart(self) -> None:
+        """Start the flow again from ``start`` (keywords menu and start); language is kept."""
+        self.state.answers = {}
+        self.state.status = "active"
+        self.enter(self.flow.start)
+
+    # -- asking ------------------------------------------------------------------------------
+
+    def ask(self, *, intro: bool = False) -> None:
+        """Emit the current question (``intro`` adds a place node's own text first)."""
+        node = self.flow.nodes[self.state.node]
+        if self.state.scratch.get("mode") == "language" or isinstance(node, LanguageNode):
+            options = tuple(
+                Option(key=lang, text="system.language_option", lang=lang)
+                for lang in self.ctx.languages
+            )
+            self.say("language", "system.language_prompt", options=options)
+        elif isinstance(node, ChoiceNode):
+            options = tuple(Option(key=o.key, text=o.text) for o in node.options)
+            self.say("choice", node.text, options=options)
+        elif isinstance(node, NumberNode):
+            limits = {"min": node.min, "max": node.max}
+            self.say("number", node.text, params=dict(limits), expects=limits)
+        elif isinstance(node, TextNode):
+            expects = {"max_length": node.max_length, "max_seconds": node.max_seconds}
+            self.say("text", node.text, expects=expects)
+        elif isinstance(node, PlaceNode):
+            if intro:
+                self.say("message", node.text)
+            self._place_menu(node)
+
+    def invalid(
+        self, key: str = "system.invalid_choice", params: dict[str, Any] | None = None
+    ) -> None:
+        """Count an invalid answer; re-ask, or end politely after ``max_retries``."""
+        self.state.retries += 1
+        if self.state.retries >= self.flow.max_retries:
+            self.interrupt()
+            return
+        self.say("message", key, params=params or {})
+        self.ask()
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def handle(self, inp: Input) -> None:
+        state = self.state
+        node = self.flow.nodes[state.node]
+        if not isinstance(node, ChoiceNode | LanguageNode | PlaceNode | NumberNode | TextNode):
+            self.enter(state.node)  # a state saved before its node ran: just run it
+            return
+        if inp.kind == "timeout":
+            timeouts = int(state.scratch.get("timeouts", 0)) + 1
+            if timeouts >= 2:
+                self.interrupt()
+                return
+            state.scratch["timeouts"] = timeouts
+            self.say("message", "system.no_answer")
+            self.ask()
+            return
+        state.scratch.pop("timeouts", None)
+        if inp.kind == "start":
+            self.ask()
+            return
+        if inp.kind == "text" and inp.value and self.ctx.keywords:
+            keyword = textnorm.find_keyword(inp.value, self.ctx.keywords)
+            if keyword is not None and self._keyword(keyword):
+                return
+        if state.scratch.get("mode") == "language" or isinstance(node, LanguageNode):
+            self._answer_language(inp, node)
+        elif isinstance(node, ChoiceNode):
+            self._answer_choice(node, inp)
+        elif isinstance(node, PlaceNode):
+            self._answer_place(node, inp)
+        elif isinstance(node, NumberNode):
+            self._answer_number(node, inp)
+        else:
+            self._answer_text(node, inp)
+
+    def _keyword(self, keyword: str) -> bool:
+        """Act on a global keyword; False when the name is not one the engine knows."""
+        state = self.state
+        if keyword == "stop":
+            self.effects.append(Effect("opt_out", {}))
+            self.say("end", "system.stopped")
+            state.status = "completed"
+        elif keyword == "start":
+            self.effects.append(Effect("opt_in", {}))
+            self.say("message", "system.started")
+            self.restart()
+        elif keyword == "help":
+            self.say("message", "system.help")
+            self.ask()
+        elif keyword == "menu":
+            self.restart()
+        elif keyword == "language":
+            if not isinstance(self.flow.nodes[state.node], LanguageNode):
+                state.scratch = {"mode": "language", "return": state.node}
+                state.retries = 0
+            self.ask()
+        else:
+            return False
+        return True
+
+    def _answer_language(self, inp: Input, node: Any) -> None:
+        state = self.state
+        index = match_option(self.ctx.languages, inp)
+        if index is None:
+            self.invalid()
+            return
+        lang = self.ctx.languages[index]
+        state.language = lang
+        state.answers["language"] = lang
+        self.effects.append(Effect("set_language", {"language": lang}))
+        if state.scratch.get("mode") == "language":
+            back = state.scratch.get("return")
+            ok = isinstance(back, str) and back in self.flow.nodes
+            self.enter(back if ok else state.node)  # the same question, in the new language
+        else:
+            self.goto(node.next)
+
+    def _answer_choice(self, node: ChoiceNode, inp: Input) -> None:
+        index = match_option([o.key for o in node.options], inp)
+        if index is None:
+            self.invalid()
+            return
+        option = node.options[index]
+        if node.save:
+            self.state.answers[node.save] = option.key
+        self.goto(option.next or node.next)
+
+    def _answer_number(self, node: NumberNode, inp: Input) -> None:
+        match = _INT.fullmatch(inp.value or "") if inp.kind in ("digits", "text") else None
+        value = int(match.group(1)) if match else None
+        if value is None or not node.min <= value <= node.max:
+            self.invalid("system.invalid_number", {"min": node.min, "max": node.max})
+            return
+        if node.save:
+            self.state.answers[node.save] = value
+        self.goto(node.next)
+
+    def _answer_text(self, node: TextNode, inp: Input) -> None:
+        value = (inp.value or "").strip()
+        if inp.kind == "recording" and value:
+            answer: Any = {"recording": value}
+        elif inp.kind in ("text", "digits") and value:
+            answer = value[: node.max_length]
+            if len(value) > node.max_length:
+                self.say("message", "system.text_too_long", params={"max_length": node.max_length})
+        else:
+            self.invalid()
+            return
+        if node.save:
+            self.state.answers[node.save] = answer
+        self.goto(node.next)
+
+    # -- places ------------------------------------------------------------------------------
+
+    def _target(self, node: PlaceNode) -> int:
+        return LEVEL_RANK[node.levels]
+
+    def _rank(self, code: str) -> int:
+        return LEVEL_RANK.get(self.ctx.areas[code].level, DEEPER_RANK)
+
+    def _roots(self) -> list[str]:
+        return [c for c in self.ctx.area_roots if c in self.ctx.areas]
+
+    def _children(self, code: str, target: int) -> list[str]:
+        area = self.ctx.areas[code]
+        return [c for c in area.children if c in self.ctx.areas and self._rank(c) <= target]
+
+    def _level_codes(self, node: PlaceNode) -> list[str]:
+        """Areas of the menu being asked: children of the last chosen area, or the roots."""
+        path = [c for c in self.state.scratch.get("path", []) if c in self.ctx.areas]
+        return self._children(path[-1], self._target(node)) if path else self._roots()
+
+    def _page(self, codes: list[str], below_top: bool) -> list[Option]:
+        """The options shown now: a page of areas, then "more" and "unknown" when they apply."""
+        size = max(self.ctx.menu_size, MIN_MENU)
+        fixed = [Option(key="unknown", text="system.place_unknown")] if below_top else []
+        if len(codes) + len(fixed) <= size:
+            shown, more = codes, []
+        else:
+            per_page = size - 1 - len(fixed)
+            pages = -(-len(codes) // per_page)
+            page = int(self.state.scratch.get("page", 0)) % pages
+            shown = codes[page * per_page : (page + 1) * per_page]
+            more = [Option(key="more", text="system.more")]
+        areas = [Option(key=c, label=self.ctx.areas[c].name) for c in shown]
+        return areas + more + fixed
+
+    def _place_menu(self, node: PlaceNode) -> None:
+        codes = self._level_codes(node)
+        options = self._page(codes, bool(self.state.scratch.get("path")))
+        rank = min((self._rank(c) for c in codes), default=1)
+        header = HEADER_BY_RANK.get(rank, "system.place_commune")
+        level = {1: "region", 2: "cercle"}.get(rank, "commune")
+        self.say("place", header, options=tuple(options), expects={"level": level})
+
+    def _answer_place(self, node: PlaceNode, inp: Input) -> None:
+        scratch = self.state.scratch
+        if inp.kind == "location":
+            if inp.value and inp.value in self.ctx.areas:
+                self._save_place(node, inp.value)
+            else:
+                self.invalid()
+            return
+        codes = self._level_codes(node)
+        options = self._page(codes, bool(scratch.get("path")))
+        index = match_option([o.key for o in options], inp)
+        key = options[index].key if index is not None else self._area_by_name(codes, inp)
+        if key is None:
+            self.invalid()
+        elif key == "more":
+            scratch["page"] = int(scratch.get("page", 0)) + 1
+            self.ask()
+        elif key == "unknown":
+            self._save_place(node, scratch["path"][-1])
+        else:
+            scratch["path"] = [*scratch.get("path", []), key]
+            scratch["page"] = 0
+            if self._children(key, self._target(node)) and self._rank(key) < self._target(node):
+                self.ask()
+            else:
+                self._save_place(node, key)
+
+    def _area_by_name(self, codes: list[str], inp: Input) -> str | None:
+        """An area of the current level typed by name or code (any page)."""
+        if inp.kind not in ("text", "choice") or not inp.value:
+            return None
+        wanted = textnorm.normalise(inp.value)
+        for code in codes:
+            if wanted in (textnorm.normalise(code), textnorm.normalise(self.ctx.areas[code].name)):
+                return code
+        return None
+
+    def _save_place(self, node: PlaceNode, code: str) -> None:
+        if node.save:
+            self.state.answers[node.save] = code
+        self.goto(node.next)
+
+    # -- branches and actions ----------------------------------------------------------------
+
+    def _holds(self, cond: Any) -> bool:
+        if isinstance(cond, AnswerCondition):
+            return self._answer_holds(cond)
+        if isinstance(cond, LanguageCondition):
+            return self.state.language == cond.language
+        if isinstance(cond, AllCondition):
+            return all(self._holds(c) for c in cond.all_)
+        if isinstance(cond, AnyCondition):
+            return any(self._holds(c) for c in cond.any_)
+        if isinstance(cond, NotCondition):
+            return not self._holds(cond.not_)
+        return False
+
+    def _answer_holds(self, cond: AnswerCondition) -> bool:
+        value = self.state.answers.get(cond.answer)
+        if "set_" in cond.model_fields_set:
+            return (value is not None) == bool(cond.set_)
+        if "eq" in cond.model_fields_set:
+            return _same_value(value, cond.eq)
+        return any(_same_value(value, v) for v in cond.in_ or [])
+
+    def _act(self, action: Any) -> None:
+        answers = self.state.answers
+        kind = action.kind
+        if kind == "create_report":
+            args = action.create_report
+
+            def get(name: str | None) -> Any:
+                return answers.get(name) if name else None
+
+            urgent = get(args.urgency_from) == "yes"
+            data = {
+                "category": get(args.category),
+                "place": get(args.place),
+                "description": get(args.description),
+                "urgency": "emergency" if urgent else "normal",
+                "anonymous": get(args.anonymous),
+                "callback": get(args.callback),
+                "answers": copy.deepcopy(answers),
+            }
+            self.effects.append(Effect("create_report", data))
+        elif kind == "save_answers":
+            names = list(answers) if action.save_answers == "all" else action.save_answers
+            saved = {name: copy.deepcopy(answers.get(name)) for name in names}
+            data = {"flow_id": self.flow.id, "flow_version": self.flow.version, "answers": saved}
+            self.effects.append(Effect("save_answers", data))
+        elif kind == "set_consent":
+            args = action.set_consent
+            consent = args.value if args.answer is None else _yes_no(answers.get(args.answer))
+            if consent is not None:
+                self.effects.append(Effect("set_consent", {"consent": consent}))
+        elif kind == "set_language":
+            lang = answers.get(action.set_language.answer)
+            if isinstance(lang, str) and lang in self.ctx.languages:
+                self.state.language = lang
+                self.effects.append(Effect("set_language", {"language": lang}))
+        elif kind in ("opt_out", "opt_in"):
+            self.effects.append(Effect(kind, {}))
+
+
+def _same_value(value: Any, expected: Any) -> bool:
+    """Equality that forgives YAML typing: ``eq: 18`` matches the answer ``"18"`` and back."""
+    if value is None:
+        return False
+    if isinstance(value, bool) or isinstance(expected, bool):
+        return value is expected or _yes_no(value) == expected
+    return value == expected or str(value) == str(expected)

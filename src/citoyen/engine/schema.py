@@ -1,0 +1,389 @@
+"""Pydantic models of the flow YAML (docs/flows.md): flows, nodes, conditions, actions, settings.
+
+Unknown fields are errors (``extra="forbid"``) because a misspelt field in a hand-written YAML
+file would otherwise be ignored silently, and a citizen would meet the consequence. A flow's
+``version`` hashes its canonical content so that a conversation can be pinned to the definition it
+started with, stored as JSON and reloaded with :meth:`Flow.from_definition`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+    model_validator,
+)
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+LEVELS: tuple[str, ...] = ("region", "cercle", "commune")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _exactly_one(model: BaseModel, names: tuple[str, ...], what: str) -> str:
+    """The single one of ``names`` that was given, else a validation error naming them."""
+    given = [n for n in names if n in model.model_fields_set]
+    aliases = [getattr(type(model).model_fields[n], "alias", None) or n for n in names]
+    if len(given) != 1:
+        raise ValueError(f"{what} needs exactly one of: {', '.join(aliases)}")
+    return given[0]
+
+
+# -- conditions -----------------------------------------------------------------------------------
+
+
+class AnswerCondition(_Model):
+    """``{answer: NAME, eq: V}``, ``{answer: NAME, in: [...]}`` or ``{answer: NAME, set: bool}``."""
+
+    answer: str
+    eq: Scalar | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in")
+    set_: bool | None = Field(default=None, alias="set")
+
+    @model_validator(mode="after")
+    def _one_test(self) -> AnswerCondition:
+        _exactly_one(self, ("eq", "in_", "set_"), "an answer condition")
+        return self
+
+
+class LanguageCondition(_Model):
+    """``{language: CODE}``: the conversation's language."""
+
+    language: str
+
+
+class AllCondition(_Model):
+    all_: list[Condition] = Field(alias="all", min_length=1)
+
+
+class AnyCondition(_Model):
+    any_: list[Condition] = Field(alias="any", min_length=1)
+
+
+class NotCondition(_Model):
+    not_: Condition = Field(alias="not")
+
+
+_CONDITION_TAGS = (
+    ("answer", "answer-condition", AnswerCondition),
+    ("language", "language-condition", LanguageCondition),
+    ("all", "all-condition", AllCondition),
+    ("any", "any-condition", AnyCondition),
+    ("not", "not-condition", NotCondition),
+)
+
+
+def _condition_tag(value: Any) -> str | None:
+    """Conditions are told apart by their leading key, not by a ``type`` field."""
+    if isinstance(value, dict):
+        for key, tag, _model in _CONDITION_TAGS:
+            if key in value:
+                return tag
+        return None
+    for _key, tag, model in _CONDITION_TAGS:
+        if isinstance(value, model):
+            return tag
+    return None
+
+
+Condition = Annotated[
+    Annotated[AnswerCondition, Tag("answer-condition")]
+    | Annotated[LanguageCondition, Tag("language-condition")]
+    | Annotated[AllCondition, Tag("all-condition")]
+    | Annotated[AnyCondition, Tag("any-condition")]
+    | Annotated[NotCondition, Tag("not-condition")],
+    Discriminator(
+        _condition_tag,
+        custom_error_type="unknown_condition",
+        custom_error_message="a condition starts with one of: answer, language, all, any, not",
+    ),
+]
+
+for _model in (AllCondition, AnyCondition, NotCondition):
+    _model.model_rebuild()
+
+
+# -- actions --------------------------------------------------------------------------------------
+
+
+class CreateReport(_Model):
+    """Report field -> answer name; ``urgency_from`` names a yes/no answer (yes = emergency)."""
+
+    category: str | None = None
+    place: str | None = None
+    description: str | None = None
+    anonymous: str | None = None
+    callback: str | None = None
+    urgency_from: str | None = None
+
+
+class ConsentArgs(_Model):
+    answer: str | None = None
+    value: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ConsentArgs:
+        _exactly_one(self, ("answer", "value"), "set_consent")
+        return self
+
+
+class LanguageArgs(_Model):
+    answer: str
+
+
+class NoArgs(_Model):
+    pass
+
+
+ACTION_KINDS: tuple[str, ...] = (
+    "create_report",
+    "save_answers",
+    "set_consent",
+    "set_language",
+    "opt_out",
+    "opt_in",
+)
+
+
+class Action(_Model):
+    """One entry of an action node's ``do`` list: a mapping with exactly one action name."""
+
+    create_report: CreateReport | None = None
+    save_answers: list[str] | Literal["all"] | None = None
+    set_consent: ConsentArgs | None = None
+    set_language: LanguageArgs | None = None
+    opt_out: NoArgs | None = None
+    opt_in: NoArgs | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Action:
+        kind = _exactly_one(self, ACTION_KINDS, "an action")
+        if getattr(self, kind) is None and kind not in ("opt_out", "opt_in"):
+            raise ValueError(f"action '{kind}' needs an argument")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(n for n in ACTION_KINDS if n in self.model_fields_set)
+
+
+# -- nodes ----------------------------------------------------------------------------------------
+
+
+class MessageNode(_Model):
+    type: Literal["message"]
+    text: str
+    next: str
+
+
+class ChoiceOption(_Model):
+    key: str = Field(min_length=1)
+    text: str
+    next: str | None = None
+
+
+class ChoiceNode(_Model):
+    type: Literal["choice"]
+    text: str
+    save: str | None = None
+    options: list[ChoiceOption] = Field(min_length=1)
+    next: str | None = None
+
+
+class LanguageNode(_Model):
+    type: Literal["language"]
+    skip_if_known: bool = True
+    next: str
+
+
+class PlaceNode(_Model):
+    type: Literal["place"]
+    text: str
+    save: str | None = None
+    levels: Literal["region", "cercle", "commune"] = "commune"
+    next: str
+
+
+class NumberNode(_Model):
+    type: Literal["number"]
+    text: str
+    save: str | None = None
+    min: int
+    max: int
+    next: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NumberNode:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class TextNode(_Model):
+    type: Literal["text"]
+    text: str
+    save: str | None = None
+    max_length: int = Field(default=1000, ge=1)
+    max_seconds: int = Field(default=120, ge=1)
+    next: str
+
+
+class Branch(_Model):
+    if_: Condition = Field(alias="if")
+    next: str
+
+
+class BranchNode(_Model):
+    type: Literal["branch"]
+    branches: list[Branch] = Field(min_length=1)
+    default: str
+
+
+class ActionNode(_Model):
+    type: Literal["action"]
+    do: list[Action] = Field(min_length=1)
+    next: str
+
+
+class EndNode(_Model):
+    type: Literal["end"]
+    text: str | None = None
+
+
+Node = Annotated[
+    MessageNode
+    | ChoiceNode
+    | LanguageNode
+    | PlaceNode
+    | NumberNode
+    | TextNode
+    | BranchNode
+    | ActionNode
+    | EndNode,
+    Field(discriminator="type"),
+]
+NODE_TYPES: tuple[str, ...] = (
+    "message",
+    "choice",
+    "language",
+    "place",
+    "number",
+    "text",
+    "branch",
+    "action",
+    "end",
+)
+WAITING_TYPES = frozenset({"choice", "language", "place", "number", "text"})
+
+
+def waits(node: BaseModel) -> bool:
+    """Whether a node always waits for the citizen (a language node may skip itself)."""
+    if isinstance(node, LanguageNode):
+        return not node.skip_if_known
+    return getattr(node, "type", None) in WAITING_TYPES
+
+
+# -- flow -----------------------------------------------------------------------------------------
+
+
+class Trigger(_Model):
+    """What starts a flow: a keyword, a first contact, an incoming call, or any message."""
+
+    keyword: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    first_contact: bool | None = None
+    incoming_call: bool | None = None
+    default: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Trigger:
+        _exactly_one(self, ("keyword", "first_contact", "incoming_call", "default"), "a trigger")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(iter(self.model_fields_set))
+
+
+def duration_seconds(text: str) -> int:
+    """``90s``, ``30m``, ``2h``, ``7d`` -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"bad duration {text!r} (use a number and s, m, h or d)")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class Flow(_Model):
+    """One conversation flow (``flows/<id>.yaml``)."""
+
+    id: str = Field(min_length=1)
+    expiry: str = Field(default="2h", pattern=_DURATION.pattern)
+    max_retries: int = Field(default=3, ge=1)
+    triggers: list[Trigger] = Field(default_factory=list)
+    start: str
+    nodes: dict[str, Node] = Field(min_length=1)
+
+    @property
+    def expiry_seconds(self) -> int:
+        return duration_seconds(self.expiry)
+
+    def to_definition(self) -> dict[str, Any]:
+        """The definition as plain JSON data (field aliases, only what the author wrote)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    @classmethod
+    def from_definition(cls, data: dict[str, Any]) -> Flow:
+        """Rebuild a pinned flow from :meth:`to_definition` output (same version)."""
+        return cls.model_validate(data)
+
+    @cached_property
+    def version(self) -> str:
+        """SHA-256 of the canonical JSON of the definition: formatting and comments don't count."""
+        canonical = json.dumps(
+            self.to_definition(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+
+class LanguageSettings(_Model):
+    enabled: list[str] = Field(min_length=1)
+    default: str
+
+
+KEYWORD_NAMES: tuple[str, ...] = ("stop", "start", "help", "menu", "language")
+KeywordName = Literal["stop", "start", "help", "menu", "language"]
+
+
+class Settings(_Model):
+    """``flows/settings.yaml``: languages, emergency numbers, global keywords."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    languages: LanguageSettings
+    emergency_numbers: dict[str, str] = Field(default_factory=dict)
+    # Global keyword lists by name (stop, start, help, menu, language); the engine tries them in
+    # that order.
+    keywords: dict[KeywordName, list[str]] = Field(default_factory=dict)
+
+    def keyword_map(self) -> dict[str, tuple[str, ...]]:
+        """``Context.keywords`` as the engine wants it, in the engine's order."""
+        return {name: tuple(self.keywords[name]) for name in KEYWORD_NAMES if name in self.keywords}

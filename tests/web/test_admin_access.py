@@ -1,0 +1,75 @@
+"""Access rules of the admin: sign-in required everywhere, CSRF on every state change."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+PUBLIC = {"admin.login", "static", "health.healthz"}
+
+
+def _admin_rules(app: Flask):
+    return [r for r in app.url_map.iter_rules() if r.endpoint not in PUBLIC]
+
+
+def test_healthz_reports_database(client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_every_admin_url_needs_login(app: Flask, client) -> None:
+    rules = _admin_rules(app)
+    assert rules, "the URL map should have admin routes"
+    for rule in rules:
+        url = rule.rule.replace("<int:", "<").replace("<", "").replace(">", "")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(url, method=method)
+            # GETs redirect to the login page; POSTs without a token are refused by CSRF first.
+            assert response.status_code in (302, 400, 401), (rule.rule, method)
+            if response.status_code == 302:
+                assert "/admin/login" in response.headers["Location"]
+
+
+def test_login_then_reports_page(auth, client) -> None:
+    auth.create()
+    response = auth.login()
+    assert response.status_code == 302
+    page = client.get("/admin/")
+    assert page.status_code == 200
+    assert "Signalements" in page.get_data(as_text=True)
+
+
+def test_wrong_password_refused(auth, client) -> None:
+    auth.create()
+    response = auth.login(password="not the password")
+    assert response.status_code == 401
+    assert client.get("/admin/").status_code == 302
+
+
+def test_post_without_csrf_refused(app: Flask, auth, client) -> None:
+    auth.create()
+    response = client.post(
+        "/admin/login", data={"email": "moderateur@example.org", "password": "x" * 12}
+    )
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/admin/"])
+def test_login_does_not_redirect_off_site(auth, client, target: str) -> None:
+    auth.create()
+    from tests.web.conftest import PASSWORD, csrf_token
+
+    token = csrf_token(client)
+    response = client.post(
+        f"/admin/login?next={target}",
+        data={"email": "moderateur@example.org", "password": PASSWORD, "csrf_token": token},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/")
+
+
+def test_security_headers(client) -> None:
+    response = client.get("/admin/login")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
