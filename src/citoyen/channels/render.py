@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from citoyen.engine.sms import render_menu
 from citoyen.engine.types import Option, Prompt
 
 WAITING_KINDS = ("choice", "language", "place", "number", "text")
@@ -37,17 +38,30 @@ def render_sms(
     catalog: Any, prompts: Sequence[Prompt], lang: str, params: Mapping[str, Any]
 ) -> str:
     """All prompts of one reply as one SMS text, menus as numbered lines."""
-    blocks: list[str] = []
+    return "\n\n".join(render_sms_parts(catalog, prompts, lang, params))
+
+
+def render_sms_parts(
+    catalog: Any, prompts: Sequence[Prompt], lang: str, params: Mapping[str, Any]
+) -> list[str]:
+    """One text per prompt; a menu's numbered lines go with its question."""
+    parts: list[str] = []
     for prompt in prompts:
-        lines = _lines_for(catalog, prompt, lang, params)
-        for n, option in enumerate(prompt.options, start=1):
-            if prompt.kind == "language":
-                lines.append(catalog.render("system.language_option", option.key, {"n": n}))
-            else:
-                lines.append(f"{n}. {option_label(catalog, option, lang, params)}")
-        if lines:
-            blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+        header = "\n".join(_lines_for(catalog, prompt, lang, params)) or None
+        if prompt.kind == "language":
+            # Each language announces itself in its own words ("Pour le français, tapez 1.").
+            lines = [header] if header else []
+            lines += [
+                catalog.render("system.language_option", o.key, {"n": n})
+                for n, o in enumerate(prompt.options, start=1)
+            ]
+            text = "\n".join(lines)
+        else:
+            labels = [option_label(catalog, o, lang, params) for o in prompt.options]
+            text = render_menu(header, labels)
+        if text:
+            parts.append(text)
+    return parts
 
 
 @dataclass

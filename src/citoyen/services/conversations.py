@@ -281,9 +281,8 @@ class ConversationService:
         conversation.node = state.node
         conversation.status = state.status
         conversation.updated_at = now
-        expiry = _expiry_seconds(flow)
         conversation.expires_at = (
-            now + timedelta(seconds=expiry) if state.status in OPEN_STATUSES and expiry else None
+            now + timedelta(seconds=flow.expiry_seconds) if state.status in OPEN_STATUSES else None
         )
 
     def _is_keyword(self, text: str | None, ctx: Context) -> bool:
@@ -291,27 +290,22 @@ class ConversationService:
         return any(norm == normalise(w) for words in ctx.keywords.values() for w in words)
 
     def _is_trigger(self, flow: Any, text: str | None) -> bool:
-        norm = normalise(text or "")
-        return any(norm == normalise(w) for w in _trigger_keywords(flow))
+        return self.bundle.flow_for_keyword(text or "") is flow
 
     def _choose_flow(self, inbound: Inbound, first_contact: bool) -> Any:
         """The flow a new conversation runs, from the flows' triggers."""
-        flows = list(self.bundle.flows.values())
-        text = normalise(inbound.input.value or "") if inbound.input.kind == "text" else ""
-        if text:
-            for flow in flows:
-                if any(text == normalise(w) for w in _trigger_keywords(flow)):
-                    return flow
-        wanted = (
-            ["incoming_call", "default"]
-            if inbound.channel == "voice"
-            else (["first_contact", "default"] if first_contact else ["default"])
-        )
-        for kind in wanted:
-            for flow in flows:
-                if any(getattr(t, kind, None) for t in flow.triggers):
-                    return flow
-        return flows[0]
+        bundle = self.bundle
+        if inbound.input.kind == "text" and inbound.input.value:
+            flow = bundle.flow_for_keyword(inbound.input.value)
+            if flow is not None:
+                return flow
+        kinds = ["incoming_call"] if inbound.channel == "voice" else []
+        kinds += ["first_contact"] if first_contact else []
+        for kind in [*kinds, "default"]:
+            flow = bundle.flow_for(kind)
+            if flow is not None:
+                return flow
+        return next(iter(bundle.flows.values()))
 
     def _match_label(self, inp: Input, conversation: Conversation) -> Input:
         """Typed text equal to a menu label in the citizen's language selects that option."""
@@ -333,21 +327,3 @@ class ConversationService:
                     for o in prompt.options
                 ]
         return []
-
-
-def _trigger_keywords(flow: Any) -> list[str]:
-    words: list[str] = []
-    for trigger in flow.triggers:
-        words.extend(getattr(trigger, "keyword", None) or [])
-    return words
-
-
-def _expiry_seconds(flow: Any) -> int | None:
-    value = getattr(flow, "expiry", None)
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return int(value.total_seconds())
-    if isinstance(value, int | float):
-        return int(value)
-    return int(getattr(flow, "expiry_seconds", 0)) or None

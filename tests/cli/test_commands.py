@@ -1,0 +1,183 @@
+"""The `citoyen` command, driven through click's runner (and a real process for `run`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from citoyen.cli import main
+from citoyen.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN = ROOT / "tests" / "engine" / "fixtures" / "broken"
+AREAS = ROOT / "tests" / "fixtures" / "areas"
+
+
+@pytest.fixture
+def invoke(settings: Settings):
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, s: Settings | None = None):
+        return runner.invoke(main, list(args), input=input, obj={"settings": s or settings})
+
+    return run
+
+
+def test_flows_check_passes_on_shipped_flows(invoke) -> None:
+    result = invoke("flows", "check")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^0 error\(s\), \d+ warning\(s\)$", result.output, re.M)
+
+
+@pytest.mark.parametrize("kind", ["bad_yaml", "unknown_node", "cycle", "too_many_options"])
+def test_flows_check_fails_on_broken_flows(invoke, settings: Settings, kind: str) -> None:
+    broken = settings.model_copy(
+        update={"flows_dir": BROKEN / kind / "flows", "locales_dir": BROKEN / kind / "locales"}
+    )
+    result = invoke("flows", "check", s=broken)
+    assert result.exit_code == 1
+    assert re.search(r"^error: \S+\.yaml(:\d+)?: ", result.output, re.M), result.output
+
+
+def test_chat_sms_makes_a_report_that_export_lists(invoke) -> None:
+    script = "\n".join(["Bonjour", "1", "2", "1", "1", "2", "Vol de moto au marché", "1", "2"])
+    result = invoke("chat", "--channel", "sms", "--from", "+22376000000", input=script + "\n")
+    assert result.exit_code == 0, result.output
+    assert "1. " in result.output and "SMS segment" in result.output
+    reference = re.search(r"\b(\d{3}-\d{4})\b", result.output.split("\n")[-3:][0] + result.output)
+    assert reference
+    exported = invoke("reports", "export", "--format", "json")
+    assert exported.exit_code == 0, exported.output
+    rows = json.loads(exported.stdout)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["reference"] in result.output
+    assert row["channel"] == "sms" and row["category"] == "theft"
+    assert row["area_code"] == "ML-BKO.commune-i"
+    assert row["reporter"].startswith("Citoyen ")
+    assert "76000000" not in exported.stdout
+
+    csv_out = invoke("reports", "export", "--format", "csv")
+    assert csv_out.stdout.splitlines()[0].startswith("reference,created_at,channel")
+    assert row["reference"] in csv_out.stdout
+
+
+def test_chat_voice_shows_keypad_prompts(invoke) -> None:
+    script = "\n".join(["1", "1", "1", "1", "2", "Des coups de feu la nuit", "2", "1"])
+    result = invoke("chat", "--channel", "voice", "--from", "+22376000001", input=script + "\n")
+    assert result.exit_code == 0, result.output
+    from citoyen.i18n import Catalog
+
+    assert Catalog.load(ROOT / "locales").render("system.language_option", "fr", {"n": 1}) in (
+        result.output
+    )
+    assert "(one key)" in result.output and "(recording" in result.output
+    rows = json.loads(invoke("reports", "export", "--format", "json").stdout)
+    assert rows[0]["channel"] == "voice"
+    assert rows[0]["recording_url"] == "simulator:Des coups de feu la nuit"
+
+
+def test_chat_telegram_shows_buttons(invoke) -> None:
+    result = invoke("chat", "--channel", "telegram", "--from", "123456", input="Salut\n3\n")
+    assert result.exit_code == 0, result.output
+    assert "[1: Français]" in result.output and "[3: English]" in result.output
+    from citoyen.i18n import Catalog
+
+    category_question = Catalog.load(ROOT / "locales").render("report.category", "en", {})
+    assert category_question in result.output
+
+
+def test_users_create(invoke) -> None:
+    result = invoke("users", "create", "--email", "Awa@example.org", "--role", "analyst")
+    assert result.exit_code == 0, result.output
+    assert "created analyst awa@example.org" in result.output
+    assert re.search(r"password: \S{12,}", result.output)
+    again = invoke("users", "create", "--email", "awa@example.org", "--role", "analyst")
+    assert again.exit_code != 0 and "already exists" in again.output
+    agent = invoke("users", "create", "--email", "b@example.org", "--role", "agent")
+    assert agent.exit_code != 0 and "--stakeholder" in agent.output
+
+
+def test_locales_status(invoke) -> None:
+    result = invoke("locales", "status")
+    assert result.exit_code == 0, result.output
+    for name in ("Français", "Bamanankan", "English"):
+        assert name in result.output
+
+
+def test_areas_import_good_and_bad(invoke) -> None:
+    assert invoke("areas", "seed").exit_code == 0
+    good = invoke("areas", "import", str(AREAS / "cod_ab_small.csv"))
+    assert good.exit_code == 0, good.output
+    bad = invoke("areas", "import", str(AREAS / "cod_ab_bad.csv"))
+    assert bad.exit_code != 0
+    assert re.search(r"row \d+", bad.output) and "nothing was imported" in bad.output
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, field in Settings.model_fields.items():
+        env = field.validation_alias.choices[0]  # type: ignore[union-attr]
+        assert f"`{env}`" in readme, f"{env} ({name}) is not in the README's configuration table"
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, command in main.commands.items():
+        sub = getattr(command, "commands", None)
+        for full in [f"citoyen {name} {s}" for s in sub] if sub else [f"citoyen {name}"]:
+            assert f"`{full}" in readme, f"`{full}` is not documented in the README"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_first_start_migrates_and_prints_admin_login(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CITOYEN_INSTANCE_DIR": str(tmp_path / "instance"),
+        "CITOYEN_PORT": str(port),
+    }
+    env.pop("CITOYEN_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "citoyen.cli", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    output = ""
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    health = json.loads(r.read())
+                    break
+            except OSError:
+                time.sleep(0.3)
+        assert health == {"status": "ok", "database": "ok"}
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+    assert (tmp_path / "instance" / "citoyen.db").exists()
+    assert "admin@citoyen.local" in output
+    assert re.search(r"password: \S{12,}", output)
+    assert "citoyen chat --channel sms" in output
+    assert "worker started" in output
