@@ -66,6 +66,9 @@ class Area(SQLModel, table=True):
     pcode: str | None = Field(default=None, max_length=40, unique=True)
     iso_code: str | None = Field(default=None, max_length=10)
     position: int = 0  # order in menus
+    # A representative point (the chief town), for "nearest area" from a shared location.
+    latitude: float | None = None
+    longitude: float | None = None
 
 
 class Contact(SQLModel, table=True):
@@ -233,12 +236,45 @@ class AuditEvent(SQLModel, table=True):
     created_at: datetime = ts(index=True)
 
 
+class Attachment(SQLModel, table=True):
+    """A recording, voice note or photo a citizen sent, kept in the project's storage.
+
+    Providers delete their copies (Twilio recordings, Telegram files expire), so the worker
+    fetches each one (``status`` pending -> fetched or failed) into the instance folder.
+    """
+
+    __tablename__ = "attachments"
+    __table_args__ = (sa.UniqueConstraint("channel", "provider_ref", name="uq_attachments_ref"),)
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: int | None = Field(default=None, foreign_key="reports.id", index=True)
+    conversation_id: int | None = Field(default=None, foreign_key="conversations.id", index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+    channel: str = Field(max_length=20)
+    kind: str = Field(max_length=20)  # recording | voice | photo | document
+    provider_ref: str = Field(max_length=500)  # Twilio RecordingSid/URL, Telegram file_id
+    content_type: str | None = Field(default=None, max_length=100)
+    duration_seconds: int | None = None
+    size_bytes: int | None = None
+    local_path: str | None = Field(default=None, max_length=500)
+    status: str = Field(default="pending", max_length=20, index=True)
+    attempts: int = 0
+    error: str | None = None
+    created_at: datetime = ts()
+    fetched_at: datetime | None = ts(nullable=True, default=False)
+
+
 class Outbox(SQLModel, table=True):
-    """A message waiting to be sent by the worker: retried, rate-limited, idempotent."""
+    """A message waiting to be sent by the worker: retried, rate-limited, idempotent.
+
+    ``status``: pending -> sending -> sent (-> delivered / undelivered from provider callbacks),
+    or failed (permanent error, or retries exhausted). ``kind`` says why it exists (reply,
+    notification, alert, survey...).
+    """
 
     __tablename__ = "outbox"
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=120, unique=True)
+    kind: str = Field(default="reply", max_length=30)
     channel: str = Field(max_length=20)
     contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
     address_enc: str | None = Field(default=None, max_length=500)  # for non-contact recipients
@@ -247,7 +283,9 @@ class Outbox(SQLModel, table=True):
     status: str = Field(default="pending", max_length=20, index=True)  # pending sent failed
     attempts: int = 0
     next_attempt_at: datetime = ts(index=True)
-    provider_id: str | None = Field(default=None, max_length=120)
+    provider_id: str | None = Field(default=None, max_length=120, index=True)
+    delivery_status: str | None = Field(default=None, max_length=20)
     error: str | None = None
+    locked_until: datetime | None = ts(nullable=True, default=False)
     created_at: datetime = ts()
     sent_at: datetime | None = ts(nullable=True, default=False)

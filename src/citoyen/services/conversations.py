@@ -11,6 +11,7 @@ nothing is recorded twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 OPEN_STATUSES = ("active", "waiting")
 # Voice menus have keys 1-9; text channels keep menus short enough to read on a small phone.
 MENU_SIZE = {"voice": 9, "sms": 9, "telegram": 9}
+
+
+OnReply = Callable[[Session, "Reply", Contact], None]
 
 
 @dataclass
@@ -89,14 +93,24 @@ class ConversationService:
 
     # -- public -------------------------------------------------------------------------------
 
-    def handle(self, inbound: Inbound, now: datetime | None = None) -> Reply:
-        """Process one inbound input exactly once and return the reply to give."""
+    def handle(
+        self,
+        inbound: Inbound,
+        now: datetime | None = None,
+        on_reply: OnReply | None = None,
+    ) -> Reply:
+        """Process one inbound input exactly once and return the reply to give.
+
+        ``on_reply(session, reply, contact)`` runs inside the same transaction for a new (not
+        duplicate) input: channels that answer through the outbox (Telegram) queue the reply
+        there, so it is queued if and only if the input is recorded.
+        """
         now = now or datetime.now(UTC)
         last_error: Exception | None = None
         for _attempt in range(4):
             try:
                 with write_session(self.engine) as session:
-                    return self._handle(session, inbound, now)
+                    return self._handle(session, inbound, now, on_reply)
             except IntegrityError as exc:
                 # A copy of this request committed first (same provider id), or this contact's
                 # first two messages raced to create it: the next attempt sees the winner's rows.
@@ -109,7 +123,9 @@ class ConversationService:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _handle(self, session: Session, inbound: Inbound, now: datetime) -> Reply:
+    def _handle(
+        self, session: Session, inbound: Inbound, now: datetime, on_reply: OnReply | None
+    ) -> Reply:
         if inbound.provider_id:
             seen = session.exec(
                 select(Message).where(
@@ -184,6 +200,8 @@ class ConversationService:
                 created_at=now,
             )
         )
+        if on_reply is not None:
+            on_reply(session, reply, contact)
         log.info(
             "%s %s: flow %s node %s -> %s",
             inbound.channel,

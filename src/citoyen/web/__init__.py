@@ -31,10 +31,10 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
     app.config.update(test_config)
     app.extensions["citoyen"] = runtime
 
-    from citoyen.web import admin, health
+    from citoyen.web import admin, health, telegram_webhook, twilio_sms, twilio_voice
 
-    health.init_app(app)
-    admin.init_app(app)
+    for module in (health, admin, twilio_sms, twilio_voice, telegram_webhook):
+        module.init_app(app)
 
     @app.after_request
     def security_headers(response):  # type: ignore[no-untyped-def]
