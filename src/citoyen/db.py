@@ -89,13 +89,8 @@ def write_session(engine: Engine) -> Iterator[Session]:
     bind = (
         engine.execution_options(citoyen_write=True) if engine.dialect.name == "sqlite" else engine
     )
-    with Session(bind, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with session_scope(bind) as session:
+        yield session
 
 
 def alembic_config(url: str) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 # Older Bambara spellings -> standard orthography (applied after casefolding, before accents go).
 _OLD_TO_STANDARD = (("è", "ɛ"), ("ò", "ɔ"), ("ny", "ɲ"))
@@ -49,8 +50,12 @@ def standardise(text: str) -> str:
     return " ".join(text.split())
 
 
+@lru_cache(maxsize=8192)
 def normalise(text: str) -> str:
-    """The matching key: :func:`standardise`, then Bambara letters to ASCII (ɛ->e, ɲ->ny...)."""
+    """The matching key: :func:`standardise`, then Bambara letters to ASCII (ɛ->e, ɲ->ny...).
+
+    Cached: keywords and menu labels are normalised on every message, and they are few.
+    """
     return standardise(text).translate(_TO_ASCII)
 
 
