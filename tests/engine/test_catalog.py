@@ -70,11 +70,11 @@ def test_audio_paths(catalog: Catalog) -> None:
 def test_coverage(catalog: Catalog) -> None:
     rows = catalog.coverage()
     assert set(rows) == {"bm", "fr"}
-    assert rows["fr"]["keys"] == rows["bm"]["keys"] == 31
+    assert rows["fr"]["keys"] == rows["bm"]["keys"] == 32
     assert rows["fr"]["missing"] == 0
     assert rows["fr"]["needs_review"] == 1
-    assert rows["bm"]["needs_review"] == 31
-    assert rows["bm"]["audio"] == 26
+    assert rows["bm"]["needs_review"] == 32
+    assert rows["bm"]["audio"] == 27
     assert rows["fr"]["name"] == "Français"
 
 

@@ -137,7 +137,7 @@ def render_voice(
                 segments.append(seg)
         if prompt.kind in ("choice", "language", "place"):
             gather = {"input": "dtmf", "num_digits": 1, "options": len(prompt.options)}
-        elif prompt.kind == "number":
+        elif prompt.kind in ("number", "reference"):
             gather = {"input": "dtmf", "finish_on_key": "#", **prompt.expects}
         elif prompt.kind == "text":
             gather = {"input": "record", **prompt.expects}

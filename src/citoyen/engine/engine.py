@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from citoyen.engine import textnorm
+from citoyen.engine.refcodes import parse_reference
 from citoyen.engine.schema import (
     ActionNode,
     AllCondition,
@@ -33,6 +34,7 @@ from citoyen.engine.schema import (
     NotCondition,
     NumberNode,
     PlaceNode,
+    ReferenceNode,
     TextNode,
 )
 from citoyen.engine.types import Context, Effect, Input, Option, Prompt, State, StepResult
@@ -227,6 +229,8 @@ class _Run:
         elif isinstance(node, TextNode):
             expects = {"max_length": node.max_length, "max_seconds": node.max_seconds}
             self.say("text", node.text, expects=expects)
+        elif isinstance(node, ReferenceNode):
+            self.say("reference", node.text, expects={"digits": 7})
         elif isinstance(node, PlaceNode):
             if intro:
                 self.say("message", node.text)
@@ -248,7 +252,9 @@ class _Run:
     def handle(self, inp: Input) -> None:
         state = self.state
         node = self.flow.nodes[state.node]
-        if not isinstance(node, ChoiceNode | LanguageNode | PlaceNode | NumberNode | TextNode):
+        if not isinstance(
+            node, ChoiceNode | LanguageNode | PlaceNode | NumberNode | TextNode | ReferenceNode
+        ):
             self.enter(state.node)  # a state saved before its node ran: just run it
             return
         if inp.kind == "timeout":
@@ -276,6 +282,8 @@ class _Run:
             self._answer_place(node, inp)
         elif isinstance(node, NumberNode):
             self._answer_number(node, inp)
+        elif isinstance(node, ReferenceNode):
+            self._answer_reference(node, inp)
         else:
             self._answer_text(node, inp)
 
@@ -339,6 +347,15 @@ class _Run:
             return
         if node.save:
             self.state.answers[node.save] = value
+        self.goto(node.next)
+
+    def _answer_reference(self, node: ReferenceNode, inp: Input) -> None:
+        reference = parse_reference(inp.value) if inp.kind in ("digits", "text") else None
+        if reference is None:
+            self.invalid("system.invalid_reference")
+            return
+        if node.save:
+            self.state.answers[node.save] = reference
         self.goto(node.next)
 
     def _answer_text(self, node: TextNode, inp: Input) -> None:
@@ -501,6 +518,9 @@ class _Run:
                 self.effects.append(Effect("set_language", {"language": lang}))
         elif kind in ("opt_out", "opt_in"):
             self.effects.append(Effect(kind, {}))
+        elif kind == "lookup_report":
+            reference = answers.get(action.lookup_report.answer)
+            self.effects.append(Effect("lookup_report", {"reference": reference}))
 
 
 def _same_value(value: Any, expected: Any) -> bool:

@@ -56,6 +56,7 @@ SYSTEM_KEYS: dict[str, frozenset[str]] = {
     "system.expired": frozenset(),
     "system.text_too_long": frozenset({"max_length"}),
     "system.voice_option": frozenset({"label", "n"}),
+    "system.invalid_reference": frozenset(),
 }
 # System texts a voice call can play (keyword replies and text_too_long only exist in messages).
 VOICE_SYSTEM_KEYS: tuple[str, ...] = tuple(
@@ -296,6 +297,8 @@ def _answer_refs(name: str, node: BaseModel) -> list[tuple[str, tuple[Any, ...]]
                 refs.append((action.set_consent.answer, path))
             if action.set_language:
                 refs.append((action.set_language.answer, path))
+            if action.lookup_report:
+                refs.append((action.lookup_report.answer, path))
     return refs
 
 
@@ -578,6 +581,7 @@ class _Checker:
         return {
             **self.emergency,
             "reference": SAMPLE_REFERENCE,
+            "report_status": "en cours de traitement",
             "n": "9",
             "min": "100",
             "max": "999",
@@ -777,7 +781,7 @@ class _FlowChecker:
     def _check_texts(self) -> None:
         parent = self.parent
         langs = parent._languages()
-        allowed = set(parent.emergency) | {"reference"} | self._saved()
+        allowed = set(parent.emergency) | {"reference", "report_status"} | self._saved()
         for name, node in self.flow.nodes.items():
             for key, path in _texts(name, node):
                 having = [lang for lang in langs if parent.catalog.has(key, lang)]
@@ -792,7 +796,8 @@ class _FlowChecker:
                         name,
                         path,
                         f"text '{key}' uses {_braces(extra)}, which is not an "
-                        "emergency number, {reference} or an answer saved by this flow",
+                        "emergency number, {reference}, {report_status} or an answer saved by this "
+                        "flow",
                     )
 
     def _saved(self) -> set[str]:

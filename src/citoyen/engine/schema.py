@@ -152,6 +152,10 @@ class NoArgs(_Model):
     pass
 
 
+class LookupArgs(_Model):
+    answer: str
+
+
 ACTION_KINDS: tuple[str, ...] = (
     "create_report",
     "save_answers",
@@ -159,6 +163,7 @@ ACTION_KINDS: tuple[str, ...] = (
     "set_language",
     "opt_out",
     "opt_in",
+    "lookup_report",
 )
 
 
@@ -171,6 +176,7 @@ class Action(_Model):
     set_language: LanguageArgs | None = None
     opt_out: NoArgs | None = None
     opt_in: NoArgs | None = None
+    lookup_report: LookupArgs | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> Action:
@@ -245,6 +251,15 @@ class TextNode(_Model):
     next: str
 
 
+class ReferenceNode(_Model):
+    """Asks for a report reference code (digits, ``#``-terminated on a call)."""
+
+    type: Literal["reference"]
+    text: str
+    save: str | None = None
+    next: str
+
+
 class Branch(_Model):
     if_: Condition = Field(alias="if")
     next: str
@@ -274,6 +289,7 @@ Node = Annotated[
     | PlaceNode
     | NumberNode
     | TextNode
+    | ReferenceNode
     | BranchNode
     | ActionNode
     | EndNode,
@@ -286,11 +302,12 @@ NODE_TYPES: tuple[str, ...] = (
     "place",
     "number",
     "text",
+    "reference",
     "branch",
     "action",
     "end",
 )
-WAITING_TYPES = frozenset({"choice", "language", "place", "number", "text"})
+WAITING_TYPES = frozenset({"choice", "language", "place", "number", "text", "reference"})
 
 
 def waits(node: BaseModel) -> bool:

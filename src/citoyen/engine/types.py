@@ -21,7 +21,7 @@ InputKind = Literal[
     "timeout",  # the citizen did not answer (voice <Gather> timeout)
 ]
 
-PromptKind = Literal["message", "choice", "language", "place", "number", "text", "end"]
+PromptKind = Literal["message", "choice", "language", "place", "number", "text", "reference", "end"]
 
 StatusKind = Literal["active", "waiting", "completed", "expired", "interrupted"]
 
@@ -73,7 +73,8 @@ class Effect:
 
     Kinds: ``set_language`` {language}; ``create_report`` {category, place, description,
     urgency, anonymous, callback, answers}; ``save_answers`` {flow_id, flow_version, answers};
-    ``set_consent`` {consent}; ``opt_out`` {}; ``opt_in`` {}.
+    ``set_consent`` {consent}; ``opt_out`` {}; ``opt_in`` {}; ``lookup_report`` {reference}
+    (the caller adds ``report_status`` to the texts' values).
     """
 
     kind: str

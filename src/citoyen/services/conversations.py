@@ -163,6 +163,7 @@ class ConversationService:
         )
 
         params: dict[str, Any] = {**self.emergency_params(), **_scalar_params(result.state.answers)}
+        language = result.state.language or self._lang(contact)
         if result.effects:
             params.update(
                 effect_handlers.apply(
@@ -173,12 +174,11 @@ class ConversationService:
                     flow=flow,
                     channel=inbound.channel,
                     now=now,
+                    render=lambda key: self.bundle.catalog.render(key, language, {}),
                 )
             )
         self._save_state(conversation, result.state, flow, now)
         message.conversation_id = conversation.id
-
-        language = result.state.language or self._lang(contact)
         reply = Reply(
             prompts=result.prompts,
             language=language,

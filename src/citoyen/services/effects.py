@@ -7,7 +7,7 @@ the database rows at hand and returns the values the reply texts may need (``ref
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +91,23 @@ def create_report(
     return report
 
 
+PUBLIC_STATUSES = ("new", "acknowledged", "in_progress", "resolved", "closed")
+
+
+def lookup_status(session: Session, reference: Any) -> str:
+    """A report's status as a citizen may hear it: the status word only, nothing else.
+
+    The reference is the capability: whoever holds it may learn the status, never who reported,
+    where, or what the stakeholders wrote.
+    """
+    if not isinstance(reference, str):
+        return "unknown"
+    status = session.exec(select(Report.status).where(Report.reference == reference)).first()
+    if status is None:
+        return "unknown"
+    return status if status in PUBLIC_STATUSES else "in_progress"
+
+
 def apply(
     session: Session,
     effects: Sequence[Effect],
@@ -100,8 +117,13 @@ def apply(
     flow: Any,
     channel: str,
     now: datetime,
+    render: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
-    """Apply effects in order; return values for the reply's placeholders."""
+    """Apply effects in order; return values for the reply's placeholders.
+
+    ``render(key)`` gives a text in the conversation's language, for values that are words
+    (a report's status read back to the citizen).
+    """
     params: dict[str, Any] = {}
     for effect in effects:
         data = effect.data
@@ -147,6 +169,11 @@ def apply(
                         created_at=now,
                     )
                 )
+        elif effect.kind == "lookup_report":
+            status = lookup_status(session, data.get("reference"))
+            params["reference"] = data.get("reference") or ""
+            key = f"report.status.{status}"
+            params["report_status"] = render(key) if render else status
         else:
             raise ValueError(f"unknown effect {effect.kind!r}")
     return params

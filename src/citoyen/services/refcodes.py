@@ -1,48 +1,15 @@
-"""Report reference codes a caller can key in and read aloud.
-
-Seven digits shown as ``482-1937``: six random digits and a Damm check digit, which catches every
-single wrong digit and every swap of two neighbouring digits, the usual mistakes when a code is
-copied by hand or heard over a bad line. Digits only, because keypads and non-readers.
-"""
+"""Drawing new report reference codes (the format and check digit live in the engine)."""
 
 from __future__ import annotations
 
-import re
 import secrets
 
-_DAMM = (
-    (0, 3, 1, 7, 5, 9, 8, 6, 4, 2),
-    (7, 0, 9, 2, 1, 5, 4, 8, 6, 3),
-    (4, 2, 0, 6, 8, 7, 1, 3, 5, 9),
-    (1, 7, 5, 0, 9, 8, 3, 4, 2, 6),
-    (6, 1, 2, 3, 0, 4, 5, 9, 7, 8),
-    (3, 6, 7, 4, 2, 0, 9, 5, 8, 1),
-    (5, 8, 6, 9, 7, 2, 0, 1, 3, 4),
-    (8, 9, 4, 5, 3, 6, 2, 0, 1, 7),
-    (9, 4, 3, 8, 6, 1, 7, 2, 0, 5),
-    (2, 5, 8, 1, 4, 3, 6, 7, 9, 0),
-)
+from citoyen.engine.refcodes import BODY_DIGITS, damm_digit, format_reference, parse_reference
 
-BODY_DIGITS = 6
-
-
-def damm_digit(digits: str) -> int:
-    interim = 0
-    for ch in digits:
-        interim = _DAMM[interim][int(ch)]
-    return interim
+__all__ = ["damm_digit", "new_reference", "parse_reference"]
 
 
 def new_reference() -> str:
     """A fresh random reference (uniqueness is enforced by the database and retried)."""
     body = "".join(str(secrets.randbelow(10)) for _ in range(BODY_DIGITS))
-    full = body + str(damm_digit(body))
-    return f"{full[:3]}-{full[3:]}"
-
-
-def parse_reference(text: str) -> str | None:
-    """The canonical reference for what a citizen typed or keyed, or None if not valid."""
-    digits = re.sub(r"\D", "", text or "")
-    if len(digits) != BODY_DIGITS + 1 or damm_digit(digits) != 0:
-        return None
-    return f"{digits[:3]}-{digits[3:]}"
+    return format_reference(body + str(damm_digit(body)))
