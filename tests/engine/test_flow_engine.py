@@ -453,7 +453,8 @@ def test_language_keyword_menu_handles_invalid_and_timeout(demo: Flow, known: Co
     result = step(demo, result.state, inp("…"), known)
     assert texts(result) == ["system.no_answer", "system.language_prompt"]
     result = step(demo, result.state, inp("1"), known)
-    assert texts(result) == ["demo.place", "system.place_region"]  # the place question again
+    # The place question again, where the citizen left it: the cercle menu of the chosen region.
+    assert texts(result) == ["system.place_cercle"]
 
 
 def test_keywords_only_on_text(demo: Flow, known: Context) -> None:

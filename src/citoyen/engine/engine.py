@@ -305,7 +305,11 @@ class _Run:
             self.restart()
         elif keyword == "language":
             if not isinstance(self.flow.nodes[state.node], LanguageNode):
-                state.scratch = {"mode": "language", "return": state.node}
+                # Keep the question's progress (a place menu's chosen areas and page) to
+                # come back to it exactly where the citizen was.
+                if state.scratch.get("mode") != "language":
+                    saved = state.scratch
+                    state.scratch = {"mode": "language", "return": state.node, "saved": saved}
                 state.retries = 0
             self.ask()
         else:
@@ -324,8 +328,14 @@ class _Run:
         self.effects.append(Effect("set_language", {"language": lang}))
         if state.scratch.get("mode") == "language":
             back = state.scratch.get("return")
-            ok = isinstance(back, str) and back in self.flow.nodes
-            self.enter(back if ok else state.node)  # the same question, in the new language
+            saved = state.scratch.get("saved")
+            if isinstance(back, str) and back in self.flow.nodes:
+                # The same question, in the new language, where the citizen left it.
+                state.node, state.retries = back, 0
+                state.scratch = saved if isinstance(saved, dict) else {}
+                self.ask()
+            else:
+                self.enter(state.node)
         else:
             self.goto(node.next)
 

@@ -341,7 +341,13 @@ class ConversationService:
         for prompt in reversed(prompts):
             if prompt.options:
                 return [
-                    [o.key, option_label(catalog, o, o.lang or language, params)]
+                    # A language is chosen by its own name, as on its Telegram button.
+                    [
+                        o.key,
+                        catalog.meta(o.lang).name
+                        if o.lang
+                        else option_label(catalog, o, language, params),
+                    ]
                     for o in prompt.options
                 ]
         return []

@@ -1,0 +1,1 @@
+"""Transcript tests of the shipped flows (see README.md here and tests/dialog.py)."""
