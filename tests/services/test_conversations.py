@@ -231,3 +231,50 @@ def test_reference_is_in_the_reply_and_the_database(runtime: Runtime) -> None:
 
 def test_engine_dialect_is_the_one_under_test(runtime: Runtime, db_url: str) -> None:
     assert runtime.engine.dialect.name == sa.make_url(db_url).get_backend_name()
+
+
+def _make_report(rt: Runtime) -> str:
+    script = ["Bonjour", "1", "2", "1", "1", "2", "Vol de moto", "1", "2"]
+    reply = None
+    for i, value in enumerate(script):
+        reply = send(rt, value, f"SR{i}")
+    assert reply is not None
+    return reply.params["reference"]
+
+
+def test_follow_a_report_by_its_reference(runtime: Runtime) -> None:
+    reference = _make_report(runtime)
+    catalog = runtime.bundle.catalog
+    asked = send(runtime, "SUIVI", "F1", address="+22376000077")
+    assert asked.prompts[-1].kind == "language"
+    asked = send(runtime, "1", "F2", address="+22376000077")
+    assert asked.prompts[-1].kind == "reference"
+    told = send(runtime, reference.replace("-", ""), "F3", address="+22376000077")
+    assert told.status == "completed"
+    text = catalog.render(told.prompts[-1].text, "fr", told.params)
+    assert reference in text
+    assert catalog.render("report.status.new", "fr", {}) in text
+
+    with Session(runtime.engine) as s:
+        report = s.exec(select(Report).where(Report.reference == reference)).one()
+        report.status = "resolved"
+        s.add(report)
+        s.commit()
+    send(runtime, "suivi", "F4", address="+22376000077")
+    told = send(runtime, reference, "F5", address="+22376000077")
+    assert catalog.render("report.status.resolved", "fr", {}) in catalog.render(
+        told.prompts[-1].text, "fr", told.params
+    )
+
+
+def test_follow_an_unknown_reference(runtime: Runtime) -> None:
+    from citoyen.engine.refcodes import damm_digit
+
+    send(runtime, "FOLLOW", "U1")
+    send(runtime, "3", "U2")  # English
+    body = "000000"
+    told = send(runtime, body + str(damm_digit(body)), "U3")
+    catalog = runtime.bundle.catalog
+    text = catalog.render(told.prompts[-1].text, "en", told.params)
+    assert catalog.render("report.status.unknown", "en", {}) in text
+    assert count(runtime, Report) == 0

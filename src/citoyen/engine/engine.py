@@ -25,6 +25,7 @@ from citoyen.engine.schema import (
     AnswerCondition,
     AnyCondition,
     BranchNode,
+    ChannelCondition,
     ChoiceNode,
     EndNode,
     Flow,
@@ -475,6 +476,8 @@ class _Run:
             return self._answer_holds(cond)
         if isinstance(cond, LanguageCondition):
             return self.state.language == cond.language
+        if isinstance(cond, ChannelCondition):
+            return self.ctx.channel == cond.channel
         if isinstance(cond, AllCondition):
             return all(self._holds(c) for c in cond.all_)
         if isinstance(cond, AnyCondition):

@@ -69,6 +69,12 @@ class LanguageCondition(_Model):
     language: str
 
 
+class ChannelCondition(_Model):
+    """``{channel: voice}``: the channel of the conversation (keypad menus differ from text)."""
+
+    channel: Literal["sms", "voice", "telegram"]
+
+
 class AllCondition(_Model):
     all_: list[Condition] = Field(alias="all", min_length=1)
 
@@ -84,6 +90,7 @@ class NotCondition(_Model):
 _CONDITION_TAGS = (
     ("answer", "answer-condition", AnswerCondition),
     ("language", "language-condition", LanguageCondition),
+    ("channel", "channel-condition", ChannelCondition),
     ("all", "all-condition", AllCondition),
     ("any", "any-condition", AnyCondition),
     ("not", "not-condition", NotCondition),
@@ -106,13 +113,14 @@ def _condition_tag(value: Any) -> str | None:
 Condition = Annotated[
     Annotated[AnswerCondition, Tag("answer-condition")]
     | Annotated[LanguageCondition, Tag("language-condition")]
+    | Annotated[ChannelCondition, Tag("channel-condition")]
     | Annotated[AllCondition, Tag("all-condition")]
     | Annotated[AnyCondition, Tag("any-condition")]
     | Annotated[NotCondition, Tag("not-condition")],
     Discriminator(
         _condition_tag,
         custom_error_type="unknown_condition",
-        custom_error_message="a condition starts with one of: answer, language, all, any, not",
+        custom_error_message="a condition starts with one of: answer, language, channel, all, any, not",
     ),
 ]
 
