@@ -104,3 +104,26 @@ def test_now_is_utc() -> None:
     from citoyen.models import utcnow
 
     assert utcnow().tzinfo is UTC
+
+
+def test_generated_secrets_are_created_once_for_all_processes(tmp_path) -> None:
+    """Two workers starting together must agree on the data key and the session key."""
+    import threading
+
+    from citoyen.config import Settings
+
+    settings = [Settings(instance_dir=tmp_path, data_key=None, secret_key=None) for _ in range(8)]
+    keys: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def read(s: Settings) -> None:
+        barrier.wait()
+        keys.append(s.effective_data_key())
+
+    threads = [threading.Thread(target=read, args=(s,)) for s in settings]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(keys)) == 1
+    assert (tmp_path / "data_key").stat().st_mode & 0o777 == 0o600

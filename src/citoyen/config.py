@@ -6,6 +6,9 @@ configuration table and this class can be checked against each other by a test.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -108,14 +111,25 @@ class Settings(BaseSettings):
         self.instance_dir.mkdir(parents=True, exist_ok=True)
         return self.instance_dir
 
-    def _instance_secret(self, name: str, make: callable) -> str:  # type: ignore[valid-type]
-        """A secret generated on first use and kept in the instance folder (mode 0600)."""
+    def _instance_secret(self, name: str, make: Callable[[], str]) -> str:
+        """A secret generated on first use and kept in the instance folder (mode 0600).
+
+        Several processes may start at once (gunicorn workers): the file is created exclusively,
+        so exactly one value is ever written and every process reads that one.
+        """
         path = self.ensure_instance_dir() / name
-        if path.exists():
-            return path.read_text().strip()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            for _ in range(50):  # the creator may not have written it yet
+                value = path.read_text().strip()
+                if value:
+                    return value
+                time.sleep(0.02)
+            raise RuntimeError(f"{path} is empty: delete it to generate a new one") from None
         value = make()
-        path.write_text(value + "\n")
-        path.chmod(0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
         return value
 
     def effective_secret_key(self) -> str:
