@@ -75,6 +75,24 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CITOYEN_PORT"),
         description="Port `citoyen run` listens on.",
     )
+    outbox_rate_sms: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=AliasChoices("CITOYEN_OUTBOX_RATE_SMS"),
+        description="SMS sent per second by one dispatcher (Twilio long code: 1/s).",
+    )
+    outbox_rate_telegram: float = Field(
+        default=25.0,
+        gt=0,
+        validation_alias=AliasChoices("CITOYEN_OUTBOX_RATE_TELEGRAM"),
+        description="Telegram messages per second overall, per dispatcher.",
+    )
+    outbox_rate_telegram_chat: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=AliasChoices("CITOYEN_OUTBOX_RATE_TELEGRAM_CHAT"),
+        description="Telegram messages per second to one chat.",
+    )
     twilio_account_sid: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"),

@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 
 from citoyen.engine import Bundle, Context, Flow, Input, State, StepResult, load_bundle, start, step
 from citoyen.engine.engine import language_of
+from citoyen.engine.loader import NOT_FLOWS
+from citoyen.engine.refcodes import damm_digit
 from tests.engine.support import AREAS, REPO, ROOTS, VALID
 
-QUESTION_KINDS = {"choice", "language", "place", "number", "text"}
+QUESTION_KINDS = {"choice", "language", "place", "number", "text", "reference"}
 OTHER_SCRIPTS = ["ߒߞߏ", "مرحبا", "中文", "👍🏾", "🙂🙂", "\u0000", " \n\t ", "Ɛ", "ŋɲɔ", "١٢", "½"]
 
 
@@ -28,7 +30,7 @@ def _cases() -> list[tuple[str, str]]:
     cases = [("fixture", "demo"), ("fixture", "survey")]
     repo_flows = REPO / "flows"
     if repo_flows.is_dir():
-        stems = sorted(p.stem for p in repo_flows.glob("*.yaml") if p.name != "settings.yaml")
+        stems = sorted(p.stem for p in repo_flows.glob("*.yaml") if p.name not in NOT_FLOWS)
         cases += [("repository", stem) for stem in stems]
     return cases
 
@@ -75,6 +77,15 @@ def _inputs(bundle: Bundle) -> st.SearchStrategy[Input]:
         st.builds(Input, st.just("text"), text),
         st.builds(Input, st.just("digits"), st.from_regex(r"[0-9*#]{0,4}", fullmatch=True)),
         st.builds(Input, st.just("digits"), st.integers(0, 12).map(str)),
+        # Well-formed reference codes (check digit right) and near misses.
+        st.builds(
+            Input,
+            st.just("digits"),
+            st.from_regex(r"[0-9]{6}", fullmatch=True).map(
+                lambda body: body + str(damm_digit(body))
+            ),
+        ),
+        st.builds(Input, st.just("digits"), st.from_regex(r"[0-9]{7}", fullmatch=True)),
         st.builds(Input, st.just("choice"), st.one_of(st.sampled_from(vocab["keys"]), text)),
         st.builds(Input, st.just("location"), st.sampled_from([*codes, "ZZ9", "", " R1"])),
         st.builds(Input, st.just("recording"), st.one_of(st.just(""), st.text(max_size=40))),

@@ -9,7 +9,44 @@ PUBLIC = {"admin.login", "static", "health.healthz"}
 
 
 def _admin_rules(app: Flask):
-    return [r for r in app.url_map.iter_rules() if r.endpoint not in PUBLIC]
+    return [
+        r
+        for r in app.url_map.iter_rules()
+        if r.endpoint not in PUBLIC and r.endpoint.startswith("admin.")
+    ]
+
+
+def _other_rules(app: Flask):
+    return [
+        r
+        for r in app.url_map.iter_rules()
+        if r.endpoint not in PUBLIC and not r.endpoint.startswith("admin.")
+    ]
+
+
+def test_every_other_state_changing_url_refuses_unsigned_requests(settings) -> None:
+    """Outside the admin, every POST is a provider webhook: no signature, no entry.
+
+    Credentials are configured, so a 403 means the signature (or secret) check refused it.
+    """
+    from citoyen.web import create_app
+
+    configured = settings.model_copy(
+        update={
+            "twilio_account_sid": "AC" + "0" * 32,
+            "twilio_auth_token": "secret-token",
+            "telegram_bot_token": "123:abc",
+            "telegram_webhook_secret": "hook-secret",
+        }
+    )
+    app = create_app({"TESTING": True, "SETTINGS": configured})
+    client = app.test_client()
+    rules = [r for r in _other_rules(app) if "POST" in r.methods]
+    assert rules, "the webhooks should be in the URL map"
+    for rule in rules:
+        url = rule.rule.replace("<", "").replace(">", "")
+        response = client.post(url, data={"From": "+22376000000", "Body": "x"})
+        assert response.status_code == 403, (rule.rule, response.status_code)
 
 
 def test_healthz_reports_database(client) -> None:

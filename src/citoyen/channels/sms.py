@@ -1,0 +1,279 @@
+"""Outbound SMS: a provider interface, Twilio as the first provider, and word-boundary splitting.
+
+Twilio's two-way SMS may not be available for Malian numbers, so the SMS channel does not talk to
+Twilio directly: :class:`SmsSender` (the outbox's sender for channel ``"sms"``) hands a phone
+number and a text to an :class:`SmsProvider`. Twilio is one provider; a local gateway (an
+operator's HTTP API, an Android gateway, Kannel...) is another class with the same ``send`` and
+its errors mapped to :class:`TransientSendError` / :class:`PermanentSendError` (see docs/sms.md).
+
+Importing this module registers the ``"sms"`` sender factory with the dispatcher: Twilio when
+credentials are configured, else nothing (the dispatcher then uses the log channel).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Protocol
+
+from citoyen.channels.base import (
+    OutboundMessage,
+    PermanentSendError,
+    SendResult,
+    TransientSendError,
+)
+from citoyen.engine.sms import segments
+
+if TYPE_CHECKING:
+    from twilio.http import HttpClient
+
+log = logging.getLogger(__name__)
+
+# One SMS part of a reply is at most this many segments (459 GSM-7 characters, or 201 when a
+# single character such as Bambara's ɛ/ɔ forces UCS-2). Each segment is billed; Twilio advises
+# keeping messages under 320 characters for deliverability, and older handsets reassemble long
+# concatenated messages poorly. Three segments keep a whole menu in one message while a longer
+# text is cut where we choose (between lines, then between words), not mid-word by the network.
+MAX_SEGMENTS = 3
+# Twilio refuses bodies over 1600 characters (error 21617).
+TWILIO_MAX_BODY = 1600
+# Twilio API calls give up after this long: well within the dispatcher's lease (see dispatch.py).
+TWILIO_TIMEOUT_SECONDS = 20.0
+
+# Twilio error codes (https://www.twilio.com/docs/api/errors).
+OPT_OUT_CODES = frozenset({21610})  # "Attempt to send to unsubscribed recipient"
+INVALID_NUMBER_CODES = frozenset(
+    {
+        21211,  # invalid 'To' phone number
+        21614,  # 'To' number is not a valid mobile number
+        21612,  # the 'To' number is not currently reachable via SMS
+        21408,  # permission to send to this region is not enabled
+        21265,  # 'To' number cannot be a short code
+    }
+)
+
+
+class SmsProvider(Protocol):
+    """Something that can send one SMS. ``to`` is E.164 (``+22376...``); returns the provider id.
+
+    Implementations raise :class:`TransientSendError` for what is worth retrying (network,
+    rate limit, provider outage) and :class:`PermanentSendError` for what never will succeed
+    (invalid or unsubscribed number; ``opt_out=True`` for the latter).
+    """
+
+    name: str
+
+    def send(self, to: str, body: str) -> str: ...
+
+
+def phone_number(address: str) -> str:
+    """The E.164 number of a ``tel:`` address; anything else cannot receive an SMS."""
+    if not address.startswith("tel:+"):
+        raise PermanentSendError("recipient has no phone number", code="no_phone_number")
+    return address.removeprefix("tel:")
+
+
+class SmsSender:
+    """The outbox sender for channel ``"sms"`` on top of any :class:`SmsProvider`."""
+
+    channel = "sms"
+
+    def __init__(self, provider: SmsProvider, max_body: int = TWILIO_MAX_BODY) -> None:
+        self.provider = provider
+        self.max_body = max_body
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        to = phone_number(message.address)
+        body = (message.body or "").strip()
+        if not body:
+            raise PermanentSendError("empty SMS body", code="empty_body")
+        if len(body) > self.max_body:
+            # Splitting would give one outbox row several provider ids (and status callbacks):
+            # whoever queues a message keeps it short instead (see docs/outbox.md).
+            raise PermanentSendError(
+                f"SMS body of {len(body)} characters is over {self.max_body}", code="too_long"
+            )
+        return SendResult(provider_id=self.provider.send(to, body))
+
+
+class TwilioSmsProvider:
+    """Twilio's Messages API, with delivery reports to ``/twilio/status``."""
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        status_callback: str | None,
+        *,
+        http_client: HttpClient | None = None,
+        timeout: float = TWILIO_TIMEOUT_SECONDS,
+    ) -> None:
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        if http_client is None:
+            # The library logs requests at INFO (URLs, never the form); keep that out of our logs.
+            quiet = logging.getLogger("citoyen.channels.sms.twilio_http")
+            quiet.setLevel(logging.WARNING)
+            http_client = TwilioHttpClient(timeout=timeout, logger=quiet)
+        self.client = Client(account_sid, auth_token, http_client=http_client)
+        self.from_number = from_number
+        self.status_callback = status_callback
+
+    def send(self, to: str, body: str) -> str:
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        kwargs: dict[str, Any] = {"to": to, "from_": self.from_number, "body": body}
+        if self.status_callback:
+            kwargs["status_callback"] = self.status_callback
+        try:
+            message = self.client.messages.create(**kwargs)
+        except TwilioRestException as exc:
+            raise map_twilio_error(exc) from None
+        except TwilioException as exc:
+            raise TransientSendError(f"twilio: {type(exc).__name__}") from None
+        except OSError as exc:  # requests' connection errors and timeouts are OSErrors
+            raise TransientSendError(f"twilio unreachable: {type(exc).__name__}") from None
+        return str(message.sid)
+
+
+def map_twilio_error(exc: Any) -> TransientSendError | PermanentSendError:
+    """Twilio REST errors as the outbox understands them.
+
+    21610 (unsubscribed): permanent and the contact opted out. Invalid numbers: permanent.
+    429, 5xx and authentication failures (401: a credentials problem the operator can fix
+    before retries run out, not a property of the message): transient. Other 4xx: permanent.
+    The message never includes the recipient's number (Twilio's texts sometimes do).
+    """
+    status = int(getattr(exc, "status", 0) or 0)
+    code = getattr(exc, "code", None)
+    label = f"twilio {code or status}"
+    text = _scrub(str(getattr(exc, "msg", "") or ""))
+    detail = f"{label}: {text}" if text else label
+    if code in OPT_OUT_CODES:
+        return PermanentSendError(detail, code=code, opt_out=True)
+    if code in INVALID_NUMBER_CODES:
+        return PermanentSendError(detail, code=code)
+    if status == 429 or status >= 500 or status in (401, 408):
+        return TransientSendError(detail, code=code or status)
+    return PermanentSendError(detail, code=code or status)
+
+
+_NUMBERS = re.compile(r"\+?\d[\d ()./-]{5,}\d")
+
+
+def _scrub(text: str) -> str:
+    """Provider error texts may quote the number ("The 'To' number +223... is not valid")."""
+    return _NUMBERS.sub("[number]", text)[:300]
+
+
+def twilio_sms_sender(runtime: Any) -> SmsSender | None:
+    """The Twilio SMS sender for this deployment, or None when Twilio is not configured."""
+    settings = runtime.settings
+    if not (settings.twilio_enabled and settings.twilio_from_number):
+        return None
+    provider = TwilioSmsProvider(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_from_number,
+        status_callback=settings.public_url.rstrip("/") + "/twilio/status",
+    )
+    return SmsSender(provider)
+
+
+class TwilioSmsSender(SmsSender):
+    """:class:`SmsSender` over :class:`TwilioSmsProvider`: the channel's default sender."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        status_callback: str | None,
+        *,
+        http_client: HttpClient | None = None,
+        timeout: float = TWILIO_TIMEOUT_SECONDS,
+    ) -> None:
+        super().__init__(
+            TwilioSmsProvider(
+                account_sid,
+                auth_token,
+                from_number,
+                status_callback,
+                http_client=http_client,
+                timeout=timeout,
+            )
+        )
+
+
+# --- splitting long texts ---------------------------------------------------------------------
+
+
+def split_sms(text: str, max_segments: int = MAX_SEGMENTS) -> list[str]:
+    """Cut ``text`` into messages of at most ``max_segments`` segments each.
+
+    Cuts between paragraphs, else between lines, else between words; a single word longer than a
+    whole message (a URL) is cut where it must be. Whitespace at the cuts is dropped; nothing
+    else is lost or reordered.
+    """
+    text = text.strip()
+    if not text:
+        return []
+    if segments(text) <= max_segments:
+        return [text]
+    fits = lambda s: segments(s) <= max_segments  # noqa: E731
+    return _pack(text, fits, ("\n\n", "\n", " "))
+
+
+def _pack(text: str, fits: Any, separators: tuple[str, ...]) -> list[str]:
+    if fits(text):
+        return [text]
+    if not separators:
+        return _hard_split(text, fits)
+    sep, rest = separators[0], separators[1:]
+    pieces = [p.strip() for p in text.split(sep)]
+    pieces = [p for p in pieces if p]
+    out: list[str] = []
+    current = ""
+    for piece in pieces:
+        candidate = f"{current}{sep}{piece}" if current else piece
+        if fits(candidate):
+            current = candidate
+            continue
+        if current:
+            out.append(current)
+        if fits(piece):
+            current = piece
+        else:
+            parts = _pack(piece, fits, rest)
+            out.extend(parts[:-1])
+            current = parts[-1]
+    if current:
+        out.append(current)
+    return out
+
+
+def _hard_split(text: str, fits: Any) -> list[str]:
+    out: list[str] = []
+    current = ""
+    for ch in text:
+        if fits(current + ch):
+            current += ch
+        else:
+            out.append(current)
+            current = ch
+    if current:
+        out.append(current)
+    return out
+
+
+def _register() -> None:
+    from citoyen.services.dispatch import register_sender
+
+    register_sender("sms", twilio_sms_sender)
+
+
+_register()

@@ -1,0 +1,674 @@
+"""The outbox dispatcher: claims due outbox rows, sends them, records what happened.
+
+Why it is shaped like this (details and guarantees in docs/outbox.md):
+
+- **Claim, commit, then send.** Due rows are claimed in one short transaction (PostgreSQL:
+  ``SELECT ... FOR UPDATE SKIP LOCKED``; SQLite: ``BEGIN IMMEDIATE`` via :func:`write_session`)
+  and set to ``sending`` with a lease (``locked_until``) and ``attempts + 1``. That is committed
+  before any provider is called, so two dispatchers never send one row, and no database lock is
+  held while waiting on the network. A dispatcher that dies mid-send leaves a ``sending`` row
+  whose lease expires; it is then claimed again (at most one duplicate per crash, because the
+  providers we use have no idempotency key).
+- **Results are written only by the lease holder**: the update is guarded by
+  ``status = 'sending' AND attempts = <the claim's attempts>``, so a dispatcher that lost its lease
+  cannot overwrite a newer claim.
+- **Retries** use exponential back-off with jitter (10 s, x2, capped at 1 h, ``retry_after``
+  honoured) for at most 8 attempts; permanent errors end the row as ``failed`` with the
+  provider's code. A provider's opt-out (Twilio 21610, Telegram "bot was blocked") opts the
+  contact out.
+- **Consent**: to an opted-out or blocked contact only ``reply`` and ``alert`` rows still go;
+  anything else (survey invitations, notifications...) is ``skipped`` with the reason.
+- **Rate limits** are token buckets per channel (and per recipient where the provider limits
+  that, e.g. a Telegram chat), held in the dispatcher process: rows are only claimed as far as
+  the channel's bucket allows, so nothing is claimed just to be put back.
+- **Senders per channel** come from :func:`register_sender`; a channel with no sender (or a
+  factory that returns None because credentials are missing) goes to the log channel, so no
+  message is silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import math
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from citoyen.channels.base import (
+    OutboundMessage,
+    PermanentSendError,
+    Sender,
+    TransientSendError,
+)
+from citoyen.db import write_session
+from citoyen.models import Contact, Outbox
+
+log = logging.getLogger(__name__)
+
+# --- policy ------------------------------------------------------------------------------------
+
+LEASE_SECONDS = 120.0
+# A send is not started when less than this is left of the lease: a provider call (Twilio's HTTP
+# timeout is 20 s) must finish before the lease can expire and another dispatcher re-claim it.
+SEND_MARGIN_SECONDS = 30.0
+BACKOFF_BASE_SECONDS = 10.0
+BACKOFF_FACTOR = 2.0
+BACKOFF_CAP_SECONDS = 3600.0
+BACKOFF_JITTER = 0.2  # each delay is scaled by a random factor in [0.8, 1.2]
+MAX_ATTEMPTS = 8
+
+# Sent to opted-out and blocked contacts all the same: an answer to the citizen's own message,
+# and alerts to stakeholders. Everything else is unsolicited and skipped for them.
+ALWAYS_SEND_KINDS = frozenset({"reply", "alert"})
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """``rate`` messages per second on average, bursts of up to ``burst``."""
+
+    rate: float
+    burst: float = 1.0
+
+
+DEFAULT_CHANNEL_LIMITS: dict[str, RateLimit] = {
+    "sms": RateLimit(1.0, 1.0),  # Twilio: 1 message/s per long-code number
+    "telegram": RateLimit(25.0, 25.0),  # Bot API: ~30 messages/s overall, keep headroom
+}
+DEFAULT_RECIPIENT_LIMITS: dict[str, RateLimit] = {
+    "telegram": RateLimit(1.0, 1.0),  # Bot API: about one message per second per chat
+}
+
+# Optional Settings fields (messages per second) that override the defaults above.
+SETTINGS_RATES = {
+    ("channel", "sms"): "outbox_rate_sms",
+    ("channel", "telegram"): "outbox_rate_telegram",
+    ("recipient", "telegram"): "outbox_rate_telegram_chat",
+}
+
+
+def limits_from_settings(
+    settings: Any,
+) -> tuple[dict[str, RateLimit], dict[str, RateLimit]]:
+    """Channel and per-recipient limits: the defaults, overridden by settings when present."""
+    channel = dict(DEFAULT_CHANNEL_LIMITS)
+    recipient = dict(DEFAULT_RECIPIENT_LIMITS)
+    for (scope, name), attr in SETTINGS_RATES.items():
+        value = getattr(settings, attr, None)
+        if value is None:
+            continue
+        rate = float(value)
+        target = channel if scope == "channel" else recipient
+        target[name] = RateLimit(rate, max(1.0, rate))
+    return channel, recipient
+
+
+# --- token buckets -----------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """A token bucket on an injected monotonic clock (tests never sleep)."""
+
+    def __init__(self, limit: RateLimit, clock: Callable[[], float]) -> None:
+        if limit.rate <= 0 or limit.burst < 1:
+            raise ValueError("a rate limit needs rate > 0 and burst >= 1")
+        self.limit = limit
+        self.clock = clock
+        self.tokens = float(limit.burst)
+        self.updated = clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        elapsed = max(0.0, now - self.updated)
+        self.tokens = min(self.limit.burst, self.tokens + elapsed * self.limit.rate)
+        self.updated = now
+
+    def available(self) -> int:
+        """Whole tokens available now."""
+        self._refill()
+        return math.floor(self.tokens + 1e-9)
+
+    def take(self) -> bool:
+        self._refill()
+        if self.tokens + 1e-9 >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def wait(self) -> float:
+        """Seconds until one token is available (0 when one is)."""
+        self._refill()
+        return max(0.0, (1.0 - self.tokens) / self.limit.rate)
+
+    def full(self) -> bool:
+        self._refill()
+        return self.tokens >= self.limit.burst
+
+
+# --- sender registry ---------------------------------------------------------------------------
+
+SenderFactory = Callable[[Any], Sender | None]
+_factories: dict[str, SenderFactory] = {}
+_registry_lock = threading.Lock()
+
+
+def register_sender(channel: str, factory: SenderFactory) -> None:
+    """Plug a sender in for ``channel``: ``factory(runtime)`` returns a Sender, or None when the
+    channel is not configured (no credentials), in which case the log channel is used.
+
+    A module ``citoyen.channels.<channel>`` is imported the first time that channel is
+    dispatched, so registering at import time there is enough (``channels/sms.py`` does).
+    """
+    with _registry_lock:
+        _factories[channel] = factory
+
+
+def sender_factory(channel: str) -> SenderFactory | None:
+    with _registry_lock:
+        factory = _factories.get(channel)
+    if factory is not None:
+        return factory
+    module = f"citoyen.channels.{channel}"
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+    with _registry_lock:
+        return _factories.get(channel)
+
+
+# --- the dispatcher ----------------------------------------------------------------------------
+
+
+@dataclass
+class DispatchStats:
+    """What one pass did; the worker logs it when anything happened."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0  # claimed but put back untouched (recipient rate limit, lease too short)
+    lease_lost: int = 0
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
+
+
+@dataclass
+class _Claim:
+    """What a send needs, copied out of the claiming transaction."""
+
+    id: int
+    attempts: int
+    channel: str
+    kind: str
+    idempotency_key: str
+    contact_id: int | None
+    address_enc: str | None
+    body: str | None
+    payload: dict[str, Any] = field(default_factory=dict)
+    locked_until: datetime | None = None
+
+    @property
+    def recipient_key(self) -> str:
+        return recipient_key(self.contact_id, self.address_enc)
+
+
+def recipient_key(contact_id: int | None, address_enc: str | None) -> str:
+    """Who a row goes to, for per-recipient rate limits (never the address in clear)."""
+    if contact_id is not None:
+        return f"contact:{contact_id}"
+    digest = hashlib.sha256((address_enc or "").encode()).hexdigest()[:16]
+    return f"address:{digest}"
+
+
+def _due(now: datetime) -> Any:
+    return sa.or_(
+        sa.and_(Outbox.status == "pending", Outbox.next_attempt_at <= now),
+        sa.and_(
+            Outbox.status == "sending",
+            Outbox.locked_until.is_not(None),
+            Outbox.locked_until <= now,
+        ),
+    )
+
+
+def unsolicited_refusal(kind: str, contact: Contact | None) -> str | None:
+    """Why a row of ``kind`` must not go to ``contact`` (None: it may go)."""
+    if contact is None or kind in ALWAYS_SEND_KINDS:
+        return None
+    if contact.blocked:
+        return "contact blocked"
+    if contact.opted_out:
+        return "contact opted out"
+    return None
+
+
+def backoff_seconds(
+    attempts: int,
+    rng: Callable[[], float] = random.random,
+    *,
+    base: float = BACKOFF_BASE_SECONDS,
+    factor: float = BACKOFF_FACTOR,
+    cap: float = BACKOFF_CAP_SECONDS,
+    jitter: float = BACKOFF_JITTER,
+    retry_after: float | None = None,
+) -> float:
+    """Delay before the next attempt after ``attempts`` failed ones.
+
+    ``base * factor**(attempts-1)``, scaled by a random factor in ``[1-jitter, 1+jitter]`` (so
+    rows that failed together do not retry together), capped at ``cap``; never less than the
+    provider's ``retry_after``.
+    """
+    delay = base * factor ** max(0, attempts - 1)
+    delay = min(cap, delay * (1.0 + jitter * (2.0 * rng() - 1.0)))
+    if retry_after is not None:
+        delay = max(delay, float(retry_after))
+    return delay
+
+
+class Dispatcher:
+    """Sends the outbox for one runtime. Keep one per process: it owns the rate-limit buckets.
+
+    ``senders`` overrides the registry per channel (tests, the simulator). ``channels`` limits
+    this dispatcher to those channels (the Telegram bot process delivers ``telegram`` rows only
+    and leaves the rest to the worker); None means every channel. ``clock`` is a monotonic clock
+    for buckets and elapsed time; ``rng`` feeds the back-off jitter.
+    """
+
+    def __init__(
+        self,
+        runtime: Any,
+        senders: Mapping[str, Sender] | None = None,
+        *,
+        channels: Collection[str] | None = None,
+        channel_limits: Mapping[str, RateLimit] | None = None,
+        recipient_limits: Mapping[str, RateLimit] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        lease_seconds: float = LEASE_SECONDS,
+        send_margin_seconds: float = SEND_MARGIN_SECONDS,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self.runtime = runtime
+        self.engine = runtime.engine
+        default_channel, default_recipient = limits_from_settings(runtime.settings)
+        self.channel_limits = dict(default_channel if channel_limits is None else channel_limits)
+        self.recipient_limits = dict(
+            default_recipient if recipient_limits is None else recipient_limits
+        )
+        self.clock = clock
+        self.rng = rng
+        self.lease = timedelta(seconds=lease_seconds)
+        self.send_margin = send_margin_seconds
+        self.max_attempts = max_attempts
+        self.channels = frozenset(channels) if channels is not None else None
+        self._senders: dict[str, Sender] = dict(senders or {})
+        self._buckets: dict[str, TokenBucket] = {}
+        self._recipient_buckets: dict[tuple[str, str], TokenBucket] = {}
+
+    # -- senders and buckets ------------------------------------------------------------------
+
+    def sender_for(self, channel: str) -> Sender:
+        sender = self._senders.get(channel)
+        if sender is None:
+            factory = sender_factory(channel)
+            sender = factory(self.runtime) if factory is not None else None
+            if sender is None:
+                from citoyen.channels.log_sender import LogSender
+
+                sender = LogSender(self.engine, channel)
+                log.info("no sender configured for channel %s: using the log channel", channel)
+            self._senders[channel] = sender
+        return sender
+
+    def _bucket(self, channel: str) -> TokenBucket | None:
+        limit = self.channel_limits.get(channel)
+        if limit is None:
+            return None
+        bucket = self._buckets.get(channel)
+        if bucket is None:
+            bucket = self._buckets[channel] = TokenBucket(limit, self.clock)
+        return bucket
+
+    def _recipient_bucket(self, channel: str, key: str) -> TokenBucket | None:
+        limit = self.recipient_limits.get(channel)
+        if limit is None:
+            return None
+        bucket = self._recipient_buckets.get((channel, key))
+        if bucket is None:
+            if len(self._recipient_buckets) > 10_000:
+                # Full buckets carry no state: drop them so the map does not grow forever.
+                self._recipient_buckets = {
+                    k: b for k, b in self._recipient_buckets.items() if not b.full()
+                }
+            bucket = self._recipient_buckets[(channel, key)] = TokenBucket(limit, self.clock)
+        return bucket
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def run_once(self, now: datetime | None = None, limit: int = 100) -> DispatchStats:
+        """Claim what is due (within rate limits), send it, record the results."""
+        now = now or datetime.now(UTC)
+        started = self.clock()
+
+        def current() -> datetime:
+            # ``now`` moved on by the monotonic clock: works with a given (test) ``now`` too.
+            return now + timedelta(seconds=max(0.0, self.clock() - started))
+
+        stats = DispatchStats()
+        claims = self._claim(now, limit, stats)
+        for claim in claims:
+            self._deliver(claim, current, stats)
+        if stats:
+            log.info("outbox dispatch: %s", stats)
+        return stats
+
+    def _claim(self, now: datetime, limit: int, stats: DispatchStats) -> list[_Claim]:
+        claims: list[_Claim] = []
+        with write_session(self.engine) as session:
+            which = select(Outbox.channel).where(_due(now)).distinct()
+            if self.channels is not None:
+                which = which.where(Outbox.channel.in_(sorted(self.channels)))
+            for channel in sorted(session.exec(which).all()):
+                remaining = limit - stats.claimed - stats.skipped - stats.failed
+                if remaining <= 0:
+                    break
+                bucket = self._bucket(channel)
+                budget = remaining if bucket is None else min(remaining, bucket.available())
+                if budget <= 0:
+                    continue
+                claims += self._claim_channel(session, channel, now, budget, remaining, stats)
+        return claims
+
+    def _claim_channel(
+        self,
+        session: Session,
+        channel: str,
+        now: datetime,
+        budget: int,
+        window: int,
+        stats: DispatchStats,
+    ) -> list[_Claim]:
+        """Claim up to ``budget`` due rows of one channel, oldest first.
+
+        Where recipients have their own limit (a Telegram chat), only each recipient's first
+        ``burst`` due rows are candidates, so one busy chat cannot fill the pass and hold back
+        everybody else, and a recipient whose bucket is empty is left untouched until it refills.
+        """
+        stmt = select(Outbox).where(_due(now), Outbox.channel == channel)
+        recipient_limit = self.recipient_limits.get(channel)
+        if recipient_limit is None:
+            stmt = stmt.limit(budget)
+        else:
+            rank = (
+                sa.func.row_number()
+                .over(
+                    partition_by=(Outbox.contact_id, Outbox.address_enc),
+                    order_by=(Outbox.next_attempt_at, Outbox.id),
+                )
+                .label("rank")
+            )
+            ranked = (
+                select(Outbox.id.label("id"), rank)
+                .where(_due(now), Outbox.channel == channel)
+                .subquery()
+            )
+            firsts = select(ranked.c.id).where(ranked.c.rank <= max(1, int(recipient_limit.burst)))
+            stmt = stmt.where(Outbox.id.in_(firsts)).limit(window)
+        rows = session.exec(
+            stmt.order_by(Outbox.next_attempt_at, Outbox.id).with_for_update(
+                skip_locked=True, of=Outbox
+            )
+        ).all()
+        contacts = self._contacts(session, {r.contact_id for r in rows if r.contact_id})
+        claims: list[_Claim] = []
+        reserved: Counter[str] = Counter()
+        for row in rows:
+            contact = contacts.get(row.contact_id) if row.contact_id else None
+            if unsolicited_refusal(row.kind, contact) is None:
+                if len(claims) >= budget:
+                    break
+                key = recipient_key(row.contact_id, row.address_enc)
+                recipient = self._recipient_bucket(channel, key)
+                if recipient is not None and recipient.available() - reserved[key] < 1:
+                    continue  # this chat's bucket is empty: the row stays as it is
+                reserved[key] += 1
+            claim = self._claim_row(row, contact, now, stats)
+            if claim is not None:
+                claims.append(claim)
+        return claims
+
+    @staticmethod
+    def _contacts(session: Session, ids: set[int]) -> dict[int, Contact]:
+        if not ids:
+            return {}
+        return {c.id: c for c in session.exec(select(Contact).where(Contact.id.in_(ids))).all()}
+
+    def _claim_row(
+        self, row: Outbox, contact: Contact | None, now: datetime, stats: DispatchStats
+    ) -> _Claim | None:
+        if row.status == "sending":
+            # Its dispatcher died (or hung) mid-send: the provider may or may not have it.
+            log.warning(
+                "outbox %s: lease expired while sending (attempt %s); sending again",
+                row.id,
+                row.attempts,
+            )
+        reason = unsolicited_refusal(row.kind, contact)
+        if reason is not None:
+            row.status = "skipped"
+            row.error = f"skipped: {reason}"
+            row.locked_until = None
+            stats.skipped += 1
+            return None
+        if row.attempts >= self.max_attempts:
+            row.status = "failed"
+            row.error = f"gave up after {row.attempts} attempts (last one never finished)"
+            row.locked_until = None
+            stats.failed += 1
+            return None
+        row.status = "sending"
+        row.attempts += 1
+        row.locked_until = now + self.lease
+        stats.claimed += 1
+        return _Claim(
+            id=row.id,  # type: ignore[arg-type]
+            attempts=row.attempts,
+            channel=row.channel,
+            kind=row.kind,
+            idempotency_key=row.idempotency_key,
+            contact_id=row.contact_id,
+            address_enc=contact.address_enc if contact is not None else row.address_enc,
+            body=row.body,
+            payload=dict(row.payload or {}),
+            locked_until=row.locked_until,
+        )
+
+    # -- one message --------------------------------------------------------------------------
+
+    def _deliver(
+        self,
+        claim: _Claim,
+        current: Callable[[], datetime],
+        stats: DispatchStats,
+    ) -> None:
+        assert claim.locked_until is not None
+        now = current()
+        if now + timedelta(seconds=self.send_margin) > claim.locked_until:
+            # Too little lease left to finish a provider call safely: give it back untouched.
+            self._release(claim, now, stats)
+            return
+        channel_bucket = self._bucket(claim.channel)
+        recipient_bucket = self._recipient_bucket(claim.channel, claim.recipient_key)
+        blocked_by = next(
+            (b for b in (recipient_bucket, channel_bucket) if b is not None and b.available() < 1),
+            None,
+        )
+        if blocked_by is not None:
+            # Not expected (claims stay within the buckets), but never send over a limit.
+            self._release(claim, now + timedelta(seconds=blocked_by.wait()), stats)
+            return
+        for bucket in (channel_bucket, recipient_bucket):
+            if bucket is not None:
+                bucket.take()
+
+        if not claim.address_enc:
+            self._fail(claim, stats, "no recipient address", code=None)
+            return
+        try:
+            address = self.runtime.vault.decrypt(claim.address_enc)
+        except ValueError:
+            self._fail(claim, stats, "address cannot be decrypted with this key", code=None)
+            return
+        message = OutboundMessage(
+            outbox_id=claim.id,
+            idempotency_key=claim.idempotency_key,
+            channel=claim.channel,
+            address=address,
+            body=claim.body,
+            payload=claim.payload,
+        )
+        try:
+            result = self.sender_for(claim.channel).send(message)
+        except PermanentSendError as exc:
+            self._fail(claim, stats, str(exc), code=exc.code, opt_out=exc.opt_out)
+            return
+        except TransientSendError as exc:
+            delay = backoff_seconds(claim.attempts, self.rng, retry_after=exc.retry_after)
+            self._retry(claim, current() + timedelta(seconds=delay), stats, str(exc), exc.code)
+            return
+        except Exception as exc:  # a bug in a sender must not stop the other messages
+            log.exception("outbox %s: sender for %s raised", claim.id, claim.channel)
+            delay = backoff_seconds(claim.attempts, self.rng)
+            error = f"unexpected {type(exc).__name__}"
+            self._retry(claim, current() + timedelta(seconds=delay), stats, error, None)
+            return
+        values = {
+            "status": "sent",
+            "provider_id": result.provider_id,
+            "sent_at": current(),  # after the provider call
+            "error": None,
+            "locked_until": None,
+        }
+        if self._finish(claim, stats, values):
+            stats.sent += 1
+
+    def _finish(
+        self,
+        claim: _Claim,
+        stats: DispatchStats,
+        values: dict[str, Any],
+        *,
+        opt_out_contact: bool = False,
+    ) -> bool:
+        """Write a result if this claim still holds the row's lease."""
+        with write_session(self.engine) as session:
+            result = session.execute(
+                sa.update(Outbox)
+                .where(
+                    Outbox.id == claim.id,
+                    Outbox.status == "sending",
+                    Outbox.attempts == claim.attempts,
+                )
+                .values(**values)
+            )
+            if opt_out_contact and claim.contact_id is not None:
+                session.execute(
+                    sa.update(Contact)
+                    .where(Contact.id == claim.contact_id)
+                    .values(opted_out=True, survey_consent=False)
+                )
+            if result.rowcount == 0:
+                log.warning("outbox %s: lease lost before the result was stored", claim.id)
+                stats.lease_lost += 1
+                return False
+        return True
+
+    def _release(self, claim: _Claim, next_attempt_at: datetime, stats: DispatchStats) -> None:
+        """Put a claimed row back as it was (the attempt did not happen)."""
+        if self._finish(
+            claim,
+            stats,
+            {
+                "status": "pending",
+                "attempts": claim.attempts - 1,
+                "locked_until": None,
+                "next_attempt_at": next_attempt_at,
+            },
+        ):
+            stats.deferred += 1
+
+    def _fail(
+        self,
+        claim: _Claim,
+        stats: DispatchStats,
+        error: str,
+        *,
+        code: str | int | None,
+        opt_out: bool = False,
+    ) -> None:
+        text = _with_code(error, code)
+        log.warning("outbox %s via %s failed: %s", claim.id, claim.channel, text)
+        values = {"status": "failed", "error": text[:1000], "locked_until": None}
+        if self._finish(claim, stats, values, opt_out_contact=opt_out):
+            stats.failed += 1
+            if opt_out and claim.contact_id is not None:
+                log.info("outbox %s: the provider says the contact opted out", claim.id)
+
+    def _retry(
+        self,
+        claim: _Claim,
+        next_attempt_at: datetime,
+        stats: DispatchStats,
+        error: str,
+        code: str | int | None,
+    ) -> None:
+        if claim.attempts >= self.max_attempts:
+            self._fail(claim, stats, f"gave up after {claim.attempts} attempts: {error}", code=code)
+            return
+        text = _with_code(error, code)
+        log.info(
+            "outbox %s via %s: %s; retry at %s", claim.id, claim.channel, text, next_attempt_at
+        )
+        values = {
+            "status": "pending",
+            "error": text[:1000],
+            "locked_until": None,
+            "next_attempt_at": next_attempt_at,
+        }
+        if self._finish(claim, stats, values):
+            stats.retried += 1
+
+
+def _with_code(error: str, code: str | int | None) -> str:
+    """The error as stored: the provider's code first, unless the text already names it."""
+    if code is None or str(code) in error:
+        return error
+    return f"[{code}] {error}"
+
+
+def dispatch_once(
+    runtime: Any,
+    now: datetime | None = None,
+    limit: int = 100,
+    senders: Mapping[str, Sender] | None = None,
+) -> DispatchStats:
+    """One pass with a fresh :class:`Dispatcher` (fresh rate-limit buckets).
+
+    Long-running processes keep one :class:`Dispatcher` instead, so that rate limits hold
+    across passes (the worker does).
+    """
+    return Dispatcher(runtime, senders).run_once(now, limit)
