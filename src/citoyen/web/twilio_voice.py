@@ -1,9 +1,209 @@
-"""Placeholder: registered by create_app, filled in by the channel's own work."""
+"""Twilio voice webhooks: the keypad IVR, its recordings, and the recorded prompts it plays.
+
+Routes (all POSTs Twilio-signed; a failed check is a 403 before anything is read or stored):
+
+- ``POST /twilio/voice``: an incoming call; turn 0 of the conversation.
+- ``POST /twilio/voice/step?n=K``: the keys pressed at turn K (Gather action);
+  ``&timeout=1`` when the Gather got nothing (reached through ``<Redirect>``).
+- ``POST /twilio/voice/recorded?n=K``: the recording made at turn K (Record action).
+- ``POST /twilio/voice/recording-status``: Twilio's recordingStatusCallback.
+- ``GET /audio/<lang>/<file>``: recorded prompts from ``locales/<lang>/audio/``, for ``<Play>``.
+
+Requests are checked before use: a missing CallSid, a caller number that is not a phone number,
+keys that are not keypad keys or a step number that is not a number get a 400, never a 500, and
+the caller's number is never written to the logs.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import logging
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+from flask import Blueprint, Flask, Response, abort, current_app, request, send_from_directory
+
+from citoyen.channels.twilio_voice import CallUrls, VoiceRenderer
+from citoyen.engine.types import Input
+from citoyen.runtime import Runtime
+from citoyen.services import calls
+from citoyen.services.conversations import Reply
+from citoyen.services.privacy import AddressError, normalise_address
+from citoyen.web.twilio_auth import require_twilio_signature
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("twilio_voice", __name__)
+
+MAX_STEP = 10_000  # a real call never gets near this; a bigger n is not a call of ours
+STEP = re.compile(r"\d{1,5}")
+DIGITS = re.compile(r"[0-9*#]{0,40}")
+AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg"}
+AUDIO_MAX_AGE = 86400
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["citoyen"]
+
+
+def _base() -> str:
+    return _runtime().settings.public_url.rstrip("/")
+
+
+def _bad(reason: str) -> None:
+    # The reason names a field, never its value: values may be a caller's number.
+    log.warning("twilio voice: bad request on %s: %s", request.path, reason)
+    abort(400)
+
+
+def _call() -> tuple[str, str]:
+    """CallSid and the caller's canonical address, or 400."""
+    call_sid = request.form.get("CallSid", "")
+    if not calls.CALL_SID.fullmatch(call_sid):
+        _bad("missing or malformed CallSid")
+    try:
+        address = normalise_address(request.form.get("From", ""))
+    except AddressError:
+        # Withheld numbers arrive as "anonymous" or similar: no contact can be kept for them.
+        _bad("From is not a phone number")
+    return call_sid, address
+
+
+def _step() -> int:
+    value = request.args.get("n", "")
+    if not STEP.fullmatch(value) or not 1 <= int(value) <= MAX_STEP:
+        _bad("missing or malformed step number n")
+    return int(value)
+
+
+def _urls(n: int) -> CallUrls:
+    """Where Twilio goes after turn ``n - 1``: every URL carries ``n``."""
+    base = _base()
+    return CallUrls(
+        gather_action=f"{base}/twilio/voice/step?n={n}",
+        no_input=f"{base}/twilio/voice/step?n={n}&timeout=1",
+        record_action=f"{base}/twilio/voice/recorded?n={n}",
+        recording_status=f"{base}/twilio/voice/recording-status",
+    )
+
+
+def _audio_url(lang: str, path: Path) -> str:
+    return f"{_base()}/audio/{quote(lang)}/{quote(path.name)}"
+
+
+def _twiml(reply: Reply, n: int) -> Response:
+    """The reply to turn ``n`` as TwiML; its action URLs lead to turn ``n + 1``."""
+    runtime = _runtime()
+    bundle = runtime.bundle
+    languages = bundle.settings.languages
+    renderer = VoiceRenderer(
+        bundle.catalog,
+        default_language=languages.default,
+        languages=languages.enabled,
+        audio_url=_audio_url,
+        fixed_params=bundle.settings.emergency_numbers,
+    )
+    body = renderer.twiml(
+        reply.prompts,
+        reply.language,
+        reply.params,
+        _urls(n + 1),
+        waiting=reply.status == "waiting",
+    )
+    return Response(body, mimetype="text/xml")
+
+
+@bp.post("/twilio/voice")
+@require_twilio_signature
+def incoming() -> Response:
+    """A call comes in: start (or resume) the caller's conversation."""
+    call_sid, address = _call()
+    reply = calls.voice_turn(
+        _runtime(), call_sid=call_sid, n=0, address=address, inp=Input("start")
+    )
+    return _twiml(reply, 0)
+
+
+@bp.post("/twilio/voice/step")
+@require_twilio_signature
+def step() -> Response:
+    """Keys pressed at a Gather, or the Gather's timeout."""
+    n = _step()
+    call_sid, address = _call()
+    if request.args.get("timeout") == "1":
+        inp = Input("timeout")
+    else:
+        digits = request.form.get("Digits")
+        if digits is None or not DIGITS.fullmatch(digits):
+            _bad("missing or malformed Digits")
+        keys = digits.rstrip("#")
+        # Only "#" pressed on a number question: as if nothing was keyed.
+        inp = Input("digits", keys) if keys else Input("timeout")
+    reply = calls.voice_turn(_runtime(), call_sid=call_sid, n=n, address=address, inp=inp)
+    return _twiml(reply, n)
+
+
+@bp.post("/twilio/voice/recorded")
+@require_twilio_signature
+def recorded() -> Response:
+    """A free-text answer was recorded: the recording stands for the text."""
+    n = _step()
+    call_sid, address = _call()
+    sid = request.form.get("RecordingSid", "")
+    if not calls.RECORDING_SID.fullmatch(sid):
+        _bad("missing or malformed RecordingSid")
+    url = request.form.get("RecordingUrl", "")
+    if not url.startswith("https://") or len(url) > 400:
+        url = ""
+    duration = calls.parse_duration(request.form.get("RecordingDuration"))
+    if duration == 0:
+        # Twilio sends an empty recording when the caller said nothing: that is no answer.
+        reply = calls.voice_turn(
+            _runtime(), call_sid=call_sid, n=n, address=address, inp=Input("timeout")
+        )
+        return _twiml(reply, n)
+    recording = calls.Recording(sid=sid, url=url or None, duration=duration)
+    reply = calls.voice_turn(
+        _runtime(),
+        call_sid=call_sid,
+        n=n,
+        address=address,
+        inp=Input("recording", url or sid),
+        recording=recording,
+    )
+    return _twiml(reply, n)
+
+
+@bp.post("/twilio/voice/recording-status")
+@require_twilio_signature
+def recording_status() -> Response:
+    """Twilio says a recording is ready (with its duration) or that there is none."""
+    if not calls.RECORDING_SID.fullmatch(request.form.get("RecordingSid", "")):
+        _bad("missing or malformed RecordingSid")
+    if not calls.CALL_SID.fullmatch(request.form.get("CallSid", "")):
+        _bad("missing or malformed CallSid")
+    calls.record_recording_status(_runtime(), request.form)
+    return Response(status=204)
+
+
+@bp.get("/audio/<lang>/<path:file>")
+def audio(lang: str, file: str) -> Response:
+    """A recorded prompt, public and cacheable (Twilio fetches it for every <Play>)."""
+    runtime = _runtime()
+    mimetype = AUDIO_TYPES.get(Path(file).suffix.lower())
+    if lang not in runtime.bundle.catalog.languages or mimetype is None or "/" in file:
+        abort(404)
+    folder = Path(runtime.settings.locales_dir) / lang / "audio"
+    # send_from_directory refuses any path that leaves the folder (404).
+    response = send_from_directory(folder, file, mimetype=mimetype, max_age=AUDIO_MAX_AGE)
+    response.cache_control.public = True
+    response.cache_control.max_age = AUDIO_MAX_AGE
+    return response
 
 
 def init_app(app: Flask) -> None:
-    """Register this channel's routes (none yet)."""
+    """Register the voice routes; Twilio cannot send CSRF tokens, its signature stands instead."""
+    from citoyen.web.admin import csrf
+
+    csrf.exempt(bp)
+    app.register_blueprint(bp)

@@ -1,0 +1,304 @@
+"""TwiML for one turn of a call: what the caller hears, then how their answer is collected.
+
+The words come from the neutral prompts (``render_voice``); this module only decides, segment by
+segment, *how* each is voiced, because most rural callers speak Bambara and Twilio has no Bambara
+voice:
+
+1. recorded audio for the segment's language (``locales/<lang>/audio/<key>.wav|mp3``) ->
+   ``<Play>`` of a URL the app serves;
+2. else, when the language has text-to-speech Twilio can speak (``meta.tts``) -> ``<Say>``;
+3. else the fallback language (the default language, or the first with text-to-speech): its
+   recording, or ``<Say>`` in it, and a warning naming the key and language so the missing
+   recording gets made. A ``<Say>`` in a language Twilio cannot speak is never emitted: Twilio
+   would either fail the call or read Bambara with an English voice.
+
+A recording cannot contain values only known during the call (a report reference, a number
+range), so after such a recording the values are said with text-to-speech; a reference is read
+digit by digit, twice, so it can be written down. Menu options in a recorded language are the
+option's own recording followed by ``system.voice_option.<n>`` ("... kama, 2 digi"); see
+docs/voice.md for the file names.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+from citoyen.channels.render import VoiceSegment, option_label, render_voice
+from citoyen.engine.types import Option, Prompt
+
+log = logging.getLogger(__name__)
+
+# Languages <Say> accepts with Twilio's standard voices. A locale whose ``meta.tts`` is not here
+# is treated as having no text-to-speech, so a typo can never put an unknown language on a call.
+SAY_LANGUAGES = frozenset(
+    {
+        "da-DK", "de-DE", "en", "en-AU", "en-CA", "en-GB", "en-IN", "en-US", "ca-ES", "es",
+        "es-ES", "es-MX", "fi-FI", "fr", "fr-CA", "fr-FR", "it-IT", "ja-JP", "ko-KR", "nb-NO",
+        "nl-NL", "pl-PL", "pt-BR", "pt-PT", "ru-RU", "sv-SE", "zh-CN", "zh-HK", "zh-TW",
+    }
+)  # fmt: skip
+GATHER_TIMEOUT = 6  # seconds of silence after the prompt before the Gather gives up
+RECORD_SILENCE = 10  # seconds of silence that end a recording (callers pause to think)
+LANGUAGE_OPTION = "system.language_option"
+VOICE_OPTION = "system.voice_option"
+
+
+@dataclass(frozen=True)
+class CallUrls:
+    """Where Twilio goes next; each URL carries the turn number ``n`` (the dedupe key)."""
+
+    gather_action: str  # Gather action: the keys pressed
+    no_input: str  # Redirect after a Gather or Record that got nothing
+    record_action: str  # Record action: the recording made
+    recording_status: str  # recordingStatusCallback
+
+
+AudioUrl = Callable[[str, Path], str]  # (language, file) -> absolute URL served by the app
+
+
+def spaced_reference(reference: str) -> str:
+    """``482-1937`` -> ``4 8 2, 1 9 3 7``: text-to-speech reads digits one by one, a pause at
+    the dash, so a caller can write the code down."""
+    groups = [g for g in re.split(r"[\s\-]+", reference.strip()) if g]
+    return ", ".join(" ".join(group) for group in groups)
+
+
+def sayable(tts: str | None) -> str | None:
+    """The ``<Say>`` language for a locale's ``meta.tts``, or None when Twilio cannot speak it."""
+    return tts if tts in SAY_LANGUAGES else None
+
+
+def _placeholders(template: str) -> list[str]:
+    """Placeholder names of a template, in order of appearance (a bad template has none)."""
+    try:
+        return [name for _lit, name, _spec, _conv in string.Formatter().parse(template) if name]
+    except ValueError:
+        return []
+
+
+class VoiceRenderer:
+    """Turns neutral prompts into TwiML for one deployment (catalogue, languages, audio URLs)."""
+
+    def __init__(
+        self,
+        catalog: Any,
+        *,
+        default_language: str,
+        languages: Sequence[str],
+        audio_url: AudioUrl,
+        fixed_params: Iterable[str] = (),
+    ) -> None:
+        """``fixed_params`` are placeholders whose value is known when a prompt is recorded
+        (emergency numbers): a recording may say them, nothing is added after it."""
+        self.catalog = catalog
+        self.audio_url = audio_url
+        self.fixed_params = frozenset(fixed_params)
+        candidates = [default_language, *languages]
+        self.fallback = next(
+            (lang for lang in candidates if lang in catalog.languages and self._tts(lang)), None
+        )
+
+    # -- public -------------------------------------------------------------------------------
+
+    def twiml(
+        self,
+        prompts: Sequence[Prompt],
+        lang: str,
+        params: Mapping[str, Any],
+        urls: CallUrls,
+        *,
+        waiting: bool,
+    ) -> str:
+        """The TwiML document for one reply; ``waiting`` says the conversation expects input."""
+        params = dict(params)
+        if isinstance(params.get("reference"), str):
+            params["reference"] = spaced_reference(params["reference"])
+        gather = render_voice(self.catalog, prompts, lang, params).gather if waiting else None
+        response = VoiceResponse()
+        if gather is None:
+            self._speak_all(response, prompts, lang, params)
+            response.hangup()
+        elif gather.get("input") == "record":
+            self._speak_all(response, prompts, lang, params)
+            response.record(
+                action=urls.record_action,
+                method="POST",
+                max_length=int(gather.get("max_seconds") or 120),
+                timeout=RECORD_SILENCE,
+                finish_on_key="#",
+                play_beep=True,
+                recording_status_callback=urls.recording_status,
+                recording_status_callback_method="POST",
+                recording_status_callback_event="completed absent",
+            )
+            # Twilio goes on to the next verb when nothing was recorded.
+            response.redirect(urls.no_input, method="POST")
+        else:
+            keys: dict[str, Any] = {}
+            if gather.get("finish_on_key"):
+                keys["finish_on_key"] = gather["finish_on_key"]
+            else:
+                keys["num_digits"] = int(gather.get("num_digits") or 1)
+            target = response.gather(
+                input="dtmf",
+                timeout=GATHER_TIMEOUT,
+                action=urls.gather_action,
+                method="POST",
+                **keys,
+            )
+            # Prompts inside the Gather: a caller who knows the menu may press before it ends.
+            self._speak_all(target, prompts, lang, params)
+            response.redirect(urls.no_input, method="POST")
+        return str(response)
+
+    # -- segments -----------------------------------------------------------------------------
+
+    def _speak_all(
+        self,
+        out: VoiceResponse | Gather,
+        prompts: Sequence[Prompt],
+        lang: str,
+        params: Mapping[str, Any],
+    ) -> None:
+        for prompt in prompts:
+            p = {**params, **prompt.params}
+            segments = render_voice(self.catalog, [prompt], lang, p).segments
+            items: list[tuple[VoiceSegment, Option | None, int]] = []
+            if prompt.text:
+                items.append((segments[0], None, 0))
+            offset = 1 if prompt.text else 0
+            for n, option in enumerate(prompt.options, start=1):
+                items.append((segments[offset + n - 1], option, n))
+            for segment, option, n in items:
+                if option is None:
+                    self._text(out, segment.key, lang, p)
+                elif prompt.kind == "language":
+                    self._language_option(out, segment, option.key, n)
+                else:
+                    self._option(out, segment, option, n, lang, p)
+
+    def _tts(self, lang: str) -> str | None:
+        return sayable(self.catalog.meta(lang).tts) if lang in self.catalog.languages else None
+
+    def _play(self, out: VoiceResponse | Gather, lang: str, path: Path) -> None:
+        out.play(self.audio_url(lang, path))
+
+    def _missing(self, key: str, lang: str) -> None:
+        # Names the text and the language only: never who is calling.
+        log.warning(
+            "voice: no recording for '%s' in '%s' and no text-to-speech; using '%s' instead",
+            key,
+            lang,
+            self.fallback,
+        )
+
+    def _text(
+        self, out: VoiceResponse | Gather, key: str, lang: str, params: Mapping[str, Any]
+    ) -> None:
+        """One text: recording, else <Say>, else the fallback language."""
+        catalog = self.catalog
+        audio = catalog.audio_path(key, lang)
+        if audio is not None:
+            self._play(out, lang, audio)
+            self._say_values(out, key, lang, params)
+            return
+        tts = self._tts(lang)
+        if tts:
+            out.say(catalog.render(key, lang, params), language=tts)
+            return
+        self._missing(key, lang)
+        if self.fallback and self.fallback != lang and catalog.has(key, self.fallback):
+            self._text(out, key, self.fallback, params)
+
+    def _say_values(
+        self, out: VoiceResponse | Gather, key: str, lang: str, params: Mapping[str, Any]
+    ) -> None:
+        """After a recording: say the values it cannot contain (reference twice, slowly)."""
+        if not self.catalog.has(key, lang):
+            return
+        names = [
+            n
+            for n in _placeholders(self.catalog.text(key, lang))
+            if n not in self.fixed_params and n in params
+        ]
+        if not names:
+            return
+        tts = self._tts(lang) or (self._tts(self.fallback) if self.fallback else None)
+        if not tts:
+            return
+        values = ", ".join(str(params[n]) for n in names)
+        out.say(values, language=tts)
+        if "reference" in names:
+            out.pause(length=1)
+            out.say(values, language=tts)
+
+    def _language_option(
+        self, out: VoiceResponse | Gather, segment: VoiceSegment, option_lang: str, n: int
+    ) -> None:
+        """One line of the language menu, in that language ("Bamanankan kama, 2 digi")."""
+        catalog = self.catalog
+        # A recording has its digit baked in: prefer the one made for this position.
+        audio = catalog.audio_path(f"{LANGUAGE_OPTION}.{n}", option_lang) or catalog.audio_path(
+            LANGUAGE_OPTION, option_lang
+        )
+        if audio is not None:
+            self._play(out, option_lang, audio)
+            return
+        tts = self._tts(option_lang)
+        if tts:
+            out.say(segment.text, language=tts)
+            return
+        self._missing(LANGUAGE_OPTION, option_lang)
+        if self.fallback:
+            name = catalog.meta(option_lang).name
+            text = catalog.render(VOICE_OPTION, self.fallback, {"label": name, "n": n})
+            out.say(text, language=self._tts(self.fallback))
+
+    def _option(
+        self,
+        out: VoiceResponse | Gather,
+        segment: VoiceSegment,
+        option: Option,
+        n: int,
+        lang: str,
+        params: Mapping[str, Any],
+    ) -> None:
+        """One menu option: its recording then "press n" recorded, else <Say>, else fallback."""
+        catalog = self.catalog
+        if self._option_recorded(out, option, n, lang):
+            return
+        tts = self._tts(lang)
+        if tts:
+            out.say(segment.text, language=tts)
+            return
+        self._missing(option.text or VOICE_OPTION, lang)
+        fallback = self.fallback
+        if not fallback or fallback == lang:
+            return
+        if self._option_recorded(out, option, n, fallback):
+            return
+        label = option_label(catalog, option, fallback, params)
+        text = catalog.render(VOICE_OPTION, fallback, {**params, "label": label, "n": n})
+        out.say(text, language=self._tts(fallback))
+
+    def _option_recorded(
+        self, out: VoiceResponse | Gather, option: Option, n: int, lang: str
+    ) -> bool:
+        catalog = self.catalog
+        if option.text is None or option.label is not None:
+            return False  # a literal label (an area name) has no recording
+        label_audio = catalog.audio_path(option.text, lang)
+        press_audio = catalog.audio_path(f"{VOICE_OPTION}.{n}", lang)
+        if label_audio is None or press_audio is None:
+            return False
+        self._play(out, lang, label_audio)
+        self._play(out, lang, press_audio)
+        return True

@@ -1,0 +1,428 @@
+"""Calls: one conversation turn per Twilio request, recordings, and what a hang-up keeps.
+
+A call is a series of webhook requests, each numbered ``n`` (0 for the incoming call, then one
+more per turn, carried in the action URLs). ``CallSid:n`` is the provider id the conversation
+service dedupes on, so Twilio retrying a step gets the same answer and nothing is stored twice.
+
+Callers hang up mid-flow, lose signal or go silent. What they said must not be lost: when a call
+ends (Twilio's call status callback, or the engine giving up after silence or invalid keys) with a
+category and a place given, the report is saved marked incomplete, with the recording if there
+was one. Every path is idempotent: a repeated callback finds the work done and adds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from citoyen.db import write_session
+from citoyen.engine.schema import ActionNode, PlaceNode
+from citoyen.engine.types import Input
+from citoyen.models import Attachment, Contact, Conversation, Message, Report
+from citoyen.services import effects
+from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply
+from citoyen.services.privacy import alias_label
+
+log = logging.getLogger(__name__)
+
+VOICE = "voice"
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
+# CallStatus values after which no more webhooks come for the call.
+ENDED_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+# RecordingStatus values meaning there is nothing to fetch.
+NO_RECORDING_STATUSES = frozenset({"absent", "failed"})
+MAX_DURATION = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A recording Twilio made during a call (from a Record action or status callback)."""
+
+    sid: str
+    url: str | None = None
+    duration: int | None = None
+
+
+@dataclass(frozen=True)
+class CallEnd:
+    """What ending a call did: the conversation closed and the incomplete report, if any."""
+
+    conversation_id: int
+    report_id: int | None
+    interrupted: bool
+
+
+def provider_id(call_sid: str, n: int) -> str:
+    return f"{call_sid}:{n}"
+
+
+def parse_duration(value: str | None) -> int | None:
+    """Twilio's RecordingDuration (whole seconds as text); None when absent or not a number."""
+    if value is None or not value.isdigit():
+        return None
+    seconds = int(value)
+    return seconds if seconds <= MAX_DURATION else None
+
+
+# --- one turn ------------------------------------------------------------------------------------
+
+
+def voice_turn(
+    runtime: Any,
+    *,
+    call_sid: str,
+    n: int,
+    address: str,
+    inp: Input,
+    recording: Recording | None = None,
+    now: datetime | None = None,
+) -> Reply:
+    """Run one caller input through the conversation service (deduped on ``CallSid:n``).
+
+    A recording is stored as a pending attachment of the conversation in the same transaction
+    as the answer, and linked to the report as soon as one exists.
+    """
+    now = now or datetime.now(UTC)
+    if n > 0 and _is_late(runtime, call_sid, n):
+        return _late_input(runtime, call_sid, recording, now)
+
+    def on_reply(session: Session, reply: Reply, contact: Contact) -> None:
+        if reply.conversation_id is None:
+            return
+        if recording is not None:
+            _upsert_recording(session, recording, reply.conversation_id, contact.id)
+        if reply.status == "interrupted":
+            # The engine gave up (silence twice, too many invalid keys): keep what was said.
+            conversation = session.get(Conversation, reply.conversation_id)
+            if conversation is not None:
+                keep_unfinished(session, runtime, conversation, contact, now)
+        link_attachments(session, reply.conversation_id)
+
+    inbound = Inbound(VOICE, address, inp, provider_id=provider_id(call_sid, n))
+    return runtime.conversations.handle(inbound, now=now, on_reply=on_reply)
+
+
+def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
+    """True for a new step of a call whose conversation already ended (hang-up seen first)."""
+    with Session(runtime.engine) as session:
+        seen = session.exec(
+            select(Message.id).where(
+                Message.channel == VOICE,
+                Message.provider_id == provider_id(call_sid, n),
+                Message.direction == "in",
+            )
+        ).first()
+        if seen is not None:
+            return False  # a retry: the conversation service answers it as the first time
+        conversation_id = call_conversation_id(session, call_sid)
+        if conversation_id is None:
+            return False
+        conversation = session.get(Conversation, conversation_id)
+        return conversation is not None and conversation.status not in OPEN_STATUSES
+
+
+def _late_input(runtime: Any, call_sid: str, recording: Recording | None, now: datetime) -> Reply:
+    """A step that arrives after the call's conversation ended: keep a recording, say nothing.
+
+    Twilio can deliver a Record action after the call status callback when the caller hangs up
+    while recording; the conversation must not restart for it.
+    """
+    language = runtime.bundle.settings.languages.default
+    with write_session(runtime.engine) as session:
+        conversation_id = call_conversation_id(session, call_sid)
+        conversation = session.get(Conversation, conversation_id) if conversation_id else None
+        if conversation is not None:
+            language = conversation.state.get("language") or language
+            if recording is not None:
+                _upsert_recording(session, recording, conversation.id, conversation.contact_id)
+                link_attachments(session, conversation.id)
+    return Reply(prompts=[], language=language, status="interrupted")
+
+
+def call_conversation_id(session: Session, call_sid: str) -> int | None:
+    """The conversation this call last spoke to, from the call's inbound messages.
+
+    The call's first message (``CallSid:0``) is found by its unique key; the prefix search then
+    only scans that caller's messages, never the whole table.
+    """
+    contact_id = session.exec(
+        select(Message.contact_id).where(
+            Message.channel == VOICE, Message.provider_id == provider_id(call_sid, 0)
+        )
+    ).first()
+    if contact_id is None:
+        return None
+    return session.exec(
+        select(Message.conversation_id)
+        .where(
+            Message.contact_id == contact_id,
+            Message.channel == VOICE,
+            Message.direction == "in",
+            Message.provider_id.like(f"{call_sid}:%"),
+            Message.conversation_id.is_not(None),
+        )
+        .order_by(Message.id.desc())
+    ).first()
+
+
+# --- recordings ----------------------------------------------------------------------------------
+
+
+def _upsert_recording(
+    session: Session,
+    recording: Recording,
+    conversation_id: int | None,
+    contact_id: int | None,
+) -> Attachment:
+    """The attachment row of a recording, created once per RecordingSid (unique key)."""
+    attachment = session.exec(
+        select(Attachment).where(
+            Attachment.channel == VOICE, Attachment.provider_ref == recording.sid
+        )
+    ).first()
+    if attachment is None:
+        attachment = Attachment(
+            channel=VOICE,
+            kind="recording",
+            provider_ref=recording.sid,
+            status="pending",
+            conversation_id=conversation_id,
+            contact_id=contact_id,
+        )
+        session.add(attachment)
+        session.flush()  # a copy racing us fails here; the caller's transaction is retried
+    if attachment.conversation_id is None:
+        attachment.conversation_id = conversation_id
+    if attachment.contact_id is None:
+        attachment.contact_id = contact_id
+    if recording.duration is not None:
+        attachment.duration_seconds = recording.duration
+    return attachment
+
+
+def link_attachments(session: Session, conversation_id: int) -> None:
+    """Attach the conversation's unlinked attachments to its report, once it has one."""
+    report_id = session.exec(
+        select(Report.id).where(Report.conversation_id == conversation_id).order_by(Report.id)
+    ).first()
+    if report_id is None:
+        return
+    for attachment in session.exec(
+        select(Attachment).where(
+            Attachment.conversation_id == conversation_id, Attachment.report_id.is_(None)
+        )
+    ).all():
+        attachment.report_id = report_id
+
+
+def record_recording_status(runtime: Any, form: Mapping[str, str]) -> Attachment | None:
+    """Apply a recordingStatusCallback: duration, and failure when Twilio has nothing to give.
+
+    The callback may come before or after the Record action; whichever comes first creates the
+    attachment, the other completes it.
+    """
+    sid = form.get("RecordingSid") or ""
+    call_sid = form.get("CallSid") or ""
+    if not RECORDING_SID.fullmatch(sid) or not CALL_SID.fullmatch(call_sid):
+        return None
+    status = form.get("RecordingStatus") or ""
+    recording = Recording(sid=sid, duration=parse_duration(form.get("RecordingDuration")))
+    for _attempt in range(3):
+        try:
+            with write_session(runtime.engine) as session:
+                conversation_id = call_conversation_id(session, call_sid)
+                existing = session.exec(
+                    select(Attachment.id).where(
+                        Attachment.channel == VOICE, Attachment.provider_ref == sid
+                    )
+                ).first()
+                if existing is None and conversation_id is None:
+                    log.info("voice: recording status for a call we never answered, ignored")
+                    return None
+                conversation = (
+                    session.get(Conversation, conversation_id) if conversation_id else None
+                )
+                attachment = _upsert_recording(
+                    session,
+                    recording,
+                    conversation_id,
+                    conversation.contact_id if conversation else None,
+                )
+                if status in NO_RECORDING_STATUSES and attachment.status == "pending":
+                    attachment.status = "failed"
+                    code = form.get("ErrorCode")
+                    attachment.error = f"Twilio recording {status}" + (
+                        f" (error {code})" if code and code != "0" else ""
+                    )
+                if attachment.conversation_id is not None:
+                    link_attachments(session, attachment.conversation_id)
+                return attachment
+        except IntegrityError:
+            continue  # the Record action created it at the same moment: update that row
+    return None
+
+
+# --- the end of a call ---------------------------------------------------------------------------
+
+
+def handle_call_status(
+    runtime: Any, form: Mapping[str, str], now: datetime | None = None
+) -> CallEnd | None:
+    """Apply a call status callback (POST /twilio/status with CallSid and CallStatus).
+
+    For a call that has ended while its conversation is still open: save an incomplete report
+    when a category and a place were given, and mark the conversation interrupted. Messages and
+    answers stay. Returns None when there is nothing to do (call still going, call we never
+    answered, callback already applied).
+    """
+    call_sid = form.get("CallSid") or ""
+    status = form.get("CallStatus") or ""
+    if not CALL_SID.fullmatch(call_sid) or status not in ENDED_STATUSES:
+        return None
+    now = now or datetime.now(UTC)
+    for _attempt in range(3):
+        try:
+            with write_session(runtime.engine) as session:
+                return _end_call(session, runtime, call_sid, status, now)
+        except IntegrityError:
+            continue  # a copy of this callback committed first: the next attempt sees it
+    return None
+
+
+def _end_call(
+    session: Session, runtime: Any, call_sid: str, status: str, now: datetime
+) -> CallEnd | None:
+    end_id = f"{call_sid}:end"
+    done = session.exec(
+        select(Message.id).where(Message.channel == VOICE, Message.provider_id == end_id)
+    ).first()
+    if done is not None:
+        return None
+    conversation_id = call_conversation_id(session, call_sid)
+    if conversation_id is None:
+        return None
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        return None
+    # Same lock order as the conversation service (contact first), so a late step of this call
+    # and this callback are applied one after the other.
+    contact = session.exec(
+        select(Contact).where(Contact.id == conversation.contact_id).with_for_update()
+    ).one()
+    session.refresh(conversation)
+    # The end of the call is a row with a unique provider id: two copies of the callback cannot
+    # both pass this flush.
+    session.add(
+        Message(
+            contact_id=contact.id,
+            conversation_id=conversation.id,
+            channel=VOICE,
+            direction="in",
+            provider_id=end_id,
+            kind="hangup",
+            body=status,
+            created_at=now,
+        )
+    )
+    session.flush()
+    if conversation.status not in OPEN_STATUSES:
+        return CallEnd(conversation.id, None, interrupted=False)
+    report = keep_unfinished(session, runtime, conversation, contact, now)
+    conversation.status = "interrupted"
+    conversation.state = {**conversation.state, "status": "interrupted"}
+    conversation.expires_at = None
+    conversation.updated_at = now
+    log.info(
+        "voice: call of %s ended (%s) mid-flow at node %s%s",
+        alias_label(contact.alias),
+        status,
+        conversation.node,
+        f"; incomplete report {report.reference} kept" if report else "",
+    )
+    return CallEnd(conversation.id, report.id if report else None, interrupted=True)
+
+
+def keep_unfinished(
+    session: Session,
+    runtime: Any,
+    conversation: Conversation,
+    contact: Contact,
+    now: datetime,
+) -> Report | None:
+    """Save an unfinished conversation's answers as an incomplete report, when they say enough.
+
+    Enough means a category and a place (a place partly chosen counts: the deepest area picked
+    before the call ended, as "I don't know" at the next level would). The answer names come
+    from the flow's own ``create_report`` action, so any flow that makes reports is covered.
+    Nothing is done when the conversation already has a report.
+    """
+    has_report = session.exec(
+        select(Report.id).where(Report.conversation_id == conversation.id)
+    ).first()
+    if has_report is not None:
+        return None
+    flow = runtime.conversations.flows.get(session, conversation.flow_id, conversation.flow_version)
+    if flow is None:
+        return None
+    mapping = _report_mapping(flow)
+    if mapping is None:
+        return None
+    answers: dict[str, Any] = dict(conversation.state.get("answers") or {})
+
+    def get(name: str | None) -> Any:
+        return answers.get(name) if name else None
+
+    place = get(mapping.place) or _partial_place(flow, conversation, mapping.place)
+    category = get(mapping.category)
+    if not (isinstance(category, str) and category and isinstance(place, str) and place):
+        return None
+    data = {
+        "category": category,
+        "place": place,
+        "description": get(mapping.description),
+        "urgency": "emergency" if get(mapping.urgency_from) == "yes" else "normal",
+        "anonymous": get(mapping.anonymous),
+        "callback": get(mapping.callback),
+        "answers": answers,
+    }
+    report = effects.create_report(
+        session,
+        data,
+        contact=contact,
+        conversation=conversation,
+        flow=flow,
+        channel=VOICE,
+        now=now,
+        incomplete=True,
+    )
+    if report.area_id is not None:
+        contact.area_id = contact.area_id or report.area_id
+    link_attachments(session, conversation.id)
+    return report
+
+
+def _report_mapping(flow: Any) -> Any:
+    """The first ``create_report`` action of a flow (answer names of the report's fields)."""
+    for node in flow.nodes.values():
+        if isinstance(node, ActionNode):
+            for action in node.do:
+                if action.create_report is not None:
+                    return action.create_report
+    return None
+
+
+def _partial_place(flow: Any, conversation: Conversation, answer: str | None) -> str | None:
+    """The deepest area chosen so far when the call ended inside the place menus."""
+    node = flow.nodes.get(conversation.node)
+    if not isinstance(node, PlaceNode) or not answer or node.save != answer:
+        return None
+    path = (conversation.state.get("scratch") or {}).get("path") or []
+    return path[-1] if path and isinstance(path[-1], str) else None
