@@ -278,3 +278,15 @@ def test_follow_an_unknown_reference(runtime: Runtime) -> None:
     text = catalog.render(told.prompts[-1].text, "en", told.params)
     assert catalog.render("report.status.unknown", "en", {}) in text
     assert count(runtime, Report) == 0
+
+
+def test_a_new_call_starts_afresh_instead_of_resuming_an_sms_conversation(
+    runtime: Runtime,
+) -> None:
+    send(runtime, "Bonjour", "S1")
+    send(runtime, "1", "S2")  # French; the SMS conversation waits at the category question
+    reply = send(runtime, None, "CA1:0", kind="start", channel="voice")
+    assert reply.prompts[-1].node == "category"  # a new report flow (language remembered)
+    with Session(runtime.engine) as s:
+        rows = s.exec(select(Conversation).order_by(Conversation.id)).all()
+    assert [(c.channel, c.status) for c in rows] == [("sms", "interrupted"), ("voice", "waiting")]

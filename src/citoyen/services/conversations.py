@@ -157,6 +157,13 @@ class ConversationService:
             return reply
 
         conversation = self._open_conversation(session, contact, inbound.channel, now)
+        if conversation is not None and inbound.input.kind == "start":
+            # A new call (or invitation) begins afresh: an SMS conversation left open must not
+            # continue on a keypad, mid-question.
+            conversation.status = "interrupted"
+            conversation.state = {**conversation.state, "status": "interrupted"}
+            conversation.updated_at = now
+            conversation = None
         ctx = self._context(session, contact, inbound.channel)
         result, conversation, flow = self._step(
             session, contact, conversation, inbound, ctx, now, created
