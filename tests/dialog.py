@@ -188,6 +188,8 @@ class Part:
             return "key"
         if self.kind == "question":
             return "record"
+        if self.kind == "code":
+            return "digits"
         return None
 
 
@@ -217,6 +219,11 @@ def places(
 def question(key: str, *, lang: str | None = None, **params: Any) -> Part:
     """A free-text question (a recording on a call)."""
     return Part("question", key, params=params, lang=lang)
+
+
+def code_question(key: str, *, lang: str | None = None, **params: Any) -> Part:
+    """A question answered with digits (a reference code): keyed then # on a call."""
+    return Part("code", key, params=params, lang=lang)
 
 
 def language_menu(*, lang: str | None = None) -> Part:

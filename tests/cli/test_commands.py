@@ -73,7 +73,7 @@ def test_chat_sms_makes_a_report_that_export_lists(invoke) -> None:
 
 
 def test_chat_voice_shows_keypad_prompts(invoke) -> None:
-    script = "\n".join(["1", "1", "1", "1", "2", "Des coups de feu la nuit", "2", "1"])
+    script = "\n".join(["1", "1", "1", "1", "1", "2", "Des coups de feu la nuit", "2", "1"])
     result = invoke("chat", "--channel", "voice", "--from", "+22376000001", input=script + "\n")
     assert result.exit_code == 0, result.output
     from citoyen.i18n import Catalog

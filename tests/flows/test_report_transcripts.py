@@ -23,6 +23,7 @@ from tests.dialog import (
     button,
     call,
     choose,
+    code_question,
     contains,
     language_menu,
     matches,
@@ -52,6 +53,7 @@ CATEGORIES = tuple(f"report.category.{key}" for key in CATEGORY_KEYS)
 DANGER = ("report.danger.yes", "report.danger.no")
 ANONYMOUS = ("report.anonymous.yes", "report.anonymous.no")
 CONSENT = ("report.consent.yes", "report.consent.no")
+INTENTS = ("report.intent.new", "report.intent.follow")
 
 # The shipped areas, in menu order (Bamako district first, then regions alphabetically; nine
 # lines per menu, so the last line of a long level is "more").
@@ -103,14 +105,21 @@ def language_number(d: Dialog, lang: str | None = None) -> int:
     return list(d.settings.languages.enabled).index(lang or d.lang) + 1
 
 
+def welcome(d: Dialog, after: object) -> list:
+    """The welcome, then the category question; a call first asks report or follow-up."""
+    if d.channel != "voice":
+        return [(after, [say("report.welcome"), menu("report.category", *CATEGORIES)])]
+    return [
+        (after, [say("report.welcome"), menu("report.intent", *INTENTS)]),
+        (choose(1, "new"), menu("report.category", *CATEGORIES)),
+    ]
+
+
 def opening(d: Dialog) -> list:
     """First contact: the language menu (in the default language), then the welcome."""
     return [
         (first_input(d), language_menu(lang=DEFAULT)),
-        (
-            choose(language_number(d), d.lang),
-            [say("report.welcome"), menu("report.category", *CATEGORIES)],
-        ),
+        *welcome(d, choose(language_number(d), d.lang)),
     ]
 
 
@@ -186,11 +195,7 @@ def after_place(d: Dialog, route: Route) -> list:
 
 
 def full_report(d: Dialog, route: Route, *, first: bool = True) -> list:
-    start = (
-        opening(d)
-        if first
-        else [(first_input(d), [say("report.welcome"), menu("report.category", *CATEGORIES)])]
-    )
+    start = opening(d) if first else welcome(d, first_input(d))
     return [*start, category(route.category), *route.places, *after_place(d, route)]
 
 
@@ -477,8 +482,7 @@ def test_invalid_answers_then_goodbye(talk):
         assert d.last.reply.status == "interrupted", d.transcript()
         assert d.conversation().status == "interrupted", d.transcript()
         # The next message starts a new conversation, in the language already chosen.
-        welcome = [say("report.welcome"), menu("report.category", *CATEGORIES)]
-        verify_dialog(d, [(first_input(d), welcome)])
+        verify_dialog(d, welcome(d, first_input(d)))
         assert [c.status for c in d.conversations()] == ["interrupted", "waiting"]
     assert count_reports(d) == 0
 
@@ -564,3 +568,59 @@ def test_verify_dialog_shows_the_whole_transcript_when_a_reply_differs(talk):
     for impossible in (button("yes"), press("1"), record(RECORDING)):
         with pytest.raises(AssertionError, match="only"):
             d.send(impossible)
+
+
+# --- following a report ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["fr", "bm"])
+def test_follow_a_report_by_keying_its_reference_on_a_call(talk, lang):
+    route = ROUTES["bamako-danger"]
+    reporter = talk("sms", lang)
+    reference = verify_dialog(reporter, full_report(reporter, route)).captures["reference"]
+    caller = talk("voice", lang)
+    verify_dialog(
+        caller,
+        [
+            (call(), language_menu(lang=DEFAULT)),
+            (
+                choose(language_number(caller), lang),
+                [say("report.welcome"), menu("report.intent", *INTENTS)],
+            ),
+            (choose(2, "follow"), code_question("report.ask_reference")),
+            (
+                press("1234567"),
+                [say("system.invalid_reference"), code_question("report.ask_reference")],
+            ),
+            (
+                press(reference.replace("-", "")),
+                say(
+                    "report.follow_status",
+                    reference=reference,
+                    report_status=caller.t("report.status.new"),
+                ),
+            ),
+        ],
+    )
+    assert caller.last.text.endswith("(the call ends)")
+    assert count_reports(caller) == 1  # following a report creates nothing
+
+
+def test_follow_a_report_by_sms_keyword(talk):
+    route = ROUTES["bamako-danger"]
+    reporter = talk("sms", "en")
+    reference = verify_dialog(reporter, full_report(reporter, route)).captures["reference"]
+    verify_dialog(
+        reporter,
+        [
+            ("FOLLOW", code_question("report.ask_reference")),
+            (
+                reference,
+                say(
+                    "report.follow_status",
+                    reference=reference,
+                    report_status=reporter.t("report.status.new"),
+                ),
+            ),
+        ],
+    )

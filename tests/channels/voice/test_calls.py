@@ -67,10 +67,12 @@ def test_french_call_ends_with_one_report_and_its_recording(client, runtime: Run
     heard = call.press("1")
     assert heard.said[:2] == [
         text(runtime, "report.welcome", "fr"),
-        text(runtime, "report.category", "fr"),
+        text(runtime, "report.intent", "fr"),
     ]
+    heard = call.press("1")  # report a concern (2 follows up a report)
+    assert heard.said[0] == text(runtime, "report.category", "fr")
     theft = text(runtime, "report.category.theft", "fr")
-    assert heard.said[3] == text(runtime, "system.voice_option", "fr", label=theft, n=2)
+    assert heard.said[2] == text(runtime, "system.voice_option", "fr", label=theft, n=2)
     assert call.root.find("Gather").get("numDigits") == "1"
 
     heard = call.press("2")  # theft
@@ -120,18 +122,19 @@ def test_bambara_call_plays_recordings_and_never_says_bambara(
 ) -> None:
     call = Call(client)
     call.start()
-    heard = call.press("2")  # Bamanankan
+    welcome = call.press("2")  # Bamanankan
     audio = f"{PUBLIC_URL}/audio/bm"
+    assert welcome.played[0] == f"{audio}/report.welcome.wav"
+    heard = call.press("1")  # report a concern
     # Recorded prompts are played; the theft option is its label's recording + "press 2".
     assert heard.played == [
-        f"{audio}/report.welcome.wav",
         f"{audio}/report.category.wav",
         f"{audio}/report.category.theft.wav",
         f"{audio}/system.voice_option.2.wav",
     ]
     # Options without a recording fall back to French, never to <Say language="bm">.
     armed = text(runtime, "report.category.armed_attack", "fr")
-    assert heard.lines[2] == (
+    assert heard.lines[1] == (
         "say:fr-FR",
         text(runtime, "system.voice_option", "fr", label=armed, n=1),
     )
@@ -141,7 +144,7 @@ def test_bambara_call_plays_recordings_and_never_says_bambara(
         if r.levelname == "WARNING"
     )
     # What Twilio will fetch is served, with the right type and caching.
-    served = client.get(heard.played[0].removeprefix(PUBLIC_URL))
+    served = client.get(welcome.played[0].removeprefix(PUBLIC_URL))
     assert served.status_code == 200
     assert served.mimetype == "audio/wav"
     assert (
@@ -199,7 +202,7 @@ def test_silence_twice_ends_the_call_gracefully(client, runtime: Runtime) -> Non
 def test_silence_at_a_recording_asks_again(client, runtime: Runtime) -> None:
     call = Call(client)
     call.start()
-    for key in ("1", "2", "1", "1", "2"):
+    for key in ("1", "1", "2", "1", "1", "2"):
         call.press(key)
     heard = call.no_answer()  # the <Redirect> after <Record>: nothing was recorded
     assert heard.said == [
@@ -212,12 +215,13 @@ def test_silence_at_a_recording_asks_again(client, runtime: Runtime) -> None:
 def test_invalid_key_says_so_and_asks_the_same_menu(client, runtime: Runtime) -> None:
     call = Call(client)
     call.start()
-    before = call.press("1")
+    call.press("1")  # French
+    before = call.press("1")  # report a concern: the category menu
     gather_before = call.root.find("Gather")
     heard = call.press("9")  # the category menu has 8 options
     gather = call.root.find("Gather")
     assert heard.said[0] == text(runtime, "system.invalid_choice", "fr")
-    assert heard.lines[1:] == before.lines[1:]  # the question and its options, without welcome
+    assert heard.lines[1:] == before.lines  # the same question and options
     assert {k: v for k, v in gather.attrib.items() if k != "action"} == {
         k: v for k, v in gather_before.attrib.items() if k != "action"
     }
@@ -230,6 +234,7 @@ def test_invalid_key_says_so_and_asks_the_same_menu(client, runtime: Runtime) ->
 def test_repeated_step_gets_the_same_twiml_and_stores_nothing(client, runtime: Runtime) -> None:
     call = Call(client)
     call.start()
+    call.press("1")
     call.press("1")
     call.press("2")
     first = call.responses[-1]
@@ -284,7 +289,7 @@ def test_two_copies_of_a_step_at_once_are_answered_alike_and_stored_once(
 
     call = Call(client)
     call.start()
-    for key in ("1", "2", "2", "1", "2", "2"):
+    for key in ("1", "1", "2", "2", "1", "2", "2"):
         call.press(key)
     record = call.root.find("Record")
     path = record.get("action").removeprefix(PUBLIC_URL)
@@ -325,7 +330,7 @@ def test_two_copies_of_a_step_at_once_are_answered_alike_and_stored_once(
 def test_an_empty_recording_counts_as_no_answer(client, runtime: Runtime) -> None:
     call = Call(client)
     call.start()
-    for key in ("1", "2", "2", "1", "2", "2"):
+    for key in ("1", "1", "2", "2", "1", "2", "2"):
         call.press(key)
     heard = call.record(duration="0")
     assert heard.said == [

@@ -50,9 +50,11 @@ def area_code(runtime: Runtime, area_id: int | None) -> str | None:
 
 
 def call_to(client, keys: str) -> Call:  # type: ignore[no-untyped-def]
+    """A call that keyed ``keys``: the language first, then (after "1": report a concern) the
+    report's menus."""
     call = Call(client)
     call.start()
-    for key in keys:
+    for key in keys[:1] + "1" + keys[1:]:
         call.press(key)
     return call
 

@@ -193,7 +193,7 @@ def test_a_call_recording_ends_up_stored_with_its_report(
 ) -> None:
     call = Call(client)
     call.start()
-    for key in "122122":
+    for key in "1122122":  # French, report a concern, theft, Ségou > Niono > Pogo, no danger
         call.press(key)
     call.record(sid=SID)
     call.press("1")
