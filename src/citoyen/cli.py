@@ -125,19 +125,43 @@ def worker(ctx: click.Context) -> None:
     Worker(runtime).start(background=False)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.pass_context
 def telegram(ctx: click.Context) -> None:
-    """The Telegram bot alone, by long polling."""
+    """The Telegram bot alone, by long polling (no public URL needed).
+
+    It also delivers the Telegram replies queued in the outbox, so the bot alone answers.
+    `citoyen telegram set-webhook` switches to webhook mode instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     runtime = _runtime(ctx)
     if not runtime.settings.telegram_enabled:
         raise SystemExit(
             "TELEGRAM_BOT_TOKEN is not set: the Telegram bot is off. Set it to run the bot "
             "(long polling needs no public URL)."
         )
+    _load_bundle_or_exit(runtime)
+    if runtime.needs_migration():
+        raise SystemExit("database not migrated: run `citoyen db upgrade` first")
     from citoyen.channels.telegram_bot import run_polling
 
     run_polling(runtime)
+
+
+@telegram.command("set-webhook")
+@click.pass_context
+def telegram_set_webhook(ctx: click.Context) -> None:
+    """Register CITOYEN_PUBLIC_URL/telegram/webhook (https) with TELEGRAM_WEBHOOK_SECRET."""
+    from citoyen.channels.telegram_bot import TelegramSetupError, set_webhook
+
+    runtime = _runtime(ctx)
+    try:
+        url = set_webhook(runtime)
+    except TelegramSetupError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    click.echo(f"webhook set: {url}")
+    click.echo("Telegram now sends updates there; `citoyen telegram` (polling) would remove it.")
 
 
 # --- db ------------------------------------------------------------------------------------------

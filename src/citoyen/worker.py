@@ -1,9 +1,11 @@
 """The worker: the only process that schedules (APScheduler 3.x).
 
-Jobs: expire conversations that waited past their flow's expiry, and dispatch the outbox. Without
+Jobs: expire conversations that waited past their flow's expiry, and dispatch the outbox every
+second (:mod:`citoyen.services.dispatch`: leases, retries, rate limits; docs/outbox.md). Without
 provider credentials the outbox is delivered to the log channel (a line per message, the recipient
-named by alias only), never silently dropped. Real providers, survey schedules, escalation and
-recording fetches are added by their own modules as they land.
+named by alias only), never silently dropped. Recordings and Telegram media are fetched into
+storage (:mod:`citoyen.services.media`). Survey schedules and escalation are added by their own
+modules as they land.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlmodel import select
 
 from citoyen.db import write_session
-from citoyen.models import Contact, Conversation, Outbox
-from citoyen.services.privacy import alias_label
+from citoyen.models import Conversation
+from citoyen.services.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -42,33 +44,14 @@ def expire_conversations(runtime: Any, now: datetime | None = None) -> int:
         return len(rows)
 
 
-def dispatch_outbox_to_log(runtime: Any, now: datetime | None = None, limit: int = 100) -> int:
-    """Deliver pending outbox rows to the log channel (no provider configured)."""
-    now = now or datetime.now(UTC)
-    with write_session(runtime.engine) as session:
-        rows = session.exec(
-            select(Outbox, Contact)
-            .join(Contact, Contact.id == Outbox.contact_id, isouter=True)
-            .where(Outbox.status == "pending", Outbox.next_attempt_at <= now)
-            .order_by(Outbox.id)
-            .limit(limit)
-        ).all()
-        for row, contact in rows:
-            who = alias_label(contact.alias) if contact else "a stakeholder"
-            log.info("outbox %s -> %s via %s (log channel): %s", row.id, who, row.channel, row.body)
-            row.status = "sent"
-            row.sent_at = now
-            row.provider_id = f"log-{row.id}"
-            row.attempts += 1
-        return len(rows)
-
-
 class Worker:
     """Owns the scheduler; ``start(background=False)`` blocks until a signal stops it."""
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
         self.scheduler = BackgroundScheduler(timezone="Africa/Bamako")
+        # One dispatcher for the life of the process: it holds the rate-limit buckets.
+        self.dispatcher = Dispatcher(runtime)
         self._stop = threading.Event()
 
     def _register(self) -> None:
@@ -87,16 +70,33 @@ class Worker:
             **common,
         )
         self.scheduler.add_job(
-            dispatch_outbox_to_log,
+            self.dispatcher.run_once,
             "interval",
-            seconds=5,
-            args=[self.runtime],
+            seconds=1,
             id="dispatch_outbox",
-            **common,
+            **{**common, "misfire_grace_time": 5},
         )
 
+    def _module_jobs(self) -> None:
+        """Jobs that modules declare (``scheduled_jobs(runtime)``), registered idempotently."""
+        from citoyen.services import media
+
+        for job in media.scheduled_jobs(self.runtime):
+            self.scheduler.add_job(**job)
+
+    def _plug_in_senders(self) -> None:
+        """Channels whose outbox sender registers at start (SMS registers on import).
+
+        Without credentials a channel registers nothing and its rows go to the log channel.
+        """
+        from citoyen.channels import telegram_sender
+
+        telegram_sender.register(self.runtime)
+
     def start(self, background: bool) -> None:
+        self._plug_in_senders()
         self._register()
+        self._module_jobs()
         self.scheduler.start()
         jobs = ", ".join(job.id for job in self.scheduler.get_jobs())
         log.info("worker started: scheduler (Africa/Bamako) with jobs: %s", jobs)

@@ -286,7 +286,7 @@ def test_a_new_call_starts_afresh_instead_of_resuming_an_sms_conversation(
     send(runtime, "Bonjour", "S1")
     send(runtime, "1", "S2")  # French; the SMS conversation waits at the category question
     reply = send(runtime, None, "CA1:0", kind="start", channel="voice")
-    assert reply.prompts[-1].node == "category"  # a new report flow (language remembered)
+    assert reply.prompts[-1].node == "intent"  # a new report flow (language remembered)
     with Session(runtime.engine) as s:
         rows = s.exec(select(Conversation).order_by(Conversation.id)).all()
     assert [(c.channel, c.status) for c in rows] == [("sms", "interrupted"), ("voice", "waiting")]

@@ -161,6 +161,10 @@ def default_fetchers(runtime: Any) -> dict[str, Fetcher]:
         fetchers["voice"] = TwilioRecordingFetcher(
             settings.twilio_account_sid, settings.twilio_auth_token
         )
+    if settings.telegram_bot_token:
+        from citoyen.channels.telegram_sender import make_fetcher
+
+        fetchers["telegram"] = make_fetcher(runtime)
     return fetchers
 
 

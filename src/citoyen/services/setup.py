@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from citoyen.db import write_session
 from citoyen.runtime import Runtime
 from citoyen.services.areas import seed_shipped_areas
+from citoyen.services.places import load_area_points
 from citoyen.services.users import count_users, create_user, generate_password
 
 FIRST_ADMIN = "admin@citoyen.local"
@@ -31,6 +32,7 @@ def ensure_ready(runtime: Runtime) -> SetupResult:
         runtime.migrate()
     with write_session(runtime.engine) as session:
         areas = seed_shipped_areas(session)
+        load_area_points(session)  # chief towns, for "nearest area" from a shared location
         if count_users(session) == 0:
             password = generate_password()
             create_user(session, FIRST_ADMIN, "admin", password)

@@ -1,0 +1,486 @@
+"""Telegram updates in, outbox rows out: the one path shared by the webhook and long polling.
+
+A Bot API ``Update`` is first read into a :class:`ParsedUpdate` (pure: no database, no network),
+then turned into a neutral :class:`~citoyen.services.conversations.Inbound` and handed to the
+conversation service with ``provider_id = str(update_id)``, so Telegram re-sending an update
+(it does, when a webhook answer is late) changes nothing. Replies are not sent from here: they
+are queued in the outbox inside the conversation's own transaction (``on_reply``), so a reply is
+queued if and only if its input was recorded, and the worker delivers it with retries and rate
+limits. Nothing here talks to Telegram; the callers answer callback queries (see docs/telegram.md).
+
+What each update means:
+
+- text -> ``Input("text")``; the commands /help, /stop, /language and /menu map to the
+  deployment's keywords (``flows/settings.yaml``), so the engine does what the words do on SMS;
+  /start begins the default flow afresh (``Input("start")``), or opts back in after /stop;
+- a button press (callback query) -> ``Input("choice", option key)``;
+- a shared location -> ``Input("location", code of the nearest known area)``
+  (:mod:`citoyen.services.places`); with no known area near it, the citizen is "asked again"
+  (below) and picks from the menu. Coordinates are never stored: only the area code is;
+- a voice note -> ``Input("recording", file_id)``: the engine takes it as the answer to a free-text
+  question and refuses it elsewhere, like a recording on a call;
+- a photo -> its caption as text, or (no caption) "asked again"; the photo itself is kept as an
+  attachment; stickers, documents and the like are "asked again";
+- "asked again" is the deployment's ``help`` keyword: the engine answers with the help text and
+  the current question, without counting a wrong answer (``Input("start")`` would abandon the
+  conversation: it begins a new one);
+- voice notes and photos become :class:`~citoyen.models.Attachment` rows (``pending``) that the
+  worker downloads with getFile, linked to the conversation and, once it exists, to its report;
+- ``my_chat_member`` with status ``kicked`` (the user blocked the bot) opts the contact out;
+- edited messages, group chats, channel posts and everything else are ignored (answered 200,
+  logged without ids): an edit must not be taken as a second answer, and concerns are raised in
+  private chats only, where other people cannot read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from telegram import Update
+
+from citoyen.channels.render import render_telegram
+from citoyen.channels.telegram_sender import MAX_DOWNLOAD_BYTES
+from citoyen.db import session_scope, write_session
+from citoyen.engine.types import Input
+from citoyen.models import Attachment, Contact, Conversation, Message, Report
+from citoyen.services.contacts import find_contact
+from citoyen.services.conversations import Inbound, Reply
+from citoyen.services.outbox import enqueue
+from citoyen.services.places import nearest_area
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+# Telegram refuses callback data over 64 bytes; longer option keys travel as a hash of the key.
+MAX_CALLBACK_BYTES = 64
+HASHED_PREFIX = "h:"
+# Telegram accepts 4096 characters per message; split a little below on line or word boundaries.
+MAX_TEXT = 4000
+# Commands and the keyword group they stand for (the first word of that group is sent).
+COMMANDS = {"help": "help", "stop": "stop", "language": "language", "menu": "menu"}
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """A voice note or photo to keep: what getFile needs, and what the admin shows."""
+
+    kind: str  # voice | photo
+    file_id: str
+    file_unique_id: str
+    content_type: str | None = None
+    duration_seconds: int | None = None
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ParsedUpdate:
+    """What one update means, before any database lookup.
+
+    ``action``: ``input`` (``input`` is set), ``command`` (``command`` names it), ``location``
+    (``location`` is set), ``again`` (nothing the flows can use: ask the question again),
+    ``opt_out`` (the user blocked the bot) or ``ignore`` (``reason`` says why, for the log).
+    """
+
+    update_id: int
+    action: str
+    address: str | None = None
+    input: Input | None = None
+    command: str | None = None
+    location: tuple[float, float] | None = None
+    media: MediaRef | None = None
+    callback_query_id: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class Outcome:
+    """What processing an update did; the webhook and the bot act on ``callback_query_id``."""
+
+    status: str  # handled | duplicate | ignored | opted_out
+    callback_query_id: str | None = None
+    reply: Reply | None = None
+    queued: int = 0
+    reason: str = ""
+
+
+# --- reading an update -------------------------------------------------------------------------
+
+
+def _ignore(update_id: int, reason: str, callback_query_id: str | None = None) -> ParsedUpdate:
+    return ParsedUpdate(update_id, "ignore", reason=reason, callback_query_id=callback_query_id)
+
+
+def _command(text: str) -> str | None:
+    """``start`` for "/start", "/start payload" and "/START@citoyen_bot"; None for other text."""
+    if not text.startswith("/"):
+        return None
+    name = text[1:].split(maxsplit=1)[0] if len(text) > 1 else ""
+    name = name.split("@", 1)[0].lower()
+    return name if name == "start" or name in COMMANDS else None
+
+
+def _largest_photo(sizes: Sequence[Any]) -> Any | None:
+    """The biggest size of a photo that a bot may still download (getFile stops at 20 MB)."""
+    usable = [s for s in sizes if s.file_size is None or s.file_size <= MAX_DOWNLOAD_BYTES]
+    return max(usable, key=lambda s: (s.width * s.height, s.file_size or 0), default=None)
+
+
+def parse_update(update: Update) -> ParsedUpdate:
+    """Read an update into a :class:`ParsedUpdate` (no database, no network)."""
+    uid = update.update_id
+    if update.callback_query is not None:
+        query = update.callback_query
+        chat = query.message.chat if query.message is not None else None
+        if chat is None or chat.type != "private":
+            return _ignore(uid, "button outside a private chat", query.id)
+        if query.from_user.is_bot or not query.data:
+            return _ignore(uid, "button without data", query.id)
+        return ParsedUpdate(
+            uid,
+            "input",
+            address=f"telegram:{query.from_user.id}",
+            input=Input("choice", query.data),
+            callback_query_id=query.id,
+        )
+    if update.my_chat_member is not None:
+        member = update.my_chat_member
+        if member.chat.type != "private" or member.new_chat_member.status != "kicked":
+            return _ignore(uid, f"chat member status {member.new_chat_member.status}")
+        return ParsedUpdate(uid, "opt_out", address=f"telegram:{member.from_user.id}")
+    if update.message is None:
+        for kind in ("edited_message", "channel_post", "edited_channel_post"):
+            if getattr(update, kind, None) is not None:
+                return _ignore(uid, kind.replace("_", " "))
+        return _ignore(uid, "an update kind the flows do not use")
+    return _parse_message(uid, update.message)
+
+
+def _seconds(value: Any) -> int | None:
+    """Whole seconds from an int or a timedelta.
+
+    Read through ``to_dict()``: the ``duration`` attribute warns that its type will change.
+    """
+    if value is None:
+        return None
+    return int(value.total_seconds()) if hasattr(value, "total_seconds") else int(value)
+
+
+def _parse_message(uid: int, message: Any) -> ParsedUpdate:
+    user = message.from_user
+    if message.chat.type != "private":
+        return _ignore(uid, f"message in a {message.chat.type} chat")
+    if user is None or user.is_bot:
+        return _ignore(uid, "message not from a person")
+    address = f"telegram:{user.id}"
+    if message.voice is not None:
+        voice = message.voice
+        media = MediaRef(
+            "voice",
+            voice.file_id,
+            voice.file_unique_id,
+            voice.mime_type or "audio/ogg",
+            _seconds(voice.to_dict().get("duration")),
+            voice.file_size,
+        )
+        return ParsedUpdate(uid, "input", address, Input("recording", voice.file_id), media=media)
+    if message.photo:
+        photo = _largest_photo(message.photo)
+        media = (
+            MediaRef(
+                "photo", photo.file_id, photo.file_unique_id, "image/jpeg", None, photo.file_size
+            )
+            if photo is not None
+            else None
+        )
+        caption = (message.caption or "").strip()
+        if caption:
+            return ParsedUpdate(uid, "input", address, Input("text", caption), media=media)
+        return ParsedUpdate(uid, "again", address, media=media)
+    if message.location is not None:
+        loc = message.location
+        return ParsedUpdate(uid, "location", address, location=(loc.latitude, loc.longitude))
+    if message.text is not None:
+        command = _command(message.text)
+        if command is not None:
+            return ParsedUpdate(uid, "command", address, command=command)
+        return ParsedUpdate(uid, "input", address, Input("text", message.text))
+    # Stickers, documents, contacts...: nothing the flows can use; ask the question again.
+    return ParsedUpdate(uid, "again", address)
+
+
+# --- from parsed update to neutral input -------------------------------------------------------
+
+
+def callback_data(key: str) -> str:
+    """The callback data of a button for option ``key``: the key, or a hash when too long."""
+    if len(key.encode()) <= MAX_CALLBACK_BYTES:
+        return key
+    return HASHED_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _open_conversation(session: Session, contact: Contact | None) -> Conversation | None:
+    if contact is None:
+        return None
+    return session.exec(
+        select(Conversation)
+        .where(
+            Conversation.contact_id == contact.id,
+            Conversation.status.in_(("active", "waiting")),
+        )
+        .order_by(Conversation.id.desc())
+    ).first()
+
+
+def _first_keyword(keywords: dict[str, Sequence[str]], name: str) -> str | None:
+    words = keywords.get(name) or ()
+    return words[0] if words else None
+
+
+def resolve_input(runtime: Any, parsed: ParsedUpdate) -> Input:
+    """The engine input for an ``input``, ``command``, ``location`` or ``again`` update.
+
+    Reads the database for /start (has the contact opted out?), locations (nearest area) and
+    hashed buttons (the last menu shown); writes nothing.
+    """
+    keywords = runtime.bundle.settings.keywords
+    if parsed.action == "command":
+        if parsed.command == "start":
+            return _start_input(runtime, parsed.address or "", keywords)
+        word = _first_keyword(keywords, COMMANDS[parsed.command or ""])
+        return Input("text", word or f"/{parsed.command}")
+    if parsed.action == "location":
+        lat, lon = parsed.location or (float("nan"), float("nan"))
+        with session_scope(runtime.engine) as session:
+            area = nearest_area(session, lat, lon)
+        if area is not None:
+            return Input("location", area.code)
+        log.info("telegram location: no known area near it, asking with the menu")
+        return ask_again(keywords)
+    if parsed.action == "again":
+        return ask_again(keywords)
+    assert parsed.input is not None
+    inp = parsed.input
+    if inp.kind == "choice" and inp.value and inp.value.startswith(HASHED_PREFIX):
+        return _unhash_choice(runtime, parsed.address or "", inp)
+    return inp
+
+
+def ask_again(keywords: dict[str, Sequence[str]]) -> Input:
+    """An input that makes the engine show the current question again, no retry counted.
+
+    The ``help`` keyword does exactly that (help text, then the question). Without one, an empty
+    text: the engine then says it did not understand, and asks again.
+    """
+    word = _first_keyword(keywords, "help")
+    return Input("text", word or "")
+
+
+def _start_input(runtime: Any, address: str, keywords: dict[str, Sequence[str]]) -> Input:
+    """/start: the default flow from its beginning; for a contact who opted out, opt back in.
+
+    Telegram shows a Start button the first time and users press /start to "start over". A
+    ``start`` input does that: the conversation service leaves any open conversation as
+    interrupted and begins the flow the triggers choose (the language is remembered). A contact
+    who sent /stop gets the ``start`` keyword instead, which opts them back in and says so.
+    """
+    with session_scope(runtime.engine) as session:
+        contact = find_contact(session, runtime.vault, address)
+        opted_out = contact is not None and contact.opted_out
+    word = _first_keyword(keywords, "start") if opted_out else None
+    return Input("text", word) if word else Input("start")
+
+
+def _unhash_choice(runtime: Any, address: str, inp: Input) -> Input:
+    """The option key a hashed button stands for, from the last menu the citizen was shown."""
+    with session_scope(runtime.engine) as session:
+        conversation = _open_conversation(session, find_contact(session, runtime.vault, address))
+        menu = list(conversation.menu) if conversation is not None else []
+    for key, _label in menu:
+        if callback_data(key) == inp.value:
+            return Input("choice", key)
+    return inp  # a button of an older menu: the engine says it is not a valid choice
+
+
+# --- replies into the outbox -------------------------------------------------------------------
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Pieces of at most ``limit`` characters, cut at a line break or a space when possible."""
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind("\n", 0, limit)
+        if cut <= 0:
+            cut = rest.rfind(" ", 0, limit)
+        if cut <= 0:
+            cut = limit
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    pieces.append(rest)
+    return [p for p in pieces if p] or [text]
+
+
+def reply_payloads(catalog: Any, reply: Reply) -> list[tuple[str, dict[str, Any]]]:
+    """(text, payload) per Telegram message of a reply.
+
+    Texts without buttons are joined to the message after them ("Bienvenue..." and the first
+    question make one message): fewer notifications on the citizen's phone, and fewer messages
+    against Telegram's limit of about one per second per chat. Buttons stay under their question
+    and go with the last piece of a text too long for one message.
+    """
+    out: list[tuple[str, dict[str, Any]]] = []
+    pending: list[str] = []
+    messages = render_telegram(catalog, reply.prompts, reply.language, reply.params)
+    for n, message in enumerate(messages):
+        pending.append(message.text)
+        if not message.buttons and n < len(messages) - 1:
+            continue
+        pieces = split_text("\n\n".join(pending))
+        pending = []
+        buttons = [[label, callback_data(key)] for label, key in message.buttons]
+        for i, piece in enumerate(pieces):
+            out.append((piece, {"buttons": buttons if i == len(pieces) - 1 else []}))
+    return out
+
+
+def _keep_media(
+    session: Session, media: MediaRef, contact: Contact, conversation_id: int | None
+) -> None:
+    """An Attachment row for a voice note or photo (one per file: a forwarded copy is reused)."""
+    existing = session.exec(
+        select(Attachment).where(
+            Attachment.channel == CHANNEL, Attachment.provider_ref == media.file_id
+        )
+    ).first()
+    if existing is not None:
+        if existing.conversation_id is None:
+            existing.conversation_id = conversation_id
+        return
+    row = Attachment(
+        conversation_id=conversation_id,
+        contact_id=contact.id,
+        channel=CHANNEL,
+        kind=media.kind,
+        provider_ref=media.file_id,
+        content_type=media.content_type,
+        duration_seconds=media.duration_seconds,
+        size_bytes=media.size_bytes,
+        status="pending",
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        pass  # the same file stored by a concurrent update: that row stands
+
+
+def _link_report(session: Session, reply: Reply) -> None:
+    """Give the conversation's attachments to the report this step created, if any."""
+    reference = reply.params.get("reference")
+    if not isinstance(reference, str) or reply.conversation_id is None:
+        return
+    report = session.exec(
+        select(Report).where(
+            Report.reference == reference, Report.conversation_id == reply.conversation_id
+        )
+    ).first()
+    if report is None:
+        return
+    rows = session.exec(
+        select(Attachment).where(
+            Attachment.conversation_id == reply.conversation_id, Attachment.report_id.is_(None)
+        )
+    ).all()
+    for row in rows:
+        row.report_id = report.id
+
+
+@dataclass
+class _Queue:
+    """The ``on_reply`` hook: queue the reply and keep the media, in the input's transaction."""
+
+    catalog: Any
+    update_id: int
+    media: MediaRef | None
+    now: datetime
+    queued: list[int] = field(default_factory=list)
+
+    def __call__(self, session: Session, reply: Reply, contact: Contact) -> None:
+        if self.media is not None:
+            _keep_media(session, self.media, contact, reply.conversation_id)
+        _link_report(session, reply)
+        for i, (text, payload) in enumerate(reply_payloads(self.catalog, reply)):
+            row = enqueue(
+                session,
+                channel=CHANNEL,
+                idempotency_key=f"tg:{self.update_id}:{i}",
+                body=text,
+                payload=payload,
+                contact_id=contact.id,
+                kind="reply",
+                now=self.now,
+            )
+            self.queued.append(row.id or 0)
+
+
+# --- the shared entry point --------------------------------------------------------------------
+
+
+def opt_out(runtime: Any, parsed: ParsedUpdate, now: datetime) -> str:
+    """The user blocked the bot: no more unsolicited messages (recorded once per update)."""
+    with write_session(runtime.engine) as session:
+        contact = find_contact(session, runtime.vault, parsed.address or "", lock=True)
+        if contact is None:
+            return "ignored"  # never wrote to us: nothing to remember
+        try:
+            with session.begin_nested():
+                session.add(
+                    Message(
+                        contact_id=contact.id,
+                        channel=CHANNEL,
+                        direction="in",
+                        provider_id=str(parsed.update_id),
+                        kind="blocked",
+                        reply=Reply(
+                            prompts=[], language=contact.language or "", status="blocked"
+                        ).to_dict(),
+                        created_at=now,
+                    )
+                )
+                session.flush()
+        except IntegrityError:
+            return "duplicate"
+        contact.opted_out = True
+        contact.survey_consent = False
+    return "opted_out"
+
+
+def process_update(runtime: Any, update: Update, now: datetime | None = None) -> Outcome:
+    """Handle one update exactly once (by ``update_id``); replies are queued in the outbox."""
+    return process_parsed(runtime, parse_update(update), now)
+
+
+def process_parsed(runtime: Any, parsed: ParsedUpdate, now: datetime | None = None) -> Outcome:
+    """:func:`process_update` for an update already read (the webhook reads it to answer 400)."""
+    now = now or datetime.now(UTC)
+    if parsed.action == "ignore":
+        log.info("telegram update ignored: %s", parsed.reason)
+        return Outcome("ignored", parsed.callback_query_id, reason=parsed.reason)
+    if parsed.action == "opt_out":
+        status = opt_out(runtime, parsed, now)
+        log.info("telegram: a user blocked the bot (%s)", status)
+        return Outcome(status)
+    inp = resolve_input(runtime, parsed)
+    queue = _Queue(runtime.bundle.catalog, parsed.update_id, parsed.media, now)
+    inbound = Inbound(CHANNEL, parsed.address or "", inp, provider_id=str(parsed.update_id))
+    reply = runtime.conversations.handle(inbound, now=now, on_reply=queue)
+    status = "duplicate" if reply.duplicate else "handled"
+    return Outcome(status, parsed.callback_query_id, reply, queued=len(queue.queued))
