@@ -39,14 +39,21 @@ def _progress() -> Progress:
 
 
 def _load_bundle_or_exit(runtime: Runtime) -> object:
+    """The validated flows and routing, or exit naming every problem."""
     from citoyen.engine import FlowError
+    from citoyen.routing import RoutingError
 
     try:
-        return runtime.bundle
-    except FlowError as exc:
+        bundle = runtime.bundle
+        _ = runtime.router
+        return bundle
+    except (FlowError, RoutingError) as exc:
         for problem in exc.problems:
-            console.print(f"[red]{problem}[/red]" if problem.level == "error" else str(problem))
-        raise SystemExit("flows are broken: fix them, then run `citoyen flows check`") from None
+            if problem.level == "error":
+                console.print(f"error: {problem}", markup=False, highlight=False)
+        raise SystemExit(
+            "flows or routing are broken: fix them, then run `citoyen flows check`"
+        ) from None
 
 
 @click.group()
@@ -211,13 +218,27 @@ def flows() -> None:
 
 
 @flows.command("check")
+@click.option(
+    "--areas-from-db",
+    is_flag=True,
+    help="Check area codes against the database's areas instead of the shipped sample.",
+)
 @click.pass_context
-def flows_check(ctx: click.Context) -> None:
-    """Validate flows and locales; exit 1 on any error."""
+def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
+    """Validate flows, locales, stakeholders and routing rules; exit 1 on any error."""
+    from citoyen import routing
     from citoyen.engine import check
 
-    settings = _runtime(ctx).settings
+    runtime = _runtime(ctx)
+    settings = runtime.settings
     problems = check(settings.flows_dir, settings.locales_dir)
+    areas: routing.AreaTree | str = "shipped"
+    if areas_from_db:
+        from sqlmodel import Session
+
+        with Session(runtime.engine) as session:
+            areas = routing.database_area_tree(session)
+    problems += routing.check(settings.flows_dir, settings.locales_dir, areas=areas)
     errors = [p for p in problems if p.level == "error"]
     warnings = [p for p in problems if p.level != "error"]
     out = Console()
@@ -227,6 +248,34 @@ def flows_check(ctx: click.Context) -> None:
         out.print(f"warning: {p}", markup=False, highlight=False)
     out.print(f"{len(errors)} error(s), {len(warnings)} warning(s)", highlight=False)
     sys.exit(1 if errors else 0)
+
+
+@main.group()
+def stakeholders() -> None:
+    """Stakeholders and their queues (flows/stakeholders.yaml)."""
+
+
+@stakeholders.command("sync")
+@click.pass_context
+def stakeholders_sync(ctx: click.Context) -> None:
+    """Load flows/stakeholders.yaml into the database (on-call addresses encrypted)."""
+    from citoyen.routing import RoutingError
+    from citoyen.services.queues import SyncError, sync_from_settings
+
+    runtime = _runtime(ctx)
+    if runtime.needs_migration():
+        raise SystemExit("database not migrated: run `citoyen db upgrade` first")
+    try:
+        result = sync_from_settings(runtime)
+    except RoutingError as exc:
+        for problem in exc.errors:
+            console.print(f"error: {problem}", markup=False, highlight=False)
+        raise SystemExit("stakeholders or routing rules are broken: nothing was loaded") from None
+    except SyncError as exc:
+        for problem in exc.problems:
+            console.print(f"error: {problem}", markup=False, highlight=False)
+        raise SystemExit("unknown areas (import or seed them first): nothing was loaded") from None
+    console.print(f"stakeholders: {result}")
 
 
 @main.group()

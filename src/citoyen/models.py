@@ -161,6 +161,9 @@ class Report(SQLModel, table=True):
     flow_version: str | None = Field(default=None, max_length=64)
     created_at: datetime = ts(index=True)
     updated_at: datetime = ts()
+    # Set when a moderator merged this report into another one about the same event: its
+    # reporter is then told of the other report's progress (citoyen.services.queues).
+    merged_into_id: int | None = Field(default=None, foreign_key="reports.id", index=True)
 
 
 class ReportEvent(SQLModel, table=True):
@@ -206,6 +209,38 @@ class Stakeholder(SQLModel, table=True):
     area_id: int | None = Field(default=None, foreign_key="areas.id")
     on_call: list = json_col(list)
     active: bool = True
+    # Language of the alerts sent to its on-call addresses (None: the default language).
+    language: str | None = Field(default=None, max_length=10)
+
+
+class QueueEntry(SQLModel, table=True):
+    """One report in one stakeholder's queue: each stakeholder that must act gets its own.
+
+    ``status``: open (waiting to be taken in hand) -> acknowledged -> closed (the report was
+    resolved or closed), or declined (the stakeholder said it is not responsible; the report was
+    rerouted). An open entry whose ``due_at`` (creation + the urgency's SLA) passes without an
+    acknowledgement is escalated once (``escalated_at``): the next step of its escalation
+    ``chain`` gets a new entry with ``escalation_level + 1``.
+    """
+
+    __tablename__ = "queue_entries"
+    __table_args__ = (sa.UniqueConstraint("report_id", "stakeholder_id", name="uq_queue_entry"),)
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: int = Field(foreign_key="reports.id", index=True)
+    stakeholder_id: int = Field(foreign_key="stakeholders.id", index=True)
+    status: str = Field(default="open", max_length=20, index=True)
+    via: str = Field(default="rule", max_length=20)  # rule fallback escalation reroute
+    rule_line: int | None = None  # line of the routing rule in flows/routing.yaml
+    chain: str = Field(default="default", max_length=40)  # escalation chain followed
+    escalation_level: int = 0
+    escalated_from_id: int | None = Field(default=None, foreign_key="queue_entries.id")
+    due_at: datetime = ts(index=True)
+    escalated_at: datetime | None = ts(nullable=True, default=False)
+    acknowledged_at: datetime | None = ts(nullable=True, default=False)
+    acknowledged_by: int | None = Field(default=None, foreign_key="users.id")
+    closed_at: datetime | None = ts(nullable=True, default=False)
+    created_at: datetime = ts()
+    updated_at: datetime = ts()
 
 
 class User(SQLModel, table=True):

@@ -34,6 +34,17 @@ class Runtime:
         return get_bundle(self.settings.flows_dir, self.settings.locales_dir)
 
     @cached_property
+    def router(self) -> Any:
+        """Validated stakeholders and routing rules, registered for this runtime's database.
+
+        Raises RoutingError (with every problem) when broken: like broken flows, broken routing
+        stops the service at start rather than misrouting a concern later.
+        """
+        from citoyen.services import queues
+
+        return queues.install(self)
+
+    @cached_property
     def vault(self) -> Vault:
         return Vault(self.settings.effective_data_key())
 

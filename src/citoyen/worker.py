@@ -4,8 +4,8 @@ Jobs: expire conversations that waited past their flow's expiry, and dispatch th
 second (:mod:`citoyen.services.dispatch`: leases, retries, rate limits; docs/outbox.md). Without
 provider credentials the outbox is delivered to the log channel (a line per message, the recipient
 named by alias only), never silently dropped. Recordings and Telegram media are fetched into
-storage (:mod:`citoyen.services.media`). Survey schedules and escalation are added by their own
-modules as they land.
+storage (:mod:`citoyen.services.media`); queue entries nobody acknowledged in time escalate
+(:mod:`citoyen.services.queues`). Survey schedules come with their own module.
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ class Worker:
 
     def _module_jobs(self) -> None:
         """Jobs that modules declare (``scheduled_jobs(runtime)``), registered idempotently."""
-        from citoyen.services import media
+        from citoyen.services import media, queues
 
-        for job in media.scheduled_jobs(self.runtime):
+        for job in [*media.scheduled_jobs(self.runtime), *queues.scheduled_jobs(self.runtime)]:
             self.scheduler.add_job(**job)
 
     def _plug_in_senders(self) -> None:

@@ -71,6 +71,9 @@ MAX_SMS_SEGMENTS = 2
 # Stand-in for a report reference when measuring SMS length (references are short codes).
 SAMPLE_REFERENCE = "K7P-4QX9"
 _UNION_TAGS = frozenset({"bool", "int", "float", "str", "none"})
+# Files in flows/ that are configuration read by their own loaders, not flows (settings here;
+# stakeholders and routing rules in citoyen.routing).
+NOT_FLOWS = frozenset({"settings.yaml", "stakeholders.yaml", "routing.yaml"})
 
 Level = Literal["error", "warning"]
 
@@ -438,7 +441,7 @@ class _Checker:
             self.add("error", self.flows_dir.name, None, None, "flows directory not found")
             return
         for path in sorted(self.flows_dir.glob("*.yaml")):
-            if path.name == "settings.yaml":
+            if path.name in NOT_FLOWS:
                 continue
             file = f"{self.flows_dir.name}/{path.name}"
             source = self._read(path, file)

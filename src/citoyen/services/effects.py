@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from citoyen.engine.types import Effect
 from citoyen.models import Area, Contact, Conversation, Report, ReportEvent, SurveyAnswer
+from citoyen.services.queues import route_new_report
 from citoyen.services.refcodes import new_reference
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ def create_report(
             created_at=now,
         )
     )
+    # Into the stakeholders' queues in this same transaction: a report exists if and only if it
+    # is routed (emergencies alert the on-call addresses through the outbox).
+    route_new_report(session, report, now=now)
     return report
 
 
@@ -102,10 +106,14 @@ def lookup_status(session: Session, reference: Any) -> str:
     """
     if not isinstance(reference, str):
         return "unknown"
-    status = session.exec(select(Report.status).where(Report.reference == reference)).first()
-    if status is None:
+    report = session.exec(select(Report).where(Report.reference == reference)).first()
+    for _ in range(5):  # a merged report answers with the report it was merged into
+        if report is None or report.merged_into_id is None:
+            break
+        report = session.get(Report, report.merged_into_id)
+    if report is None:
         return "unknown"
-    return status if status in PUBLIC_STATUSES else "in_progress"
+    return report.status if report.status in PUBLIC_STATUSES else "in_progress"
 
 
 def apply(

@@ -12,6 +12,7 @@ from citoyen.db import write_session
 from citoyen.runtime import Runtime
 from citoyen.services.areas import seed_shipped_areas
 from citoyen.services.places import load_area_points
+from citoyen.services.queues import sync_from_settings
 from citoyen.services.users import count_users, create_user, generate_password
 
 FIRST_ADMIN = "admin@citoyen.local"
@@ -33,6 +34,9 @@ def ensure_ready(runtime: Runtime) -> SetupResult:
     with write_session(runtime.engine) as session:
         areas = seed_shipped_areas(session)
         load_area_points(session)  # chief towns, for "nearest area" from a shared location
+    # Stakeholders from flows/stakeholders.yaml, on-call addresses encrypted (no-op when unchanged).
+    sync_from_settings(runtime)
+    with write_session(runtime.engine) as session:
         if count_users(session) == 0:
             password = generate_password()
             create_user(session, FIRST_ADMIN, "admin", password)

@@ -30,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
     )
     app.config.update(test_config)
     app.extensions["citoyen"] = runtime
+    _ = runtime.router  # validate routing at start; reports made here are routed with it
 
     from citoyen.web import admin, health, telegram_webhook, twilio_sms, twilio_voice
 

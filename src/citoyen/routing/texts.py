@@ -1,0 +1,62 @@
+"""Which locale texts tell citizens and stakeholders about a report.
+
+Texts live in ``locales/`` like every other word the service says (docs/routing.md lists the
+keys). A citizen's notification is chosen from the most specific text that exists: the closing
+reason's, then the category's, then the status's own, so a deployment can add a variant
+(``notify.acknowledged.disaster``) without touching code, and every status has a fallback.
+
+Notifications never name the category, the place or anyone else: a phone is often shared, and a
+merged report's reporter must not learn who else reported.
+"""
+
+from __future__ import annotations
+
+NOTIFY_PREFIX = "notify."
+ALERT_EMERGENCY = "alert.emergency"
+ALERT_ESCALATED = "alert.escalated"
+ALERT_PLACE_UNKNOWN = "alert.place_unknown"
+ALERT_CATEGORY_UNKNOWN = "alert.category_unknown"
+
+
+def urgency_key(urgency: str) -> str:
+    return f"alert.urgency.{urgency}"
+
+
+def category_key(category: str) -> str:
+    """The category's label, as the report flow shows it to citizens."""
+    return f"report.category.{category}"
+
+
+def status_key(status: str) -> str:
+    """The status word the follow flow says (``report.status.<status>``)."""
+    return f"report.status.{status}"
+
+
+def notification_keys(status: str, *, category: str | None, reason: str | None) -> list[str]:
+    """Candidate texts for telling a citizen about ``status``, most specific first."""
+    keys: list[str] = []
+    if reason:
+        keys.append(f"{NOTIFY_PREFIX}{status}.{reason}")
+    if category:
+        keys.append(f"{NOTIFY_PREFIX}{status}.{category}")
+    keys.append(f"{NOTIFY_PREFIX}{status}")
+    return keys
+
+
+# Placeholders each kind of text may use, beyond the emergency numbers of settings.yaml.
+NOTIFY_PLACEHOLDERS = frozenset({"reference", "report_status", "target_reference"})
+ALERT_PLACEHOLDERS = frozenset(
+    {"reference", "category", "place", "urgency", "deadline", "stakeholder"}
+)
+
+# Sample values for measuring SMS length (the validator warns above two segments).
+SAMPLE_PARAMS = {
+    "reference": "482-1937",
+    "target_reference": "482-1937",
+    "report_status": "en cours de traitement",
+    "category": "Vol ou cambriolage",
+    "place": "Kalaban Coro, Kati, Koulikoro",
+    "urgency": "urgence",
+    "deadline": "27/11 14:35",
+    "stakeholder": "Commissariat de police de la Commune IV",
+}

@@ -1,0 +1,103 @@
+"""Telling citizens about their report, in their language, on their channel, via the outbox."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from citoyen.models import Contact, Report, ReportEvent
+from citoyen.routing import texts
+from citoyen.services.outbox import enqueue
+from citoyen.services.queues.config import Router
+
+# Where a citizen hears back: SMS and voice reporters by SMS (a call costs more and may be
+# overheard), Telegram reporters on Telegram.
+OUTBOX_CHANNEL = {"sms": "sms", "voice": "sms", "telegram": "telegram"}
+
+
+def followers(session: Session, report: Report) -> list[Report]:
+    """The report and every report merged into it, directly or through others."""
+    found = [report]
+    seen = {report.id}
+    frontier = [report.id]
+    while frontier:
+        rows = session.exec(
+            select(Report).where(Report.merged_into_id.in_(frontier)).order_by(Report.id)
+        ).all()
+        frontier = []
+        for row in rows:
+            if row.id not in seen:
+                seen.add(row.id)
+                found.append(row)
+                frontier.append(row.id)
+    return found
+
+
+def notify_citizens(
+    session: Session,
+    router: Router,
+    report: Report,
+    event: ReportEvent,
+    *,
+    status: str,
+    reason: str | None,
+    now: datetime,
+    reports: Sequence[Report] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Queue the citizen's notification for a status change, one per reporter.
+
+    Every reporter of the report and of the reports merged into it hears about it, each with
+    their own reference, in their language, on their channel; never the others' existence or
+    identity. Reporters who opted out (STOP) or were blocked are not written to. What happened
+    is recorded in the event's data (counts only).
+    """
+    if status not in router.config.notify:
+        return
+    sent = 0
+    skipped: Counter[str] = Counter()
+    contacts_done: set[int] = set()
+    for own in reports if reports is not None else followers(session, report):
+        contact = session.get(Contact, own.contact_id) if own.contact_id is not None else None
+        if contact is None:
+            skipped["no_contact"] += 1
+            continue
+        if contact.id in contacts_done:
+            continue
+        contacts_done.add(contact.id)  # type: ignore[arg-type]
+        if contact.opted_out:
+            skipped["opted_out"] += 1
+            continue
+        if contact.blocked:
+            skipped["blocked"] += 1
+            continue
+        lang = router.language(contact.language, own.language)
+        params = {
+            **router.emergency,
+            "reference": own.reference,
+            "report_status": router.text([texts.status_key(status)], lang, {}),
+            **(extra or {}),
+        }
+        keys = texts.notification_keys(
+            status, category=report.category or own.category, reason=reason
+        )
+        enqueue(
+            session,
+            channel=OUTBOX_CHANNEL.get(own.channel)
+            or ("telegram" if contact.channel == "telegram" else "sms"),
+            idempotency_key=f"notify:{event.id}:{contact.id}",
+            body=router.text(keys, lang, params),
+            payload={"report": own.reference, "status": status},
+            contact_id=contact.id,
+            kind="notification",
+            now=now,
+        )
+        sent += 1
+    data = {**(event.data or {}), "notified": sent}
+    if skipped:
+        data["not_notified"] = dict(skipped)
+    event.data = data
