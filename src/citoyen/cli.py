@@ -65,6 +65,10 @@ def main(ctx: click.Context, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # A line per scheduler tick or migration step would bury what people need to read.
+        for noisy in ("apscheduler", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.ensure_object(dict)
 
 
@@ -98,8 +102,9 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
             f"  password: {result.admin_password}\n(shown once: write it down, "
             "or create another account with `citoyen users create`).\n"
         )
+    command = sys.argv[0] if Path(sys.argv[0]).name == "citoyen" else "citoyen"
     console.print(
-        "Try the flows in a terminal:  citoyen chat --channel sms --from +22376000000\n"
+        f"Try the flows in a terminal:  {command} chat --channel sms --from +22376000000\n"
         f"Providers: Twilio {'on' if runtime.settings.twilio_enabled else 'off (simulator/log)'}, "
         f"Telegram {'on' if runtime.settings.telegram_enabled else 'off'}.\n"
         f"Serving on {base}  (Ctrl-C to stop)"
