@@ -24,7 +24,15 @@ from pydantic import ValidationError
 from ruamel.yaml.error import YAMLError
 
 from citoyen.engine import sms
-from citoyen.engine.loader import NOT_FLOWS, Level, Problem, _pydantic_problems, _Source, plain
+from citoyen.engine.loader import (
+    NOT_FLOWS,
+    FlowError,
+    Level,
+    Problem,
+    _pydantic_problems,
+    _Source,
+    plain,
+)
 from citoyen.engine.schema import ActionNode, ChoiceNode, Flow, duration_seconds
 from citoyen.engine.schema import Settings as FlowSettings
 from citoyen.i18n import Catalog, read_yaml, yaml_error_line
@@ -59,16 +67,11 @@ _EXAMPLES = 5
 AreaSource = AreaTree | Literal["shipped"] | None
 
 
-class RoutingError(Exception):
-    """Stakeholders or routing rules have errors; ``problems`` holds every finding."""
+class RoutingError(FlowError):
+    """Stakeholders or routing rules have errors; ``problems`` holds every finding.
 
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in self.errors))
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.level == "error"]
+    A kind of :class:`FlowError`: both are configuration that stops the service at start.
+    """
 
 
 def check(flows_dir: Path, locales_dir: Path, *, areas: AreaSource = "shipped") -> list[Problem]:
