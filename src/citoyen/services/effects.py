@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from citoyen.engine.types import Effect
 from citoyen.models import Area, Contact, Conversation, Report, ReportEvent, SurveyAnswer
+from citoyen.services.privacy import WITHHELD
 from citoyen.services.queues import route_new_report
 from citoyen.services.refcodes import new_reference
 
@@ -50,6 +51,8 @@ def create_report(
         recording = description.get("recording")
         description = None
     anonymous_value = data.get("anonymous")
+    # A caller with a withheld number cannot be called or written back: anonymous, always.
+    reachable = contact.channel != WITHHELD
     report = Report(
         contact_id=contact.id,
         conversation_id=conversation.id,
@@ -61,8 +64,8 @@ def create_report(
         description=description if isinstance(description, str) else None,
         recording_url=recording,
         # Anonymous unless the citizen explicitly said we may call back.
-        anonymous=not (anonymous_value == "no" or anonymous_value is False),
-        callback_ok=anonymous_value == "no" or _yes(data.get("callback")),
+        anonymous=not reachable or not (anonymous_value == "no" or anonymous_value is False),
+        callback_ok=reachable and (anonymous_value == "no" or _yes(data.get("callback"))),
         incomplete=incomplete,
         answers=data.get("answers") or {},
         flow_version=getattr(flow, "version", None),

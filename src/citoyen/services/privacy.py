@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 DEFAULT_REGION = "ML"
+WITHHELD = "withheld"
+# A call whose caller id is withheld: one pseudo address per call, from its CallSid.
+WITHHELD_ADDRESS = re.compile(r"withheld:CA[0-9a-fA-F]{32}")
 
 
 class AddressError(ValueError):
@@ -25,11 +28,16 @@ class AddressError(ValueError):
 
 
 def normalise_address(raw: str, default_region: str = DEFAULT_REGION) -> str:
-    """Canonical channel address: ``tel:+22376000000`` or ``telegram:123456``.
+    """Canonical channel address: ``tel:+22376000000``, ``telegram:123456`` or
+    ``withheld:CA…`` (a call without caller id, see :func:`withheld_address`).
 
     Phone numbers are parsed with libphonenumber (Malian numbers may come without +223).
     """
     raw = raw.strip()
+    if raw.startswith(f"{WITHHELD}:"):
+        if not WITHHELD_ADDRESS.fullmatch(raw):
+            raise AddressError("invalid withheld-number address")
+        return raw
     if raw.startswith("telegram:"):
         ident = raw.removeprefix("telegram:")
         if not re.fullmatch(r"-?\d{1,20}", ident):
@@ -43,6 +51,21 @@ def normalise_address(raw: str, default_region: str = DEFAULT_REGION) -> str:
     if not phonenumbers.is_possible_number(parsed):
         raise AddressError("not a possible phone number")
     return "tel:" + phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def withheld_address(call_sid: str) -> str:
+    """The pseudo address of one call whose caller id is withheld: the call is its own contact.
+
+    Nobody can be written back to at it (no notification, no callback).
+    """
+    address = f"{WITHHELD}:{call_sid}"
+    if not WITHHELD_ADDRESS.fullmatch(address):
+        raise AddressError("not a Twilio CallSid")
+    return address
+
+
+def is_withheld(address: str) -> bool:
+    return address.startswith(f"{WITHHELD}:")
 
 
 class Vault:

@@ -9,9 +9,11 @@ Routes (all POSTs Twilio-signed; a failed check is a 403 before anything is read
 - ``POST /twilio/voice/recording-status``: Twilio's recordingStatusCallback.
 - ``GET /audio/<lang>/<file>``: recorded prompts from ``locales/<lang>/audio/``, for ``<Play>``.
 
-Requests are checked before use: a missing CallSid, a caller number that is not a phone number,
-keys that are not keypad keys or a step number that is not a number get a 400, never a 500, and
-the caller's number is never written to the logs.
+Requests are checked before use: a missing CallSid, a caller number that is neither a phone number
+nor a withheld caller id, keys that are not keypad keys or a step number that is not a number get
+a 400, never a 500, and the caller's number is never written to the logs. A withheld caller id
+("anonymous", "Restricted", an empty From...) makes the call its own contact,
+``withheld:<CallSid>``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, abort, current_app, request, send_from_directory
@@ -28,7 +31,7 @@ from citoyen.engine.types import Input
 from citoyen.runtime import Runtime
 from citoyen.services import calls
 from citoyen.services.conversations import Reply
-from citoyen.services.privacy import AddressError, normalise_address
+from citoyen.services.privacy import AddressError, normalise_address, withheld_address
 from citoyen.web.twilio_auth import require_twilio_signature
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,11 @@ STEP = re.compile(r"\d{1,5}")
 DIGITS = re.compile(r"[0-9*#]{0,40}")
 AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg"}
 AUDIO_MAX_AGE = 86400
+# What Twilio puts in From when the caller id is withheld (compared case-insensitively);
+# +266696687 spells ANONYMOUS on a keypad.
+WITHHELD_FROM = frozenset(
+    {"", "anonymous", "restricted", "unknown", "private", "+266696687", "266696687"}
+)
 
 
 def _runtime() -> Runtime:
@@ -50,7 +58,7 @@ def _base() -> str:
     return _runtime().settings.public_url.rstrip("/")
 
 
-def _bad(reason: str) -> None:
+def _bad(reason: str) -> NoReturn:
     # The reason names a field, never its value: values may be a caller's number.
     log.warning("twilio voice: bad request on %s: %s", request.path, reason)
     abort(400)
@@ -61,11 +69,18 @@ def _call() -> tuple[str, str]:
     call_sid = request.form.get("CallSid", "")
     if not calls.CALL_SID.fullmatch(call_sid):
         _bad("missing or malformed CallSid")
+    sender = request.form.get("From")
+    if sender is None:
+        _bad("missing From")
+    if sender.strip().lower() in WITHHELD_FROM:
+        # A withheld number: the call is its own contact, never written or called back to.
+        return call_sid, withheld_address(call_sid)
     try:
-        address = normalise_address(request.form.get("From", ""))
+        address = normalise_address(sender)
     except AddressError:
-        # Withheld numbers arrive as "anonymous" or similar: no contact can be kept for them.
         _bad("From is not a phone number")
+    if not address.startswith("tel:"):
+        _bad("From is not a phone number")  # "telegram:1" or "withheld:…" typed into From
     return call_sid, address
 
 

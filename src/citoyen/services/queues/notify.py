@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from citoyen.models import Contact, Report, ReportEvent
 from citoyen.routing import texts
 from citoyen.services.outbox import enqueue
+from citoyen.services.privacy import WITHHELD
 from citoyen.services.queues.config import Router
 
 # Where a citizen hears back: SMS and voice reporters by SMS (a call costs more and may be
@@ -53,7 +54,8 @@ def notify_citizens(
 
     Every reporter of the report and of the reports merged into it hears about it, each with
     their own reference, in their language, on their channel; never the others' existence or
-    identity. Reporters who opted out (STOP) or were blocked are not written to. What happened
+    identity. Reporters who opted out (STOP) or were blocked, and callers whose number was withheld,
+    are not written to. What happened
     is recorded in the event's data (counts only).
     """
     if status not in router.config.notify:
@@ -74,6 +76,10 @@ def notify_citizens(
             continue
         if contact.blocked:
             skipped["blocked"] += 1
+            continue
+        if contact.channel == WITHHELD:
+            # A call without caller id: no address to write to; the reference still works.
+            skipped["withheld"] += 1
             continue
         lang = router.language(contact.language, own.language)
         params = {
