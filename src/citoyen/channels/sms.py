@@ -184,31 +184,6 @@ def twilio_sms_sender(runtime: Any) -> SmsSender | None:
     return SmsSender(provider)
 
 
-class TwilioSmsSender(SmsSender):
-    """:class:`SmsSender` over :class:`TwilioSmsProvider`: the channel's default sender."""
-
-    def __init__(
-        self,
-        account_sid: str,
-        auth_token: str,
-        from_number: str,
-        status_callback: str | None,
-        *,
-        http_client: HttpClient | None = None,
-        timeout: float = TWILIO_TIMEOUT_SECONDS,
-    ) -> None:
-        super().__init__(
-            TwilioSmsProvider(
-                account_sid,
-                auth_token,
-                from_number,
-                status_callback,
-                http_client=http_client,
-                timeout=timeout,
-            )
-        )
-
-
 # --- splitting long texts ---------------------------------------------------------------------
 
 

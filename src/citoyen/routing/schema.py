@@ -7,26 +7,12 @@ the deployment (do the areas, categories and stakeholders named exist?) is check
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 # Who acts on reports (DESIGN.md section 4). ``moderation`` is the national queue every report
 # that no rule reaches falls back to.
-KINDS: tuple[str, ...] = (
-    "police",
-    "gendarmerie",
-    "garde_nationale",
-    "protection_civile",
-    "mayor_ccs",
-    "prefet",
-    "village_chief",
-    "religious_leader",
-    "womens_association",
-    "youth_association",
-    "civil_society",
-    "moderation",
-)
 Kind = Literal[
     "police",
     "gendarmerie",
@@ -41,6 +27,7 @@ Kind = Literal[
     "civil_society",
     "moderation",
 ]
+KINDS: tuple[str, ...] = get_args(Kind)
 
 # Report urgencies, most urgent first. The report flow gives ``emergency`` (someone in danger)
 # or ``normal``; moderators may raise a report to ``high``.

@@ -18,7 +18,7 @@ from twilio.http.http_client import TwilioHttpClient
 from werkzeug import Request, Response
 
 from citoyen.channels.base import OutboundMessage, PermanentSendError, TransientSendError
-from citoyen.channels.sms import TwilioSmsSender, map_twilio_error
+from citoyen.channels.sms import SmsSender, TwilioSmsProvider, map_twilio_error
 from citoyen.db import write_session
 from citoyen.models import Contact, Outbox
 from citoyen.services.contacts import get_or_create_contact
@@ -71,13 +71,15 @@ def twilio_error(code: int, status: int, message: str) -> Response:
 
 
 @pytest.fixture
-def sender(httpserver) -> TwilioSmsSender:
-    return TwilioSmsSender(
-        ACCOUNT_SID,
-        AUTH_TOKEN,
-        FROM_NUMBER,
-        STATUS_CALLBACK,
-        http_client=LocalTwilio(httpserver.url_for("/")),
+def sender(httpserver) -> SmsSender:
+    return SmsSender(
+        TwilioSmsProvider(
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+            FROM_NUMBER,
+            STATUS_CALLBACK,
+            http_client=LocalTwilio(httpserver.url_for("/")),
+        )
     )
 
 
@@ -139,12 +141,14 @@ def test_unreachable_twilio_is_transient() -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    sender = TwilioSmsSender(
-        ACCOUNT_SID,
-        AUTH_TOKEN,
-        FROM_NUMBER,
-        STATUS_CALLBACK,
-        http_client=LocalTwilio(f"http://127.0.0.1:{port}"),
+    sender = SmsSender(
+        TwilioSmsProvider(
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+            FROM_NUMBER,
+            STATUS_CALLBACK,
+            http_client=LocalTwilio(f"http://127.0.0.1:{port}"),
+        )
     )
     with pytest.raises(TransientSendError):
         sender.send(outbound())
