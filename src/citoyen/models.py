@@ -224,7 +224,12 @@ class QueueEntry(SQLModel, table=True):
     """
 
     __tablename__ = "queue_entries"
-    __table_args__ = (sa.UniqueConstraint("report_id", "stakeholder_id", name="uq_queue_entry"),)
+    __table_args__ = (
+        sa.UniqueConstraint("report_id", "stakeholder_id", name="uq_queue_entry"),
+        # The admin's queue pages: keyset pagination on (due_at, id), per stakeholder or all.
+        sa.Index("ix_queue_entries_page", "status", "due_at", "id"),
+        sa.Index("ix_queue_entries_stakeholder_page", "stakeholder_id", "status", "due_at", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     report_id: int = Field(foreign_key="reports.id", index=True)
     stakeholder_id: int = Field(foreign_key="stakeholders.id", index=True)
@@ -238,6 +243,8 @@ class QueueEntry(SQLModel, table=True):
     escalated_at: datetime | None = ts(nullable=True, default=False)
     acknowledged_at: datetime | None = ts(nullable=True, default=False)
     acknowledged_by: int | None = Field(default=None, foreign_key="users.id")
+    # The staff member of this stakeholder who handles the report (set from the admin).
+    assigned_to: int | None = Field(default=None, foreign_key="users.id", index=True)
     closed_at: datetime | None = ts(nullable=True, default=False)
     created_at: datetime = ts()
     updated_at: datetime = ts()
@@ -252,6 +259,10 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=300)
     role: str = Field(max_length=20)  # admin coordinator agent analyst
     stakeholder_id: int | None = Field(default=None, foreign_key="stakeholders.id")
+    # A coordinator sees every queue of this area and below (None: their stakeholder's area).
+    area_id: int | None = Field(default=None, foreign_key="areas.id")
+    # Language of the admin pages for this user (None: French, the default).
+    language: str | None = Field(default=None, max_length=10)
     active: bool = True
     created_at: datetime = ts()
     last_login_at: datetime | None = ts(nullable=True, default=False)
@@ -324,3 +335,13 @@ class Outbox(SQLModel, table=True):
     locked_until: datetime | None = ts(nullable=True, default=False)
     created_at: datetime = ts()
     sent_at: datetime | None = ts(nullable=True, default=False)
+
+
+class LoginFailure(SQLModel, table=True):
+    """A failed sign-in, by keyed hash of the email and of the client address: throttling
+    counts these rows, so it holds across web workers and restarts."""
+
+    __tablename__ = "login_failures"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=80, index=True)  # "email:<hmac>" or "ip:<hmac>"
+    created_at: datetime = ts(index=True)
