@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check install browsers clean
+.PHONY: run test lint check install browsers clean translations
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+
+## translations: extract the admin's strings, update the French catalogue, compile it
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o src/citoyen/web/translations/messages.pot .
+	$(BIN)/pybabel update -i src/citoyen/web/translations/messages.pot -d src/citoyen/web/translations -l fr --no-fuzzy-matching
+	$(BIN)/pybabel compile -d src/citoyen/web/translations -l fr
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -350,6 +350,14 @@ def users() -> None:
 )
 @click.option("--stakeholder", default=None, help="Stakeholder code (agents and coordinators).")
 @click.option(
+    "--area",
+    default=None,
+    help="Area code a coordinator coordinates (default: their stakeholder's area).",
+)
+@click.option(
+    "--language", type=click.Choice(["fr", "en"]), default=None, help="Admin pages' language."
+)
+@click.option(
     "--password",
     default=None,
     help="Default: a random password, printed once. Prefer the prompt to the flag.",
@@ -361,6 +369,8 @@ def users_create(
     email: str,
     role: str,
     stakeholder: str | None,
+    area: str | None,
+    language: str | None,
     password: str | None,
     prompt_password: bool,
 ) -> None:
@@ -375,7 +385,9 @@ def users_create(
     password = password or generate_password()
     try:
         with write_session(runtime.engine) as session:
-            user = create_user(session, email, role, password, stakeholder)
+            user = create_user(
+                session, email, role, password, stakeholder, area_code=area, language=language
+            )
     except UserError as exc:
         raise SystemExit(f"error: {exc}") from None
     click.echo(f"created {user.role} {user.email}")

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CITOYEN_OUTBOX_RATE_TELEGRAM_CHAT"),
         description="Telegram messages per second to one chat.",
     )
+    reveal_roles: str = Field(
+        default="admin,coordinator",
+        validation_alias=AliasChoices("CITOYEN_REVEAL_ROLES"),
+        description="Admin roles that may reveal a non-anonymous reporter's number (audited).",
+    )
     twilio_account_sid: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"),
@@ -161,6 +166,10 @@ class Settings(BaseSettings):
         return self.data_key or self._instance_secret(
             "data_key", lambda: Fernet.generate_key().decode()
         )
+
+    @property
+    def reveal_role_list(self) -> tuple[str, ...]:
+        return tuple(r.strip() for r in self.reveal_roles.split(",") if r.strip())
 
     @property
     def twilio_enabled(self) -> bool:

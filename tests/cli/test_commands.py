@@ -181,3 +181,27 @@ def test_run_first_start_migrates_and_prints_admin_login(tmp_path: Path) -> None
     assert re.search(r"password: \S{12,}", output)
     assert "citoyen chat --channel sms" in output
     assert "worker started" in output
+
+
+def test_users_create_coordinator_needs_an_area(invoke) -> None:
+    invoke("areas", "seed")
+    missing = invoke("users", "create", "--email", "c@example.org", "--role", "coordinator")
+    assert missing.exit_code != 0 and "--area" in missing.output
+    unknown = invoke(
+        "users", "create", "--email", "c@example.org", "--role", "coordinator", "--area", "ML-99"
+    )
+    assert unknown.exit_code != 0 and "unknown area" in unknown.output
+    made = invoke(
+        "users",
+        "create",
+        "--email",
+        "c@example.org",
+        "--role",
+        "coordinator",
+        "--area",
+        "ML-BKO",
+        "--language",
+        "en",
+    )
+    assert made.exit_code == 0, made.output
+    assert "created coordinator c@example.org" in made.output

@@ -22,7 +22,9 @@ def user(rt: Runtime, email: str, stakeholder: str | None = None, role: str = "a
     with write_session(rt.engine) as session:
         if stakeholder is None and role == "agent":
             role = "coordinator"
-        return create_user(session, email, role, "a-long-password", stakeholder).id
+        # A coordinator without a stakeholder coordinates an area (here: Bamako).
+        area = "ML-BKO" if role == "coordinator" and stakeholder is None else None
+        return create_user(session, email, role, "a-long-password", stakeholder, area_code=area).id
 
 
 def change(rt: Runtime, report: Report, to: str, at: timedelta = timedelta(hours=1), **kw):

@@ -55,11 +55,19 @@ def test_healthz_reports_database(client) -> None:
     assert response.get_json() == {"status": "ok", "database": "ok"}
 
 
+def _url(rule) -> str:  # type: ignore[no-untyped-def]
+    """A concrete URL for a rule: 1 for every integer argument, "x" for the others."""
+    import re
+
+    url = re.sub(r"<int:[^>]+>", "1", rule.rule)
+    return re.sub(r"<[^>]+>", "x", url)
+
+
 def test_every_admin_url_needs_login(app: Flask, client) -> None:
     rules = _admin_rules(app)
-    assert rules, "the URL map should have admin routes"
+    assert len(rules) >= 20, "the URL map should have the admin's routes"
     for rule in rules:
-        url = rule.rule.replace("<int:", "<").replace("<", "").replace(">", "")
+        url = _url(rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = client.open(url, method=method)
             # GETs redirect to the login page; POSTs without a token are refused by CSRF first.
@@ -68,13 +76,40 @@ def test_every_admin_url_needs_login(app: Flask, client) -> None:
                 assert "/admin/login" in response.headers["Location"]
 
 
-def test_login_then_reports_page(auth, client) -> None:
+def test_login_then_queue_page(auth, client) -> None:
     auth.create()
     response = auth.login()
     assert response.status_code == 302
     page = client.get("/admin/")
     assert page.status_code == 200
-    assert "Signalements" in page.get_data(as_text=True)
+    assert "Files d’attente" in page.get_data(as_text=True)
+
+
+def test_every_admin_post_refuses_a_request_without_csrf_token(app: Flask, auth, client) -> None:
+    """Signed in as an administrator (who may do everything), no POST of the admin passes
+    without its token, and nothing is written."""
+    from sqlmodel import Session, func, select
+
+    from citoyen.models import AuditEvent, ReportEvent, User
+
+    auth.create()
+    auth.login()
+    engine = app.extensions["citoyen"].engine
+
+    def counts() -> tuple[int, ...]:
+        with Session(engine) as session:
+            return tuple(
+                session.exec(select(func.count()).select_from(m)).one()
+                for m in (AuditEvent, ReportEvent, User)
+            )
+
+    before = counts()
+    posts = [r for r in _admin_rules(app) if "POST" in r.methods and r.endpoint != "admin.login"]
+    assert len(posts) >= 12, [r.rule for r in posts]
+    for rule in posts:
+        response = client.post(_url(rule), data={"note": "x", "reason": "a long enough reason"})
+        assert response.status_code == 400, (rule.rule, response.status_code)
+    assert counts() == before
 
 
 def test_wrong_password_refused(auth, client) -> None:

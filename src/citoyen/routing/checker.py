@@ -616,6 +616,23 @@ class _Checker:
                     self._check_notify_key(key, lang, suffixes)
                 elif key.startswith("alert."):
                     self._check_text(key, lang, texts.ALERT_PLACEHOLDERS)
+                elif key.startswith(texts.TEMPLATE_PREFIX):
+                    self._check_template_key(key, lang)
+                elif key == texts.STAFF_REPLY:
+                    self._check_text(key, lang, texts.STAFF_REPLY_PLACEHOLDERS)
+
+    def _check_template_key(self, key: str, lang: str) -> None:
+        parts = key.split(".")
+        if len(parts) != 3 or parts[1] not in NOTIFIABLE:
+            self.add(
+                "warning",
+                self.catalog.file(lang),
+                self.catalog.line(key, lang),
+                f"text '{key}' is never offered: response templates are "
+                f"template.<status>.<name>, status one of {_names(NOTIFIABLE)}",
+            )
+            return
+        self._check_text(key, lang, texts.NOTIFY_PLACEHOLDERS)
 
     def _check_notify_key(self, key: str, lang: str, suffixes: set[str]) -> None:
         parts = key.split(".")

@@ -11,7 +11,11 @@ merged report's reporter must not learn who else reported.
 
 from __future__ import annotations
 
+from typing import Any
+
 NOTIFY_PREFIX = "notify."
+TEMPLATE_PREFIX = "template."
+STAFF_REPLY = "staff.reply"  # a staff member's own words to a reporter, with the reference
 ALERT_EMERGENCY = "alert.emergency"
 ALERT_ESCALATED = "alert.escalated"
 ALERT_PLACE_UNKNOWN = "alert.place_unknown"
@@ -32,6 +36,22 @@ def status_key(status: str) -> str:
     return f"report.status.{status}"
 
 
+def template_key(status: str, template: str) -> str:
+    """A response template staff can choose when changing a status (``template.<status>.<name>``);
+    the citizen gets it instead of the usual ``notify.*`` text."""
+    return f"{TEMPLATE_PREFIX}{status}.{template}"
+
+
+def templates_for(catalog: Any, status: str, lang: str) -> dict[str, str]:
+    """Response templates offered for ``status``: name -> text in ``lang``, sorted by name."""
+    prefix = f"{TEMPLATE_PREFIX}{status}."
+    return {
+        key[len(prefix) :]: catalog.text(key, lang)
+        for key in sorted(catalog.keys(lang))
+        if key.startswith(prefix)
+    }
+
+
 def notification_keys(status: str, *, category: str | None, reason: str | None) -> list[str]:
     """Candidate texts for telling a citizen about ``status``, most specific first."""
     keys: list[str] = []
@@ -45,6 +65,7 @@ def notification_keys(status: str, *, category: str | None, reason: str | None) 
 
 # Placeholders each kind of text may use, beyond the emergency numbers of settings.yaml.
 NOTIFY_PLACEHOLDERS = frozenset({"reference", "report_status", "target_reference"})
+STAFF_REPLY_PLACEHOLDERS = frozenset({"reference", "message"})
 ALERT_PLACEHOLDERS = frozenset(
     {"reference", "category", "place", "urgency", "deadline", "stakeholder"}
 )
@@ -58,5 +79,6 @@ SAMPLE_PARAMS = {
     "place": "Kalaban Coro, Kati, Koulikoro",
     "urgency": "urgence",
     "deadline": "27/11 14:35",
+    "message": "Une patrouille passera ce soir. Merci.",
     "stakeholder": "Commissariat de police de la Commune IV",
 }

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from sqlmodel import Session, select
 
-from citoyen.models import Area, Contact, Report
+from citoyen.models import Area, Contact, QueueEntry, Report
+from citoyen.services.access import Staff, visible_stakeholders
+from citoyen.services.areas import area_path
 from citoyen.services.privacy import alias_label
 
 EXPORT_FIELDS = (
@@ -32,18 +34,32 @@ EXPORT_FIELDS = (
 )
 
 
-def export_rows(session: Session, batch: int = 1000) -> Iterator[dict[str, Any]]:
-    """Every report as an administrator sees it: the reporter is an alias, never a number."""
+def export_rows(
+    session: Session, batch: int = 1000, scope: Collection[int] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every report as an administrator sees it: the reporter is an alias, never a number.
+
+    ``scope`` (stakeholder ids) keeps the reports with an entry in one of those queues, as
+    :func:`citoyen.services.access.visible_stakeholders` gives them; None keeps every report.
+    """
+    if scope is not None and not scope:
+        return
     last_id = 0
     while True:
-        rows = session.exec(
+        stmt = (
             select(Report, Area, Contact)
             .join(Area, Area.id == Report.area_id, isouter=True)
             .join(Contact, Contact.id == Report.contact_id, isouter=True)
             .where(Report.id > last_id)
             .order_by(Report.id)
             .limit(batch)
-        ).all()
+        )
+        if scope is not None:
+            in_queues = select(QueueEntry.report_id).where(
+                QueueEntry.stakeholder_id.in_(sorted(scope))
+            )
+            stmt = stmt.where(Report.id.in_(in_queues))
+        rows = session.exec(stmt).all()
         if not rows:
             return
         for report, area, contact in rows:
@@ -85,3 +101,92 @@ def write_export(rows: Iterator[dict[str, Any]], fmt: str, out: io.TextIOBase) -
     else:
         raise ValueError(f"unknown format {fmt!r}")
     return count
+
+
+# --- the admin's export: what each role may take away -----------------------------------------
+
+# The analyst's export: no reference (it leads back to the report and its reporter), no alias, no
+# description or recording (free text and voices identify people), the day rather than the
+# moment, and the place at the second level of the area tree (the cercle; in the Bamako
+# district, whose communes have no cercle above them, the commune).
+ANONYMISED_FIELDS = (
+    "created_on",
+    "channel",
+    "language",
+    "category",
+    "urgency",
+    "status",
+    "area_code",
+    "area_name",
+    "incomplete",
+)
+
+
+def _second_level(session: Session, area_code: str | None, cache: dict[str, Any]) -> Any:
+    if area_code is None:
+        return None
+    if area_code not in cache:
+        area = session.exec(select(Area).where(Area.code == area_code)).first()
+        cache[area_code] = area_path(session, area)[:2][-1] if area is not None else None
+    return cache[area_code]
+
+
+def anonymised_rows(session: Session, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every report, reduced to :data:`ANONYMISED_FIELDS` (the analyst's export)."""
+    cache: dict[str, Any] = {}
+    for row in export_rows(session, batch):
+        area = _second_level(session, row["area_code"], cache)
+        yield {
+            "created_on": row["created_at"][:10],
+            "channel": row["channel"],
+            "language": row["language"],
+            "category": row["category"],
+            "urgency": row["urgency"],
+            "status": row["status"],
+            "area_code": area.code if area is not None else None,
+            "area_name": area.name if area is not None else None,
+            "incomplete": row["incomplete"],
+        }
+
+
+def export_for(
+    session: Session, staff: Staff, batch: int = 1000
+) -> tuple[tuple[str, ...], Iterator[dict[str, Any]]]:
+    """The columns and rows ``staff`` may export: administrators what ``citoyen reports export``
+    gives, coordinators and agents the same columns for the reports of their queues, analysts
+    the anonymised form."""
+    if staff.role == "analyst":
+        return ANONYMISED_FIELDS, anonymised_rows(session, batch)
+    if staff.role == "admin":
+        return EXPORT_FIELDS, export_rows(session, batch)
+    scope = visible_stakeholders(session, staff) or set()
+    return EXPORT_FIELDS, export_rows(session, batch, scope=scope)
+
+
+def export_chunks(
+    rows: Iterator[dict[str, Any]], fmt: str, fields: Sequence[str], per: int = 200
+) -> Iterator[str]:
+    """The export as text pieces of ``per`` rows, for streaming over HTTP (same output as
+    :func:`write_export` for the same fields)."""
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"unknown format {fmt!r}")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields)) if fmt == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    else:
+        buffer.write("[")
+    count = 0
+    for row in rows:
+        if writer is not None:
+            writer.writerow(row)
+        else:
+            buffer.write(("," if count else "") + "\n  " + json.dumps(row, ensure_ascii=False))
+        count += 1
+        if count % per == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if writer is None:
+        buffer.write("\n]\n" if count else "]\n")
+    yield buffer.getvalue()

@@ -49,8 +49,12 @@ def notify_citizens(
     now: datetime,
     reports: Sequence[Report] | None = None,
     extra: dict[str, Any] | None = None,
+    template: str | None = None,
 ) -> None:
     """Queue the citizen's notification for a status change, one per reporter.
+
+    ``template`` is a response template a staff member chose (a ``notify.<status>.<name>``
+    text): it is used wherever it exists in the reporter's language, before the usual choice.
 
     Every reporter of the report and of the reports merged into it hears about it, each with
     their own reference, in their language, on their channel; never the others' existence or
@@ -91,6 +95,8 @@ def notify_citizens(
         keys = texts.notification_keys(
             status, category=report.category or own.category, reason=reason
         )
+        if template:
+            keys.insert(0, texts.template_key(status, template))
         enqueue(
             session,
             channel=OUTBOX_CHANNEL.get(own.channel)

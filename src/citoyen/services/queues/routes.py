@@ -84,6 +84,11 @@ def add_entry(
         due_at=due,
         created_at=now,
         updated_at=now,
+        report_status=report.status,
+        category=report.category,
+        urgency=report.urgency,
+        area_id=report.area_id,
+        reported_at=report.created_at,
     )
     try:
         with session.begin_nested():
@@ -198,18 +203,7 @@ def _open_routes(
         if entry is not None:
             opened.append((entry, fallback, route))
     for entry, stakeholder, route in opened:
-        alerts = 0
-        if report.urgency == "emergency":
-            alerts = alert_on_call(
-                session,
-                router,
-                report,
-                stakeholder,
-                key=texts.ALERT_EMERGENCY,
-                purpose="emergency",
-                due_at=entry.due_at,
-                now=now,
-            )
+        alerts = alert_if_emergency(session, router, report, entry, stakeholder, now=now)
         data: dict[str, Any] = {
             "stakeholder": stakeholder.code,
             "via": entry.via,
@@ -231,6 +225,30 @@ def _open_routes(
         )
     session.flush()
     return [entry for entry, _s, _r in opened]
+
+
+def alert_if_emergency(
+    session: Session,
+    router: Router,
+    report: Report,
+    entry: QueueEntry,
+    stakeholder: Stakeholder,
+    *,
+    now: datetime,
+) -> int:
+    """An emergency entering a stakeholder's queue alerts its on-call phones and chats at once."""
+    if report.urgency != "emergency":
+        return 0
+    return alert_on_call(
+        session,
+        router,
+        report,
+        stakeholder,
+        key=texts.ALERT_EMERGENCY,
+        purpose="emergency",
+        due_at=entry.due_at,
+        now=now,
+    )
 
 
 def route_report(

@@ -90,8 +90,12 @@ def change_status(
     stakeholder_id: int | None = None,
     duplicate_of: Report | None = None,
     router: Router | None = None,
+    template: str | None = None,
 ) -> ReportEvent:
     """Move a report to ``to_status``, record who, when and why, and tell the citizen.
+
+    ``template`` names the response template the citizen gets (``notify.<status>.<template>``,
+    see :func:`citoyen.routing.texts.templates_for`); by default the most specific text.
 
     ``reason`` is required when closing (one of ``CLOSE_REASONS``): ``not_responsible`` does not
     close but reroutes the report away from the stakeholder that declined
@@ -153,12 +157,24 @@ def change_status(
         user_id=user_id,
         stakeholder_id=actor,
         note=note,
-        data={"reason": reason} if reason else {},
+        data={
+            **({"reason": reason} if reason else {}),
+            **({"template": template} if template else {}),
+        },
         created_at=now,
     )
     session.add(event)
     session.flush()
-    notify_citizens(session, router, report, event, status=to_status, reason=reason, now=now)
+    notify_citizens(
+        session,
+        router,
+        report,
+        event,
+        status=to_status,
+        reason=reason,
+        now=now,
+        template=template,
+    )
     return event
 
 

@@ -1,0 +1,219 @@
+"""Everything the admin's report page shows, gathered in one place for one user.
+
+The transcript is rebuilt from the stored messages: what the citizen sent, and the reply the
+service gave, rendered as the SMS text of the prompts it holds (the same words the citizen read
+or heard). The reporter is an alias; their number is never part of a case file (revealing it is
+a separate, audited action: :func:`citoyen.services.casework.reveal_identity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from citoyen.channels.render import render_sms
+from citoyen.engine.types import Option, Prompt
+from citoyen.models import (
+    Attachment,
+    Contact,
+    Message,
+    QueueEntry,
+    Report,
+    ReportEvent,
+    Stakeholder,
+    User,
+)
+from citoyen.routing import texts
+from citoyen.services.access import Staff, report_in_scope
+from citoyen.services.areas import area_path
+from citoyen.services.casework import staff_of
+from citoyen.services.privacy import alias_label
+from citoyen.services.queues.config import Router, router_for
+from citoyen.services.queues.duplicates import suggest_duplicates
+from citoyen.services.queues.status import TRANSITIONS
+
+
+@dataclass
+class TranscriptLine:
+    at: datetime
+    who: str  # "citizen" | "service"
+    kind: str
+    text: str
+
+
+@dataclass
+class EntryView:
+    entry: QueueEntry
+    stakeholder: Stakeholder
+    assignee: str | None
+    staff: list[tuple[int, str]]  # users the entry can be assigned to
+    overdue: bool
+
+
+@dataclass
+class EventView:
+    event: ReportEvent
+    user: str | None
+    stakeholder: str | None
+
+
+@dataclass
+class CaseFile:
+    report: Report
+    place: list[str]
+    reporter: str
+    contact: Contact | None
+    transcript: list[TranscriptLine]
+    attachments: list[Attachment]
+    entries: list[EntryView]
+    events: list[EventView]
+    duplicates: list[Report]
+    merged_into: Report | None
+    merged: list[Report]
+    transitions: tuple[str, ...]
+    templates: dict[str, dict[str, str]] = field(default_factory=dict)
+    stakeholders: list[Stakeholder] = field(default_factory=list)
+    reachable: bool = False
+
+
+def _prompts(reply: dict[str, Any]) -> list[Prompt]:
+    prompts = []
+    for p in reply.get("prompts", ()):
+        options = tuple(Option(**o) for o in p.get("options", ()))
+        prompts.append(Prompt(**{**p, "options": options}))
+    return prompts
+
+
+def transcript(
+    session: Session, catalog: Any, report: Report, emergency: dict[str, Any]
+) -> list[TranscriptLine]:
+    """The conversation that made the report, in order, as the citizen saw it."""
+    if report.conversation_id is None:
+        return []
+    lines: list[TranscriptLine] = []
+    messages = session.exec(
+        select(Message)
+        .where(Message.conversation_id == report.conversation_id, Message.direction == "in")
+        .order_by(Message.id)
+    ).all()
+    for message in messages:
+        if message.kind != "start":
+            lines.append(
+                TranscriptLine(message.created_at, "citizen", message.kind, message.body or "")
+            )
+        reply = message.reply or {}
+        if reply.get("prompts"):
+            lang = reply.get("language") or "fr"
+            params = {**emergency, **(reply.get("params") or {})}
+            try:
+                text = render_sms(catalog, _prompts(reply), lang, params)
+            except (KeyError, TypeError, ValueError):  # a text removed since: show the keys
+                text = " / ".join(p.get("text") or p.get("node", "") for p in reply["prompts"])
+            lines.append(TranscriptLine(message.created_at, "service", "reply", text))
+    return lines
+
+
+def build(
+    session: Session,
+    staff: Staff,
+    report: Report,
+    *,
+    now: datetime,
+    router: Router | None = None,
+) -> CaseFile:
+    router = router or router_for(session)
+    catalog = router.catalog
+    contact = session.get(Contact, report.contact_id) if report.contact_id else None
+    users = {u.id: u.email for u in session.exec(select(User)).all()}
+    stakeholders = {s.id: s for s in session.exec(select(Stakeholder)).all()}
+
+    entries = []
+    for entry in session.exec(
+        select(QueueEntry).where(QueueEntry.report_id == report.id).order_by(QueueEntry.id)
+    ).all():
+        holder = stakeholders[entry.stakeholder_id]
+        entries.append(
+            EntryView(
+                entry=entry,
+                stakeholder=holder,
+                assignee=users.get(entry.assigned_to) if entry.assigned_to else None,
+                staff=[(u.id, u.email) for u in staff_of(session, holder.id)],  # type: ignore[misc]
+                overdue=entry.status == "open" and entry.due_at < now,
+            )
+        )
+    events = [
+        EventView(
+            event=e,
+            user=users.get(e.user_id) if e.user_id else None,
+            stakeholder=stakeholders[e.stakeholder_id].name
+            if e.stakeholder_id in stakeholders
+            else None,
+        )
+        for e in session.exec(
+            select(ReportEvent)
+            .where(ReportEvent.report_id == report.id)
+            .order_by(ReportEvent.created_at, ReportEvent.id)
+        ).all()
+    ]
+    duplicates = [
+        r
+        for r in suggest_duplicates(session, report, router=router)
+        if report_in_scope(session, staff, r)
+    ]
+    merged = [
+        r
+        for r in session.exec(select(Report).where(Report.merged_into_id == report.id)).all()
+        if report_in_scope(session, staff, r)
+    ]
+    merged_into = session.get(Report, report.merged_into_id) if report.merged_into_id else None
+    if merged_into is not None and not report_in_scope(session, staff, merged_into):
+        merged_into = None
+    lang = staff.language if staff.language in catalog.languages else router.default_language
+    transitions = TRANSITIONS.get(report.status, ()) if report.merged_into_id is None else ()
+    return CaseFile(
+        report=report,
+        place=[a.name for a in area_path(session, report.area_id)] if report.area_id else [],
+        reporter=alias_label(contact.alias) if contact else "",
+        contact=contact,
+        transcript=transcript(session, catalog, report, router.emergency),
+        attachments=list(
+            session.exec(
+                select(Attachment)
+                .where(
+                    (Attachment.report_id == report.id)
+                    | (
+                        (Attachment.conversation_id == report.conversation_id)
+                        & (Attachment.conversation_id.is_not(None))
+                    )
+                )
+                .order_by(Attachment.id)
+            ).all()
+        ),
+        entries=entries,
+        events=events,
+        duplicates=duplicates,
+        merged_into=merged_into,
+        merged=merged,
+        transitions=transitions,
+        templates={
+            s: {
+                name: catalog.render(
+                    texts.template_key(s, name),
+                    lang,
+                    {**router.emergency, "reference": report.reference},
+                )
+                for name in texts.templates_for(catalog, s, lang)
+            }
+            for s in transitions
+        },
+        stakeholders=sorted(
+            (s for s in stakeholders.values() if s.active), key=lambda s: (s.kind, s.name)
+        ),
+        reachable=contact is not None
+        and contact.channel != "withheld"
+        and not contact.opted_out
+        and not contact.blocked,
+    )

@@ -1,0 +1,225 @@
+"""The numbers behind the admin dashboard: reports per category, region and week, SLA
+compliance, and perceived safety from surveys.
+
+Everything here is a count, so the same figures serve every role; what changes is which reports
+are counted. Administrators and analysts count every report (analysts see aggregates only, which
+is what this is); coordinators and agents count the reports that have an entry in one of their
+queues (:func:`citoyen.services.access.visible_stakeholders`), so the dashboard never tells a
+stakeholder about work outside its scope.
+
+The window is the last :data:`WEEKS` weeks, weeks starting on Monday 00:00 in Bamako (UTC+0 all
+year, so UTC weeks), the current week included: one window for every chart, so the totals agree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, func, select
+
+from citoyen.models import Area, QueueEntry, Report
+from citoyen.services.access import Staff, visible_stakeholders
+from citoyen.services.areas import area_path
+
+WEEKS = 12
+# Roles whose dashboard counts every report: the analyst's job is the whole picture, in counts.
+WHOLE_PICTURE_ROLES = frozenset({"admin", "analyst"})
+
+
+@dataclass(frozen=True)
+class Count:
+    """One bar: a code (category code, region code, ISO date of a Monday) and its count."""
+
+    key: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SlaWeek:
+    """Queue entries created in the week whose deadline outcome is known, and how many were
+    taken in hand (or closed) no later than their deadline. ``share`` is None when none is due."""
+
+    week: str
+    decided: int
+    on_time: int
+
+    @property
+    def share(self) -> float | None:
+        return round(self.on_time / self.decided, 3) if self.decided else None
+
+
+@dataclass(frozen=True)
+class SafetyPoint:
+    """One cell of a perceived-safety series (share of respondents feeling safe)."""
+
+    survey: str
+    area: str
+    period: str
+    n: int
+    share: float | None  # None when the cell is suppressed (n below the survey's minimum)
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    start: datetime
+    weeks: list[str]  # ISO dates of the Mondays of the window, oldest first
+    total: int
+    by_category: list[Count]
+    by_region: list[Count]
+    by_week: list[Count]
+    sla: list[SlaWeek]
+    safety: list[SafetyPoint] = field(default_factory=list)
+
+
+def window_start(now: datetime, weeks: int = WEEKS) -> datetime:
+    """Monday 00:00 UTC of the oldest week of the window ending with ``now``'s week."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    monday = today - timedelta(days=today.weekday())
+    return monday - timedelta(weeks=weeks - 1)
+
+
+def report_scope(session: Session, staff: Staff) -> set[int] | None:
+    """Stakeholder ids whose reports ``staff`` counts; None means every report."""
+    if staff.role in WHOLE_PICTURE_ROLES:
+        return None
+    return visible_stakeholders(session, staff)
+
+
+def _scoped_reports(stmt: Any, scope: set[int] | None) -> Any:
+    if scope is None:
+        return stmt
+    in_queues = select(QueueEntry.report_id).where(QueueEntry.stakeholder_id.in_(sorted(scope)))
+    return stmt.where(Report.id.in_(in_queues))
+
+
+def _region_of(session: Session, area_id: int | None, cache: dict[int, str]) -> str:
+    """Code of the top-level area (region or the Bamako district) above ``area_id``; "" for a
+    report without a place."""
+    if area_id is None:
+        return ""
+    if area_id not in cache:
+        area = session.get(Area, area_id)
+        cache[area_id] = area_path(session, area)[0].code if area is not None else ""
+    return cache[area_id]
+
+
+def build(session: Session, staff: Staff, now: datetime | None = None) -> Dashboard:
+    """The dashboard of ``staff`` at ``now`` (counts only: no reference, alias or text)."""
+    now = now or datetime.now(UTC)
+    start = window_start(now)
+    mondays = [start + timedelta(weeks=i) for i in range(WEEKS)]
+    weeks = [m.date().isoformat() for m in mondays]
+    scope = report_scope(session, staff)
+    if scope is not None and not scope:
+        empty = [Count(w, 0) for w in weeks]
+        return Dashboard(start, weeks, 0, [], [], empty, [SlaWeek(w, 0, 0) for w in weeks])
+
+    in_window = Report.created_at >= start
+    by_category = session.exec(
+        _scoped_reports(
+            select(Report.category, func.count()).where(in_window).group_by(Report.category),
+            scope,
+        )
+    ).all()
+    by_area = session.exec(
+        _scoped_reports(
+            select(Report.area_id, func.count()).where(in_window).group_by(Report.area_id),
+            scope,
+        )
+    ).all()
+    regions: Counter[str] = Counter()
+    cache: dict[int, str] = {}
+    for area_id, n in by_area:
+        regions[_region_of(session, area_id, cache)] += n
+
+    # Per week: bucketed here rather than in SQL, where week truncation differs per database.
+    per_week: Counter[int] = Counter()
+    for created in session.exec(
+        _scoped_reports(select(Report.created_at).where(in_window), scope)
+    ).all():
+        per_week[(created - start).days // 7] += 1
+
+    sla = _sla(session, scope, start, weeks, now)
+    categories = sorted(
+        (Count(code or "", n) for code, n in by_category), key=lambda c: (-c.count, c.key)
+    )
+    return Dashboard(
+        start=start,
+        weeks=weeks,
+        total=sum(c.count for c in categories),
+        by_category=categories,
+        by_region=sorted(
+            (Count(code, n) for code, n in regions.items()), key=lambda c: (-c.count, c.key)
+        ),
+        by_week=[Count(w, per_week.get(i, 0)) for i, w in enumerate(weeks)],
+        sla=sla,
+    )
+
+
+def _sla(
+    session: Session, scope: set[int] | None, start: datetime, weeks: Sequence[str], now: datetime
+) -> list[SlaWeek]:
+    """Per week of creation, queue entries met or missed against their deadline.
+
+    An entry counts once its outcome is known: it was taken in hand (``acknowledged_at``) or
+    closed, or its deadline passed. It is on time when taken in hand or closed no later than
+    ``due_at``. Declined entries are left out: the report went to another queue, whose entry
+    counts instead. For coordinators and agents, only entries of their own queues count.
+    """
+    stmt = select(
+        QueueEntry.created_at, QueueEntry.due_at, QueueEntry.acknowledged_at, QueueEntry.closed_at
+    ).where(QueueEntry.created_at >= start, QueueEntry.status != "declined")
+    if scope is not None:
+        stmt = stmt.where(QueueEntry.stakeholder_id.in_(sorted(scope)))
+    decided: Counter[int] = Counter()
+    on_time: Counter[int] = Counter()
+    for created, due, acknowledged, closed in session.exec(stmt).all():
+        handled = min((t for t in (acknowledged, closed) if t is not None), default=None)
+        if handled is None and due > now:
+            continue  # still open and not late yet: no verdict
+        week = (created - start).days // 7
+        decided[week] += 1
+        if handled is not None and handled <= due:
+            on_time[week] += 1
+    return [SlaWeek(w, decided.get(i, 0), on_time.get(i, 0)) for i, w in enumerate(weeks)]
+
+
+# --- perceived safety -------------------------------------------------------------------------
+
+
+def perceived_safety(session: Session, runtime: Any) -> list[SafetyPoint]:
+    """The perceived-safety series of every survey, per region and month; empty when the survey
+    service is not installed (the dashboard then says there are no survey results yet)."""
+    try:
+        from citoyen.services.surveys import indicators, load_surveys
+    except ImportError:
+        return []
+    return _safety_points(session, runtime, indicators, load_surveys)
+
+
+def _safety_points(
+    session: Session, runtime: Any, indicators: Any, load_surveys: Any
+) -> list[SafetyPoint]:
+    """The one place that knows the survey service's interface (``indicators.series`` returning
+    cells with area, period, n, share, low, high, suppressed): adjust here if it changes."""
+    points: list[SafetyPoint] = []
+    for name, survey in sorted(load_surveys(runtime.settings.flows_dir).surveys.items()):
+        for cell in indicators.series(session, survey, by="region", period="month"):
+            points.append(
+                SafetyPoint(
+                    survey=name,
+                    area=cell.area_name,
+                    period=cell.period,
+                    n=cell.n,
+                    share=None if cell.suppressed else cell.share,
+                    low=None if cell.suppressed else cell.low,
+                    high=None if cell.suppressed else cell.high,
+                )
+            )
+    return points

@@ -1,0 +1,155 @@
+"""The moderators' and stakeholders' web admin (``/admin/``).
+
+Every page needs a signed-in user (Flask-Login) and every state change a CSRF token
+(Flask-WTF); who may see what is decided by :mod:`citoyen.services.access` only. Pages are
+server-rendered HTML with one small stylesheet and no external asset, for slow connections; the
+dashboard alone loads the vendored chart library. French by default, English available
+(Flask-Babel; catalogues in ``web/translations``). Reporters appear as aliases, never as numbers.
+
+Modules: ``auth`` (sign-in, throttling, language), ``queues`` (the queue list), ``reports``
+(a report's page and every action on it), ``dashboard``, ``users``, ``monitor`` (outbox and audit
+log), ``export``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Flask, abort, current_app, g, session
+from flask_babel import Babel
+from flask_login import LoginManager, current_user, login_required
+from flask_wtf.csrf import CSRFProtect
+from sqlmodel import Session
+
+from citoyen.db import write_session
+from citoyen.models import User
+from citoyen.services.access import Staff
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="../templates")
+login_manager = LoginManager()
+csrf = CSRFProtect()
+babel = Babel()
+LANGUAGES: tuple[str, ...] = ("fr", "en")
+
+
+class LoginUser:
+    """The Flask-Login view of a :class:`User` row (detached from any session)."""
+
+    def __init__(self, user: User) -> None:
+        self.id = user.id
+        self.email = user.email
+        self.role = user.role
+        self.is_active = user.active
+        self.is_authenticated = True
+        self.is_anonymous = False
+        self.staff = Staff.of(user)
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+def runtime() -> Any:
+    return current_app.extensions["citoyen"]
+
+
+@contextmanager
+def reading() -> Iterator[Session]:
+    with Session(runtime().engine, expire_on_commit=False) as s:
+        yield s
+
+
+@contextmanager
+def writing() -> Iterator[Session]:
+    """One writing transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+    with write_session(runtime().engine) as s:
+        yield s
+
+
+def staff() -> Staff:
+    return current_user.staff  # type: ignore[no-any-return]
+
+
+def roles_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Signed in, and one of ``roles`` (403 otherwise)."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        @login_required
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> LoginUser | None:
+    if not user_id.isdigit():
+        return None
+    with reading() as s:
+        user = s.get(User, int(user_id))
+        return LoginUser(user) if user and user.active else None
+
+
+def select_locale() -> str:
+    """The signed-in user's language, else the one chosen on the sign-in page, else French."""
+    if getattr(g, "locale_override", None):
+        return g.locale_override  # type: ignore[no-any-return]
+    if current_user and current_user.is_authenticated and current_user.staff.language in LANGUAGES:
+        return current_user.staff.language  # type: ignore[no-any-return]
+    chosen = session.get("lang")
+    if chosen in LANGUAGES:
+        return chosen  # type: ignore[no-any-return]
+    return "fr"
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "fr")
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=8))
+    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    app.config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "admin.login"
+    login_manager.session_protection = "strong"
+    babel.init_app(app, locale_selector=select_locale)
+
+    from flask_babel import lazy_gettext
+
+    login_manager.login_message = lazy_gettext("Sign in to continue.")
+
+    # The views attach themselves to ``bp`` when imported.
+    from citoyen.web.admin import (  # noqa: F401
+        assets,
+        auth,
+        dashboard,
+        export,
+        monitor,
+        queues,
+        reports,
+        users,
+    )
+
+    app.register_blueprint(bp)
+
+    @app.errorhandler(404)
+    def not_found(_e: Exception) -> tuple[str, int]:
+        return "Not found", 404
+
+    @app.errorhandler(403)
+    def forbidden(_e: Exception) -> tuple[str, int]:
+        return "Forbidden", 403
+
+    from citoyen.web.admin import labels
+
+    @app.context_processor
+    def admin_globals() -> dict[str, Any]:
+        return {"LANGUAGES": LANGUAGES, "asset_url": assets.asset_url, **labels.helpers()}

@@ -1,0 +1,193 @@
+"""The outbox monitor and the audit log.
+
+The outbox monitor (administrators and coordinators) shows whether messages leave: counts per
+status and channel, the latest rows, and a "retry now" for failed ones. Recipients appear as the
+contact's alias, or "on-call" for a stakeholder's duty address; never a number. Coordinators see
+the messages about reports of their queues only (the ``report`` reference every notification,
+reply and alert carries in its payload); administrators see every row.
+
+The audit log (administrators) lists sensitive actions: identity reveals, account changes,
+exports, retries. Both lists page by id (keyset), newest first, so a page costs the same on a
+table of millions of rows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlmodel import Session, func, select
+
+from citoyen.models import AuditEvent, Contact, Outbox, QueueEntry, Report, User
+from citoyen.services import casework
+from citoyen.services.access import Staff, visible_stakeholders
+from citoyen.services.outbox import RetryError, retry
+from citoyen.services.privacy import alias_label
+from citoyen.web.admin import bp, reading, roles_required, staff, writing
+
+PAGE = 50
+OUTBOX_STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "failed", "skipped")
+# Words for the codes these pages show; an unknown code is shown as it is.
+WORDS = {
+    "pending": _l("waiting"),
+    "sending": _l("sending"),
+    "sent": _l("sent"),
+    "failed": _l("failed"),
+    "skipped": _l("skipped"),
+    "reply": _l("reply"),
+    "notification": _l("notification"),
+    "alert": _l("alert"),
+    "survey": _l("survey"),
+    "reveal_identity": _l("number revealed"),
+    "block_sender": _l("sender blocked"),
+    "login_failed": _l("failed sign-in"),
+    "user_created": _l("account created"),
+    "user_updated": _l("account changed"),
+    "password_reset": _l("password reset"),
+    "export": _l("export"),
+    "outbox_retry": _l("message retried"),
+}
+
+
+@bp.app_template_global()
+def monitor_label(code: str | None) -> str:
+    """The staff's word for an outbox status or kind, or an audit action."""
+    return "—" if code is None else str(WORDS.get(code, code))
+
+
+def _after(value: str | None) -> int | None:
+    """The keyset cursor: the last id of the previous page (400 when not a number)."""
+    if not value:
+        return None
+    if not value.isdigit():
+        abort(400, _("Invalid filter value."))
+    return int(value)
+
+
+def _outbox_scope(s: Session, me: Staff) -> Any:
+    """A condition restricting outbox rows to ``me``'s reports; None for every row."""
+    scope = visible_stakeholders(s, me)
+    if scope is None:
+        return None
+    in_queues = select(QueueEntry.report_id).where(QueueEntry.stakeholder_id.in_(sorted(scope)))
+    references = select(Report.reference).where(Report.id.in_(in_queues))
+    return Outbox.payload["report"].as_string().in_(references)
+
+
+def _outbox_counts(s: Session, condition: Any) -> dict[tuple[str, str], int]:
+    stmt = select(Outbox.status, Outbox.channel, func.count()).group_by(
+        Outbox.status, Outbox.channel
+    )
+    if condition is not None:
+        stmt = stmt.where(condition)
+    return {(status, channel): n for status, channel, n in s.exec(stmt).all()}
+
+
+@bp.get("/outbox")
+@roles_required("admin", "coordinator")
+def outbox():  # type: ignore[no-untyped-def]
+    status = request.args.get("status") or None
+    if status is not None and status not in OUTBOX_STATUSES:
+        abort(400, _("Invalid filter value."))
+    after = _after(request.args.get("after"))
+    with reading() as s:
+        condition = _outbox_scope(s, staff())
+        counts = _outbox_counts(s, condition)
+        stmt = (
+            select(Outbox, Contact.alias)
+            .join(Contact, Contact.id == Outbox.contact_id, isouter=True)
+            .order_by(Outbox.id.desc())
+            .limit(PAGE + 1)
+        )
+        if condition is not None:
+            stmt = stmt.where(condition)
+        if status:
+            stmt = stmt.where(Outbox.status == status)
+        if after is not None:
+            stmt = stmt.where(Outbox.id < after)
+        found = s.exec(stmt).all()
+    rows = [
+        {
+            "row": row,
+            "recipient": alias_label(alias) if alias is not None else _("on-call"),
+        }
+        for row, alias in found[:PAGE]
+    ]
+    channels = sorted({channel for _status, channel in counts})
+    totals: dict[str, int] = {}
+    for (row_status, _channel), n in counts.items():
+        totals[row_status] = totals.get(row_status, 0) + n
+    return render_template(
+        "admin/outbox.html",
+        rows=rows,
+        counts=counts,
+        totals=totals,
+        channels=channels,
+        statuses=OUTBOX_STATUSES,
+        status=status,
+        next_after=rows[-1]["row"].id if len(found) > PAGE else None,
+    )
+
+
+@bp.post("/outbox/<int:outbox_id>/retry")
+@roles_required("admin", "coordinator")
+def outbox_retry(outbox_id: int):  # type: ignore[no-untyped-def]
+    me = staff()
+    now = datetime.now(UTC)
+    with writing() as s:
+        condition = _outbox_scope(s, me)
+        if condition is not None:
+            visible = s.exec(select(Outbox.id).where(Outbox.id == outbox_id, condition)).first()
+            if visible is None:
+                abort(404)
+        found = s.get(Outbox, outbox_id)
+        attempts_before, error_before = (found.attempts, found.error) if found else (None, None)
+        try:
+            row = retry(s, outbox_id, now)
+        except RetryError:
+            if s.get(Outbox, outbox_id) is None:
+                abort(404)
+            flash(_("Only a failed message can be retried."), "error")
+            return redirect(url_for("admin.outbox", status="failed"))
+        casework.audit(
+            s,
+            me,
+            "outbox_retry",
+            target_type="outbox",
+            target_id=row.id,
+            data={"attempts": attempts_before, "error": (error_before or "")[:200]},
+            now=now,
+        )
+    flash(_("Message %(id)s will be sent again shortly.", id=outbox_id))
+    return redirect(url_for("admin.outbox", status="failed"))
+
+
+@bp.get("/audit")
+@roles_required("admin")
+def audit_log():  # type: ignore[no-untyped-def]
+    action = request.args.get("action") or None
+    after = _after(request.args.get("after"))
+    with reading() as s:
+        actions = sorted(s.exec(select(AuditEvent.action).distinct()).all())
+        stmt = (
+            select(AuditEvent, User.email)
+            .join(User, User.id == AuditEvent.user_id, isouter=True)
+            .order_by(AuditEvent.id.desc())
+            .limit(PAGE + 1)
+        )
+        if action:
+            stmt = stmt.where(AuditEvent.action == action)
+        if after is not None:
+            stmt = stmt.where(AuditEvent.id < after)
+        found = s.exec(stmt).all()
+    rows = found[:PAGE]
+    return render_template(
+        "admin/audit.html",
+        rows=rows,
+        actions=actions,
+        action=action,
+        next_after=rows[-1][0].id if len(found) > PAGE else None,
+    )

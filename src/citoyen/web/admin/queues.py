@@ -1,0 +1,84 @@
+"""The queue list: what is waiting for the signed-in user, most pressing first."""
+
+from __future__ import annotations
+
+from flask import abort, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import login_required
+from sqlmodel import select
+
+from citoyen.models import Area, Stakeholder
+from citoyen.routing import STATUSES, URGENCIES
+from citoyen.services.access import visible_stakeholders
+from citoyen.services.queues.config import router_for
+from citoyen.services.queues.listing import (
+    AGES,
+    OPEN_STATUSES,
+    FilterError,
+    QueueFilter,
+    queue_page,
+)
+from citoyen.web.admin import bp, reading, staff
+
+
+def _filter_from_args(categories: tuple[str, ...]) -> QueueFilter:
+    args = request.args
+    statuses = tuple(s for s in args.getlist("status") if s) or OPEN_STATUSES
+    if args.get("status") == "all":
+        statuses = STATUSES
+    area = args.get("area") or None
+    holder = args.get("stakeholder") or None
+    for value in (area, holder):
+        if value is not None and not value.isdigit():
+            raise FilterError(_("Invalid filter value."))
+    return QueueFilter(
+        statuses=statuses,
+        category=args.get("category") or None,
+        urgency=args.get("urgency") or None,
+        area_id=int(area) if area else None,
+        age=args.get("age") or None,
+        stakeholder_id=int(holder) if holder else None,
+        overdue=args.get("overdue") == "1",
+    ).validate(categories)
+
+
+@bp.get("/")
+@login_required
+def queues():  # type: ignore[no-untyped-def]
+    me = staff()
+    if not me.does_casework:
+        return redirect(url_for("admin.dashboard"))
+    with reading() as s:
+        router = router_for(s)
+        categories = tuple(router.config.categories)
+        try:
+            flt = _filter_from_args(categories)
+            page = queue_page(s, me, flt, cursor=request.args.get("after") or None)
+        except FilterError as exc:
+            abort(400, str(exc))
+        scope = visible_stakeholders(s, me)
+        holders = s.exec(select(Stakeholder).order_by(Stakeholder.name)).all()
+        holders = [h for h in holders if scope is None or h.id in scope]
+        regions = s.exec(
+            select(Area).where(Area.level.in_(("region", "district"))).order_by(Area.name)
+        ).all()
+        area_name = (
+            s.get(Area, flt.area_id).name if flt.area_id and s.get(Area, flt.area_id) else None
+        )
+        labels = {c: router.catalog.text(f"report.category.{c}", "fr") for c in categories}
+    args = request.args.to_dict(flat=False)
+    args.pop("after", None)
+    return render_template(
+        "admin/queues.html",
+        page=page,
+        flt=flt,
+        statuses=STATUSES,
+        urgencies=URGENCIES,
+        categories=categories,
+        category_labels=labels,
+        ages=tuple(AGES),
+        stakeholders=holders,
+        regions=regions,
+        area_name=area_name,
+        args=args,
+    )
