@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from citoyen.engine.loader import voice_keys
@@ -36,6 +36,7 @@ class PromptSpec:
     text_key: str  # the locale text it says
     text: str  # what the recording must say, in its language
     text_hash: str
+    values: Mapping[str, Any] = field(default_factory=dict)  # filled in: numbers, menu digit
 
 
 def text_hash(text: str) -> str:
@@ -77,8 +78,9 @@ def catalogue(bundle: Any, lang: str) -> list[PromptSpec]:
     for key, text_key, extra in prompt_keys(bundle, lang):
         if not catalog.has(text_key, lang):
             continue
-        text = render_template(catalog.text(text_key, lang), {**fixed, **extra})
-        specs.append(PromptSpec(len(specs) + 1, key, text_key, text, text_hash(text)))
+        values = {**fixed, **extra}
+        text = render_template(catalog.text(text_key, lang), values)
+        specs.append(PromptSpec(len(specs) + 1, key, text_key, text, text_hash(text), values))
     return specs
 
 

@@ -107,16 +107,24 @@ def languages_of(bundle: Any, language: str | None = None) -> list[str]:
     return [language]
 
 
-def coverage(runtime: Any, language: str | None = None) -> list[PromptStatus]:
+def coverage(
+    runtime: Any, language: str | None = None, *, database: bool = True
+) -> list[PromptStatus]:
     """Every prompt of every enabled language (or one), with its state: recorded, shipped (a
-    file under locales/), stale (the text changed since it was recorded) or missing."""
+    file under locales/), stale (the text changed since it was recorded) or missing.
+
+    ``database=False`` looks at the shipped files only (a database not migrated yet).
+    """
     bundle = runtime.bundle
     catalog = bundle.catalog
     langs = languages_of(bundle, language)
     default = bundle.settings.languages.default
-    with Session(runtime.engine) as session:
-        rows = rows_by_key(session, language)
-        users = dict(session.exec(select(User.id, User.email)).all())
+    rows: dict[tuple[str, str], VoicePrompt] = {}
+    users: dict[int, str] = {}
+    if database:
+        with Session(runtime.engine) as session:
+            rows = rows_by_key(session, language)
+            users = dict(session.exec(select(User.id, User.email)).all())
     out: list[PromptStatus] = []
     for lang in langs:
         needed = not has_tts(bundle, lang)
@@ -170,6 +178,34 @@ def summary(statuses: Iterable[PromptStatus]) -> dict[str, dict[str, Any]]:
         )
         row["prompts"] += 1
         row[st.status] += 1
+    return out
+
+
+def check_warnings(runtime: Any, *, database: bool = True) -> list[tuple[str, str]]:
+    """``(language, message)`` per language whose calls are missing something: prompts without
+    a recording in a language Twilio cannot speak (callers hear the fallback language), and
+    stale recordings in any language (callers hear an old text)."""
+    bundle = runtime.bundle
+    settings = bundle.settings
+    counts = summary(coverage(runtime, database=database))
+    out: list[tuple[str, str]] = []
+    for lang, row in counts.items():
+        parts = []
+        if row["needed"] and row["missing"]:
+            fallback = settings.voice_fallback.get(lang, settings.languages.default)
+            how = "voice_fallback" if lang in settings.voice_fallback else "the default language"
+            parts.append(
+                f"{row['missing']} of {row['prompts']} voice prompts have no recording and "
+                f"'{lang}' has no text-to-speech: callers hear '{fallback}' instead ({how})"
+            )
+        if row["stale"]:
+            parts.append(
+                f"{row['stale']} recording(s) are stale (the text changed since they were recorded)"
+            )
+        if parts:
+            out.append(
+                (lang, "; ".join(parts) + f"; see `citoyen prompts status --language {lang}`")
+            )
     return out
 
 
