@@ -111,8 +111,13 @@ class _Twiml:
         self.fixed = dict(runtime.bundle.settings.emergency_numbers)
         self.response = VoiceResponse()
 
-    def say(self, key: str, target: VoiceResponse | Gather | None = None, **params: Any) -> None:
-        self.renderer.speak(target if target is not None else self.response, key, self.lang, params)
+    def say(
+        self, text: str, target: VoiceResponse | Gather | None = None, /, **params: Any
+    ) -> None:
+        """Voice the text ``text`` (a locale key); ``params`` may be called anything, ``key``
+        included, hence the positional-only arguments."""
+        out = target if target is not None else self.response
+        self.renderer.speak(out, text, self.lang, params)
 
     def gather(self, action: str, *, digits: int | None = None) -> Gather:
         keys: dict[str, Any] = {"num_digits": digits} if digits else {"finish_on_key": "#"}
