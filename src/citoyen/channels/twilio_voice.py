@@ -4,12 +4,12 @@ The words come from the neutral prompts (``render_voice``); this module only dec
 segment, *how* each is voiced, because most rural callers speak Bambara and Twilio has no Bambara
 voice:
 
-1. recorded audio for the segment's language (``locales/<lang>/audio/<key>.wav|mp3``) ->
-   ``<Play>`` of a URL the app serves;
+1. recorded audio for the segment's language (the prompt library, citoyen.services.prompts,
+   else ``locales/<lang>/audio/<key>.wav|mp3``) -> ``<Play>`` of its URL;
 2. else, when the language has text-to-speech Twilio can speak (``meta.tts``) -> ``<Say>``;
-3. else the fallback language (the default language, or the first with text-to-speech): its
-   recording, or ``<Say>`` in it, and a warning naming the key and language so the missing
-   recording gets made. A ``<Say>`` in a language Twilio cannot speak is never emitted: Twilio
+3. else the fallback language (the language's ``voice_fallback`` in flows/settings.yaml, else
+   the default language, or the first with text-to-speech): its recording, or ``<Say>`` in it,
+   and a warning naming the key and language so the missing recording gets made. A ``<Say>`` in a language Twilio cannot speak is never emitted: Twilio
    would either fail the call or read Bambara with an English voice.
 
 A recording cannot contain values only known during the call (a report reference, a number

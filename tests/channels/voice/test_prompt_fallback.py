@@ -101,8 +101,11 @@ def write_settings(tmp_path: Path, fallback: str) -> Path:
     for path in (ROOT / "flows").glob("*.yaml"):
         (flows / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     settings = flows / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert "voice_fallback:\n  bm: fr\n" in text
     settings.write_text(
-        settings.read_text(encoding="utf-8") + f"\nvoice_fallback:\n{fallback}\n", encoding="utf-8"
+        text.replace("voice_fallback:\n  bm: fr\n", f"voice_fallback:\n{fallback}\n"),
+        encoding="utf-8",
     )
     return flows
 

@@ -87,7 +87,7 @@ def test_empty_too_big_too_long_and_too_short() -> None:
     with pytest.raises(AudioError, match=r"too big \(1\.0 MB; at most 0\.5 MB\)") as caught:
         validate_upload(bytes(1024 * 1024), "x.wav", max_bytes=512 * 1024)
     assert caught.value.problem == "too_big"
-    with pytest.raises(AudioError, match=r"too long \(2 min 5 s; at most 2 min 0 s\)") as caught:
+    with pytest.raises(AudioError, match=r"too long \(2 min 5 s; at most 1 min 0 s\)") as caught:
         validate_upload(wav(125.0), "x.wav")
     assert caught.value.problem == "too_long"
     with pytest.raises(AudioError, match="empty or too short") as caught:

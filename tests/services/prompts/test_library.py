@@ -179,7 +179,7 @@ def test_flows_check_warnings_name_the_fallback_and_stale_recordings(runtime: Ru
     missing = total - 1 - (len(SHIPPED))
     assert warnings["bm"].startswith(
         f"{missing} of {total} voice prompts have no recording and 'bm' has no text-to-speech: "
-        "callers hear 'fr' instead (the default language); 1 recording(s) are stale"
+        "callers hear 'fr' instead (voice_fallback); 1 recording(s) are stale"
     )
     # Without the database only shipped files count.
     shipped_only = dict(check_warnings(runtime, database=False))["bm"]

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from mutagen import MutagenError
 from mutagen.mp3 import MP3
 
-MAX_BYTES = 10 * 1024 * 1024  # a 2-minute 16-bit 44.1 kHz stereo WAV is about 21 MB; mono 10
-MAX_SECONDS = 120.0  # a prompt is a sentence or two; a menu line is a few words
+MAX_BYTES = 10 * 1024 * 1024  # a minute of 16-bit 44.1 kHz stereo WAV is about 10 MB
+MAX_SECONDS = 60.0  # a prompt is a sentence or two (the longest, the welcome, ~15 s)
 MIN_SECONDS = 0.2  # shorter is a click, not a prompt
 
 # Formats phones and messaging apps produce, by their first bytes: refused with their name.
