@@ -94,3 +94,10 @@ def test_unknown_staff_numbers_are_wrong_and_throttled_too(runtime: Runtime) -> 
     for _ in range(MAX_FAILURES):
         assert check(runtime, "77", "4821")[0] == "wrong"
     assert check(runtime, "77", "4821")[0] == "locked"
+
+
+def test_leading_zeros_share_the_failure_count(runtime: Runtime, staff: User) -> None:
+    set_pin(runtime, staff.id, "4821", by_user_id=None)
+    for i in range(MAX_FAILURES):
+        assert check(runtime, "0" * i + str(staff.id), "9999")[0] == "wrong"
+    assert check(runtime, f"00{staff.id}", "4821") == ("locked", None)

@@ -120,7 +120,9 @@ def check_pin(
     An unknown staff number, a user without a PIN and an inactive user are all just "wrong",
     so the keypad tells nothing about which staff numbers exist.
     """
-    staff = staff if STAFF.fullmatch(staff or "") else "invalid"
+    # "0012" and "12" are one staff number: one failure count, or leading zeros would multiply
+    # the tries an attacker gets.
+    staff = str(int(staff)) if STAFF.fullmatch(staff or "") else "invalid"
     key = _key(staff)
     failures = session.exec(
         select(func.count())
@@ -130,7 +132,7 @@ def check_pin(
     if failures >= MAX_FAILURES:
         return "locked", None
     row = None
-    if staff.isdigit():
+    if staff != "invalid":
         row = session.exec(
             select(PromptRecorder, User)
             .join(User, col(User.id) == PromptRecorder.user_id)
