@@ -236,7 +236,10 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
 
     runtime = _runtime(ctx)
     settings = runtime.settings
-    problems = check(settings.flows_dir, settings.locales_dir)
+    # Recordings are counted from the prompt library below, not per text from shipped files.
+    problems = check(settings.flows_dir, settings.locales_dir, audio=False)
+    if not any(p.level == "error" for p in problems):
+        problems += _prompt_problems(runtime)
     areas: routing.AreaTree | str = "shipped"
     if areas_from_db:
         from sqlmodel import Session
@@ -253,6 +256,22 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
         out.print(f"warning: {p}", markup=False, highlight=False)
     out.print(f"{len(errors)} error(s), {len(warnings)} warning(s)", highlight=False)
     sys.exit(1 if errors else 0)
+
+
+def _prompt_problems(runtime: Runtime) -> list:
+    """Warnings per language from the prompt library (shipped files only when the database is
+    not migrated: the check must work before the first start)."""
+    from citoyen.engine import Problem
+    from citoyen.services.prompts import check_warnings
+
+    try:
+        database = not runtime.needs_migration()
+    except Exception:  # an unreachable database: check what is shipped
+        database = False
+    return [
+        Problem("warning", runtime.bundle.catalog.file(lang), None, None, message)
+        for lang, message in check_warnings(runtime, database=database)
+    ]
 
 
 @main.group()
@@ -305,6 +324,134 @@ def locales_status(ctx: click.Context) -> None:
             str(row["audio"]),
         )
     Console().print(table)
+
+
+# --- voice prompts -------------------------------------------------------------------------------
+
+
+@main.group()
+def prompts() -> None:
+    """Recorded voice prompts (docs/voice-prompts.md)."""
+
+
+@prompts.command("status")
+@click.option("--language", "-l", default=None, help="One language (default: all enabled).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.pass_context
+def prompts_status(ctx: click.Context, language: str | None, fmt: str) -> None:
+    """Per language: prompts recorded, shipped, stale and missing (one line per prompt with
+    --language)."""
+    import json
+
+    from citoyen.services.prompts import PromptError, coverage, summary
+
+    runtime = _runtime(ctx)
+    _load_bundle_or_exit(runtime)
+    if runtime.needs_migration():
+        raise SystemExit("database not migrated: run `citoyen db upgrade` first")
+    try:
+        rows = coverage(runtime, language)
+    except PromptError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    out = Console()
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "languages": summary(rows),
+                    "prompts": [
+                        {
+                            "language": r.language,
+                            "number": r.number,
+                            "key": r.key,
+                            "status": r.status,
+                            "needed": r.needed,
+                            "source": r.source,
+                            "file": r.file_name,
+                            "duration_ms": r.duration_ms,
+                            "recorded_by": r.user_email,
+                            "recorded_at": r.recorded_at.isoformat() if r.recorded_at else None,
+                            "text": r.text,
+                        }
+                        for r in rows
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    table = Table("language", "prompts", "recorded", "shipped", "stale", "missing", "needed")
+    for lang, row in summary(rows).items():
+        table.add_row(
+            lang,
+            *(str(row[k]) for k in ("prompts", "recorded", "shipped", "stale", "missing")),
+            "yes" if row["needed"] else "no (text-to-speech)",
+        )
+    out.print(table)
+    if language:
+        detail = Table("#", "key", "status", "source", "by", "text")
+        for r in rows:
+            detail.add_row(
+                str(r.number), r.key, r.status, r.source or "", r.user_email or "", r.text
+            )
+        out.print(detail)
+
+
+@prompts.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--language", "-l", default=None, help="FOLDER holds this language's files directly.")
+@click.pass_context
+def prompts_import(ctx: click.Context, folder: Path, language: str | None) -> None:
+    """Load recordings named <key>.wav|mp3 from FOLDER/<lang>/ (or FOLDER with --language)."""
+    from citoyen.services.prompts import PromptError, import_dir
+
+    runtime = _runtime(ctx)
+    _load_bundle_or_exit(runtime)
+    if runtime.needs_migration():
+        raise SystemExit("database not migrated: run `citoyen db upgrade` first")
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"importing {folder.name}", total=None)
+            result = import_dir(
+                runtime,
+                folder,
+                language=language,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    except PromptError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for error in result.errors:
+        console.print(f"refused: {error}", markup=False, highlight=False)
+    console.print(str(result))
+    if result.errors:
+        sys.exit(1)
+
+
+@prompts.command("set-pin")
+@click.option("--email", required=True, help="The staff member's admin account.")
+@click.pass_context
+def prompts_set_pin(ctx: click.Context, email: str) -> None:
+    """Allow a user to record prompts by phone; asks for their 4-8 digit PIN."""
+    from sqlmodel import Session, select
+
+    from citoyen.models import User
+    from citoyen.services.prompts import PromptError
+    from citoyen.services.prompts.pins import set_pin
+
+    runtime = _runtime(ctx)
+    with Session(runtime.engine) as session:
+        user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    if user is None or user.id is None:
+        raise SystemExit(f"error: no user with email {email}")
+    pin = click.prompt("PIN (4-8 digits)", hide_input=True, confirmation_prompt=True)
+    try:
+        set_pin(runtime, user.id, pin, by_user_id=None)
+    except PromptError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    click.echo(f"{user.email} may record prompts by phone: staff number {user.id}")
 
 
 # --- simulator ---------------------------------------------------------------------------------

@@ -59,6 +59,18 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CITOYEN_LOCALES_DIR"),
         description="Folder of texts per language and recorded audio prompts.",
     )
+    prompts_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_PROMPTS_DIR"),
+        description="Folder of the recorded voice prompt library; default: `prompts/` in the "
+        "instance folder.",
+    )
+    prompts_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_PROMPTS_URL"),
+        description="Base URL that serves a copy of the prompts folder (a CDN or bucket); "
+        "default: the service serves them itself under /audio/.",
+    )
     data_key: str | None = Field(
         default=None,
         validation_alias=AliasChoices("CITOYEN_DATA_KEY"),
@@ -129,6 +141,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.instance_dir / 'citoyen.db').resolve()}"
+
+    @property
+    def resolved_prompts_dir(self) -> Path:
+        """Where recorded prompts are stored (outside the database, like call recordings)."""
+        return Path(self.prompts_dir) if self.prompts_dir else self.instance_dir / "prompts"
 
     def ensure_instance_dir(self) -> Path:
         self.instance_dir.mkdir(parents=True, exist_ok=True)

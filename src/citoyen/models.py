@@ -214,6 +214,17 @@ class Stakeholder(SQLModel, table=True):
     language: str | None = Field(default=None, max_length=10)
 
 
+# Columns of queue entries the queue pages filter on (see QueueEntry's indexes).
+_ENTRY_FILTERS = (
+    "stakeholder_id",
+    "report_status",
+    "category",
+    "urgency",
+    "area_id",
+    "reported_at",
+)
+
+
 class QueueEntry(SQLModel, table=True):
     """One report in one stakeholder's queue: each stakeholder that must act gets its own.
 
@@ -227,9 +238,17 @@ class QueueEntry(SQLModel, table=True):
     __tablename__ = "queue_entries"
     __table_args__ = (
         sa.UniqueConstraint("report_id", "stakeholder_id", name="uq_queue_entry"),
-        # The admin's queue pages: keyset pagination on (due_at, id), per stakeholder or all.
-        sa.Index("ix_queue_entries_page", "status", "due_at", "id"),
-        sa.Index("ix_queue_entries_stakeholder_page", "stakeholder_id", "status", "due_at", "id"),
+        # The admin's queue pages: keyset pagination on (due_at, id), per stakeholder or all,
+        # with the filtered columns in the index so filtering and counting never read the table.
+        sa.Index("ix_queue_entries_page", "status", "due_at", "id", *_ENTRY_FILTERS),
+        sa.Index(
+            "ix_queue_entries_stakeholder_page",
+            "stakeholder_id",
+            "status",
+            "due_at",
+            "id",
+            *_ENTRY_FILTERS[1:],
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     report_id: int = Field(foreign_key="reports.id", index=True)
@@ -354,6 +373,84 @@ class LoginFailure(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=80, index=True)  # "email:<hmac>" or "ip:<hmac>"
     created_at: datetime = ts(index=True)
+
+
+class VoicePrompt(SQLModel, table=True):
+    """A recorded voice prompt of the library: one per language and text key.
+
+    The file lives outside the database, in the prompts folder (``CITOYEN_PROMPTS_DIR``), under a
+    name that carries a hash of its content, so a new recording gets a new URL and no cache
+    (Twilio's, a CDN's) ever plays the old one. ``text_hash`` is the hash of the text the
+    recording says: when the text changes, the recording is stale (citoyen.services.prompts).
+    """
+
+    __tablename__ = "voice_prompts"
+    __table_args__ = (sa.UniqueConstraint("language", "key", name="uq_voice_prompts_language_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    language: str = Field(max_length=10, index=True)
+    key: str = Field(max_length=120)
+    text_hash: str = Field(max_length=64)
+    file_name: str = Field(max_length=200)
+    content_type: str = Field(max_length=40)  # audio/wav | audio/mpeg
+    duration_ms: int
+    size_bytes: int
+    source: str = Field(max_length=10)  # upload | phone | import
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = ts()
+
+
+class PromptRecorder(SQLModel, table=True):
+    """A staff member allowed to record prompts by phone, with the hashed PIN they key in.
+
+    Kept apart from ``users`` so that removing someone's phone access is deleting one row.
+    """
+
+    __tablename__ = "prompt_recorders"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", unique=True)
+    pin_hash: str = Field(max_length=300)
+    created_at: datetime = ts()
+    updated_at: datetime = ts()
+
+
+class PromptCall(SQLModel, table=True):
+    """One call to the prompt recorder: who identified (None until the PIN is right), the
+    language being recorded and the prompts skipped during this call."""
+
+    __tablename__ = "prompt_calls"
+    id: int | None = Field(default=None, primary_key=True)
+    call_sid: str = Field(max_length=40, unique=True)
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    language: str | None = Field(default=None, max_length=10)
+    pin_attempts: int = 0
+    created_at: datetime = ts()
+    updated_at: datetime = ts()
+
+
+class PromptTake(SQLModel, table=True):
+    """A recording made by phone for one prompt.
+
+    ``status``: draft (recorded, being listened back) -> pending (kept: the worker fetches it from
+    Twilio into the library) -> stored, or failed; discarded when re-recorded or skipped.
+    ``text_hash`` is the hash of the text when it was recorded, so a text edited meanwhile makes
+    the stored prompt stale, not silently current.
+    """
+
+    __tablename__ = "prompt_takes"
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="prompt_calls.id", index=True)
+    user_id: int = Field(foreign_key="users.id")
+    language: str = Field(max_length=10)
+    key: str = Field(max_length=120)
+    text_hash: str = Field(max_length=64)
+    recording_sid: str = Field(max_length=40, unique=True)
+    duration_seconds: int | None = None
+    status: str = Field(default="draft", max_length=20, index=True)
+    attempts: int = 0
+    error: str | None = None
+    created_at: datetime = ts()
+    kept_at: datetime | None = ts(nullable=True, default=False)
+    stored_at: datetime | None = ts(nullable=True, default=False)
 
 
 # Fields of a report that its queue entries carry (QueueEntry.report_status, category, ...).

@@ -80,8 +80,13 @@ class Worker:
     def _module_jobs(self) -> None:
         """Jobs that modules declare (``scheduled_jobs(runtime)``), registered idempotently."""
         from citoyen.services import media, queues
+        from citoyen.services.prompts import phone
 
-        for job in [*media.scheduled_jobs(self.runtime), *queues.scheduled_jobs(self.runtime)]:
+        for job in [
+            *media.scheduled_jobs(self.runtime),
+            *queues.scheduled_jobs(self.runtime),
+            *phone.scheduled_jobs(self.runtime),
+        ]:
             self.scheduler.add_job(**job)
 
     def _plug_in_senders(self) -> None:

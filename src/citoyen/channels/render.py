@@ -8,7 +8,7 @@ them. Voice rendering says which segments have recorded audio so the Twilio adap
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ class VoiceSegment:
     key: str
     lang: str
     text: str
-    audio: Path | None
+    audio: Path | str | None  # a shipped file, or the URL of a library recording
     tts: str | None  # Twilio <Say> language, None when the language has no text-to-speech
 
 
@@ -108,32 +108,69 @@ class VoiceTurn:
     gather: dict[str, Any] | None  # None: nothing to wait for (the call ends)
 
 
-def _segment(catalog: Any, key: str, lang: str, params: Mapping[str, Any]) -> VoiceSegment:
+AudioLookup = Callable[[str, str], Path | str | None]  # (key, language) -> recording or None
+
+
+def _segment(
+    catalog: Any,
+    key: str,
+    lang: str,
+    params: Mapping[str, Any],
+    audio: AudioLookup | None = None,
+    audio_key: str | None = None,
+) -> VoiceSegment:
+    look = audio_key or key
     return VoiceSegment(
         key=key,
         lang=lang,
         text=catalog.render(key, lang, params),
-        audio=catalog.audio_path(key, lang),
+        audio=audio(look, lang) if audio is not None else catalog.audio_path(look, lang),
         tts=catalog.meta(lang).tts,
     )
 
 
 def render_voice(
-    catalog: Any, prompts: Sequence[Prompt], lang: str, params: Mapping[str, Any]
+    catalog: Any,
+    prompts: Sequence[Prompt],
+    lang: str,
+    params: Mapping[str, Any],
+    *,
+    audio: AudioLookup | None = None,
 ) -> VoiceTurn:
-    """What a caller hears, and how the next keypad input is gathered."""
+    """What a caller hears, and how the next keypad input is gathered.
+
+    ``audio`` finds a segment's recording (the prompt library's ``PromptAudio.url``); without
+    it only the shipped files under ``locales/`` count. A menu line counts as recorded when its
+    option's own text is (the Twilio adapter then adds the "press n" recording).
+    """
     segments: list[VoiceSegment] = []
     gather: dict[str, Any] | None = None
     for prompt in prompts:
         p = {**params, **prompt.params}
         if prompt.text:
-            segments.append(_segment(catalog, prompt.text, lang, p))
+            segments.append(_segment(catalog, prompt.text, lang, p, audio))
         for n, option in enumerate(prompt.options, start=1):
             if prompt.kind == "language":
-                segments.append(_segment(catalog, "system.language_option", option.key, {"n": n}))
+                segments.append(
+                    _segment(
+                        catalog,
+                        "system.language_option",
+                        option.key,
+                        {"n": n},
+                        audio,
+                        f"system.language_option.{n}",
+                    )
+                )
             else:
                 label = option_label(catalog, option, lang, p)
-                seg = _segment(catalog, "system.voice_option", lang, {**p, "n": n, "label": label})
+                seg = _segment(
+                    catalog,
+                    "system.voice_option",
+                    lang,
+                    {**p, "n": n, "label": label},
+                    audio,
+                    option.text if option.text and option.label is None else None,
+                )
                 segments.append(seg)
         if prompt.kind in ("choice", "language", "place"):
             gather = {"input": "dtmf", "num_digits": 1, "options": len(prompt.options)}

@@ -42,6 +42,12 @@ class Simulator:
         self.buttons: list[tuple[str, str]] = []
         self.gather: dict[str, Any] | None = None
 
+    def _library(self) -> Any:
+        """The prompt library as calls hear it (read each turn: a recording may just arrive)."""
+        from citoyen.services.prompts import PromptAudio
+
+        return PromptAudio.load(self.runtime, lambda lang, path: str(path))
+
     def send(self, inp: Input) -> Reply:
         inbound = Inbound(self.channel, self.address, inp, provider_id=f"sim-{uuid.uuid4().hex}")
         return self.runtime.conversations.handle(inbound)
@@ -54,7 +60,9 @@ class Simulator:
             n = segments(text) if text else 0
             return f"{text}\n    [{n} SMS segment{'s' if n != 1 else ''}]" if text else ""
         if self.channel == "voice":
-            turn = render_voice(self.catalog, reply.prompts, lang, reply.params)
+            turn = render_voice(
+                self.catalog, reply.prompts, lang, reply.params, audio=self._library().url
+            )
             self.gather = turn.gather
             return render_voice_text(turn)
         messages = render_telegram(self.catalog, reply.prompts, lang, reply.params)

@@ -4,12 +4,12 @@ The words come from the neutral prompts (``render_voice``); this module only dec
 segment, *how* each is voiced, because most rural callers speak Bambara and Twilio has no Bambara
 voice:
 
-1. recorded audio for the segment's language (``locales/<lang>/audio/<key>.wav|mp3``) ->
-   ``<Play>`` of a URL the app serves;
+1. recorded audio for the segment's language (the prompt library, citoyen.services.prompts,
+   else ``locales/<lang>/audio/<key>.wav|mp3``) -> ``<Play>`` of its URL;
 2. else, when the language has text-to-speech Twilio can speak (``meta.tts``) -> ``<Say>``;
-3. else the fallback language (the default language, or the first with text-to-speech): its
-   recording, or ``<Say>`` in it, and a warning naming the key and language so the missing
-   recording gets made. A ``<Say>`` in a language Twilio cannot speak is never emitted: Twilio
+3. else the fallback language (the language's ``voice_fallback`` in flows/settings.yaml, else
+   the default language, or the first with text-to-speech): its recording, or ``<Say>`` in it,
+   and a warning naming the key and language so the missing recording gets made. A ``<Say>`` in a language Twilio cannot speak is never emitted: Twilio
    would either fail the call or read Bambara with an English voice.
 
 A recording cannot contain values only known during the call (a report reference, a number
@@ -27,7 +27,7 @@ import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
@@ -64,6 +64,12 @@ class CallUrls:
 AudioUrl = Callable[[str, Path], str]  # (language, file) -> absolute URL served by the app
 
 
+class PromptSource(Protocol):
+    """Where recorded prompts come from (citoyen.services.prompts.PromptAudio)."""
+
+    def url(self, key: str, lang: str) -> str | None: ...
+
+
 def spaced_reference(reference: str) -> str:
     """``482-1937`` -> ``4 8 2, 1 9 3 7``: text-to-speech reads digits one by one, a pause at
     the dash, so a caller can write the code down."""
@@ -95,16 +101,30 @@ class VoiceRenderer:
         languages: Sequence[str],
         audio_url: AudioUrl,
         fixed_params: Iterable[str] = (),
+        prompts: PromptSource | None = None,
+        fallbacks: Mapping[str, str] | None = None,
     ) -> None:
         """``fixed_params`` are placeholders whose value is known when a prompt is recorded
-        (emergency numbers): a recording may say them, nothing is added after it."""
+        (emergency numbers): a recording may say them, nothing is added after it.
+
+        ``prompts`` gives the URL of a prompt's recording (the prompt library, which also knows
+        the shipped files); without it only shipped files under ``locales/`` are played.
+        ``fallbacks`` is ``voice_fallback`` from flows/settings.yaml: per language, the language
+        heard when a prompt has no recording; other languages use the default one.
+        """
         self.catalog = catalog
         self.audio_url = audio_url
+        self.prompts = prompts
         self.fixed_params = frozenset(fixed_params)
         candidates = [default_language, *languages]
         self.fallback = next(
             (lang for lang in candidates if lang in catalog.languages and self._tts(lang)), None
         )
+        self.fallbacks = {
+            lang: target
+            for lang, target in (fallbacks or {}).items()
+            if target in catalog.languages and self._tts(target)
+        }
 
     # -- public -------------------------------------------------------------------------------
 
@@ -188,8 +208,16 @@ class VoiceRenderer:
     def _tts(self, lang: str) -> str | None:
         return sayable(self.catalog.meta(lang).tts) if lang in self.catalog.languages else None
 
-    def _play(self, out: VoiceResponse | Gather, lang: str, path: Path) -> None:
-        out.play(self.audio_url(lang, path))
+    def _audio(self, key: str, lang: str) -> str | None:
+        """URL of the recording of ``key`` in ``lang``: the prompt library, else shipped."""
+        if self.prompts is not None:
+            return self.prompts.url(key, lang)
+        path = self.catalog.audio_path(key, lang)
+        return self.audio_url(lang, path) if path is not None else None
+
+    def fallback_for(self, lang: str) -> str | None:
+        """The language heard when ``lang`` has neither a recording nor text-to-speech."""
+        return self.fallbacks.get(lang, self.fallback)
 
     def _missing(self, key: str, lang: str) -> None:
         # Names the text and the language only: never who is calling.
@@ -197,17 +225,23 @@ class VoiceRenderer:
             "voice: no recording for '%s' in '%s' and no text-to-speech; using '%s' instead",
             key,
             lang,
-            self.fallback,
+            self.fallback_for(lang),
         )
+
+    def speak(
+        self, out: VoiceResponse | Gather, key: str, lang: str, params: Mapping[str, Any]
+    ) -> None:
+        """Voice one text as a prompt of a flow is voiced (recording, Say, else fallback)."""
+        self._text(out, key, lang, params)
 
     def _text(
         self, out: VoiceResponse | Gather, key: str, lang: str, params: Mapping[str, Any]
     ) -> None:
         """One text: recording, else <Say>, else the fallback language."""
         catalog = self.catalog
-        audio = catalog.audio_path(key, lang)
+        audio = self._audio(key, lang)
         if audio is not None:
-            self._play(out, lang, audio)
+            out.play(audio)
             self._say_values(out, key, lang, params)
             return
         tts = self._tts(lang)
@@ -215,8 +249,9 @@ class VoiceRenderer:
             out.say(catalog.render(key, lang, params), language=tts)
             return
         self._missing(key, lang)
-        if self.fallback and self.fallback != lang and catalog.has(key, self.fallback):
-            self._text(out, key, self.fallback, params)
+        fallback = self.fallback_for(lang)
+        if fallback and fallback != lang and catalog.has(key, fallback):
+            self._text(out, key, fallback, params)
 
     def _say_values(
         self, out: VoiceResponse | Gather, key: str, lang: str, params: Mapping[str, Any]
@@ -231,7 +266,8 @@ class VoiceRenderer:
         ]
         if not names:
             return
-        tts = self._tts(lang) or (self._tts(self.fallback) if self.fallback else None)
+        fallback = self.fallback_for(lang)
+        tts = self._tts(lang) or (self._tts(fallback) if fallback else None)
         if not tts:
             return
         values = ", ".join(str(params[n]) for n in names)
@@ -246,21 +282,22 @@ class VoiceRenderer:
         """One line of the language menu, in that language ("Bamanankan kama, 2 digi")."""
         catalog = self.catalog
         # A recording has its digit baked in: prefer the one made for this position.
-        audio = catalog.audio_path(f"{LANGUAGE_OPTION}.{n}", option_lang) or catalog.audio_path(
+        audio = self._audio(f"{LANGUAGE_OPTION}.{n}", option_lang) or self._audio(
             LANGUAGE_OPTION, option_lang
         )
         if audio is not None:
-            self._play(out, option_lang, audio)
+            out.play(audio)
             return
         tts = self._tts(option_lang)
         if tts:
             out.say(segment.text, language=tts)
             return
         self._missing(LANGUAGE_OPTION, option_lang)
-        if self.fallback:
+        fallback = self.fallback_for(option_lang)
+        if fallback:
             name = catalog.meta(option_lang).name
-            text = catalog.render(VOICE_OPTION, self.fallback, {"label": name, "n": n})
-            out.say(text, language=self._tts(self.fallback))
+            text = catalog.render(VOICE_OPTION, fallback, {"label": name, "n": n})
+            out.say(text, language=self._tts(fallback))
 
     def _option(
         self,
@@ -280,7 +317,7 @@ class VoiceRenderer:
             out.say(segment.text, language=tts)
             return
         self._missing(option.text or VOICE_OPTION, lang)
-        fallback = self.fallback
+        fallback = self.fallback_for(lang)
         if not fallback or fallback == lang:
             return
         if self._option_recorded(out, option, n, fallback):
@@ -292,13 +329,12 @@ class VoiceRenderer:
     def _option_recorded(
         self, out: VoiceResponse | Gather, option: Option, n: int, lang: str
     ) -> bool:
-        catalog = self.catalog
         if option.text is None or option.label is not None:
             return False  # a literal label (an area name) has no recording
-        label_audio = catalog.audio_path(option.text, lang)
-        press_audio = catalog.audio_path(f"{VOICE_OPTION}.{n}", lang)
+        label_audio = self._audio(option.text, lang)
+        press_audio = self._audio(f"{VOICE_OPTION}.{n}", lang)
         if label_audio is None or press_audio is None:
             return False
-        self._play(out, lang, label_audio)
-        self._play(out, lang, press_audio)
+        out.play(label_audio)
+        out.play(press_audio)
         return True

@@ -133,9 +133,25 @@ class Bundle:
         return None
 
 
-def check(flows_dir: Path, locales_dir: Path) -> list[Problem]:
-    """Every problem (errors and warnings) in flows, settings and locales; never raises."""
-    return _Checker(Path(flows_dir), Path(locales_dir)).run()[0]
+def check(flows_dir: Path, locales_dir: Path, *, audio: bool = True) -> list[Problem]:
+    """Every problem (errors and warnings) in flows, settings and locales; never raises.
+
+    ``audio=False`` leaves out the per-text warnings about shipped recordings: ``citoyen flows
+    check`` reports the prompt library instead (recordings also live in the database there).
+    """
+    checker = _Checker(Path(flows_dir), Path(locales_dir))
+    checker.audio = audio
+    return checker.run()[0]
+
+
+def voice_keys(flows: Mapping[str, Flow]) -> list[str]:
+    """Every text key a call can play: the engine's voice texts, then each flow's node and
+    option texts, in file order without repeats (the prompt library's catalogue)."""
+    keys: dict[str, None] = dict.fromkeys(VOICE_SYSTEM_KEYS)
+    for flow in flows.values():
+        for name, node in flow.nodes.items():
+            keys.update(dict.fromkeys(k for k, _path in _texts(name, node)))
+    return list(keys)
 
 
 def load_bundle(flows_dir: Path, locales_dir: Path) -> Bundle:
@@ -321,6 +337,7 @@ class _Checker:
         self.default_language: str | None = None
         self.emergency: dict[str, str] = {}
         self.flows: dict[str, tuple[Flow, _Source]] = {}
+        self.audio = True
 
     def add(
         self, level: Level, file: str, line: int | None, node: str | None, message: str
@@ -334,7 +351,8 @@ class _Checker:
         self._check_triggers()
         self._check_locales()
         self._check_sms()
-        self._check_audio()
+        if self.audio:
+            self._check_audio()
         self.problems.sort(key=lambda p: (p.file, p.line or 0, p.level, p.message))
         bundle = None
         if self.settings is not None:
@@ -413,6 +431,36 @@ class _Checker:
                     "(letters, digits and _ only)",
                 )
         self._check_keywords(source)
+        self._check_voice_fallback(source)
+
+    def _check_voice_fallback(self, source: _Source) -> None:
+        """``voice_fallback: {bm: fr}``: both enabled, different, and the fallback can be
+        spoken (text-to-speech), so a prompt missing in both still reaches the caller."""
+        assert self.settings is not None
+        for lang, fallback in self.settings.voice_fallback.items():
+            line = source.line("voice_fallback", lang)
+            where = f"voice_fallback: {lang} -> {fallback}"
+            if lang not in self.enabled:
+                self.add("error", source.file, line, None, f"{where}: '{lang}' is not enabled")
+            elif fallback not in self.enabled:
+                self.add("error", source.file, line, None, f"{where}: '{fallback}' is not enabled")
+            elif fallback == lang:
+                self.add(
+                    "error",
+                    source.file,
+                    line,
+                    None,
+                    f"{where}: a language cannot fall back to itself",
+                )
+            elif fallback in self.catalog.languages and not self.catalog.meta(fallback).tts:
+                self.add(
+                    "error",
+                    source.file,
+                    line,
+                    None,
+                    f"{where}: '{fallback}' has no text-to-speech (meta.tts), so a prompt "
+                    "recorded in neither language would be silent",
+                )
 
     def _check_keywords(self, source: _Source) -> None:
         assert self.settings is not None

@@ -408,6 +408,10 @@ class Settings(_Model):
     # Global keyword lists by name (stop, start, help, menu, language); the engine tries them in
     # that order.
     keywords: dict[KeywordName, list[str]] = Field(default_factory=dict)
+    # Per language without text-to-speech: the language a call falls back to for a prompt that
+    # has no recording ({bm: fr}: French audio, else French text-to-speech). Unlisted languages
+    # fall back to the default language (docs/voice-prompts.md).
+    voice_fallback: dict[str, str] = Field(default_factory=dict)
 
     def keyword_map(self) -> dict[str, tuple[str, ...]]:
         """``Context.keywords`` as the engine wants it, in the engine's order."""

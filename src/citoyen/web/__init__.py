@@ -32,9 +32,16 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
     app.extensions["citoyen"] = runtime
     _ = runtime.router  # validate routing at start; reports made here are routed with it
 
-    from citoyen.web import admin, health, telegram_webhook, twilio_sms, twilio_voice
+    from citoyen.web import (
+        admin,
+        health,
+        telegram_webhook,
+        twilio_prompts,
+        twilio_sms,
+        twilio_voice,
+    )
 
-    for module in (health, admin, twilio_sms, twilio_voice, telegram_webhook):
+    for module in (health, admin, twilio_sms, twilio_voice, twilio_prompts, telegram_webhook):
         module.init_app(app)
 
     @app.after_request

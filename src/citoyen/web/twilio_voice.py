@@ -7,7 +7,8 @@ Routes (all POSTs Twilio-signed; a failed check is a 403 before anything is read
   ``&timeout=1`` when the Gather got nothing (reached through ``<Redirect>``).
 - ``POST /twilio/voice/recorded?n=K``: the recording made at turn K (Record action).
 - ``POST /twilio/voice/recording-status``: Twilio's recordingStatusCallback.
-- ``GET /audio/<lang>/<file>``: recorded prompts from ``locales/<lang>/audio/``, for ``<Play>``.
+- ``GET /audio/<lang>/<file>``: recorded prompts for ``<Play>``, from the prompt library
+  (``CITOYEN_PROMPTS_DIR``) or the shipped ``locales/<lang>/audio/``.
 
 Requests are checked before use: a missing CallSid, a caller number that is neither a phone number
 nor a withheld caller id, keys that are not keypad keys or a step number that is not a number get
@@ -32,6 +33,7 @@ from citoyen.runtime import Runtime
 from citoyen.services import calls
 from citoyen.services.conversations import Reply
 from citoyen.services.privacy import AddressError, normalise_address, withheld_address
+from citoyen.services.prompts import PromptAudio, library_dir
 from citoyen.web.twilio_auth import require_twilio_signature
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ STEP = re.compile(r"\d{1,5}")
 DIGITS = re.compile(r"[0-9*#]{0,40}")
 AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg"}
 AUDIO_MAX_AGE = 86400
+LIBRARY_MAX_AGE = 365 * 86400
 # What Twilio puts in From when the caller id is withheld (compared case-insensitively);
 # +266696687 spells ANONYMOUS on a keypad.
 WITHHELD_FROM = frozenset(
@@ -106,19 +109,27 @@ def _audio_url(lang: str, path: Path) -> str:
     return f"{_base()}/audio/{quote(lang)}/{quote(path.name)}"
 
 
-def _twiml(reply: Reply, n: int) -> Response:
-    """The reply to turn ``n`` as TwiML; its action URLs lead to turn ``n + 1``."""
-    runtime = _runtime()
+def renderer(runtime: Runtime) -> VoiceRenderer:
+    """The TwiML renderer of this deployment: recordings from the prompt library (read now, so a
+    prompt recorded a moment ago is heard on the next turn), then shipped files, then Say or the
+    language's configured fallback."""
     bundle = runtime.bundle
     languages = bundle.settings.languages
-    renderer = VoiceRenderer(
+    return VoiceRenderer(
         bundle.catalog,
         default_language=languages.default,
         languages=languages.enabled,
         audio_url=_audio_url,
         fixed_params=bundle.settings.emergency_numbers,
+        prompts=PromptAudio.load(runtime, _audio_url),
+        fallbacks=bundle.settings.voice_fallback,
     )
-    body = renderer.twiml(
+
+
+def _twiml(reply: Reply, n: int) -> Response:
+    """The reply to turn ``n`` as TwiML; its action URLs lead to turn ``n + 1``."""
+    renderer_ = renderer(_runtime())
+    body = renderer_.twiml(
         reply.prompts,
         reply.language,
         reply.params,
@@ -203,16 +214,31 @@ def recording_status() -> Response:
 
 @bp.get("/audio/<lang>/<path:file>")
 def audio(lang: str, file: str) -> Response:
-    """A recorded prompt, public and cacheable (Twilio fetches it for every <Play>)."""
+    """A recorded prompt, public and cacheable (Twilio fetches it for every <Play>).
+
+    Library files (``CITOYEN_PROMPTS_DIR``) carry a hash of their content in their name, so they
+    never change: cached for a year. Shipped files (``locales/<lang>/audio/``) may be replaced
+    under the same name: cached for a day. Both carry an ETag (a conditional request gets 304).
+    """
     runtime = _runtime()
     mimetype = AUDIO_TYPES.get(Path(file).suffix.lower())
     if lang not in runtime.bundle.catalog.languages or mimetype is None or "/" in file:
         abort(404)
-    folder = Path(runtime.settings.locales_dir) / lang / "audio"
-    # send_from_directory refuses any path that leaves the folder (404).
-    response = send_from_directory(folder, file, mimetype=mimetype, max_age=AUDIO_MAX_AGE)
+    library = library_dir(runtime.settings) / lang
+    if (library / file).is_file():
+        folder, max_age, immutable = library, LIBRARY_MAX_AGE, True
+    else:
+        folder, max_age, immutable = (
+            Path(runtime.settings.locales_dir) / lang / "audio",
+            AUDIO_MAX_AGE,
+            False,
+        )
+    # send_from_directory refuses any path that leaves the folder (404); it sets the ETag.
+    response = send_from_directory(folder, file, mimetype=mimetype, max_age=max_age)
     response.cache_control.public = True
-    response.cache_control.max_age = AUDIO_MAX_AGE
+    response.cache_control.max_age = max_age
+    if immutable:
+        response.cache_control.immutable = True
     return response
 
 

@@ -24,6 +24,9 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Filtered columns carried by the queue page indexes (covering: no table read to filter or count).
+FILTERS = ["stakeholder_id", "report_status", "category", "urgency", "area_id", "reported_at"]
+
 
 def upgrade() -> None:
     op.create_table(
@@ -76,10 +79,12 @@ def upgrade() -> None:
             )
         )
         batch_op.create_foreign_key("fk_queue_entries_area_id_areas", "areas", ["area_id"], ["id"])
-        batch_op.create_index("ix_queue_entries_page", ["status", "due_at", "id"], unique=False)
+        batch_op.create_index(
+            "ix_queue_entries_page", ["status", "due_at", "id", *FILTERS], unique=False
+        )
         batch_op.create_index(
             "ix_queue_entries_stakeholder_page",
-            ["stakeholder_id", "status", "due_at", "id"],
+            ["stakeholder_id", "status", "due_at", "id", *FILTERS[1:]],
             unique=False,
         )
 

@@ -184,23 +184,44 @@ def queue_page(
     now = now or datetime.now(UTC)
     if not staff.does_casework:
         return QueuePage(rows=[], next_cursor=None)
-    stmt = _scoped(_base(), session, staff, flt, now).where(
-        QueueEntry.report_status.in_(flt.statuses)
+    # Each state of entry is one ordered range of the covering (status, due_at, id, ...) index:
+    # the page takes the first rows of each range (filters are checked inside the index), merges
+    # them by deadline, and only then reads the few reports, areas and contacts it shows.
+    entry_states = (
+        OPEN_ENTRY_STATUSES
+        if set(flt.statuses) <= set(OPEN_STATUSES)
+        else (*OPEN_ENTRY_STATUSES, "closed")
     )
-    if set(flt.statuses) <= set(OPEN_STATUSES):
-        # The same rows, said so that the (status, due_at, id) indexes serve the query: an open
-        # report's entries are open or acknowledged (declined ones are excluded anyway).
-        stmt = stmt.where(QueueEntry.status.in_(OPEN_ENTRY_STATUSES))
-    if cursor:
-        due_at, entry_id = decode_cursor(cursor)
-        stmt = stmt.where(
-            sa.or_(
-                QueueEntry.due_at > due_at,
-                sa.and_(QueueEntry.due_at == due_at, QueueEntry.id > entry_id),
+    after = decode_cursor(cursor) if cursor else None
+    keys: list[tuple[datetime, int]] = []
+    for state in entry_states:
+        ids = _scoped(
+            select(QueueEntry.due_at, QueueEntry.id).select_from(QueueEntry),
+            session,
+            staff,
+            flt,
+            now,
+        ).where(QueueEntry.status == state, QueueEntry.report_status.in_(flt.statuses))
+        if after is not None:
+            ids = ids.where(
+                sa.or_(
+                    QueueEntry.due_at > after[0],
+                    sa.and_(QueueEntry.due_at == after[0], QueueEntry.id > after[1]),
+                )
             )
+        keys += session.exec(ids.order_by(QueueEntry.due_at, QueueEntry.id).limit(limit + 1)).all()
+    keys = sorted(keys)[: limit + 1]
+    rows = (
+        _rows(
+            session,
+            _base()
+            .where(QueueEntry.id.in_([entry_id for _due, entry_id in keys]))
+            .order_by(QueueEntry.due_at, QueueEntry.id),
+            now,
         )
-    stmt = stmt.order_by(QueueEntry.due_at, QueueEntry.id).limit(limit + 1)
-    rows = _rows(session, stmt, now)
+        if keys
+        else []
+    )
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
