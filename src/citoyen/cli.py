@@ -244,6 +244,7 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
         with Session(runtime.engine) as session:
             areas = routing.database_area_tree(session)
     problems += routing.check(settings.flows_dir, settings.locales_dir, areas=areas)
+    problems += _survey_problems(settings, areas)
     errors = [p for p in problems if p.level == "error"]
     warnings = [p for p in problems if p.level != "error"]
     out = Console()
@@ -253,6 +254,20 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
         out.print(f"warning: {p}", markup=False, highlight=False)
     out.print(f"{len(errors)} error(s), {len(warnings)} warning(s)", highlight=False)
     sys.exit(1 if errors else 0)
+
+
+def _survey_problems(settings: object, areas: object) -> list:
+    """Problems of flows/surveys/*.yaml, checked against the flows when these load."""
+    from citoyen import routing
+    from citoyen.engine import FlowError, load_bundle
+    from citoyen.services.surveys import load_surveys
+
+    try:
+        bundle = load_bundle(settings.flows_dir, settings.locales_dir)  # type: ignore[attr-defined]
+    except FlowError:
+        bundle = None  # the flows' own errors are printed already
+    tree = routing.shipped_area_tree() if areas == "shipped" else areas
+    return load_surveys(settings.flows_dir, bundle, tree).problems  # type: ignore[attr-defined]
 
 
 @main.group()
