@@ -16,7 +16,6 @@ from alembic import op
 
 import citoyen.models
 
-
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None

@@ -26,13 +26,18 @@ def surveys_for(runtime: Any) -> dict[str, SurveyDef]:
     Raises :class:`SurveyConfigError` naming every problem: like broken flows, a broken survey
     stops the worker at start rather than misfiring later.
     """
+    cached = getattr(runtime, "_surveys", None)
+    if cached is not None:
+        return cached
     from sqlmodel import Session
 
     from citoyen.routing import database_area_tree
 
     with Session(runtime.engine) as session:
         areas = database_area_tree(session)
-    return load_or_raise(runtime.settings.flows_dir, runtime.bundle, areas)
+    surveys = load_or_raise(runtime.settings.flows_dir, runtime.bundle, areas)
+    runtime._surveys = surveys  # read once per process, like the flows
+    return surveys
 
 
 __all__ = [
