@@ -38,7 +38,7 @@ from sqlmodel import Session, select
 
 from citoyen.db import write_session
 from citoyen.engine.sms import segments
-from citoyen.models import Area, Contact, Conversation, SurveyInvitation, SurveyRun
+from citoyen.models import Area, Contact, Conversation, SurveyAnswer, SurveyInvitation, SurveyRun
 from citoyen.services.outbox import enqueue
 from citoyen.services.privacy import alias_label
 from citoyen.services.surveys.definitions import SurveyDef
@@ -460,15 +460,26 @@ def update_invitations(runtime: Any, now: datetime | None = None) -> Counter[str
             .join(Conversation, Conversation.id == SurveyInvitation.conversation_id, isouter=True)
             .where(SurveyInvitation.status.in_(OPEN_INVITATION))
         ).all()
+        answered = set()
+        conversation_ids = [c.id for _i, _c, c in rows if c is not None]
+        if conversation_ids:
+            answered = set(
+                session.exec(
+                    select(SurveyAnswer.conversation_id)
+                    .where(SurveyAnswer.conversation_id.in_(conversation_ids))
+                    .distinct()
+                ).all()
+            )
         for invitation, contact, conversation in rows:
             status = None
-            if conversation is not None and conversation.status == "completed":
+            if conversation is not None and conversation.id in answered:
+                # The answers are saved at the end of the flow: that is a completed survey.
                 status = "completed"
                 invitation.completed_at = conversation.updated_at
             elif contact.opted_out or contact.blocked:
                 status = "stopped"
-            elif conversation is not None and conversation.status in ("expired", "interrupted"):
-                status = "expired"
+            elif conversation is not None and conversation.status not in ("active", "waiting"):
+                status = "expired"  # ended without answers (expired, interrupted by a call)
             elif invitation.expires_at <= now and (
                 conversation is None or conversation.status in ("active", "waiting")
             ):
