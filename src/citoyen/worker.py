@@ -222,7 +222,7 @@ class Worker:
             if (
                 existing is not None
                 and not isinstance(trigger, str)
-                and str(existing.trigger) == str(trigger)
+                and repr(existing.trigger) == repr(trigger)
                 and existing.misfire_grace_time == spec["misfire_grace_time"]
             ):
                 continue  # unchanged: keep its pending firing
