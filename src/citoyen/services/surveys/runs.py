@@ -427,7 +427,7 @@ def _invite(
                         now=now,
                     )
                     row.next_attempt_at = send_at
-            log.info(
+            log.debug(
                 "survey %s: %s invited by %s",
                 survey.id,
                 alias_label(contact.alias),
