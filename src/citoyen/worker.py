@@ -282,7 +282,7 @@ class Worker:
             target=self._keep_lease, name="scheduler-lease", daemon=True
         )
         self._keeper.start()
-        log.info("worker %s started (scheduler timezone %s)", self.holder, TIMEZONE)
+        log.info("worker started: %s (scheduler timezone %s)", self.holder, TIMEZONE)
         if background:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
