@@ -561,6 +561,9 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
         f"run {result.key}: {result.eligible} eligible, {result.sampled} drawn, "
         f"{result.invited} invited ({channels}), skipped: {skipped}"
     )
+    if result.send_at is not None and result.send_at > now:
+        local = result.send_at.astimezone(definition.timezone)  # type: ignore[attr-defined]
+        click.echo(f"quiet hours: the messages and calls go out from {local:%Y-%m-%d %H:%M} local")
 
 
 @survey.command("results")

@@ -152,6 +152,10 @@ def test_survey_over_sms_and_telegram_reaches_the_results(
     assert cell["area_code"] == "ML-BKO.commune-i" and cell["period"] == this_month
     assert (cell["n"], cell["safe"], cell["excluded"]) == (2, 1, 0)
     assert cell["share"] == pytest.approx(0.5) and not cell["suppressed"]
+    # What the admin dashboard charts: the same cells, by survey name.
+    from citoyen.services.surveys.indicators import series_for
+
+    assert [c.to_dict() for c in series_for(runtime, "e2e_survey", "commune")] == [cell]
     table = runner.invoke(
         main, ["survey", "results", "e2e_survey", "--by", "region"], obj={"runtime": runtime}
     )

@@ -150,3 +150,26 @@ def test_one_lease_holder_at_a_time(db_engine) -> None:
     assert not acquire_lease(db_engine, "a", t0 + timedelta(seconds=42), seconds=30)
     release_lease(db_engine, "b")
     assert acquire_lease(db_engine, "a")
+
+
+def test_a_standby_worker_takes_over_when_the_scheduler_dies(runtime) -> None:
+    """Two workers in one process for speed (the two-process test is test_two_workers.py)."""
+    import time
+
+    first, second = Worker(runtime, lease_seconds=1.5), Worker(runtime, lease_seconds=1.5)
+    first.start(background=True)
+    assert first.leader.wait(5)
+    second.start(background=True)
+    try:
+        time.sleep(1.0)
+        assert not second.leader.is_set()  # on standby while the first one renews
+        # The first worker dies: no more renewals, no release.
+        first._stop.set()
+        first._keeper.join(5)
+        first.scheduler.shutdown(wait=False)
+        assert second.leader.wait(5)
+        assert second.scheduler.get_job("survey:perceived_safety_monthly") is not None
+    finally:
+        second.shutdown()
+    # A clean shutdown gives the lease up at once.
+    assert acquire_lease(runtime.engine, "someone else")

@@ -246,3 +246,22 @@ def series(
         excluded=ind.excluded,
         min_n=ind.min_n if min_n is None else min_n,
     )
+
+
+def series_for(
+    runtime: Any,
+    survey_name: str,
+    by: By = "commune",
+    period: Period = "month",
+    *,
+    min_n: int | None = None,
+) -> list[Cell]:
+    """:func:`series` by survey name, for faces that hold a runtime (the admin dashboard).
+
+    Raises KeyError for a survey that ``flows/surveys/`` does not define.
+    """
+    from citoyen.services.surveys import surveys_for
+
+    survey = surveys_for(runtime)[survey_name]
+    with Session(runtime.engine) as session:
+        return series(session, survey, by, period, min_n=min_n)

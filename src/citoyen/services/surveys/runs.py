@@ -84,6 +84,7 @@ class RunResult:
     already: int = 0  # invited earlier in this run (a second firing, another worker)
     skipped: Counter[str] = field(default_factory=Counter)
     per_channel: Counter[str] = field(default_factory=Counter)
+    send_at: datetime | None = None  # when the messages and calls may go out (quiet hours)
 
 
 # --- audience ----------------------------------------------------------------------------------
@@ -327,6 +328,7 @@ def start_run(
     if progress:
         progress(0, total)
     send_at = next_allowed(now, survey.quiet_hours.window(), survey.timezone)
+    result.send_at = send_at
     done = 0
     for start in range(0, total, BATCH):
         batch = the_plan.drawn[start : start + BATCH]
@@ -351,7 +353,7 @@ def start_run(
         ).one()
         run.skipped = sum(result.skipped.values())
         run.status = "done"
-        run.finished_at = datetime.now(UTC) if now is None else now
+        run.finished_at = now
     log.info(
         "survey %s run %s: %d eligible, %d drawn, %d invited now, %d already, skipped %s",
         survey.id,

@@ -273,7 +273,7 @@ def call_status(
         ).first()
         if invitation is None or invitation.call_sid != sid or invitation.status != "calling":
             return None  # an earlier attempt's late callback, or not ours
-        survey = _survey_of(session, invitation, surveys)
+        survey = surveys.get(invitation.survey)
         if status in RETRY:
             contact = session.get(Contact, invitation.contact_id)
             stopped = contact is None or contact.opted_out or contact.blocked
