@@ -236,13 +236,19 @@ def survey_call() -> Response:
 @require_twilio_signature
 def survey_call_status() -> Response:
     """Status callbacks of survey calls: retries, concurrency, the end of the call."""
-    from citoyen.services.surveys import surveys_for, voice
+    from citoyen.services.surveys import SurveyConfigError, surveys_for, voice
 
     invitation = _invitation()
     if not calls.CALL_SID.fullmatch(request.form.get("CallSid", "")):
         _bad("missing or malformed CallSid")
     runtime = _runtime()
-    voice.call_status(runtime, surveys_for(runtime), invitation, request.form)
+    try:
+        surveys = surveys_for(runtime)
+    except SurveyConfigError:
+        # The operator broke flows/surveys/ after start: Twilio retries, nothing is lost.
+        log.error("survey definitions are broken: run `citoyen flows check`")
+        return Response(status=503)
+    voice.call_status(runtime, surveys, invitation, request.form)
     return Response(status=204)
 
 

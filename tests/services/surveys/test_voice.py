@@ -243,3 +243,21 @@ def test_no_calls_outside_quiet_hours(runtime, placer, twilio_calls) -> None:
     next_morning = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
     assert invitations(runtime)[0].send_at == next_morning
     assert place_due_calls(runtime, {survey.id: survey}, next_morning, placer) == {"placed": 1}
+
+
+def test_a_contact_who_stopped_while_it_rang_hears_nothing_more(
+    runtime, client, placer, twilio_calls
+) -> None:
+    from citoyen.db import write_session
+    from citoyen.models import Contact
+
+    cid = add_contact(runtime, "+22376500051", last_channel="voice")
+    survey = voice_survey(runtime)
+    start_run(runtime, survey, MORNING)
+    place_due_calls(runtime, {survey.id: survey}, MORNING, placer)
+    [invitation] = invitations(runtime)
+    with write_session(runtime.engine) as session:
+        session.get(Contact, cid).opted_out = True
+    answered = SurveyCall(client, "+22376500051", sid=invitation.call_sid).answer(invitation.id)
+    assert answered.said == [] and answered.waits == "end"
+    assert invitations(runtime)[0].conversation_id is None

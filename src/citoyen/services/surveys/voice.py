@@ -324,6 +324,12 @@ def answered(
             return None
         address = runtime.vault.decrypt(contact.address_enc)
         flow_id = run.flow_id
+        if contact.opted_out or contact.blocked:
+            # STOP arrived while the phone was ringing: say nothing more, hang up.
+            from citoyen.services.conversations import Reply
+
+            language = contact.language or runtime.bundle.settings.languages.default
+            return Reply(prompts=[], language=language, status="completed")
 
     def on_reply(session: Session, reply: Any, contact: Contact) -> None:
         row = session.get(SurveyInvitation, invitation_id)
