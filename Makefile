@@ -34,7 +34,7 @@ lint: $(STAMP)
 ## translations: extract the admin's strings, update the French catalogue, compile it
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o src/citoyen/web/translations/messages.pot .
-	$(BIN)/pybabel update -i src/citoyen/web/translations/messages.pot -d src/citoyen/web/translations -l fr --no-fuzzy-matching
+	$(BIN)/pybabel update -i src/citoyen/web/translations/messages.pot -d src/citoyen/web/translations -l fr --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel compile -d src/citoyen/web/translations -l fr
 
 clean:

@@ -109,6 +109,7 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
         f"Telegram {'on' if runtime.settings.telegram_enabled else 'off'}.\n"
         f"Serving on {base}  (Ctrl-C to stop)"
     )
+    _surveys_or_exit(runtime)
     worker = Worker(runtime)
     worker.start(background=True)
     app = create_app(runtime=runtime)
@@ -134,6 +135,7 @@ def worker(ctx: click.Context) -> None:
     _load_bundle_or_exit(runtime)
     if runtime.needs_migration():
         raise SystemExit("database not migrated: run `citoyen db upgrade` first")
+    _surveys_or_exit(runtime)
     Worker(runtime).start(background=False)
 
 
@@ -247,6 +249,7 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
         with Session(runtime.engine) as session:
             areas = routing.database_area_tree(session)
     problems += routing.check(settings.flows_dir, settings.locales_dir, areas=areas)
+    problems += _survey_problems(settings, areas)
     errors = [p for p in problems if p.level == "error"]
     warnings = [p for p in problems if p.level != "error"]
     out = Console()
@@ -272,6 +275,20 @@ def _prompt_problems(runtime: Runtime) -> list:
         Problem("warning", runtime.bundle.catalog.file(lang), None, None, message)
         for lang, message in check_warnings(runtime, database=database)
     ]
+
+
+def _survey_problems(settings: object, areas: object) -> list:
+    """Problems of flows/surveys/*.yaml, checked against the flows when these load."""
+    from citoyen import routing
+    from citoyen.engine import FlowError, load_bundle
+    from citoyen.services.surveys import load_surveys
+
+    try:
+        bundle = load_bundle(settings.flows_dir, settings.locales_dir)  # type: ignore[attr-defined]
+    except FlowError:
+        bundle = None  # the flows' own errors are printed already
+    tree = routing.shipped_area_tree() if areas == "shipped" else areas
+    return load_surveys(settings.flows_dir, bundle, tree).problems  # type: ignore[attr-defined]
 
 
 @main.group()
@@ -616,6 +633,177 @@ def areas_seed(ctx: click.Context) -> None:
     with write_session(runtime.engine) as session:
         n = seed_shipped_areas(session)
     console.print(f"{n} area(s) created")
+
+
+# --- surveys ----------------------------------------------------------------------------------
+
+
+def _surveys_or_exit(runtime: Runtime) -> dict:
+    """The valid survey definitions, or exit naming every problem."""
+    from citoyen.services.surveys import SurveyConfigError, surveys_for
+
+    try:
+        return surveys_for(runtime)
+    except SurveyConfigError as exc:
+        for problem in exc.problems:
+            if problem.level == "error":
+                console.print(f"error: {problem}", markup=False, highlight=False)
+        raise SystemExit(
+            "survey definitions are broken: fix them, then run `citoyen flows check`"
+        ) from None
+
+
+def _survey_or_exit(runtime: Runtime, name: str) -> object:
+    surveys = _surveys_or_exit(runtime)
+    if name not in surveys:
+        known = ", ".join(sorted(surveys)) or "none"
+        raise SystemExit(f"unknown survey {name!r} (surveys in flows/surveys/: {known})")
+    return surveys[name]
+
+
+@main.group()
+def survey() -> None:
+    """Perceived-safety surveys (flows/surveys/*.yaml)."""
+
+
+@survey.command("run")
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Only say whom it would invite, per channel.")
+@click.pass_context
+def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
+    """Start a run of survey NAME now (quiet hours still defer the messages)."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session, select
+
+    from citoyen.services.surveys.runs import estimated_segments, plan, start_run
+
+    runtime = _runtime(ctx)
+    _load_bundle_or_exit(runtime)
+    if runtime.needs_migration():
+        raise SystemExit("database not migrated: run `citoyen db upgrade` first")
+    definition = _survey_or_exit(runtime, name)
+    now = datetime.now(UTC)
+    if dry_run:
+        from citoyen.models import Contact
+
+        with Session(runtime.engine) as session:
+            the_plan = plan(session, definition, f"dry-run:{now.isoformat()}", now)
+            sms_ids = [c.contact_id for c in the_plan.drawn if c.channel == "sms"]
+            languages = (
+                session.exec(select(Contact.language).where(Contact.id.in_(sms_ids))).all()
+                if sms_ids
+                else []
+            )
+        segments = estimated_segments(runtime.bundle.catalog, runtime.bundle, definition, languages)
+        table = Table("channel", "would be invited")
+        for channel in ("sms", "telegram", "voice"):
+            table.add_row(channel, str(the_plan.per_channel.get(channel, 0)))
+        table.add_row("total", str(len(the_plan.drawn)))
+        Console().print(table)
+        click.echo(
+            f"{the_plan.eligible} eligible contact(s); {len(the_plan.drawn)} drawn; "
+            f"about {segments} SMS segment(s) for the SMS invitations (first message only). "
+            "Nothing was sent."
+        )
+        return
+    with _progress() as progress:
+        task = progress.add_task(f"inviting ({name})", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = start_run(runtime, definition, now, progress=tick)
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(result.skipped.items())) or "none"
+    channels = ", ".join(f"{k}: {v}" for k, v in sorted(result.per_channel.items())) or "none"
+    click.echo(
+        f"run {result.key}: {result.eligible} eligible, {result.sampled} drawn, "
+        f"{result.invited} invited ({channels}), skipped: {skipped}"
+    )
+    if result.send_at is not None and result.send_at > now:
+        local = result.send_at.astimezone(definition.timezone)  # type: ignore[attr-defined]
+        click.echo(f"quiet hours: the messages and calls go out from {local:%Y-%m-%d %H:%M} local")
+
+
+@survey.command("results")
+@click.argument("name")
+@click.option(
+    "--by",
+    type=click.Choice(["region", "cercle", "commune", "national"]),
+    default="commune",
+    show_default=True,
+)
+@click.option("--period", type=click.Choice(["week", "month"]), default="month", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--min-n",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Suppress cells below this n (default: the survey's, 10).",
+)
+@click.pass_context
+def survey_results(
+    ctx: click.Context, name: str, by: str, period: str, fmt: str, min_n: int | None
+) -> None:
+    """The perceived-safety indicator of survey NAME per area and period (docs/surveys.md)."""
+    import csv
+    import json
+
+    from sqlmodel import Session
+
+    from citoyen.services.surveys.indicators import series
+
+    runtime = _runtime(ctx)
+    _load_bundle_or_exit(runtime)
+    definition = _survey_or_exit(runtime, name)
+    with Session(runtime.engine) as session:
+        cells = series(session, definition, by, period, min_n=min_n)  # type: ignore[arg-type]
+    rows = [cell.to_dict() for cell in cells]
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if fmt == "csv":
+        fields = list(rows[0]) if rows else cells_fields()
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}%"
+
+    def change(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:+.1f} pts"
+
+    table = Table("area", "period", "n", "feel safe", "95% CI", "change", "don't know")
+    for c in cells:
+        interval = "suppressed (n < min)" if c.suppressed else f"{pct(c.low)} – {pct(c.high)}"
+        table.add_row(
+            f"{c.area_name} ({c.area_code})",
+            c.period,
+            str(c.n),
+            pct(c.share),
+            interval,
+            change(c.change),
+            str(c.excluded),
+        )
+    Console().print(table)
+    if not cells:
+        click.echo("no answers yet")
+
+
+def cells_fields() -> list[str]:
+    from dataclasses import fields
+
+    from citoyen.services.surveys.indicators import Cell
+
+    return [f.name for f in fields(Cell)]
 
 
 if __name__ == "__main__":

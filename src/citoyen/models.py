@@ -486,3 +486,79 @@ def _copy_report_fields_to_entries(session: OrmSession, _context: Any, _instance
             .where(QueueEntry.__table__.c.report_id == obj.id)
             .values(**changed)
         )
+
+
+class SurveyRun(SQLModel, table=True):
+    """One firing of a survey schedule (or one ``citoyen survey run``).
+
+    ``key`` names the firing: the scheduled time for a cron firing, so the job firing twice (or
+    two workers firing it) finds the same run; ``manual:<time>`` for a run started by hand.
+    """
+
+    __tablename__ = "survey_runs"
+    __table_args__ = (sa.UniqueConstraint("survey", "key", name="uq_survey_runs_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    survey: str = Field(max_length=80, index=True)
+    key: str = Field(max_length=80)
+    trigger: str = Field(default="schedule", max_length=20)  # schedule | manual
+    flow_id: str = Field(max_length=80)
+    status: str = Field(default="running", max_length=20)  # running | done
+    eligible: int = 0  # contacts the audience allowed
+    sampled: int = 0  # drawn by the sample
+    invited: int = 0  # invitations recorded (queued messages or calls)
+    skipped: int = 0  # sampled but not invited (an open conversation, no reachable channel)
+    started_at: datetime = ts()
+    finished_at: datetime | None = ts(nullable=True, default=False)
+
+
+class SurveyInvitation(SQLModel, table=True):
+    """Whom a run invited: one row per contact and run (the unique constraint is the guarantee).
+
+    ``status``: invited (messages queued) or calling (voice) -> completed, or expired, stopped
+    (the contact sent STOP), failed (calls exhausted). ``send_at`` is when the first message
+    may go out (quiet hours defer, never drop).
+    """
+
+    __tablename__ = "survey_invitations"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "contact_id", name="uq_survey_invitations_contact"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="survey_runs.id", index=True)
+    survey: str = Field(max_length=80, index=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    channel: str = Field(max_length=20)  # sms | telegram | voice
+    status: str = Field(default="invited", max_length=20, index=True)
+    conversation_id: int | None = Field(default=None, foreign_key="conversations.id", index=True)
+    invited_at: datetime = ts(index=True)
+    send_at: datetime = ts()
+    expires_at: datetime = ts()
+    reminded_at: datetime | None = ts(nullable=True, default=False)
+    completed_at: datetime | None = ts(nullable=True, default=False)
+    call_attempts: int = 0
+    call_sid: str | None = Field(default=None, max_length=40, index=True)
+    call_status: str | None = Field(default=None, max_length=20)
+
+
+class SchedulerLease(SQLModel, table=True):
+    """Who may run the scheduler: a row lease, renewed by its holder, taken over when it lapses.
+
+    A database row works the same on SQLite and PostgreSQL, so two ``citoyen worker`` processes
+    started by mistake never both schedule.
+    """
+
+    __tablename__ = "scheduler_leases"
+    name: str = Field(max_length=40, primary_key=True)
+    holder: str = Field(max_length=120)
+    acquired_at: datetime = ts()
+    expires_at: datetime = ts()
+
+
+class SchedulerJob(SQLModel, table=True):
+    """APScheduler's job store table (``SQLAlchemyJobStore``), declared here so migrations own
+    it: the columns are exactly the ones APScheduler 3 creates."""
+
+    __tablename__ = "apscheduler_jobs"
+    id: str = Field(sa_column=Column(sa.Unicode(191), primary_key=True))
+    next_run_time: float | None = Field(default=None, sa_column=Column(sa.Float(25), index=True))
+    job_state: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))

@@ -1,29 +1,71 @@
 """The worker: the only process that schedules (APScheduler 3.x).
 
-Jobs: expire conversations that waited past their flow's expiry, and dispatch the outbox every
-second (:mod:`citoyen.services.dispatch`: leases, retries, rate limits; docs/outbox.md). Without
-provider credentials the outbox is delivered to the log channel (a line per message, the recipient
-named by alias only), never silently dropped. Recordings and Telegram media are fetched into
-storage (:mod:`citoyen.services.media`); queue entries nobody acknowledged in time escalate
-(:mod:`citoyen.services.queues`). Survey schedules come with their own module.
+Jobs: survey schedules (one cron job per ``flows/surveys/*.yaml``, Africa/Bamako), survey
+housekeeping (reminders, invitations followed to their end) and outbound survey calls; the outbox
+dispatch every second (:mod:`citoyen.services.dispatch`: leases, retries, rate limits;
+docs/outbox.md); conversation expiry; recording and media fetches (:mod:`citoyen.services.media`);
+escalation of unacknowledged queue entries (:mod:`citoyen.services.queues`).
+
+Why it is built like this:
+
+- **One scheduler per deployment.** Before it schedules anything a worker takes the
+  ``scheduler`` lease, a row in ``scheduler_leases`` (works alike on SQLite and PostgreSQL), and
+  renews it every ``LEASE_SECONDS / 3``. A second worker started by mistake waits on standby and
+  takes over only when the lease lapses (the first one died); a worker that fails to renew
+  pauses its scheduler at once. The survey runs' unique constraints are the second line of
+  defence: even two schedulers could not invite anyone twice.
+- **Survey schedules in the project database** (APScheduler's ``SQLAlchemyJobStore``, table
+  ``apscheduler_jobs``): a firing missed while no worker ran still happens at restart, within
+  its ``misfire_grace_time``, once (``coalesce``). Frequent housekeeping jobs keep to memory:
+  they run every few seconds, nothing of them is worth persisting.
+- **Built from configuration at start, idempotently.** Every job has a fixed id. A stored job
+  whose trigger is unchanged is kept as it is (so its pending firing survives a restart); a
+  changed one is replaced; one whose survey was removed is deleted. Job functions are stored as
+  references to :func:`run_job` with the job's name, resolved in the running process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from citoyen.db import write_session
-from citoyen.models import Conversation
+from citoyen.models import Conversation, SchedulerLease
 from citoyen.services.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
+
+TIMEZONE = "Africa/Bamako"
+LEASE_NAME = "scheduler"
+LEASE_SECONDS = 30.0
+JOB_TABLE = "apscheduler_jobs"
+
+# Job name -> what it runs, in this process (see run_job).
+_JOBS: dict[str, Callable[[], Any]] = {}
+
+
+def run_job(name: str) -> Any:
+    """What every scheduled job calls: stored jobs name their work, the process supplies it."""
+    call = _JOBS.get(name)
+    if call is None:
+        log.warning("scheduled job %s has no work in this process: skipped", name)
+        return None
+    return call()
 
 
 def expire_conversations(runtime: Any, now: datetime | None = None) -> int:
@@ -44,50 +86,156 @@ def expire_conversations(runtime: Any, now: datetime | None = None) -> int:
         return len(rows)
 
 
+# --- the single-scheduler lease ------------------------------------------------------------------
+
+
+def acquire_lease(
+    engine: sa.Engine,
+    holder: str,
+    now: datetime | None = None,
+    seconds: float = LEASE_SECONDS,
+    name: str = LEASE_NAME,
+) -> bool:
+    """Take or renew the lease: True when ``holder`` holds it until ``now + seconds``.
+
+    One conditional UPDATE (ours, or lapsed) decides; the first worker ever inserts the row and
+    the primary key settles a race between two first workers.
+    """
+    now = now or datetime.now(UTC)
+    until = now + timedelta(seconds=seconds)
+    with write_session(engine) as session:
+        result = session.execute(
+            sa.update(SchedulerLease)
+            .where(
+                SchedulerLease.name == name,
+                sa.or_(SchedulerLease.holder == holder, SchedulerLease.expires_at <= now),
+            )
+            .values(holder=holder, expires_at=until)
+        )
+        if result.rowcount:
+            return True
+        if session.get(SchedulerLease, name) is not None:
+            return False
+        try:
+            with session.begin_nested():
+                session.add(
+                    SchedulerLease(name=name, holder=holder, acquired_at=now, expires_at=until)
+                )
+                session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+
+def release_lease(engine: sa.Engine, holder: str, name: str = LEASE_NAME) -> None:
+    """Give the lease up at shutdown, so a standby worker takes over without waiting."""
+    with write_session(engine) as session:
+        session.execute(
+            sa.update(SchedulerLease)
+            .where(SchedulerLease.name == name, SchedulerLease.holder == holder)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+# --- the worker -----------------------------------------------------------------------------------
+
+
 class Worker:
     """Owns the scheduler; ``start(background=False)`` blocks until a signal stops it."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Any, *, lease_seconds: float = LEASE_SECONDS) -> None:
         self.runtime = runtime
-        self.scheduler = BackgroundScheduler(timezone="Africa/Bamako")
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = lease_seconds
+        self.scheduler = BackgroundScheduler(
+            timezone=TIMEZONE,
+            jobstores={
+                "default": MemoryJobStore(),
+                "database": SQLAlchemyJobStore(engine=runtime.engine, tablename=JOB_TABLE),
+            },
+        )
         # One dispatcher for the life of the process: it holds the rate-limit buckets.
         self.dispatcher = Dispatcher(runtime)
         self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
+        self.leader = threading.Event()
 
-    def _register(self) -> None:
-        common = {
-            "coalesce": True,
-            "max_instances": 1,
-            "misfire_grace_time": 30,
-            "replace_existing": True,
-        }
-        self.scheduler.add_job(
-            expire_conversations,
-            "interval",
-            minutes=1,
-            args=[self.runtime],
-            id="expire_conversations",
-            **common,
-        )
-        self.scheduler.add_job(
-            self.dispatcher.run_once,
-            "interval",
-            seconds=1,
-            id="dispatch_outbox",
-            **{**common, "misfire_grace_time": 5},
-        )
+    # -- jobs -----------------------------------------------------------------------------------
 
-    def _module_jobs(self) -> None:
-        """Jobs that modules declare (``scheduled_jobs(runtime)``), registered idempotently."""
+    def _specs(self) -> list[dict[str, Any]]:
+        """Every job as ``{id, call, store, trigger, trigger_args, misfire_grace_time}``."""
         from citoyen.services import media, queues
         from citoyen.services.prompts import phone
+        from citoyen.services.surveys import jobs as survey_jobs
+        from citoyen.services.surveys import surveys_for
 
+        runtime = self.runtime
+        specs: list[dict[str, Any]] = [
+            {
+                "id": "expire_conversations",
+                "call": lambda: expire_conversations(runtime),
+                "trigger": "interval",
+                "trigger_args": {"minutes": 1},
+                "misfire_grace_time": 30,
+            },
+            {
+                "id": "dispatch_outbox",
+                "call": self.dispatcher.run_once,
+                "trigger": "interval",
+                "trigger_args": {"seconds": 1},
+                "misfire_grace_time": 5,
+            },
+        ]
         for job in [
-            *media.scheduled_jobs(self.runtime),
-            *queues.scheduled_jobs(self.runtime),
-            *phone.scheduled_jobs(self.runtime),
+            *media.scheduled_jobs(runtime),
+            *queues.scheduled_jobs(runtime),
+            *phone.scheduled_jobs(runtime),
         ]:
-            self.scheduler.add_job(**job)
+            func, args, kwargs = job["func"], job.get("args", []), job.get("kwargs", {})
+            trigger_args = {k: job[k] for k in ("seconds", "minutes", "hours") if k in job}
+            specs.append(
+                {
+                    "id": job["id"],
+                    "call": (lambda f=func, a=args, k=kwargs: f(*a, **k)),
+                    "trigger": job["trigger"],
+                    "trigger_args": trigger_args,
+                    "misfire_grace_time": job.get("misfire_grace_time", 30),
+                }
+            )
+        specs += survey_jobs.job_specs(runtime, surveys_for(runtime))
+        return specs
+
+    def _register(self) -> None:
+        """Reconcile the scheduler's jobs with the configuration (see the module docstring)."""
+        wanted: set[str] = set()
+        for spec in self._specs():
+            job_id = spec["id"]
+            wanted.add(job_id)
+            _JOBS[job_id] = spec["call"]
+            store = spec.get("store", "default")
+            kwargs: dict[str, Any] = {
+                "id": job_id,
+                "args": [job_id],
+                "jobstore": "database" if store == "database" else "default",
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": spec["misfire_grace_time"],
+                "replace_existing": True,
+            }
+            trigger = spec["trigger"]
+            existing = self.scheduler.get_job(job_id)
+            if (
+                existing is not None
+                and not isinstance(trigger, str)
+                and repr(existing.trigger) == repr(trigger)
+                and existing.misfire_grace_time == spec["misfire_grace_time"]
+            ):
+                continue  # unchanged: keep its pending firing
+            self.scheduler.add_job(run_job, trigger, **spec.get("trigger_args", {}), **kwargs)
+        for job in self.scheduler.get_jobs(jobstore="database"):
+            if job.id not in wanted:
+                log.info("scheduled job %s is no longer configured: removed", job.id)
+                job.remove()
 
     def _plug_in_senders(self) -> None:
         """Channels whose outbox sender registers at start (SMS registers on import).
@@ -98,13 +246,48 @@ class Worker:
 
         telegram_sender.register(self.runtime)
 
+    # -- leadership -----------------------------------------------------------------------------
+
+    def _become_leader(self) -> None:
+        if self.scheduler.state == STATE_STOPPED:  # the first time
+            self.scheduler.start(paused=True)
+            self._register()
+        self.scheduler.resume()
+        self.leader.set()
+        jobs = ", ".join(job.id for job in self.scheduler.get_jobs())
+        log.info("worker %s holds the scheduler lease; jobs: %s", self.holder, jobs)
+
+    def _step_down(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.pause()
+        self.leader.clear()
+        log.warning("worker %s lost the scheduler lease: scheduling paused", self.holder)
+
+    def _keep_lease(self) -> None:
+        """Take the lease when free, renew it while held, pause when it is lost."""
+        interval = self.lease_seconds / 3
+        while not self._stop.is_set():
+            try:
+                held = acquire_lease(self.runtime.engine, self.holder, seconds=self.lease_seconds)
+            except sa.exc.SQLAlchemyError:
+                log.exception("scheduler lease: database error")
+                held = False
+            if held and not self.leader.is_set():
+                self._become_leader()
+            elif not held and self.leader.is_set():
+                self._step_down()
+            elif not held:
+                log.debug("worker %s on standby: another worker schedules", self.holder)
+            self._stop.wait(interval)
+
     def start(self, background: bool) -> None:
         self._plug_in_senders()
-        self._register()
-        self._module_jobs()
-        self.scheduler.start()
-        jobs = ", ".join(job.id for job in self.scheduler.get_jobs())
-        log.info("worker started: scheduler (Africa/Bamako) with jobs: %s", jobs)
+        self._specs()  # configuration problems stop the worker now, not at the first firing
+        self._keeper = threading.Thread(
+            target=self._keep_lease, name="scheduler-lease", daemon=True
+        )
+        self._keeper.start()
+        log.info("worker started: %s (scheduler timezone %s)", self.holder, TIMEZONE)
         if background:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,6 +296,12 @@ class Worker:
         self.shutdown()
 
     def shutdown(self) -> None:
+        self._stop.set()
+        if self._keeper is not None and self._keeper is not threading.current_thread():
+            self._keeper.join(timeout=5)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self.leader.is_set():
+            release_lease(self.runtime.engine, self.holder)
+            self.leader.clear()
         log.info("worker stopped")

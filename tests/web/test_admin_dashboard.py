@@ -150,3 +150,37 @@ def test_every_role_may_open_it_without_inline_script(app, role: str) -> None:
     assert "style=" not in html and "<style" not in html
     static = client.get("/static/vendor/chart.umd.min.js")
     assert static.status_code == 200 and b"Chart.js v4" in static.data
+
+
+def test_perceived_safety_series_from_survey_answers(app, rt) -> None:
+    """Answers to the shipped survey's invitations appear as the region's monthly share, with
+    its Wilson interval; a region with too few answers is suppressed (share None)."""
+    from citoyen.db import write_session
+    from citoyen.models import SurveyRun
+    from tests.services.surveys.test_indicators import _answer, add_contact_in
+
+    when = datetime.now(UTC).replace(day=10, hour=12, minute=0, second=0, microsecond=0)
+    plan = [("ML-BKO.commune-iv", "very_safe")] * 9 + [("ML-BKO.commune-iv", "very_unsafe")] * 3
+    plan += [("ML-1", "fairly_safe")] * 2  # Kayes: 2 answers, under the minimum of 10
+    with write_session(rt.engine) as session:
+        run = SurveyRun(survey="perceived_safety_monthly", key="k", flow_id="perceived_safety")
+        session.add(run)
+        session.flush()
+        for i, (area, answer) in enumerate(plan):
+            _answer(
+                session, run, add_contact_in(session, rt, f"+2237620{i:04d}", area), answer, when
+            )
+    client = sign_in(app, "analyst@example.org", "analyst")
+    html = client.get("/admin/dashboard").get_data(as_text=True)
+    assert 'id="no-survey-results"' not in html
+    points = {p["area"]: p for p in page_data(client)["safety"]}
+    bamako = points["Bamako"]
+    assert (bamako["survey"], bamako["n"], bamako["period"]) == (
+        "perceived_safety_monthly",
+        12,
+        when.strftime("%Y-%m"),
+    )
+    assert bamako["share"] == pytest.approx(75.0)  # per cent
+    assert bamako["low"] == pytest.approx(46.77, abs=0.1)  # Wilson 95 %, 9 of 12, by hand
+    assert bamako["high"] == pytest.approx(91.11, abs=0.1)
+    assert points["Kayes"]["share"] is None and points["Kayes"]["n"] == 2

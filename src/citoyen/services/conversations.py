@@ -50,6 +50,9 @@ class Inbound:
     address: str  # tel:+223... or telegram:ID (or a raw number)
     input: Input
     provider_id: str | None = None  # MessageSid, CallSid:step, update_id: the dedupe key
+    # The flow a new conversation runs, when the server chose it (an outbound survey call);
+    # None: the flows' triggers choose.
+    flow_id: str | None = None
 
 
 @dataclass
@@ -117,6 +120,86 @@ class ConversationService:
                 last_error = exc
                 continue
         raise RuntimeError("inbound message could not be stored") from last_error
+
+    def start(
+        self,
+        session: Session,
+        contact: Contact,
+        flow_id: str,
+        channel: str,
+        now: datetime,
+        *,
+        expires_at: datetime | None = None,
+    ) -> tuple[Reply, Conversation]:
+        """Start ``flow_id`` for ``contact`` from the server side (a survey invitation).
+
+        Runs in the caller's transaction, so the conversation exists if and only if whatever
+        caused it (the invitation, its outbox rows) is committed. The first prompts are returned
+        for the caller to send; the citizen's answers then arrive by the channel's webhook and
+        continue this conversation like any other. ``expires_at`` overrides the flow's expiry
+        (a survey's own expiry). The caller makes sure no other conversation is open.
+        """
+        flow = self.bundle.flows[flow_id]
+        self.flows.pin(session, flow)
+        ctx = self._context(session, contact, channel)
+        result = flow_engine.start(flow, ctx, language=contact.language)
+        conversation = Conversation(
+            contact_id=contact.id,
+            channel=channel,
+            flow_id=flow.id,
+            flow_version=flow.version,
+            node=result.state.node,
+            status=result.state.status,
+            state=result.state.to_dict(),
+            started_at=now,
+            updated_at=now,
+        )
+        session.add(conversation)
+        session.flush()
+        language = result.state.language or self._lang(contact)
+        params: dict[str, Any] = {**self.emergency_params(), **_scalar_params(result.state.answers)}
+        if result.effects:
+            params.update(
+                effect_handlers.apply(
+                    session,
+                    result.effects,
+                    contact=contact,
+                    conversation=conversation,
+                    flow=flow,
+                    channel=channel,
+                    now=now,
+                )
+            )
+        self._save_state(conversation, result.state, flow, now)
+        if expires_at is not None and conversation.expires_at is not None:
+            conversation.expires_at = expires_at
+        conversation.menu = self._menu(result.prompts, language, params)
+        reply = Reply(
+            prompts=result.prompts,
+            language=language,
+            params=params,
+            status=result.state.status,
+            conversation_id=conversation.id,
+            contact_alias=alias_label(contact.alias),
+        )
+        session.add(
+            Message(
+                contact_id=contact.id,
+                conversation_id=conversation.id,
+                channel=channel,
+                direction="out",
+                kind="start",
+                reply={"prompts": reply.to_dict()["prompts"], "language": language},
+                created_at=now,
+            )
+        )
+        return reply, conversation
+
+    def open_conversation(
+        self, session: Session, contact: Contact, now: datetime
+    ) -> Conversation | None:
+        """The contact's open, unexpired conversation, if any (expired ones are closed)."""
+        return self._open_conversation(session, contact, "", now)
 
     def emergency_params(self) -> dict[str, Any]:
         return dict(self.bundle.settings.emergency_numbers)
@@ -320,6 +403,8 @@ class ConversationService:
     def _choose_flow(self, inbound: Inbound, first_contact: bool) -> Any:
         """The flow a new conversation runs, from the flows' triggers."""
         bundle = self.bundle
+        if inbound.flow_id is not None:
+            return bundle.flows[inbound.flow_id]
         if inbound.input.kind == "text" and inbound.input.value:
             flow = bundle.flow_for_keyword(inbound.input.value)
             if flow is not None:

@@ -194,12 +194,10 @@ def _sla(
 
 
 def perceived_safety(session: Session, runtime: Any) -> list[SafetyPoint]:
-    """The perceived-safety series of every survey, per region and month; empty when the survey
-    service is not installed (the dashboard then says there are no survey results yet)."""
-    try:
-        from citoyen.services.surveys import indicators, load_surveys
-    except ImportError:
-        return []
+    """The perceived-safety series of every survey of ``flows/surveys/``, per region and month
+    (empty while no survey has results: the dashboard then says so)."""
+    from citoyen.services.surveys import indicators, load_surveys
+
     return _safety_points(session, runtime, indicators, load_surveys)
 
 

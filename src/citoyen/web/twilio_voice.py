@@ -7,6 +7,10 @@ Routes (all POSTs Twilio-signed; a failed check is a 403 before anything is read
   ``&timeout=1`` when the Gather got nothing (reached through ``<Redirect>``).
 - ``POST /twilio/voice/recorded?n=K``: the recording made at turn K (Record action).
 - ``POST /twilio/voice/recording-status``: Twilio's recordingStatusCallback.
+- ``POST /twilio/voice/survey?invitation=ID``: an outbound survey call was answered; turn 0 of
+  the survey (:mod:`citoyen.services.surveys.voice`). Later turns use ``/twilio/voice/step``.
+- ``POST /twilio/voice/survey-status?invitation=ID``: the survey call's status callbacks
+  (busy, no-answer and failed calls are retried later).
 - ``GET /audio/<lang>/<file>``: recorded prompts for ``<Play>``, from the prompt library
   (``CITOYEN_PROMPTS_DIR``) or the shipped ``locales/<lang>/audio/``.
 
@@ -42,6 +46,7 @@ bp = Blueprint("twilio_voice", __name__)
 
 MAX_STEP = 10_000  # a real call never gets near this; a bigger n is not a call of ours
 STEP = re.compile(r"\d{1,5}")
+INVITATION = re.compile(r"[1-9]\d{0,11}")
 DIGITS = re.compile(r"[0-9*#]{0,40}")
 AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg"}
 AUDIO_MAX_AGE = 86400
@@ -72,9 +77,12 @@ def _call() -> tuple[str, str]:
     call_sid = request.form.get("CallSid", "")
     if not calls.CALL_SID.fullmatch(call_sid):
         _bad("missing or malformed CallSid")
-    sender = request.form.get("From")
+    # On a call we placed (a survey call) the citizen is the callee: "To", not "From".
+    outbound = request.form.get("Direction", "").startswith("outbound")
+    field = "To" if outbound else "From"
+    sender = request.form.get(field)
     if sender is None:
-        _bad("missing From")
+        _bad(f"missing {field}")
     if sender.strip().lower() in WITHHELD_FROM:
         # A withheld number: the call is its own contact, never written or called back to.
         return call_sid, withheld_address(call_sid)
@@ -209,6 +217,49 @@ def recording_status() -> Response:
     if not calls.CALL_SID.fullmatch(request.form.get("CallSid", "")):
         _bad("missing or malformed CallSid")
     calls.record_recording_status(_runtime(), request.form)
+    return Response(status=204)
+
+
+def _invitation() -> int:
+    value = request.args.get("invitation", "")
+    if not INVITATION.fullmatch(value):
+        _bad("missing or malformed invitation")
+    return int(value)
+
+
+@bp.post("/twilio/voice/survey")
+@require_twilio_signature
+def survey_call() -> Response:
+    """A survey call we placed was answered: the survey starts (turn 0)."""
+    from citoyen.services.surveys import voice
+
+    invitation = _invitation()
+    call_sid = request.form.get("CallSid", "")
+    if not calls.CALL_SID.fullmatch(call_sid):
+        _bad("missing or malformed CallSid")
+    reply = voice.answered(_runtime(), invitation, call_sid)
+    if reply is None:
+        abort(404)  # not a call we placed for this invitation
+    return _twiml(reply, 0)
+
+
+@bp.post("/twilio/voice/survey-status")
+@require_twilio_signature
+def survey_call_status() -> Response:
+    """Status callbacks of survey calls: retries, concurrency, the end of the call."""
+    from citoyen.services.surveys import SurveyConfigError, surveys_for, voice
+
+    invitation = _invitation()
+    if not calls.CALL_SID.fullmatch(request.form.get("CallSid", "")):
+        _bad("missing or malformed CallSid")
+    runtime = _runtime()
+    try:
+        surveys = surveys_for(runtime)
+    except SurveyConfigError:
+        # The operator broke flows/surveys/ after start: Twilio retries, nothing is lost.
+        log.error("survey definitions are broken: run `citoyen flows check`")
+        return Response(status=503)
+    voice.call_status(runtime, surveys, invitation, request.form)
     return Response(status=204)
 
 

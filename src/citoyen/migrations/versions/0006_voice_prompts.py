@@ -5,7 +5,7 @@
 to the recorder) and ``prompt_takes`` (recordings made by phone, fetched by the worker).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-28 00:31:53.813495
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import citoyen.models
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -58,6 +58,8 @@ def chart_data(board: service.Dashboard, region_names: dict[str, str]) -> dict[s
                 "period": p.period,
                 "n": p.n,
                 "share": None if p.share is None else round(p.share * 100, 1),
+                "low": None if p.low is None else round(p.low * 100, 1),
+                "high": None if p.high is None else round(p.high * 100, 1),
             }
             for p in board.safety
         ],

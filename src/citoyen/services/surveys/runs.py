@@ -1,0 +1,567 @@
+"""Survey runs: who is eligible, who is drawn, and inviting each of them exactly once.
+
+A run is one firing of a survey (its ``key``: the scheduled time, or ``manual:<time>``). Why it is
+shaped like this:
+
+- **Invited once per run.** ``survey_invitations`` has a unique (run, contact) constraint and each
+  invitation is written in the same transaction as its conversation and outbox rows (a savepoint
+  per contact), so the job firing twice, or two workers by mistake, cannot invite anyone twice:
+  the second insert fails and that contact is skipped. The run row itself is unique per
+  (survey, key).
+- **The same draw every time.** The sample is drawn with a random generator seeded by the survey
+  and the run key, from the contacts eligible *ignoring this run's own invitations*, so a run that
+  is resumed (a crash, a second firing) draws the same people and only invites those not yet done.
+- **Quiet hours defer, never drop.** Outside the window the rows are queued with
+  ``next_attempt_at`` at the next opening (:mod:`.quiet`).
+- **Consent first.** Only contacts who said yes to surveys, not opted out, not blocked, with an
+  address we can write to. A contact in the middle of another conversation (a report) is not
+  interrupted: they are skipped for this run and counted.
+- **How to stop, every time.** Every message we originate (invitation, reminder) ends with the
+  stop notice in the contact's language; STOP in the middle of a survey opts the contact out at
+  once, and the dispatcher then skips every survey row still queued for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from citoyen.db import write_session
+from citoyen.engine.sms import segments
+from citoyen.models import Area, Contact, Conversation, SurveyAnswer, SurveyInvitation, SurveyRun
+from citoyen.services.outbox import enqueue
+from citoyen.services.privacy import alias_label
+from citoyen.services.surveys.definitions import SurveyDef
+from citoyen.services.surveys.quiet import next_allowed
+
+log = logging.getLogger(__name__)
+
+STOP_NOTICE = "survey.stop_notice"
+REMINDER = "survey.reminder"
+OPEN_INVITATION = ("invited", "calling")
+BATCH = 50  # invitations per transaction
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Candidate:
+    contact_id: int
+    channel: str  # sms | telegram | voice
+
+
+@dataclass
+class Plan:
+    """Who a run would invite: the eligible count and the drawn contacts with their channel."""
+
+    survey: str
+    key: str
+    eligible: int
+    drawn: list[Candidate]
+
+    @property
+    def per_channel(self) -> Counter[str]:
+        return Counter(c.channel for c in self.drawn)
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    key: str
+    eligible: int
+    sampled: int
+    invited: int = 0
+    already: int = 0  # invited earlier in this run (a second firing, another worker)
+    skipped: Counter[str] = field(default_factory=Counter)
+    per_channel: Counter[str] = field(default_factory=Counter)
+    send_at: datetime | None = None  # when the messages and calls may go out (quiet hours)
+
+
+# --- audience ----------------------------------------------------------------------------------
+
+
+def _area_ids(session: Session, codes: Iterable[str]) -> set[int]:
+    """The areas with these codes and every area below them."""
+    rows = session.exec(select(Area.id, Area.code, Area.parent_id)).all()
+    children: dict[int | None, list[int]] = {}
+    by_code = {}
+    for area_id, code, parent_id in rows:
+        children.setdefault(parent_id, []).append(area_id)
+        by_code[code] = area_id
+    found: set[int] = set()
+    frontier = [by_code[c] for c in codes if c in by_code]
+    while frontier:
+        area_id = frontier.pop()
+        if area_id in found:
+            continue
+        found.add(area_id)
+        frontier += children.get(area_id, [])
+    return found
+
+
+def _reachable_kinds(survey: SurveyDef) -> list[str]:
+    kinds = []
+    if "telegram" in survey.channels:
+        kinds.append("telegram")
+    if "sms" in survey.channels or "voice" in survey.channels:
+        kinds.append("tel")
+    return kinds
+
+
+def eligible_ids(
+    session: Session, survey: SurveyDef, now: datetime, *, exclude_run: int | None = None
+) -> list[int]:
+    """Contact ids the audience allows now, sorted (invitations of ``exclude_run`` ignored).
+
+    Consent, not opted out, not blocked, an address the survey's channels reach (a withheld
+    caller never is), the area and language filters, nobody surveyed within
+    ``skip_surveyed_within``, nobody over the frequency cap.
+    """
+    stmt = select(Contact.id).where(
+        Contact.survey_consent.is_(True),
+        Contact.opted_out.is_(False),
+        Contact.blocked.is_(False),
+        Contact.channel.in_(_reachable_kinds(survey)),
+    )
+    audience = survey.audience
+    if audience.areas:
+        stmt = stmt.where(Contact.area_id.in_(sorted(_area_ids(session, audience.areas))))
+    if audience.languages:
+        stmt = stmt.where(Contact.language.in_(audience.languages))
+
+    def recent(since: datetime) -> Any:
+        q = select(SurveyInvitation.contact_id).where(SurveyInvitation.invited_at >= since)
+        if exclude_run is not None:
+            q = q.where(SurveyInvitation.run_id != exclude_run)
+        return q
+
+    if survey.skip_delta > timedelta(0):
+        stmt = stmt.where(Contact.id.not_in(recent(now - survey.skip_delta)))
+    cap = survey.frequency_cap
+    if cap is not None:
+        from citoyen.engine.schema import duration_seconds
+
+        since = now - timedelta(seconds=duration_seconds(cap.per))
+        over = (
+            recent(since)
+            .group_by(SurveyInvitation.contact_id)
+            .having(sa.func.count(SurveyInvitation.id) >= cap.max)
+        )
+        stmt = stmt.where(Contact.id.not_in(over))
+    return sorted(session.exec(stmt).all())
+
+
+def draw(ids: list[int], survey: SurveyDef, key: str) -> list[int]:
+    """The sample: reproducible for one survey and run key (see the module docstring)."""
+    sample = survey.audience.sample
+    if sample is None or not ids:
+        return list(ids)
+    k = sample.size if sample.size is not None else math.ceil(sample.share * len(ids))
+    k = min(len(ids), k)
+    rng = random.Random(f"{survey.id}:{key}")
+    return sorted(rng.sample(ids, k))
+
+
+def channel_for(contact: Contact, last_channel: str | None, survey: SurveyDef) -> str | None:
+    """Where to invite a contact: Telegram users on Telegram; a phone contact on the channel they
+    last used with us (callers are called: many do not read) when the survey lists it, else the
+    first phone channel the survey lists."""
+    if contact.channel == "telegram":
+        return "telegram" if "telegram" in survey.channels else None
+    if contact.channel != "tel":
+        return None
+    if last_channel in ("sms", "voice") and last_channel in survey.channels:
+        return last_channel
+    return next((c for c in survey.channels if c in ("sms", "voice")), None)
+
+
+def _last_channels(session: Session, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    latest = (
+        select(sa.func.max(Conversation.id))
+        .where(Conversation.contact_id.in_(ids))
+        .group_by(Conversation.contact_id)
+    )
+    rows = session.exec(
+        select(Conversation.contact_id, Conversation.channel).where(Conversation.id.in_(latest))
+    ).all()
+    return dict(rows)
+
+
+def plan(
+    session: Session, survey: SurveyDef, key: str, now: datetime, run_id: int | None = None
+) -> Plan:
+    """Who this run draws, each with the channel they would be invited on."""
+    ids = eligible_ids(session, survey, now, exclude_run=run_id)
+    drawn = draw(ids, survey, key)
+    contacts = (
+        {c.id: c for c in session.exec(select(Contact).where(Contact.id.in_(drawn))).all()}
+        if drawn
+        else {}
+    )
+    last = _last_channels(session, drawn)
+    out = []
+    for cid in drawn:
+        channel = channel_for(contacts[cid], last.get(cid), survey)
+        if channel is not None:
+            out.append(Candidate(cid, channel))
+    return Plan(survey.id, key, len(ids), out)
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+
+def _with_notice(catalog: Any, text: str, lang: str) -> str:
+    notice = catalog.render(STOP_NOTICE, lang, {})
+    return f"{text}\n\n{notice}" if text else notice
+
+
+def invitation_messages(catalog: Any, reply: Any, channel: str) -> list[tuple[str, dict[str, Any]]]:
+    """(text, payload) per outbox row for a conversation's first prompts, stop notice included."""
+    if channel == "sms":
+        from citoyen.channels.render import render_sms
+        from citoyen.channels.sms import split_sms
+
+        text = render_sms(catalog, reply.prompts, reply.language, reply.params)
+        return [(part, {}) for part in split_sms(_with_notice(catalog, text, reply.language))]
+    if channel == "telegram":
+        from citoyen.channels.telegram_updates import reply_payloads
+
+        messages = reply_payloads(catalog, reply)
+        if not messages:
+            return [(_with_notice(catalog, "", reply.language), {"buttons": []})]
+        text, payload = messages[-1]
+        messages[-1] = (_with_notice(catalog, text, reply.language), payload)
+        return messages
+    raise ValueError(f"no text invitation on channel {channel!r}")
+
+
+def estimated_segments(
+    catalog: Any, bundle: Any, survey: SurveyDef, languages: Iterable[str | None]
+) -> int:
+    """SMS segments the invitations of these contacts' languages would take (first message)."""
+    from citoyen import engine as flow_engine
+    from citoyen.channels.render import render_sms
+    from citoyen.engine.types import Context
+
+    flow = bundle.flows[survey.flow]
+    settings = bundle.settings
+    cache: dict[str | None, int] = {}
+    total = 0
+    for lang in languages:
+        if lang not in cache:
+            ctx = Context(
+                languages=tuple(settings.languages.enabled),
+                default_language=settings.languages.default,
+                keywords=settings.keyword_map(),
+                areas={},
+                area_roots=(),
+                menu_size=9,
+                contact_language=lang,
+                channel="sms",
+            )
+            result = flow_engine.start(flow, ctx, language=lang)
+            language = result.state.language or lang or settings.languages.default
+            text = render_sms(catalog, result.prompts, language, dict(settings.emergency_numbers))
+            from citoyen.channels.sms import split_sms
+
+            cache[lang] = sum(segments(p) for p in split_sms(_with_notice(catalog, text, language)))
+        total += cache[lang]
+    return total
+
+
+# --- a run ---------------------------------------------------------------------------------------
+
+
+def _get_run(
+    session: Session, survey: SurveyDef, key: str, trigger: str, now: datetime
+) -> SurveyRun:
+    run = session.exec(
+        select(SurveyRun).where(SurveyRun.survey == survey.id, SurveyRun.key == key)
+    ).first()
+    if run is not None:
+        return run
+    run = SurveyRun(survey=survey.id, key=key, trigger=trigger, flow_id=survey.flow, started_at=now)
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except IntegrityError:
+        run = session.exec(
+            select(SurveyRun).where(SurveyRun.survey == survey.id, SurveyRun.key == key)
+        ).one()
+    return run
+
+
+def start_run(
+    runtime: Any,
+    survey: SurveyDef,
+    now: datetime | None = None,
+    *,
+    key: str | None = None,
+    trigger: str = "manual",
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run (or resume) one firing of ``survey``: draw, then invite each drawn contact once."""
+    now = now or datetime.now(UTC)
+    key = key or f"manual:{now.strftime('%Y-%m-%dT%H:%M:%S')}"
+    with write_session(runtime.engine) as session:
+        run = _get_run(session, survey, key, trigger, now)
+        run_id = run.id
+        assert run_id is not None
+        the_plan = plan(session, survey, key, now, run_id)
+        run.eligible = the_plan.eligible
+        run.sampled = len(the_plan.drawn)
+    result = RunResult(run_id, key, the_plan.eligible, len(the_plan.drawn))
+    total = len(the_plan.drawn)
+    if progress:
+        progress(0, total)
+    send_at = next_allowed(now, survey.quiet_hours.window(), survey.timezone)
+    result.send_at = send_at
+    done = 0
+    for start in range(0, total, BATCH):
+        batch = the_plan.drawn[start : start + BATCH]
+        with write_session(runtime.engine) as session:
+            for candidate in batch:
+                outcome = _invite(session, runtime, survey, run_id, candidate, now, send_at)
+                if outcome == "invited":
+                    result.invited += 1
+                    result.per_channel[candidate.channel] += 1
+                elif outcome == "already":
+                    result.already += 1
+                else:
+                    result.skipped[outcome] += 1
+        done += len(batch)
+        if progress:
+            progress(done, total)
+    with write_session(runtime.engine) as session:
+        run = session.get(SurveyRun, run_id)
+        assert run is not None
+        run.invited = session.exec(
+            select(sa.func.count(SurveyInvitation.id)).where(SurveyInvitation.run_id == run_id)
+        ).one()
+        run.skipped = sum(result.skipped.values())
+        run.status = "done"
+        run.finished_at = now
+    log.info(
+        "survey %s run %s: %d eligible, %d drawn, %d invited now, %d already, skipped %s",
+        survey.id,
+        key,
+        result.eligible,
+        result.sampled,
+        result.invited,
+        result.already,
+        dict(result.skipped) or "none",
+    )
+    return result
+
+
+def _invite(
+    session: Session,
+    runtime: Any,
+    survey: SurveyDef,
+    run_id: int,
+    candidate: Candidate,
+    now: datetime,
+    send_at: datetime,
+) -> str:
+    """Invite one contact in a savepoint: 'invited', 'already', or why it was skipped."""
+    exists = session.exec(
+        select(SurveyInvitation.id).where(
+            SurveyInvitation.run_id == run_id, SurveyInvitation.contact_id == candidate.contact_id
+        )
+    ).first()
+    if exists is not None:
+        return "already"
+    try:
+        with session.begin_nested():
+            contact = session.exec(
+                select(Contact).where(Contact.id == candidate.contact_id).with_for_update()
+            ).one()
+            if contact.opted_out or contact.blocked or not contact.survey_consent:
+                return "no_consent"  # changed since the draw
+            invitation = SurveyInvitation(
+                run_id=run_id,
+                survey=survey.id,
+                contact_id=candidate.contact_id,
+                channel=candidate.channel,
+                status="calling" if candidate.channel == "voice" else "invited",
+                invited_at=now,
+                send_at=send_at,
+                expires_at=send_at + survey.expiry_delta,
+            )
+            session.add(invitation)
+            session.flush()  # a concurrent invitation of this contact in this run fails here
+            if candidate.channel != "voice":
+                conversations = runtime.conversations
+                if conversations.open_conversation(session, contact, now) is not None:
+                    raise _Skip("busy")
+                reply, conversation = conversations.start(
+                    session,
+                    contact,
+                    survey.flow,
+                    candidate.channel,
+                    now,
+                    expires_at=invitation.expires_at,
+                )
+                invitation.conversation_id = conversation.id
+                messages = invitation_messages(runtime.bundle.catalog, reply, candidate.channel)
+                for i, (text, payload) in enumerate(messages):
+                    row = enqueue(
+                        session,
+                        channel=candidate.channel,
+                        idempotency_key=f"survey:{invitation.id}:invite:{i}",
+                        body=text,
+                        payload={**payload, "survey": survey.id, "invitation": invitation.id},
+                        contact_id=contact.id,
+                        kind="survey",
+                        now=now,
+                    )
+                    row.next_attempt_at = send_at
+            log.debug(
+                "survey %s: %s invited by %s",
+                survey.id,
+                alias_label(contact.alias),
+                candidate.channel,
+            )
+            return "invited"
+    except _Skip as skip:
+        return skip.reason
+    except IntegrityError:
+        return "already"
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- after the invitation ------------------------------------------------------------------------
+
+
+def update_invitations(runtime: Any, now: datetime | None = None) -> Counter[str]:
+    """Follow open invitations to their end: completed, stopped (STOP), or expired."""
+    now = now or datetime.now(UTC)
+    changed: Counter[str] = Counter()
+    with write_session(runtime.engine) as session:
+        rows = session.exec(
+            select(SurveyInvitation, Contact, Conversation)
+            .join(Contact, Contact.id == SurveyInvitation.contact_id)
+            .join(Conversation, Conversation.id == SurveyInvitation.conversation_id, isouter=True)
+            .where(SurveyInvitation.status.in_(OPEN_INVITATION))
+        ).all()
+        answered = set()
+        conversation_ids = [c.id for _i, _c, c in rows if c is not None]
+        if conversation_ids:
+            answered = set(
+                session.exec(
+                    select(SurveyAnswer.conversation_id)
+                    .where(SurveyAnswer.conversation_id.in_(conversation_ids))
+                    .distinct()
+                ).all()
+            )
+        for invitation, contact, conversation in rows:
+            status = None
+            if conversation is not None and conversation.id in answered:
+                # The answers are saved at the end of the flow: that is a completed survey.
+                status = "completed"
+                invitation.completed_at = conversation.updated_at
+            elif contact.opted_out or contact.blocked:
+                status = "stopped"
+            elif conversation is not None and conversation.status not in ("active", "waiting"):
+                status = "expired"  # ended without answers (expired, interrupted by a call)
+            elif invitation.expires_at <= now and (
+                conversation is None or conversation.status in ("active", "waiting")
+            ):
+                status = "expired"
+                if conversation is not None:
+                    conversation.status = "expired"
+                    conversation.state = {**conversation.state, "status": "expired"}
+                    conversation.updated_at = now
+            if status is not None:
+                invitation.status = status
+                changed[status] += 1
+    return changed
+
+
+def send_reminders(runtime: Any, surveys: dict[str, SurveyDef], now: datetime | None = None) -> int:
+    """One reminder per unanswered text invitation, ``reminder.after`` its first message."""
+    from citoyen.engine.schema import duration_seconds
+
+    now = now or datetime.now(UTC)
+    sent = 0
+    with write_session(runtime.engine) as session:
+        for survey in surveys.values():
+            if survey.reminder is None:
+                continue
+            due = now - timedelta(seconds=duration_seconds(survey.reminder.after))
+            rows = session.exec(
+                select(SurveyInvitation, Contact, Conversation)
+                .join(Contact, Contact.id == SurveyInvitation.contact_id)
+                .join(Conversation, Conversation.id == SurveyInvitation.conversation_id)
+                .where(
+                    SurveyInvitation.survey == survey.id,
+                    SurveyInvitation.status == "invited",
+                    SurveyInvitation.reminded_at.is_(None),
+                    SurveyInvitation.send_at <= due,
+                    SurveyInvitation.expires_at > now,
+                    SurveyInvitation.channel.in_(("sms", "telegram")),
+                    Conversation.status.in_(("active", "waiting")),
+                    Contact.opted_out.is_(False),
+                    Contact.blocked.is_(False),
+                )
+            ).all()
+            catalog = runtime.bundle.catalog
+            default = runtime.bundle.settings.languages.default
+            for invitation, contact, conversation in rows:
+                lang = conversation.state.get("language") or contact.language or default
+                body = _with_notice(catalog, catalog.render(REMINDER, lang, {}), lang)
+                row = enqueue(
+                    session,
+                    channel=invitation.channel,
+                    idempotency_key=f"survey:{invitation.id}:reminder",
+                    body=body,
+                    payload={"survey": survey.id, "invitation": invitation.id, "buttons": []},
+                    contact_id=contact.id,
+                    kind="survey",
+                    now=now,
+                )
+                row.next_attempt_at = next_allowed(
+                    now, survey.quiet_hours.window(), survey.timezone
+                )
+                invitation.reminded_at = now
+                sent += 1
+    return sent
+
+
+def run_key(survey: SurveyDef, now: datetime, grace: timedelta) -> str | None:
+    """The scheduled firing ``now`` belongs to: the latest cron time within ``grace`` before now.
+
+    Two workers (or one job fired twice) compute the same key for the same firing, which is what
+    makes the run row, and so every invitation, unique.
+    """
+    if survey.schedule is None:
+        return None
+    trigger = survey.schedule.trigger()
+    fire = trigger.get_next_fire_time(None, now - grace)
+    if fire is None or fire > now:
+        return None
+    latest = fire
+    while True:
+        nxt = trigger.get_next_fire_time(latest, latest + timedelta(seconds=1))
+        if nxt is None or nxt > now:
+            break
+        latest = nxt
+    return latest.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

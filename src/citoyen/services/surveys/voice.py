@@ -1,0 +1,346 @@
+"""Outbound survey calls: placing them (Twilio ``calls.create``), retries, at most N at once.
+
+A voice invitation is ``calling`` until the call is answered and the survey runs on the keypad,
+through the same voice step machinery as incoming calls (the answered call's first request goes to
+``/twilio/voice/survey?invitation=ID``, the following ones to ``/twilio/voice/step``). Why:
+
+- **Concurrency.** At most ``voice.max_concurrent`` calls of a survey are in flight (placing,
+  queued, ringing, in progress): each pass of the worker's ``survey_calls`` job places only as
+  many as are free, claiming the rows first (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the write
+  lock on SQLite) so two passes never call one person twice.
+- **Retries.** Busy, no answer and failed calls are tried again ``voice.retry_delay`` later, up
+  to ``voice.max_attempts`` calls in all; then the invitation is ``failed``.
+- **Quiet hours.** A call (first or retry) due outside the window waits for its opening.
+- **Stop.** A contact who opted out (STOP by SMS, the operator's opt-out) is never called again;
+  each call opens with how to stop, in the contact's language.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from citoyen.channels.base import PermanentSendError, TransientSendError
+from citoyen.db import write_session
+from citoyen.engine.schema import duration_seconds
+from citoyen.engine.types import Input, Prompt
+from citoyen.models import Contact, SurveyInvitation, SurveyRun
+from citoyen.services.privacy import alias_label
+from citoyen.services.surveys.definitions import SurveyDef
+from citoyen.services.surveys.quiet import is_allowed, next_allowed
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = ("placing", "queued", "initiated", "ringing", "in-progress", "answered")
+RETRY = ("busy", "no-answer", "failed")
+STOP_NOTICE_VOICE = "survey.stop_notice_voice"
+# A call we placed but never heard of again (a crash between the API call and the commit, a lost
+# callback) stops counting as in flight after this long.
+STALE_CALL = timedelta(hours=1)
+
+
+class CallPlacer(Protocol):
+    """Places one call; returns its CallSid. Raises Transient/PermanentSendError."""
+
+    def create(self, to: str, url: str, status_callback: str) -> str: ...
+
+
+class TwilioCallPlacer:
+    """Twilio's Calls API with status callbacks for every state we act on."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        *,
+        http_client: Any | None = None,
+        timeout: float = 20.0,
+    ) -> None:
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        if http_client is None:
+            quiet = logging.getLogger("citoyen.services.surveys.twilio_http")
+            quiet.setLevel(logging.WARNING)
+            http_client = TwilioHttpClient(timeout=timeout, logger=quiet)
+        self.client = Client(account_sid, auth_token, http_client=http_client)
+        self.from_number = from_number
+
+    def create(self, to: str, url: str, status_callback: str) -> str:
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        from citoyen.channels.sms import map_twilio_error
+
+        try:
+            call = self.client.calls.create(
+                to=to,
+                from_=self.from_number,
+                url=url,
+                method="POST",
+                status_callback=status_callback,
+                status_callback_method="POST",
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                timeout=30,  # seconds of ringing before no-answer
+            )
+        except TwilioRestException as exc:
+            raise map_twilio_error(exc) from None
+        except TwilioException as exc:
+            raise TransientSendError(f"twilio: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise TransientSendError(f"twilio unreachable: {type(exc).__name__}") from None
+        return str(call.sid)
+
+
+def placer_for(runtime: Any) -> CallPlacer | None:
+    settings = runtime.settings
+    if not (settings.twilio_enabled and settings.twilio_from_number):
+        return None
+    return TwilioCallPlacer(
+        settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_from_number
+    )
+
+
+def _urls(runtime: Any, invitation_id: int) -> tuple[str, str]:
+    base = runtime.settings.public_url.rstrip("/")
+    return (
+        f"{base}/twilio/voice/survey?invitation={invitation_id}",
+        f"{base}/twilio/voice/survey-status?invitation={invitation_id}",
+    )
+
+
+def place_due_calls(
+    runtime: Any,
+    surveys: Mapping[str, SurveyDef],
+    now: datetime | None = None,
+    placer: CallPlacer | None = None,
+) -> Counter[str]:
+    """Place the calls that are due, within each survey's concurrency and quiet hours."""
+    now = now or datetime.now(UTC)
+    placer = placer if placer is not None else placer_for(runtime)
+    done: Counter[str] = Counter()
+    for survey in surveys.values():
+        if "voice" not in survey.channels:
+            continue
+        claims = _claim(runtime, survey, now, done)
+        for invitation_id, attempt, address_enc, alias in claims:
+            _place(runtime, placer, invitation_id, attempt, address_enc, alias, now, done)
+    return done
+
+
+def _claim(
+    runtime: Any, survey: SurveyDef, now: datetime, done: Counter[str]
+) -> list[tuple[int, int, str, int]]:
+    window, zone = survey.quiet_hours.window(), survey.timezone
+    with write_session(runtime.engine) as session:
+        in_flight = session.exec(
+            select(sa.func.count(SurveyInvitation.id)).where(
+                SurveyInvitation.survey == survey.id,
+                SurveyInvitation.status == "calling",
+                SurveyInvitation.call_status.in_(IN_FLIGHT),
+                SurveyInvitation.send_at > now - STALE_CALL,
+            )
+        ).one()
+        free = survey.voice.max_concurrent - in_flight
+        if free <= 0:
+            return []
+        if not is_allowed(now, window, zone):
+            return []  # the rows wait; their send_at already says when the window opens
+        rows = session.exec(
+            select(SurveyInvitation, Contact)
+            .join(Contact, Contact.id == SurveyInvitation.contact_id)
+            .where(
+                SurveyInvitation.survey == survey.id,
+                SurveyInvitation.status == "calling",
+                SurveyInvitation.send_at <= now,
+                sa.or_(
+                    SurveyInvitation.call_status.is_(None),
+                    SurveyInvitation.call_status.in_(RETRY),
+                    sa.and_(
+                        SurveyInvitation.call_status.in_(IN_FLIGHT),
+                        SurveyInvitation.send_at <= now - STALE_CALL,
+                    ),
+                ),
+                Contact.opted_out.is_(False),
+                Contact.blocked.is_(False),
+            )
+            .order_by(SurveyInvitation.send_at, SurveyInvitation.id)
+            .limit(free)
+            .with_for_update(skip_locked=True, of=SurveyInvitation)
+        ).all()
+        claims = []
+        for invitation, contact in rows:
+            if invitation.call_attempts >= survey.voice.max_attempts:
+                invitation.status = "failed"
+                done["failed"] += 1
+                continue
+            invitation.call_attempts += 1
+            invitation.call_status = "placing"
+            invitation.call_sid = None
+            invitation.send_at = now
+            claims.append(
+                (invitation.id, invitation.call_attempts, contact.address_enc, contact.alias)
+            )
+        return claims  # type: ignore[return-value]
+
+
+def _place(
+    runtime: Any,
+    placer: CallPlacer | None,
+    invitation_id: int,
+    attempt: int,
+    address_enc: str,
+    alias: int,
+    now: datetime,
+    done: Counter[str],
+) -> None:
+    values: dict[str, Any]
+    if placer is None:
+        # Never silently nowhere: the operator reads why nobody was called.
+        log.warning(
+            "survey call to %s not placed: Twilio is not configured (TWILIO_ACCOUNT_SID, "
+            "TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)",
+            alias_label(alias),
+        )
+        values = {"status": "failed", "call_status": "no_provider"}
+        done["no_provider"] += 1
+    else:
+        url, status_callback = _urls(runtime, invitation_id)
+        try:
+            from citoyen.channels.sms import phone_number
+
+            to = phone_number(runtime.vault.decrypt(address_enc))
+            sid = placer.create(to, url, status_callback)
+            values = {"call_sid": sid, "call_status": "queued"}
+            done["placed"] += 1
+            log.info(
+                "survey call %d to %s placed (attempt %d)",
+                invitation_id,
+                alias_label(alias),
+                attempt,
+            )
+        except TransientSendError as exc:
+            # The attempt did not happen: put it back for a later pass.
+            log.warning("survey call %d: %s; trying again later", invitation_id, exc)
+            values = {
+                "call_status": None,
+                "call_attempts": attempt - 1,
+                "send_at": now + timedelta(seconds=max(60.0, exc.retry_after or 0)),
+            }
+            done["deferred"] += 1
+        except (PermanentSendError, ValueError) as exc:
+            log.warning("survey call %d to %s failed: %s", invitation_id, alias_label(alias), exc)
+            values = {"status": "failed", "call_status": "error"}
+            done["failed"] += 1
+    with write_session(runtime.engine) as session:
+        session.execute(
+            sa.update(SurveyInvitation)
+            .where(
+                SurveyInvitation.id == invitation_id,
+                SurveyInvitation.call_attempts == attempt,
+                SurveyInvitation.call_status == "placing",
+            )
+            .values(**values)
+        )
+
+
+def _survey_of(
+    session: Session, invitation: SurveyInvitation, surveys: Mapping[str, SurveyDef]
+) -> SurveyDef | None:
+    return surveys.get(invitation.survey)
+
+
+def call_status(
+    runtime: Any,
+    surveys: Mapping[str, SurveyDef],
+    invitation_id: int,
+    form: Mapping[str, str],
+    now: datetime | None = None,
+) -> str | None:
+    """Apply a status callback of a survey call; returns what changed (None: nothing)."""
+    now = now or datetime.now(UTC)
+    sid = form.get("CallSid") or ""
+    status = form.get("CallStatus") or ""
+    with write_session(runtime.engine) as session:
+        invitation = session.exec(
+            select(SurveyInvitation).where(SurveyInvitation.id == invitation_id).with_for_update()
+        ).first()
+        if invitation is None or invitation.call_sid != sid or invitation.status != "calling":
+            return None  # an earlier attempt's late callback, or not ours
+        survey = surveys.get(invitation.survey)
+        if status in RETRY:
+            contact = session.get(Contact, invitation.contact_id)
+            stopped = contact is None or contact.opted_out or contact.blocked
+            if survey is None or stopped or invitation.call_attempts >= survey.voice.max_attempts:
+                invitation.status = "failed"
+                invitation.call_status = status
+                return "failed"
+            delay = timedelta(seconds=duration_seconds(survey.voice.retry_delay))
+            invitation.call_status = status
+            invitation.send_at = next_allowed(
+                now + delay, survey.quiet_hours.window(), survey.timezone
+            )
+            return "retry"
+        if status == "completed":
+            invitation.call_status = "completed"
+            if invitation.conversation_id is None:
+                invitation.status = "failed"  # answered by nobody we could talk to
+        elif status in IN_FLIGHT:
+            invitation.call_status = status
+        else:
+            return None
+    if status == "completed":
+        # The conversation of a call hung up mid-survey closes as for any call.
+        from citoyen.services.calls import handle_call_status
+
+        handle_call_status(runtime, form, now)
+    return status
+
+
+def answered(
+    runtime: Any, invitation_id: int, call_sid: str, now: datetime | None = None
+) -> Any | None:
+    """The answered survey call's first turn: start the survey flow (deduped on CallSid:0).
+
+    None when the invitation is unknown or the call is not the one we placed for it.
+    """
+    from citoyen.services.calls import provider_id
+    from citoyen.services.conversations import Inbound
+
+    now = now or datetime.now(UTC)
+    with Session(runtime.engine) as session:
+        invitation = session.get(SurveyInvitation, invitation_id)
+        if invitation is None or invitation.call_sid != call_sid:
+            return None
+        run = session.get(SurveyRun, invitation.run_id)
+        contact = session.get(Contact, invitation.contact_id)
+        if run is None or contact is None:
+            return None
+        address = runtime.vault.decrypt(contact.address_enc)
+        flow_id = run.flow_id
+        if contact.opted_out or contact.blocked:
+            # STOP arrived while the phone was ringing: say nothing more, hang up.
+            from citoyen.services.conversations import Reply
+
+            language = contact.language or runtime.bundle.settings.languages.default
+            return Reply(prompts=[], language=language, status="completed")
+
+    def on_reply(session: Session, reply: Any, contact: Contact) -> None:
+        row = session.get(SurveyInvitation, invitation_id)
+        if row is not None and reply.conversation_id is not None:
+            row.conversation_id = reply.conversation_id
+            row.call_status = "in-progress"
+
+    inbound = Inbound(
+        "voice", address, Input("start"), provider_id=provider_id(call_sid, 0), flow_id=flow_id
+    )
+    reply = runtime.conversations.handle(inbound, now=now, on_reply=on_reply)
+    notice = Prompt(kind="message", text=STOP_NOTICE_VOICE, node="survey")
+    reply.prompts = [notice, *reply.prompts]
+    return reply

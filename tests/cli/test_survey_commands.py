@@ -1,0 +1,104 @@
+"""`citoyen survey run` and `citoyen survey results` through click's runner."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlmodel import Session, select
+
+from citoyen.cli import main
+from citoyen.engine.sms import segments
+from citoyen.models import Outbox, SurveyInvitation
+from citoyen.runtime import Runtime
+from citoyen.services.setup import ensure_ready
+from tests.services.surveys.conftest import add_contact
+
+ROOT = Path(__file__).resolve().parents[2]
+SURVEY = """\
+id: cli_survey
+flow: perceived_safety
+channels: [telegram, sms, voice]
+quiet_hours:
+  start: "00:00"
+  end: "23:59"
+expiry: 3d
+"""
+
+
+@pytest.fixture
+def runtime(settings, tmp_path: Path) -> Runtime:
+    flows = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", flows)
+    (flows / "surveys" / "cli_survey.yaml").write_text(SURVEY, encoding="utf-8")
+    runtime = Runtime(settings.model_copy(update={"flows_dir": flows}))
+    ensure_ready(runtime)
+    return runtime
+
+
+def invoke(runtime: Runtime, *args: str):
+    return CliRunner().invoke(main, ["survey", *args], obj={"runtime": runtime})
+
+
+def test_dry_run_counts_per_channel_and_sends_nothing(runtime: Runtime) -> None:
+    for i in range(3):
+        add_contact(runtime, f"+2237640{i:04d}", last_channel="sms", language="fr")
+    add_contact(runtime, "+22376409999", last_channel="voice")
+    add_contact(runtime, "telegram:5554001")
+    add_contact(runtime, "+22376408888", consent=False)
+    result = invoke(runtime, "run", "cli_survey", "--dry-run")
+    assert result.exit_code == 0, result.output
+    rows = dict(re.findall(r"│\s*(sms|telegram|voice|total)\s*│\s*(\d+)\s*│", result.stdout))
+    assert rows == {"sms": "3", "telegram": "1", "voice": "1", "total": "5"}
+    # The SMS estimate: each French invitation as it would be sent, counted in segments.
+    from citoyen.services.surveys import surveys_for
+    from citoyen.services.surveys.runs import estimated_segments
+
+    survey = surveys_for(runtime)["cli_survey"]
+    one = estimated_segments(runtime.bundle.catalog, runtime.bundle, survey, ["fr"])
+    assert one >= 1
+    assert f"about {3 * one} SMS segment(s)" in result.stdout
+    assert "5 eligible" in result.stdout and "Nothing was sent" in result.stdout
+    with Session(runtime.engine) as session:
+        assert session.exec(select(SurveyInvitation)).all() == []
+        assert session.exec(select(Outbox)).all() == []
+
+
+def test_estimate_matches_the_queued_invitation(runtime: Runtime) -> None:
+    add_contact(runtime, "+22376401111", language="bm")
+    from citoyen.services.surveys import surveys_for
+    from citoyen.services.surveys.runs import estimated_segments
+
+    survey = surveys_for(runtime)["cli_survey"]
+    estimate = estimated_segments(runtime.bundle.catalog, runtime.bundle, survey, ["bm"])
+    assert invoke(runtime, "run", "cli_survey").exit_code == 0
+    with Session(runtime.engine) as session:
+        bodies = [r.body for r in session.exec(select(Outbox).where(Outbox.kind == "survey"))]
+    assert sum(segments(b) for b in bodies) == estimate
+
+
+def test_run_invites_and_reports(runtime: Runtime) -> None:
+    add_contact(runtime, "+22376402222")
+    add_contact(runtime, "telegram:5554002")
+    result = invoke(runtime, "run", "cli_survey")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"2 eligible, 2 drawn, 2 invited \(sms: 1, telegram: 1\)", result.stdout)
+    assert "76402222" not in result.output
+    with Session(runtime.engine) as session:
+        assert len(session.exec(select(SurveyInvitation)).all()) == 2
+
+
+def test_unknown_survey_and_no_answers(runtime: Runtime) -> None:
+    result = invoke(runtime, "run", "nope")
+    assert result.exit_code != 0
+    assert "unknown survey 'nope'" in result.output and "cli_survey" in result.output
+    empty = invoke(runtime, "results", "cli_survey", "--format", "json")
+    assert empty.exit_code == 0 and json.loads(empty.stdout) == []
+    table = invoke(runtime, "results", "cli_survey")
+    assert table.exit_code == 0 and "no answers yet" in table.stdout
+    bad = invoke(runtime, "results", "cli_survey", "--by", "village")
+    assert bad.exit_code == 2
