@@ -42,8 +42,11 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Playwright's sync API runs an event loop in this thread
+    while it is open: it must be closed before other tests (asyncio.run in the Telegram tests)
+    run, hence the module scope rather than the session."""
     path = chromium_path()
     if path is None:
         _unavailable("Chromium not found (apt-get install chromium, or set CITOYEN_CHROMIUM)")

@@ -21,6 +21,9 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
         settings = test_config.pop("SETTINGS", None) or get_settings()
         runtime = Runtime(settings)
     app = Flask(__name__)
+    from citoyen.web.admin.prompts import UploadAwareRequest
+
+    app.request_class = UploadAwareRequest  # prompt uploads only may exceed the 1 MB limit
     app.config.update(
         SECRET_KEY=runtime.settings.effective_secret_key(),
         MAX_CONTENT_LENGTH=1024 * 1024,  # webhooks and forms are small; refuse big bodies early

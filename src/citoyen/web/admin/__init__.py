@@ -133,6 +133,7 @@ def init_app(app: Flask) -> None:
         dashboard,
         export,
         monitor,
+        prompts,
         queues,
         reports,
         users,
