@@ -61,6 +61,9 @@ def _load_bundle_or_exit(runtime: Runtime) -> object:
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """citoyen: security concerns from citizens to the stakeholders who act."""
+    from citoyen import logredact
+
+    logredact.install()  # before any record: no phone number or Telegram id in any log
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -69,6 +72,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
         # A line per scheduler tick or migration step would bury what people need to read.
         for noisy in ("apscheduler", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    # python-telegram-bot's debug lines carry whole updates: citizens' words, names and
+    # usernames, which the redaction of numbers does not hide. Never below INFO.
+    logging.getLogger("telegram").setLevel(logging.INFO)
     ctx.ensure_object(dict)
 
 
