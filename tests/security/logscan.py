@@ -55,7 +55,10 @@ def find_leaks(line: str, identifiers: set[str] | re.Pattern[str]) -> list[str]:
 
 def _pattern(identifiers: set[str]) -> re.Pattern[str]:
     alternatives = "|".join(sorted(map(re.escape, identifiers), key=len, reverse=True))
-    return re.compile(rf"(?<!\d)(?:{alternatives})(?!\d)" if alternatives else r"(?!x)x")
+    # National digits alone or after the country code (223, 00223), digits on neither side.
+    return re.compile(
+        rf"(?<!\d)(?:(?:00)?223)?(?:{alternatives})(?!\d)" if alternatives else r"(?!x)x"
+    )
 
 
 class LeakScanner(logging.Handler):
