@@ -490,6 +490,48 @@ def keys_rotate(ctx: click.Context, batch_size: int) -> None:
         console.print("every address is under the first key: the other key(s) can be removed")
 
 
+@main.command()
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Retention in days (default CITOYEN_RETENTION_DAYS).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count the reports that would be purged.")
+@click.pass_context
+def purge(ctx: click.Context, days: int | None, dry_run: bool) -> None:
+    """Remove the free text, recordings and reporter link of reports closed long ago.
+
+    Keeps what statistics need (category, place, dates, statuses); see docs/security.md.
+    """
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session
+
+    from citoyen.services.retention import due_reports
+    from citoyen.services.retention import purge as purge_reports
+
+    runtime = _runtime(ctx)
+    if runtime.needs_migration():
+        raise SystemExit("database not migrated: run `citoyen db upgrade` first")
+    days = days or runtime.settings.retention_days
+    if days <= 0:
+        raise SystemExit("retention is off (CITOYEN_RETENTION_DAYS=0): give --days to purge")
+    if dry_run:
+        with Session(runtime.engine) as session:
+            n = len(due_reports(session, days, datetime.now(UTC)))
+        console.print(f"{n} report(s) resolved or closed more than {days} days ago would be purged")
+        return
+    with _progress() as progress:
+        task = progress.add_task("purging reports", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = purge_reports(runtime.engine, runtime.settings.instance_dir, days, progress=tick)
+    console.print(str(result))
+
+
 @main.group()
 def areas() -> None:
     """Administrative areas (regions, cercles, communes)."""

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from citoyen.cli import main
 from citoyen.config import Settings
 from citoyen.db import get_engine, write_session
-from citoyen.models import Contact, Outbox, Stakeholder
+from citoyen.models import Outbox, Stakeholder
 from citoyen.services.contacts import find_contact, get_or_create_contact
 from citoyen.services.keyrotation import remaining, rotate_keys
 from citoyen.services.privacy import Vault
