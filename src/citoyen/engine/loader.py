@@ -44,6 +44,8 @@ SYSTEM_KEYS: dict[str, frozenset[str]] = {
     "system.help": frozenset(),
     "system.stopped": frozenset(),
     "system.started": frozenset(),
+    "system.discreet_on": frozenset(),
+    "system.discreet_off": frozenset(),
     "system.goodbye": frozenset(),
     "system.no_answer": frozenset(),
     "system.more": frozenset(),
@@ -62,7 +64,15 @@ SYSTEM_KEYS: dict[str, frozenset[str]] = {
 VOICE_SYSTEM_KEYS: tuple[str, ...] = tuple(
     k
     for k in SYSTEM_KEYS
-    if k not in ("system.help", "system.stopped", "system.started", "system.text_too_long")
+    if k
+    not in (
+        "system.help",
+        "system.stopped",
+        "system.started",
+        "system.discreet_on",
+        "system.discreet_off",
+        "system.text_too_long",
+    )
 )
 # Lines of menus, measured within the menus they belong to (voice_option is never sent by SMS).
 _NOT_SMS = frozenset({"system.language_option", "system.voice_option"})

@@ -136,7 +136,11 @@ def reply_to_citizen(
         or ("telegram" if contact.channel == "telegram" else "sms"),
         idempotency_key=f"reply:{event.id}",
         body=router.text(
-            [texts.STAFF_REPLY], lang, {"reference": report.reference, "message": message}
+            texts.discreet_keys([texts.STAFF_REPLY], texts.DISCREET_STAFF_REPLY)
+            if router.discreet_for(contact)
+            else [texts.STAFF_REPLY],
+            lang,
+            {"reference": report.reference, "message": message},
         ),
         payload={"report": report.reference},
         contact_id=contact.id,
