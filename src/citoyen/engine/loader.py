@@ -60,6 +60,12 @@ SYSTEM_KEYS: dict[str, frozenset[str]] = {
     "system.voice_option": frozenset({"label", "n"}),
     "system.invalid_reference": frozenset(),
 }
+# System texts needed only when the global keyword that says them is configured (a deployment
+# without the discreet keywords needs no text for them).
+KEYWORD_SYSTEM_KEYS: dict[str, str] = {
+    "system.discreet_on": "discreet",
+    "system.discreet_off": "normal",
+}
 # System texts a voice call can play (keyword replies and text_too_long only exist in messages).
 VOICE_SYSTEM_KEYS: tuple[str, ...] = tuple(
     k
@@ -540,6 +546,11 @@ class _Checker:
             file = cat.file(lang)
             for key, allowed in SYSTEM_KEYS.items():
                 if not cat.has(key, lang):
+                    keyword = KEYWORD_SYSTEM_KEYS.get(key)
+                    if keyword is not None and not (
+                        self.settings is not None and self.settings.keywords.get(keyword)  # type: ignore[call-overload]
+                    ):
+                        continue
                     self.add("error", file, None, None, f"system text '{key}' is missing")
                     continue
                 extra = cat.placeholders(key, lang) - allowed - set(self.emergency)

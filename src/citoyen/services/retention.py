@@ -231,6 +231,12 @@ def _erase_contact(session: Session, contact: Contact) -> None:
         .where(col(Outbox.contact_id) == contact.id, col(Outbox.status) != "pending")
         .values(body=None)
     )
+    # Nothing can reach a number that is gone: messages still waiting fail, with the reason.
+    session.exec(
+        update(Outbox)
+        .where(col(Outbox.contact_id) == contact.id, col(Outbox.status) == "pending")
+        .values(body=None, status="failed", error="recipient erased by the retention purge")
+    )
 
 
 def run_scheduled_purge(runtime: Any) -> PurgeResult | None:
