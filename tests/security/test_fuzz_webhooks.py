@@ -234,3 +234,20 @@ def test_telegram_user_id_that_is_no_telegram_id_is_a_400(client, runtime) -> No
     )
     assert response.status_code == 400
     assert snapshot(runtime.engine) == before
+
+
+@pytest.mark.parametrize("path", [*FIELDS, "/telegram/webhook"])
+def test_a_body_over_one_megabyte_is_refused_and_changes_nothing(client, runtime, path) -> None:
+    before = snapshot(runtime.engine)
+    body = b"Body=" + b"x" * (1024 * 1024 + 1)
+    response = client.post(
+        path,
+        data=body,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET,
+            "X-Twilio-Signature": "x",
+        },
+    )
+    assert response.status_code == 413
+    assert snapshot(runtime.engine) == before
