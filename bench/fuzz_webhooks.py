@@ -1,8 +1,8 @@
 """Bench-sized fuzzing of every webhook endpoint (>= 10,000 cases each), by hand, not in CI.
 
 Runs tests/security/test_fuzz_webhooks.py with ``CITOYEN_FUZZ_EXAMPLES`` raised (default 10,000)
-on SQLite (``--postgres`` for PostgreSQL too), then prints the spread of status
-codes per endpoint, as a Markdown table), and prints the time taken. The invariants are the test's: no 5xx, and a
+on SQLite (``--postgres`` for PostgreSQL too), then prints the time taken and the spread of
+status codes per endpoint as a Markdown table. The invariants are the test's: no 5xx, and a
 refused request leaves every table as it was. Record the figures in docs/security.md.
 
     .venv/bin/python bench/fuzz_webhooks.py [--examples 10000] [--postgres] [-k EXPR]
