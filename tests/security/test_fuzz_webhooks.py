@@ -285,3 +285,25 @@ def test_a_body_over_one_megabyte_is_refused_and_changes_nothing(client, runtime
     )
     assert response.status_code == 413
     assert snapshot(runtime.engine) == before
+
+
+def test_a_nul_character_in_a_message_is_dropped_not_a_500(client, runtime) -> None:
+    """Found by the fuzzing above on PostgreSQL, whose text columns refuse NUL: an SMS body
+    with one used to fail its insert (a 500). The character is dropped; the message is kept."""
+    from sqlmodel import Session, select
+
+    from citoyen.models import Message
+    from tests.channels.twilio_helpers import signed_post
+
+    form = {
+        "From": "+22376900001",
+        "To": "+22320000000",
+        "Body": "Bon\x00jour",
+        "MessageSid": "SM" + "3" * 32,
+        "AccountSid": ACCOUNT_SID,
+    }
+    response = signed_post(client, "/twilio/sms", form)
+    assert response.status_code == 200
+    with Session(runtime.engine) as session:
+        bodies = session.exec(select(Message.body).where(Message.direction == "in")).all()
+    assert bodies == ["Bonjour"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,6 +87,15 @@ class InboundLimit:
     window: timedelta = timedelta(minutes=10)
 
 
+def _without_nul(inbound: Inbound) -> Inbound:
+    """The input without NUL characters: PostgreSQL text cannot hold them (the insert would
+    fail: found by fuzzing the webhooks), and no citizen means one."""
+    value = inbound.input.value
+    if value is None or "\x00" not in value:
+        return inbound
+    return replace(inbound, input=replace(inbound.input, value=value.replace("\x00", "")))
+
+
 def _scalar_params(answers: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answers.items() if isinstance(v, str | int | float)}
 
@@ -118,6 +127,7 @@ class ConversationService:
         there, so it is queued if and only if the input is recorded.
         """
         now = now or datetime.now(UTC)
+        inbound = _without_nul(inbound)
         last_error: Exception | None = None
         for _attempt in range(4):
             try:
