@@ -24,6 +24,9 @@ import sqlalchemy as sa
 
 from citoyen import db
 
+# Every log line of the session is scanned for test phone numbers and Telegram ids.
+pytest_plugins = ["tests.security.logscan"]
+
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_URL = os.environ.get("CITOYEN_TEST_POSTGRES_URL", DEFAULT_PG_URL)
 REQUIRE_PG = os.environ.get("CITOYEN_REQUIRE_POSTGRES") == "1"

@@ -61,6 +61,9 @@ def _load_bundle_or_exit(runtime: Runtime) -> object:
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """citoyen: security concerns from citizens to the stakeholders who act."""
+    from citoyen import logredact
+
+    logredact.install()  # before any record: no phone number or Telegram id in any log
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -69,6 +72,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
         # A line per scheduler tick or migration step would bury what people need to read.
         for noisy in ("apscheduler", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    # python-telegram-bot's debug lines carry whole updates: citizens' words, names and
+    # usernames, which the redaction of numbers does not hide. Never below INFO.
+    logging.getLogger("telegram").setLevel(logging.INFO)
     ctx.ensure_object(dict)
 
 
@@ -590,6 +596,104 @@ def reports_export(ctx: click.Context, fmt: str, output: Path | None) -> None:
         else:
             n = write_export(export_rows(session), fmt, sys.stdout)
     console.print(f"{n} report(s) exported")
+
+
+@main.group()
+def keys() -> None:
+    """The data key that encrypts phone numbers and Telegram ids (docs/security.md)."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new data key (to put first in CITOYEN_DATA_KEY before `keys rotate`)."""
+    from cryptography.fernet import Fernet
+
+    click.echo(Fernet.generate_key().decode())
+
+
+@keys.command("rotate")
+@click.option("--batch-size", default=500, show_default=True, help="Rows per transaction.")
+@click.pass_context
+def keys_rotate(ctx: click.Context, batch_size: int) -> None:
+    """Re-encrypt and re-hash every stored address under the first key of CITOYEN_DATA_KEY.
+
+    Set CITOYEN_DATA_KEY=NEW,OLD first (every process reads both meanwhile); run this; remove
+    OLD when it reports nothing left. Interrupted, it resumes where it stopped.
+    """
+    from citoyen.services.keyrotation import remaining, rotate_keys
+
+    runtime = _runtime(ctx)
+    if runtime.needs_migration():
+        raise SystemExit("database not migrated: run `citoyen db upgrade` first")
+    vault = runtime.vault
+    if vault.key_count < 2:
+        console.print(
+            "only one data key is configured: stored addresses are re-encrypted under it. "
+            "To change the key, set CITOYEN_DATA_KEY=NEW,OLD (see docs/security.md)."
+        )
+    try:
+        with _progress() as progress:
+            task = progress.add_task("re-encrypting addresses", total=None)
+
+            def tick(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = rotate_keys(runtime.engine, vault, batch_size=batch_size, progress=tick)
+    except ValueError as exc:
+        raise SystemExit(
+            f"error: {exc}: is every key the data was written with in CITOYEN_DATA_KEY? "
+            "Rows done so far are kept; run again once fixed."
+        ) from None
+    console.print(str(result))
+    left = remaining(runtime.engine, vault)
+    if left:
+        raise SystemExit(
+            f"{left} address(es) still under an old key: run `citoyen keys rotate` again"
+        )
+    if vault.key_count > 1:
+        console.print("every address is under the first key: the other key(s) can be removed")
+
+
+@main.command()
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Retention in days (default CITOYEN_RETENTION_DAYS).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count the reports that would be purged.")
+@click.pass_context
+def purge(ctx: click.Context, days: int | None, dry_run: bool) -> None:
+    """Remove the free text, recordings and reporter link of reports closed long ago.
+
+    Keeps what statistics need (category, place, dates, statuses); see docs/security.md.
+    """
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session
+
+    from citoyen.services.retention import due_reports
+    from citoyen.services.retention import purge as purge_reports
+
+    runtime = _runtime(ctx)
+    if runtime.needs_migration():
+        raise SystemExit("database not migrated: run `citoyen db upgrade` first")
+    days = days or runtime.settings.retention_days
+    if days <= 0:
+        raise SystemExit("retention is off (CITOYEN_RETENTION_DAYS=0): give --days to purge")
+    if dry_run:
+        with Session(runtime.engine) as session:
+            n = len(due_reports(session, days, datetime.now(UTC)))
+        console.print(f"{n} report(s) resolved or closed more than {days} days ago would be purged")
+        return
+    with _progress() as progress:
+        task = progress.add_task("purging reports", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = purge_reports(runtime.engine, runtime.settings.instance_dir, days, progress=tick)
+    console.print(str(result))
 
 
 @main.group()

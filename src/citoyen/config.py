@@ -110,6 +110,32 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CITOYEN_REVEAL_ROLES"),
         description="Admin roles that may reveal a non-anonymous reporter's number (audited).",
     )
+    retention_days: int = Field(
+        default=365,
+        ge=0,
+        validation_alias=AliasChoices("CITOYEN_RETENTION_DAYS"),
+        description="Days after a report is resolved or closed before `citoyen purge` (and the "
+        "worker's daily job) removes its free text, recordings and reporter link; 0: never.",
+    )
+    inbound_limit: int = Field(
+        default=40,
+        ge=1,
+        validation_alias=AliasChoices("CITOYEN_INBOUND_LIMIT"),
+        description="Inbound messages (SMS, Telegram updates, voice steps) one sender may send "
+        "per window; beyond it they are dropped and logged, never turned into reports.",
+    )
+    inbound_window_seconds: int = Field(
+        default=600,
+        ge=1,
+        validation_alias=AliasChoices("CITOYEN_INBOUND_WINDOW_SECONDS"),
+        description="The window of CITOYEN_INBOUND_LIMIT, in seconds.",
+    )
+    discreet: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("CITOYEN_DISCREET"),
+        description="Neutral wording in every message to citizens (status notices, replies), "
+        "so a shared phone does not expose a reporter; contacts can also choose it one by one.",
+    )
     twilio_account_sid: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"),

@@ -88,6 +88,9 @@ class Contact(SQLModel, table=True):
     blocked: bool = False
     created_at: datetime = ts()
     last_seen_at: datetime = ts()
+    # Messages to this contact use neutral wording that does not expose them on a shared phone
+    # (None: the deployment's CITOYEN_DISCREET setting; see docs/security.md).
+    discreet: bool | None = None
 
 
 class FlowVersion(SQLModel, table=True):
@@ -165,6 +168,9 @@ class Report(SQLModel, table=True):
     # Set when a moderator merged this report into another one about the same event: its
     # reporter is then told of the other report's progress (citoyen.services.queues).
     merged_into_id: int | None = Field(default=None, foreign_key="reports.id", index=True)
+    # Set when the retention purge removed its free text, recordings and link to the reporter
+    # (citoyen.services.retention); its category, place, dates and statuses stay for statistics.
+    purged_at: datetime | None = ts(nullable=True, default=False)
 
 
 class ReportEvent(SQLModel, table=True):
@@ -451,6 +457,24 @@ class PromptTake(SQLModel, table=True):
     created_at: datetime = ts()
     kept_at: datetime | None = ts(nullable=True, default=False)
     stored_at: datetime | None = ts(nullable=True, default=False)
+
+
+class InboundThrottle(SQLModel, table=True):
+    """A burst of inbound messages from one contact beyond the per-sender limit.
+
+    While a contact is over the limit its messages are neither stored nor stepped through a flow
+    (so a flood never becomes reports); this row counts them, so the flood is logged once when
+    it starts and visible afterwards. Rows, not process memory: every web worker sees them.
+    """
+
+    __tablename__ = "inbound_throttles"
+    __table_args__ = (sa.Index("ix_inbound_throttles_contact_last", "contact_id", "last_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id")
+    channel: str = Field(max_length=20)
+    started_at: datetime = ts()
+    last_at: datetime = ts()
+    dropped: int = 0
 
 
 # Fields of a report that its queue entries carry (QueueEntry.report_status, category, ...).

@@ -50,9 +50,14 @@ class Runtime:
 
     @cached_property
     def conversations(self) -> Any:
-        from citoyen.services.conversations import ConversationService
+        from datetime import timedelta
 
-        return ConversationService(self.engine, self.bundle, self.vault)
+        from citoyen.services.conversations import ConversationService, InboundLimit
+
+        limit = InboundLimit(
+            self.settings.inbound_limit, timedelta(seconds=self.settings.inbound_window_seconds)
+        )
+        return ConversationService(self.engine, self.bundle, self.vault, limit)
 
     def migrate(self) -> None:
         db.upgrade(self.settings.resolved_database_url)

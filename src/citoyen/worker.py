@@ -140,6 +140,10 @@ def release_lease(engine: sa.Engine, holder: str, name: str = LEASE_NAME) -> Non
 # --- the worker -----------------------------------------------------------------------------------
 
 
+# Trigger arguments a module's job may give (interval: seconds/minutes/hours; cron: the rest).
+TRIGGER_ARGS = ("seconds", "minutes", "hours", "second", "minute", "hour", "day", "day_of_week")
+
+
 class Worker:
     """Owns the scheduler; ``start(background=False)`` blocks until a signal stops it."""
 
@@ -164,7 +168,7 @@ class Worker:
 
     def _specs(self) -> list[dict[str, Any]]:
         """Every job as ``{id, call, store, trigger, trigger_args, misfire_grace_time}``."""
-        from citoyen.services import media, queues
+        from citoyen.services import media, queues, retention
         from citoyen.services.prompts import phone
         from citoyen.services.surveys import jobs as survey_jobs
         from citoyen.services.surveys import surveys_for
@@ -190,9 +194,10 @@ class Worker:
             *media.scheduled_jobs(runtime),
             *queues.scheduled_jobs(runtime),
             *phone.scheduled_jobs(runtime),
+            *retention.scheduled_jobs(runtime),
         ]:
             func, args, kwargs = job["func"], job.get("args", []), job.get("kwargs", {})
-            trigger_args = {k: job[k] for k in ("seconds", "minutes", "hours") if k in job}
+            trigger_args = {k: job[k] for k in TRIGGER_ARGS if k in job}
             specs.append(
                 {
                     "id": job["id"],

@@ -302,6 +302,13 @@ class _Run:
         elif keyword == "help":
             self.say("message", "system.help")
             self.ask()
+        elif keyword in ("discreet", "normal"):
+            # Discreet mode: later messages (status notices, staff replies) use neutral words a
+            # shared phone can show (docs/security.md). The conversation goes on where it was.
+            on = keyword == "discreet"
+            self.effects.append(Effect("set_discreet", {"discreet": on}))
+            self.say("message", "system.discreet_on" if on else "system.discreet_off")
+            self.ask()
         elif keyword == "menu":
             self.restart()
         elif keyword == "language":

@@ -44,6 +44,8 @@ SYSTEM_KEYS: dict[str, frozenset[str]] = {
     "system.help": frozenset(),
     "system.stopped": frozenset(),
     "system.started": frozenset(),
+    "system.discreet_on": frozenset(),
+    "system.discreet_off": frozenset(),
     "system.goodbye": frozenset(),
     "system.no_answer": frozenset(),
     "system.more": frozenset(),
@@ -58,11 +60,25 @@ SYSTEM_KEYS: dict[str, frozenset[str]] = {
     "system.voice_option": frozenset({"label", "n"}),
     "system.invalid_reference": frozenset(),
 }
+# System texts needed only when the global keyword that says them is configured (a deployment
+# without the discreet keywords needs no text for them).
+KEYWORD_SYSTEM_KEYS: dict[str, str] = {
+    "system.discreet_on": "discreet",
+    "system.discreet_off": "normal",
+}
 # System texts a voice call can play (keyword replies and text_too_long only exist in messages).
 VOICE_SYSTEM_KEYS: tuple[str, ...] = tuple(
     k
     for k in SYSTEM_KEYS
-    if k not in ("system.help", "system.stopped", "system.started", "system.text_too_long")
+    if k
+    not in (
+        "system.help",
+        "system.stopped",
+        "system.started",
+        "system.discreet_on",
+        "system.discreet_off",
+        "system.text_too_long",
+    )
 )
 # Lines of menus, measured within the menus they belong to (voice_option is never sent by SMS).
 _NOT_SMS = frozenset({"system.language_option", "system.voice_option"})
@@ -578,6 +594,11 @@ class _Checker:
             file = cat.file(lang)
             for key, allowed in SYSTEM_KEYS.items():
                 if not cat.has(key, lang):
+                    keyword = KEYWORD_SYSTEM_KEYS.get(key)
+                    if keyword is not None and not (
+                        self.settings is not None and self.settings.keywords.get(keyword)  # type: ignore[call-overload]
+                    ):
+                        continue
                     self.add("error", file, None, None, f"system text '{key}' is missing")
                     continue
                 extra = cat.placeholders(key, lang) - allowed - set(self.emergency)

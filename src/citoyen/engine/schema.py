@@ -394,8 +394,16 @@ class LanguageSettings(_Model):
     default: str
 
 
-KEYWORD_NAMES: tuple[str, ...] = ("stop", "start", "help", "menu", "language")
-KeywordName = Literal["stop", "start", "help", "menu", "language"]
+KEYWORD_NAMES: tuple[str, ...] = (
+    "stop",
+    "start",
+    "help",
+    "menu",
+    "language",
+    "discreet",
+    "normal",
+)
+KeywordName = Literal["stop", "start", "help", "menu", "language", "discreet", "normal"]
 
 
 class Settings(_Model):

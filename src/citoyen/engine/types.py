@@ -73,7 +73,8 @@ class Effect:
 
     Kinds: ``set_language`` {language}; ``create_report`` {category, place, description,
     urgency, anonymous, callback, answers}; ``save_answers`` {flow_id, flow_version, answers};
-    ``set_consent`` {consent}; ``opt_out`` {}; ``opt_in`` {}; ``lookup_report`` {reference}
+    ``set_consent`` {consent}; ``opt_out`` {}; ``opt_in`` {}; ``set_discreet`` {discreet};
+    ``lookup_report`` {reference}
     (the caller adds ``report_status`` to the texts' values).
     """
 

@@ -600,6 +600,9 @@ class _Checker:
             texts.ALERT_PLACE_UNKNOWN,
             texts.ALERT_CATEGORY_UNKNOWN,
             *(texts.urgency_key(u) for u in URGENCIES),
+            # Discreet mode can be switched on by any contact: its texts must always exist.
+            texts.DISCREET_NOTIFY,
+            texts.DISCREET_STAFF_REPLY,
         ]
         for key in required:
             # A text present in some languages only is reported by the flow validator.
@@ -618,8 +621,10 @@ class _Checker:
                     self._check_text(key, lang, texts.ALERT_PLACEHOLDERS)
                 elif key.startswith(texts.TEMPLATE_PREFIX):
                     self._check_template_key(key, lang)
-                elif key == texts.STAFF_REPLY:
+                elif key == texts.STAFF_REPLY or key == texts.DISCREET_STAFF_REPLY:
                     self._check_text(key, lang, texts.STAFF_REPLY_PLACEHOLDERS)
+                elif key.startswith(texts.DISCREET_PREFIX):
+                    self._check_text(key, lang, texts.NOTIFY_PLACEHOLDERS)
 
     def _check_template_key(self, key: str, lang: str) -> None:
         parts = key.split(".")

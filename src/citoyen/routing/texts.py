@@ -16,6 +16,13 @@ from typing import Any
 NOTIFY_PREFIX = "notify."
 TEMPLATE_PREFIX = "template."
 STAFF_REPLY = "staff.reply"  # a staff member's own words to a reporter, with the reference
+# Discreet mode (a contact's choice or the deployment's CITOYEN_DISCREET): messages that reach a
+# phone later, when someone else may read it, use neutral words instead. ``discreet.<key>`` is
+# the discreet variant of a notification or template; without one, the generic text is used,
+# never the ordinary one (which may say "report", a category, the police...).
+DISCREET_PREFIX = "discreet."
+DISCREET_NOTIFY = "discreet.notify"
+DISCREET_STAFF_REPLY = "discreet.staff.reply"
 ALERT_EMERGENCY = "alert.emergency"
 ALERT_ESCALATED = "alert.escalated"
 ALERT_PLACE_UNKNOWN = "alert.place_unknown"
@@ -61,6 +68,15 @@ def notification_keys(status: str, *, category: str | None, reason: str | None) 
         keys.append(f"{NOTIFY_PREFIX}{status}.{category}")
     keys.append(f"{NOTIFY_PREFIX}{status}")
     return keys
+
+
+def discreet_keys(keys: list[str], generic: str) -> list[str]:
+    """The discreet candidates for ``keys``: each one's ``discreet.`` variant, then ``generic``.
+
+    The ordinary texts are deliberately not among them: a missing variant falls back to the
+    neutral generic text, not to words that could expose the reporter.
+    """
+    return [DISCREET_PREFIX + key for key in keys] + [generic]
 
 
 # Placeholders each kind of text may use, beyond the emergency numbers of settings.yaml.

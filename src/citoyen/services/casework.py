@@ -16,6 +16,7 @@ from citoyen.models import AuditEvent, Contact, QueueEntry, Report, ReportEvent,
 from citoyen.routing import texts
 from citoyen.services.access import AccessDenied, Staff, acting_stakeholder, may_reveal
 from citoyen.services.outbox import enqueue
+from citoyen.services.privacy import is_erased
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.notify import OUTBOX_CHANNEL
 from citoyen.services.queues.routes import add_entry, alert_if_emergency
@@ -136,7 +137,11 @@ def reply_to_citizen(
         or ("telegram" if contact.channel == "telegram" else "sms"),
         idempotency_key=f"reply:{event.id}",
         body=router.text(
-            [texts.STAFF_REPLY], lang, {"reference": report.reference, "message": message}
+            texts.discreet_keys([texts.STAFF_REPLY], texts.DISCREET_STAFF_REPLY)
+            if router.discreet_for(contact)
+            else [texts.STAFF_REPLY],
+            lang,
+            {"reference": report.reference, "message": message},
         ),
         payload={"report": report.reference},
         contact_id=contact.id,
@@ -308,7 +313,8 @@ def reveal_identity(
         raise CaseworkError("this report is anonymous: the reporter's number is never shown")
     reason = _text(reason, "reason", MAX_NOTE, MIN_REASON)
     contact = session.get(Contact, report.contact_id) if report.contact_id else None
-    if contact is None or contact.channel == "withheld":
+    if contact is None or contact.channel == "withheld" or is_erased(contact.address_enc):
+        # Withheld caller id, or erased by the retention purge (citoyen.services.retention).
         raise CaseworkError("no number is known for this reporter")
     address = vault.decrypt(contact.address_enc)
     audit(

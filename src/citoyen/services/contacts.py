@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from citoyen.models import Contact
 from citoyen.services.privacy import Vault, normalise_address
@@ -18,7 +18,9 @@ def address_kind(address: str) -> str:
 def find_contact(
     session: Session, vault: Vault, address: str, *, lock: bool = False
 ) -> Contact | None:
-    stmt = select(Contact).where(Contact.address_hash == vault.hash(normalise_address(address)))
+    # Every configured key's hash: during a key rotation a contact may still have the old one.
+    digests = vault.hashes(normalise_address(address))
+    stmt = select(Contact).where(col(Contact.address_hash).in_(digests))
     if lock:
         stmt = stmt.with_for_update()
     return session.exec(stmt).first()

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, func, select
 
 from citoyen import engine as flow_engine
 from citoyen.channels.render import option_label
 from citoyen.db import write_session
 from citoyen.engine.textnorm import normalise
 from citoyen.engine.types import Context, Input, Option, Prompt, State
-from citoyen.models import Contact, Conversation, Message
+from citoyen.models import Contact, Conversation, InboundThrottle, Message
 from citoyen.services import effects as effect_handlers
 from citoyen.services.areas import load_area_context
 from citoyen.services.contacts import get_or_create_contact
@@ -81,6 +81,24 @@ class Reply:
         return cls(**{**data, "prompts": prompts, "duplicate": duplicate})
 
 
+@dataclass(frozen=True)
+class InboundLimit:
+    """At most ``messages`` inbound inputs per sender in any ``window`` (settings
+    ``CITOYEN_INBOUND_LIMIT`` and ``CITOYEN_INBOUND_WINDOW_SECONDS``)."""
+
+    messages: int = 40
+    window: timedelta = timedelta(minutes=10)
+
+
+def _without_nul(inbound: Inbound) -> Inbound:
+    """The input without NUL characters: PostgreSQL text cannot hold them (the insert would
+    fail: found by fuzzing the webhooks), and no citizen means one."""
+    value = inbound.input.value
+    if value is None or "\x00" not in value:
+        return inbound
+    return replace(inbound, input=replace(inbound.input, value=value.replace("\x00", "")))
+
+
 def _scalar_params(answers: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answers.items() if isinstance(v, str | int | float)}
 
@@ -88,11 +106,14 @@ def _scalar_params(answers: dict[str, Any]) -> dict[str, Any]:
 class ConversationService:
     """Handles inbound inputs for one deployment (flows, texts, data key, database)."""
 
-    def __init__(self, engine: Engine, bundle: Any, vault: Vault) -> None:
+    def __init__(
+        self, engine: Engine, bundle: Any, vault: Vault, limit: InboundLimit | None = None
+    ) -> None:
         self.engine = engine
         self.bundle = bundle
         self.flows = PinnedFlows(bundle)
         self.vault = vault
+        self.limit = limit or InboundLimit()
 
     # -- public -------------------------------------------------------------------------------
 
@@ -109,6 +130,7 @@ class ConversationService:
         there, so it is queued if and only if the input is recorded.
         """
         now = now or datetime.now(UTC)
+        inbound = _without_nul(inbound)
         last_error: Exception | None = None
         for _attempt in range(4):
             try:
@@ -221,6 +243,9 @@ class ConversationService:
                 return Reply.from_dict(seen.reply, duplicate=True)
 
         contact, created = get_or_create_contact(session, self.vault, inbound.address, now)
+        if self._throttled(session, contact, inbound.channel, now):
+            # Not stored, not stepped: a flood never becomes reports or fills the database.
+            return Reply(prompts=[], language=self._lang(contact), status="throttled")
         message = Message(
             contact_id=contact.id,
             channel=inbound.channel,
@@ -301,6 +326,45 @@ class ConversationService:
             result.state.status,
         )
         return reply
+
+    def _throttled(self, session: Session, contact: Contact, channel: str, now: datetime) -> bool:
+        """Whether this sender is over the inbound limit; if so, count the dropped input.
+
+        The count is of the sender's stored inbound messages in the window, so it needs no
+        state outside the database and holds across web workers; the contact row is locked
+        (get_or_create_contact), so two requests of one sender are counted one after the other.
+        The flood is logged once, when it starts, then counted in ``inbound_throttles``.
+        """
+        since = now - self.limit.window
+        received = session.exec(
+            select(func.count())
+            .select_from(Message)
+            .where(
+                Message.contact_id == contact.id,
+                Message.direction == "in",
+                col(Message.created_at) > since,
+            )
+        ).one()
+        if received < self.limit.messages:
+            return False
+        burst = session.exec(
+            select(InboundThrottle)
+            .where(InboundThrottle.contact_id == contact.id, col(InboundThrottle.last_at) > since)
+            .order_by(col(InboundThrottle.id).desc())
+        ).first()
+        if burst is None:
+            burst = InboundThrottle(contact_id=contact.id, channel=channel, started_at=now)
+            session.add(burst)
+            log.warning(
+                "inbound flood: %s sent %d messages in %d s on %s; further ones are dropped",
+                alias_label(contact.alias),
+                received,
+                int(self.limit.window.total_seconds()),
+                channel,
+            )
+        burst.dropped += 1
+        burst.last_at = now
+        return True
 
     def _lang(self, contact: Contact) -> str:
         return contact.language or self.bundle.settings.languages.default

@@ -160,6 +160,8 @@ def apply(
             contact.survey_consent = False
         elif effect.kind == "opt_in":
             contact.opted_out = False
+        elif effect.kind == "set_discreet":
+            contact.discreet = bool(data.get("discreet"))
         elif effect.kind == "save_answers":
             area_id = contact.area_id
             answers = data.get("answers") or {}

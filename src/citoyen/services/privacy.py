@@ -13,7 +13,7 @@ import hmac
 import re
 
 import phonenumbers
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -21,6 +21,13 @@ DEFAULT_REGION = "ML"
 WITHHELD = "withheld"
 # A call whose caller id is withheld: one pseudo address per call, from its CallSid.
 WITHHELD_ADDRESS = re.compile(r"withheld:CA[0-9a-fA-F]{32}")
+# What a purged contact keeps in place of its encrypted address (citoyen.services.retention):
+# nothing that decrypts, so the number is gone for good, not merely hidden.
+ERASED = "erased"
+
+
+def is_erased(token: str | None) -> bool:
+    return not token or token == ERASED
 
 
 class AddressError(ValueError):
@@ -69,26 +76,67 @@ def is_withheld(address: str) -> bool:
 
 
 class Vault:
-    """Encrypts, decrypts and hashes addresses with the deployment's data key."""
+    """Encrypts, decrypts and hashes addresses with the deployment's data key(s).
+
+    ``data_key`` is one Fernet key, or several separated by commas during a key rotation: the
+    first encrypts and hashes, every one decrypts (:class:`~cryptography.fernet.MultiFernet`),
+    and lookups try the hash under each key, so contacts not yet re-encrypted are still found.
+    ``citoyen keys rotate`` then re-encrypts and re-hashes every stored address under the first
+    key, after which the old one can be removed (docs/security.md).
+    """
 
     def __init__(self, data_key: str) -> None:
-        key = data_key.encode()
-        self._fernet = Fernet(key)
-        self._hash_key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"citoyen address hash"
-        ).derive(key)
+        keys = [k.strip().encode() for k in re.split(r"[,\s]+", data_key) if k.strip()]
+        if not keys:
+            raise ValueError("no data key given")
+        self._fernets = [Fernet(key) for key in keys]
+        self._multi = MultiFernet(self._fernets)
+        self._hash_keys = [
+            HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=None, info=b"citoyen address hash"
+            ).derive(key)
+            for key in keys
+        ]
+
+    @property
+    def key_count(self) -> int:
+        return len(self._fernets)
 
     def encrypt(self, address: str) -> str:
-        return self._fernet.encrypt(address.encode()).decode()
+        return self._multi.encrypt(address.encode()).decode()
 
     def decrypt(self, token: str) -> str:
         try:
-            return self._fernet.decrypt(token.encode()).decode()
+            return self._multi.decrypt(token.encode()).decode()
         except InvalidToken:
             raise ValueError("address cannot be decrypted with this data key") from None
 
     def hash(self, address: str) -> str:
-        return hmac.new(self._hash_key, address.encode(), hashlib.sha256).hexdigest()
+        """The lookup hash under the current (first) key."""
+        return self._digest(self._hash_keys[0], address)
+
+    def hashes(self, address: str) -> list[str]:
+        """The lookup hash under every configured key, the current one first."""
+        return [self._digest(key, address) for key in self._hash_keys]
+
+    def is_current(self, token: str) -> bool:
+        """Whether ``token`` is encrypted with the current key (nothing left to rotate)."""
+        try:
+            self._fernets[0].decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def rotate(self, token: str) -> str:
+        """``token`` re-encrypted under the current key (readable by any configured key)."""
+        try:
+            return self._multi.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise ValueError("address cannot be decrypted with this data key") from None
+
+    @staticmethod
+    def _digest(key: bytes, address: str) -> str:
+        return hmac.new(key, address.encode(), hashlib.sha256).hexdigest()
 
 
 def alias_label(alias: int) -> str:

@@ -16,6 +16,9 @@ from citoyen.runtime import Runtime
 
 def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the app; ``test_config`` may carry ``SETTINGS`` (a Settings) and Flask options."""
+    from citoyen import logredact
+
+    logredact.install()  # gunicorn serves this: no phone number or Telegram id in any log
     test_config = dict(test_config or {})
     if runtime is None:
         settings = test_config.pop("SETTINGS", None) or get_settings()

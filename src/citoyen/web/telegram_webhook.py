@@ -23,6 +23,7 @@ from telegram import Bot, Update
 
 from citoyen.channels.telegram_sender import make_bot
 from citoyen.channels.telegram_updates import parse_update, process_parsed
+from citoyen.services.privacy import normalise_address
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ def webhook() -> Any:
     try:
         update = Update.de_json(data, _bot(current_app, settings.telegram_bot_token))
         parsed = parse_update(update)
+        if parsed.address:
+            # A user id that is no Telegram id (too long, found by fuzzing) is the sender's fault.
+            normalise_address(parsed.address)
     except Exception as exc:  # any shape python-telegram-bot cannot read is the sender's fault
         return _bad(f"not a Telegram update: {type(exc).__name__}")
 

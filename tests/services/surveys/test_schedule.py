@@ -173,3 +173,18 @@ def test_a_standby_worker_takes_over_when_the_scheduler_dies(runtime) -> None:
         second.shutdown()
     # A clean shutdown gives the lease up at once.
     assert acquire_lease(runtime.engine, "someone else")
+
+
+def test_module_jobs_keep_their_triggers(runtime) -> None:
+    """Jobs modules declare run on the schedule they declare: the daily retention purge at
+    03:15 Bamako time (a cron trigger), the recording fetch every few seconds."""
+    worker = _registered(runtime)
+    try:
+        purge = worker.scheduler.get_job("retention_purge")
+        assert purge is not None, "retention is on by default: its job must be registered"
+        fields = {f.name: str(f) for f in purge.trigger.fields}
+        assert (fields["hour"], fields["minute"]) == ("3", "15")
+        assert str(purge.trigger.timezone) == "Africa/Bamako"
+        assert purge.misfire_grace_time == 3600
+    finally:
+        worker.scheduler.shutdown(wait=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,13 @@ class Router:
     catalog: Catalog
     default_language: str
     emergency: dict[str, str]
+    # The deployment's discreet mode (CITOYEN_DISCREET); a contact's own choice wins.
+    discreet: bool = False
+
+    def discreet_for(self, contact: Any) -> bool:
+        """Whether messages to ``contact`` use the neutral (discreet) wording."""
+        own = getattr(contact, "discreet", None)
+        return self.discreet if own is None else bool(own)
 
     @classmethod
     def load(cls, flows_dir: Path, locales_dir: Path) -> Router:
@@ -84,7 +91,7 @@ def install(runtime: Any) -> Router:
     folders of the process's settings (``CITOYEN_FLOWS_DIR``...) are used, which is the same
     thing in every deployment that does not build runtimes by hand.
     """
-    router = router_for_settings(runtime.settings)
+    router = replace(router_for_settings(runtime.settings), discreet=runtime.settings.discreet)
     with _routers_lock:
         _routers_by_database[str(runtime.engine.url)] = router
     return router
@@ -99,7 +106,8 @@ def router_for(session: Session) -> Router:
         return router
     from citoyen.config import get_settings
 
-    return router_for_settings(get_settings())
+    settings = get_settings()
+    return replace(router_for_settings(settings), discreet=settings.discreet)
 
 
 def clear_routers() -> None:

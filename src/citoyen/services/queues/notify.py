@@ -97,6 +97,8 @@ def notify_citizens(
         )
         if template:
             keys.insert(0, texts.template_key(status, template))
+        if router.discreet_for(contact):
+            keys = texts.discreet_keys(keys, texts.DISCREET_NOTIFY)
         enqueue(
             session,
             channel=OUTBOX_CHANNEL.get(own.channel)

@@ -1,0 +1,363 @@
+"""Every webhook endpoint under hypothesis: never a 5xx, and a refused request changes nothing.
+
+Requests start as what the provider sends (so most reach the service, not only the checks) and
+get up to three mutations: a field missing, replaced by anything (huge, empty, another kind of
+address), repeated, or an unknown field added; query strings valid or not; signed correctly with
+twilio's own validator (mostly), with another token, or not at all. Telegram bodies are real
+updates with up to two values replaced or removed at any depth, arbitrary JSON or bytes, with the
+right, a wrong or no secret. Each test also checks that cases reached the service (some 200s). After each request:
+
+- the status is below 500 (the app runs with TESTING: an unhandled exception fails the test);
+- when it is a 4xx, every row of every table is as before (no partial write).
+
+The CI run tries ``CITOYEN_FUZZ_EXAMPLES`` cases per endpoint (default 40); the bench run
+(bench/fuzz_webhooks.py) sets it to 10,000. Results are in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from werkzeug.datastructures import MultiDict
+
+from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, sign
+from tests.security.conftest import TELEGRAM_SECRET, snapshot
+
+EXAMPLES = int(os.environ.get("CITOYEN_FUZZ_EXAMPLES", "40"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+
+# Valid values (what Twilio sends) and anything at all (what an attacker or a bug sends).
+VALID_PHONES = st.sampled_from(["+22376900001", "+22376900002", "76900003", "0022376900004"])
+hexes = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+VALID = {
+    "phone": VALID_PHONES,
+    "message_sid": hexes.map(lambda h: "SM" + h),
+    "call_sid": st.sampled_from(["CA" + "1" * 32, "CA" + "2" * 32]),  # calls that go on
+    "recording_sid": hexes.map(lambda h: "RE" + h),
+    "text": st.one_of(
+        st.sampled_from(["SIGNALER", "STOP", "AIDE", "DISCRET", "1", "2", "3", "Bonjour"]),
+        st.text(max_size=160),
+    ),
+    "digits": st.sampled_from(["1", "2", "3", "9", "0", "*", "#", "12"]),
+    "number": st.integers(0, 300).map(str),
+    "url": st.just("https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE0"),
+}
+ANYTHING = st.one_of(
+    st.text(max_size=40),
+    st.text(min_size=1500, max_size=1700),
+    st.sampled_from(["", " ", "+1", "telegram:12345", "withheld:CA1", "anonymous", "-1", "9" * 30]),
+)
+
+# Each endpoint's fields and the kind of valid value each takes.
+FIELDS: dict[str, dict[str, str]] = {
+    "/twilio/sms": {
+        "From": "phone",
+        "To": "phone",
+        "Body": "text",
+        "MessageSid": "message_sid",
+        "NumMedia": "number",
+    },
+    "/twilio/voice": {"From": "phone", "To": "phone", "CallSid": "call_sid"},
+    "/twilio/voice/step": {"From": "phone", "CallSid": "call_sid", "Digits": "digits"},
+    "/twilio/voice/recorded": {
+        "From": "phone",
+        "CallSid": "call_sid",
+        "RecordingUrl": "url",
+        "RecordingSid": "recording_sid",
+        "RecordingDuration": "number",
+    },
+    "/twilio/voice/recording-status": {
+        "CallSid": "call_sid",
+        "RecordingUrl": "url",
+        "RecordingSid": "recording_sid",
+        "RecordingStatus": "status",
+        "RecordingDuration": "number",
+    },
+    "/twilio/status": {
+        "MessageSid": "message_sid",
+        "MessageStatus": "status",
+        "ErrorCode": "number",
+    },
+}
+STATUSES = st.sampled_from(
+    ["queued", "sent", "delivered", "undelivered", "failed", "completed", "absent", "x"]
+)
+QUERIES = {
+    "/twilio/voice/step": st.one_of(
+        st.integers(1, 12).map(lambda n: f"?n={n}"), st.just("?n=2&timeout=1")
+    ),
+    "/twilio/voice/recorded": st.integers(1, 12).map(lambda n: f"?n={n}"),
+}
+
+
+@st.composite
+def twilio_requests(draw: st.DrawFn, path: str) -> tuple[str, MultiDict, dict[str, str]]:
+    """A valid request for ``path`` (values as Twilio sends them), then 0 to 3 mutations: a
+    field dropped, replaced by anything, repeated, or an unknown field added; the query string
+    valid or not; signed correctly (mostly), with another token, or not at all."""
+    values: dict[str, list[str]] = {"AccountSid": [ACCOUNT_SID]}
+    for name, kind in FIELDS[path].items():
+        values[name] = [draw(STATUSES if kind == "status" else VALID[kind])]
+    for _ in range(draw(st.integers(0, 3))):
+        action = draw(st.sampled_from(["drop", "replace", "repeat", "add"]))
+        name = draw(st.sampled_from(sorted(values))) if values else "x"
+        if action == "drop":
+            values.pop(name, None)
+        elif action == "replace":
+            values[name] = [draw(ANYTHING)]
+        elif action == "repeat" and name in values:
+            values[name].append(draw(ANYTHING))
+        else:
+            values[draw(st.text(min_size=1, max_size=12))] = [draw(ANYTHING)]
+    form = MultiDict([(k, v) for k, vs in values.items() for v in vs])
+    valid_query = QUERIES.get(path, st.just(""))
+    query = draw(
+        st.one_of(
+            valid_query,
+            valid_query,
+            st.text(max_size=15).map(lambda t: f"?n={t}"),
+            st.integers(-5, 100_000).map(lambda n: f"?n={n}"),
+        )
+    )
+    url = PUBLIC_URL + path + query
+    signing = draw(st.sampled_from(["valid"] * 6 + ["wrong", "none"]))
+    headers: dict[str, str] = {}
+    if signing == "valid":
+        headers["X-Twilio-Signature"] = sign(url, form, AUTH_TOKEN)
+    elif signing == "wrong":
+        headers["X-Twilio-Signature"] = sign(url, form, "not-the-token")
+    return path + query, form, headers
+
+
+def _check(
+    client: Any, engine: Any, send: Any, tally: Counter[int], *, in_hypothesis: bool = True
+) -> None:
+    before = snapshot(engine)
+    response = send()
+    if in_hypothesis:
+        event(f"status {response.status_code}")
+    tally[response.status_code] += 1
+    assert response.status_code < 500, response.status_code
+    if 400 <= response.status_code < 500:
+        assert snapshot(engine) == before, f"a {response.status_code} answer changed the database"
+
+
+def _report(endpoint: str, db_url: str, tally: Counter[int]) -> None:
+    """With ``CITOYEN_FUZZ_REPORT=FILE``, append this run's spread of statuses (a JSON line):
+    the bench prints them, to show the cases reached the parsing and the service, not only the
+    signature check."""
+    target = os.environ.get("CITOYEN_FUZZ_REPORT")
+    if target:
+        line = {
+            "endpoint": endpoint,
+            "database": db_url.split(":", 1)[0].split("+")[0],
+            "cases": sum(tally.values()),
+            "statuses": {str(k): v for k, v in sorted(tally.items())},
+        }
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+
+@pytest.mark.parametrize("path", list(FIELDS))
+def test_twilio_webhooks_never_fail_nor_half_write(client, runtime, db_url, path: str) -> None:
+    tally: Counter[int] = Counter()
+
+    @FUZZ
+    @given(twilio_requests(path))
+    def run(request: tuple[str, MultiDict, dict[str, str]]) -> None:
+        target, form, headers = request
+        send = lambda: client.post(target, data=form, headers=headers)  # noqa: E731
+        _check(client, runtime.engine, send, tally)
+
+    run()
+    _report(path, db_url, tally)
+    assert sum(n for code, n in tally.items() if code < 300), f"none reached the service: {tally}"
+
+
+def _update_fixtures() -> list[dict[str, Any]]:
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "channels" / "telegram" / "fixtures"
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats() | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def mutated_updates(draw: st.DrawFn) -> Any:
+    """A real update with one value somewhere replaced, removed or added."""
+    update = json.loads(json.dumps(draw(st.sampled_from(_update_fixtures()))))
+    update["update_id"] = draw(st.one_of(st.integers(0, 2**40), st.integers(0, 2**40), json_values))
+    for _ in range(draw(st.integers(0, 2))):
+        node = update
+        for _ in range(draw(st.integers(0, 3))):
+            dicts = [k for k, v in node.items() if isinstance(v, dict)]
+            if not dicts:
+                break
+            node = node[draw(st.sampled_from(dicts))]
+        key = draw(st.sampled_from([*node.keys(), "extra"]))
+        if draw(st.booleans()):
+            node[key] = draw(json_values)
+        else:
+            node.pop(key, None)
+    return update
+
+
+telegram_bodies = st.one_of(
+    mutated_updates().map(lambda u: json.dumps(u, allow_nan=True).encode()),
+    mutated_updates().map(lambda u: json.dumps(u, allow_nan=True).encode()),
+    json_values.map(lambda v: json.dumps(v, allow_nan=True).encode()),
+    st.binary(max_size=300),
+)
+
+
+def test_telegram_webhook_never_fails_nor_half_writes(client, runtime, db_url) -> None:
+    tally: Counter[int] = Counter()
+
+    @FUZZ
+    @given(
+        telegram_bodies,
+        st.sampled_from([TELEGRAM_SECRET, TELEGRAM_SECRET, "wrong", None]),
+        st.sampled_from(["application/json", "text/plain", ""]),
+    )
+    def run(body: bytes, secret: str | None, content_type: str) -> None:
+        headers = {"Content-Type": content_type} if content_type else {}
+        if secret is not None:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+        _check(
+            client,
+            runtime.engine,
+            lambda: client.post("/telegram/webhook", data=body, headers=headers),
+            tally,
+        )
+
+    run()
+    _report("/telegram/webhook", db_url, tally)
+    assert sum(n for code, n in tally.items() if code < 300), f"none reached the service: {tally}"
+
+
+def test_telegram_user_id_that_is_no_telegram_id_is_a_400(client, runtime) -> None:
+    """Found by the fuzzing above: a 26-digit user id used to raise AddressError (a 500)."""
+    update = next(u for u in _update_fixtures() if "message" in u)
+    update = json.loads(json.dumps(update))
+    update["message"]["from"]["id"] = 10**25
+    update["message"]["chat"]["id"] = 10**25
+    before = snapshot(runtime.engine)
+    response = client.post(
+        "/telegram/webhook",
+        data=json.dumps(update),
+        headers={
+            "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET,
+            "Content-Type": "application/json",
+        },
+    )
+    assert response.status_code == 400
+    assert snapshot(runtime.engine) == before
+
+
+@pytest.mark.parametrize("path", [*FIELDS, "/telegram/webhook"])
+def test_a_body_over_one_megabyte_is_refused_and_changes_nothing(client, runtime, path) -> None:
+    before = snapshot(runtime.engine)
+    body = b"Body=" + b"x" * (1024 * 1024 + 1)
+    response = client.post(
+        path,
+        data=body,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET,
+            "X-Twilio-Signature": "x",
+        },
+    )
+    assert response.status_code == 413
+    assert snapshot(runtime.engine) == before
+
+
+def test_a_nul_character_in_a_message_is_dropped_not_a_500(client, runtime) -> None:
+    """Found by the fuzzing above on PostgreSQL, whose text columns refuse NUL: an SMS body
+    with one used to fail its insert (a 500). The character is dropped; the message is kept."""
+    from sqlmodel import Session, select
+
+    from citoyen.models import Message
+    from tests.channels.twilio_helpers import signed_post
+
+    form = {
+        "From": "+22376900001",
+        "To": "+22320000000",
+        "Body": "Bon\x00jour",
+        "MessageSid": "SM" + "3" * 32,
+        "AccountSid": ACCOUNT_SID,
+    }
+    response = signed_post(client, "/twilio/sms", form)
+    assert response.status_code == 200
+    with Session(runtime.engine) as session:
+        bodies = session.exec(select(Message.body).where(Message.direction == "in")).all()
+    assert bodies == ["Bonjour"]
+
+
+VALID_EXAMPLE = {
+    "phone": "+22376900001",
+    "message_sid": "SM" + "4" * 32,
+    "call_sid": "CA" + "1" * 32,
+    "recording_sid": "RE" + "4" * 32,
+    "text": "Bonjour",
+    "digits": "1",
+    "number": "12",
+    "url": "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE0",
+    "status": "completed",
+}
+
+
+@pytest.mark.parametrize("at", [3, None])
+@pytest.mark.parametrize(
+    ("path", "field"), [(path, field) for path, fields in FIELDS.items() for field in fields]
+)
+def test_a_nul_character_in_any_twilio_field_is_never_a_500(
+    client, runtime, path, field, at
+) -> None:
+    """Every field of every Twilio webhook, with a NUL inside (or at the end of) an otherwise
+    valid request: PostgreSQL refuses NUL in text, so any value stored as given would fail."""
+    form = {name: VALID_EXAMPLE[kind] for name, kind in FIELDS[path].items()}
+    form["AccountSid"] = ACCOUNT_SID
+    value = form[field]
+    form[field] = value[:at] + "\x00" + value[at:] if at is not None else value + "\x00"
+    target = path + {"/twilio/voice/step": "?n=2", "/twilio/voice/recorded": "?n=2"}.get(path, "")
+    headers = {"X-Twilio-Signature": sign(PUBLIC_URL + target, form, AUTH_TOKEN)}
+    send = lambda: client.post(target, data=form, headers=headers)  # noqa: E731
+    _check(client, runtime.engine, send, Counter(), in_hypothesis=False)
+
+
+def _nul_everywhere(value: Any) -> Any:
+    """``value`` with a NUL appended to every string inside it."""
+    if isinstance(value, str):
+        return value + "\x00"
+    if isinstance(value, dict):
+        return {k: _nul_everywhere(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nul_everywhere(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("index", range(len(_update_fixtures())))
+def test_a_nul_character_in_any_telegram_string_is_never_a_500(client, runtime, index) -> None:
+    update = _nul_everywhere(_update_fixtures()[index])
+    headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+    send = lambda: client.post("/telegram/webhook", json=update, headers=headers)  # noqa: E731
+    _check(client, runtime.engine, send, Counter(), in_hypothesis=False)
