@@ -361,3 +361,28 @@ def test_a_nul_character_in_any_telegram_string_is_never_a_500(client, runtime, 
     headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
     send = lambda: client.post("/telegram/webhook", json=update, headers=headers)  # noqa: E731
     _check(client, runtime.engine, send, Counter(), in_hypothesis=False)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "where", "value"),
+    [
+        ("callback_query", ("callback_query", "data"), True),
+        ("callback_query", ("callback_query", "data"), 12),
+        ("message_text", ("message", "text"), 5),
+        ("message_text", ("message", "text"), ["SIGNALER"]),
+    ],
+)
+def test_a_telegram_value_of_the_wrong_json_type_is_a_400(
+    client, runtime, fixture, where, value
+) -> None:
+    """Found by the bench-sized fuzzing: a button whose data is ``true`` was a 500."""
+    update = json.loads(json.dumps(next(u for u in _update_fixtures() if where[0] in u)))
+    update[where[0]][where[1]] = value
+    before = snapshot(runtime.engine)
+    response = client.post(
+        "/telegram/webhook",
+        json=update,
+        headers={"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET},
+    )
+    assert response.status_code == 400
+    assert snapshot(runtime.engine) == before

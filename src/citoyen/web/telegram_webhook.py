@@ -79,6 +79,11 @@ def webhook() -> Any:
         if parsed.address:
             # A user id that is no Telegram id (too long, found by fuzzing) is the sender's fault.
             normalise_address(parsed.address)
+        value = parsed.input.value if parsed.input is not None else None
+        if value is not None and not isinstance(value, str):
+            # python-telegram-bot keeps JSON types as given: a button's data or a text that is
+            # a number or a boolean (found by fuzzing) is not an update Telegram sends.
+            raise TypeError("input value is not text")
     except Exception as exc:  # any shape python-telegram-bot cannot read is the sender's fault
         return _bad(f"not a Telegram update: {type(exc).__name__}")
 
