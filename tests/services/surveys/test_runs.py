@@ -256,3 +256,36 @@ def test_completed_survey_marks_the_invitation(runtime, answers) -> None:
     assert update_invitations(runtime, MORNING) == {"completed": 1}
     [invitation] = invitations(runtime)
     assert invitation.status == "completed"
+
+
+def test_plan_of_a_wave_larger_than_one_statement_can_carry(runtime) -> None:
+    """70,000 drawn contacts: more ids than PostgreSQL takes parameters in one statement
+    (65,535), so the plan's lookups must not put them all in one ``IN`` list."""
+    from citoyen.models import Contact
+
+    count = 70_000
+    rows = [
+        {
+            "address_hash": f"bench-{i:06d}",
+            "address_enc": "not-read-by-plan",
+            "channel": "tel",
+            "alias": 1000 + i % 9000,
+            "language": "fr",
+            "survey_consent": True,
+            "opted_out": False,
+            "blocked": False,
+            "created_at": MORNING,
+            "last_seen_at": MORNING,
+        }
+        for i in range(count)
+    ]
+    with runtime.engine.begin() as conn:
+        conn.execute(Contact.__table__.insert(), rows)
+    caller = add_contact(runtime, "+22376000099", last_channel="voice")  # the last id
+    with Session(runtime.engine) as session:
+        the_plan = plan(session, definition(), "wave", MORNING)
+    assert the_plan.eligible == count + 1
+    drawn = {c.contact_id: c.channel for c in the_plan.drawn}
+    assert len(drawn) == count + 1
+    assert drawn[caller] == "voice"
+    assert sum(channel == "sms" for channel in drawn.values()) == count

@@ -50,6 +50,9 @@ STOP_NOTICE = "survey.stop_notice"
 REMINDER = "survey.reminder"
 OPEN_INVITATION = ("invited", "calling")
 BATCH = 50  # invitations per transaction
+# Ids per ``IN (...)`` list: PostgreSQL (psycopg) refuses more than 65,535 parameters in one
+# statement and older SQLite builds 32,766, while a wave may draw 100,000 contacts.
+IN_CHUNK = 10_000
 
 Progress = Callable[[int, int], None]
 
@@ -185,18 +188,24 @@ def channel_for(contact: Contact, last_channel: str | None, survey: SurveyDef) -
     return next((c for c in survey.channels if c in ("sms", "voice")), None)
 
 
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), IN_CHUNK):
+        yield ids[start : start + IN_CHUNK]
+
+
 def _last_channels(session: Session, ids: list[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    latest = (
-        select(sa.func.max(Conversation.id))
-        .where(Conversation.contact_id.in_(ids))
-        .group_by(Conversation.contact_id)
-    )
-    rows = session.exec(
-        select(Conversation.contact_id, Conversation.channel).where(Conversation.id.in_(latest))
-    ).all()
-    return dict(rows)
+    out: dict[int, str] = {}
+    for chunk in _chunks(ids):
+        latest = (
+            select(sa.func.max(Conversation.id))
+            .where(Conversation.contact_id.in_(chunk))
+            .group_by(Conversation.contact_id)
+        )
+        rows = session.exec(
+            select(Conversation.contact_id, Conversation.channel).where(Conversation.id.in_(latest))
+        ).all()
+        out.update(rows)
+    return out
 
 
 def plan(
@@ -205,11 +214,11 @@ def plan(
     """Who this run draws, each with the channel they would be invited on."""
     ids = eligible_ids(session, survey, now, exclude_run=run_id)
     drawn = draw(ids, survey, key)
-    contacts = (
-        {c.id: c for c in session.exec(select(Contact).where(Contact.id.in_(drawn))).all()}
-        if drawn
-        else {}
-    )
+    contacts: dict[int | None, Contact] = {}
+    for chunk in _chunks(drawn):
+        contacts.update(
+            (c.id, c) for c in session.exec(select(Contact).where(Contact.id.in_(chunk))).all()
+        )
     last = _last_channels(session, drawn)
     out = []
     for cid in drawn:

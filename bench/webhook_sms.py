@@ -1,0 +1,337 @@
+"""Inbound SMS webhook end to end against a bare baseline, served by gunicorn (targets: >= 0.5x the
+baseline's throughput; p99 < 25 ms at half of the maximum load).
+
+Both routes are served by the same gunicorn (several sync workers) on the same database:
+
+- ``/twilio/sms``: the real webhook — twilio signature check, MessageSid dedupe, contact, engine
+  step, persistence, TwiML;
+- ``/bench/baseline``: a bare Flask route that checks the same signature and inserts one row.
+
+The load comes from separate processes (``multiprocessing``), one new connection per request (a
+sync gunicorn worker closes it anyway). Each request is signed with twilio's own
+``RequestValidator``; every sender has its own From number and walks a report conversation
+(keyword, language, category, places, danger, description, anonymity, consent) with a fresh
+MessageSid per message, so the webhook does the work of real conversations. A sender's messages
+are sent in order by one client process.
+
+For each route: the maximum throughput (closed loop, ``--clients`` concurrent senders), then the
+latency at half of that rate (open loop, paced sends). Run on SQLite and on PostgreSQL (a database
+``citoyen_bench_sms`` is created on ``--pg`` and dropped afterwards)::
+
+    .venv/bin/python bench/webhook_sms.py [--db sqlite postgresql] [--workers 4] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC_URL = "https://bench.citoyen.example"
+TOKEN = "bench-auth-token-0123456789abcdef"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_DB = "citoyen_bench_sms"
+# One report conversation in French; a wrong answer is simply asked again, which is real too.
+CONVERSATION = [
+    "SIGNALER",
+    "1",
+    "2",
+    "1",
+    "1",
+    "1",
+    "2",
+    "Des hommes armés ont volé des motos près du marché hier soir",
+    "1",
+    "1",
+]
+BASELINE_TABLE = "bench_baseline"
+
+
+# --------------------------------------------------------------------------- server side
+def bench_app():  # type: ignore[no-untyped-def]
+    """What gunicorn serves: the real app plus the baseline route (same process, same DB)."""
+    from flask import Response, current_app, request
+
+    from citoyen.web import create_app
+    from citoyen.web.admin import csrf
+    from citoyen.web.twilio_auth import require_twilio_signature
+
+    app = create_app()
+    table = sa.table(BASELINE_TABLE, sa.column("sid"), sa.column("sender"), sa.column("body"))
+
+    @require_twilio_signature
+    def baseline() -> Response:
+        engine = current_app.extensions["citoyen"].engine
+        with engine.begin() as conn:
+            conn.execute(
+                table.insert().values(
+                    sid=request.form["MessageSid"],
+                    sender=request.form["From"],
+                    body=request.form.get("Body", ""),
+                )
+            )
+        return Response("<Response/>", mimetype="text/xml")
+
+    app.add_url_rule("/bench/baseline", "bench_baseline", baseline, methods=["POST"])
+    csrf.exempt(baseline)
+    return app
+
+
+def prepare_database(url: str, instance: Path) -> None:
+    from citoyen.config import Settings
+    from citoyen.runtime import Runtime
+    from citoyen.services.setup import ensure_ready
+
+    runtime = Runtime(Settings(database_url=url, instance_dir=instance, public_url=PUBLIC_URL))
+    ensure_ready(runtime)
+    with runtime.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {BASELINE_TABLE} (id INTEGER PRIMARY KEY "
+                + ("AUTOINCREMENT" if url.startswith("sqlite") else "GENERATED ALWAYS AS IDENTITY")
+                + ", sid VARCHAR(64) UNIQUE NOT NULL, sender VARCHAR(40) NOT NULL, body TEXT)"
+            )
+        )
+    runtime.engine.dispose()
+
+
+def start_server(url: str, instance: Path, workers: int, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        CITOYEN_DATABASE_URL=url,
+        CITOYEN_INSTANCE_DIR=str(instance),
+        CITOYEN_PUBLIC_URL=PUBLIC_URL,
+        TWILIO_AUTH_TOKEN=TOKEN,
+        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+        CITOYEN_INBOUND_LIMIT="1000",
+    )
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen(
+        [
+            str(gunicorn),
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--pythonpath",
+            str(ROOT / "bench"),
+            "--log-level",
+            "error",
+            "webhook_sms:bench_app()",
+        ],
+        env=env,
+        cwd=ROOT,
+        stderr=open(instance / "gunicorn.log", "wb"),  # noqa: SIM115 - lives as long as the server
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit(f"gunicorn did not start; see {instance / 'gunicorn.log'}")
+
+
+# --------------------------------------------------------------------------- load side
+def _messages(path: str, client: int, sender_base: int):  # type: ignore[no-untyped-def]
+    """Endless (body, signature, sender index) of conversations owned by this client."""
+    validator = RequestValidator(TOKEN)
+    url = PUBLIC_URL + path
+    n = 0
+    while True:
+        sender = f"+2237{sender_base + client * 100_000 + n:07d}"
+        for text in CONVERSATION:
+            params = {
+                "MessageSid": "SM" + uuid.uuid4().hex,
+                "AccountSid": "AC" + "0" * 32,
+                "From": sender,
+                "To": "+22370000000",
+                "Body": text,
+            }
+            yield urllib.parse.urlencode(params), validator.compute_signature(url, params)
+        n += 1
+
+
+def _client(
+    port: int,
+    path: str,
+    client: int,
+    sender_base: int,
+    seconds: float,
+    interval: float | None,
+    start_at: float,
+    out: mp.Queue,
+) -> None:
+    """Send for ``seconds``; closed loop when ``interval`` is None, else one send per interval."""
+    gen = _messages(path, client, sender_base)
+    latencies: list[float] = []
+    errors = 0
+    while time.time() < start_at:
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    i = 0
+    while True:
+        if interval is not None:
+            due = t0 + i * interval
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+        if time.perf_counter() >= end:
+            break
+        body, signature = next(gen)
+        sent = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request(
+                "POST",
+                path,
+                body=body,
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": signature,
+                },
+            )
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            ok = resp.status == 200
+        except OSError:
+            ok = False
+        latencies.append(time.perf_counter() - sent)
+        errors += not ok
+        i += 1
+    out.put((latencies, errors, time.perf_counter() - t0))
+
+
+def run_load(
+    port: int, path: str, clients: int, seconds: float, rate: float | None, sender_base: int
+) -> dict[str, float]:
+    out: mp.Queue = mp.Queue()
+    start_at = time.time() + 0.5
+    interval = clients / rate if rate else None
+    procs = [
+        mp.Process(
+            target=_client,
+            args=(port, path, c, sender_base, seconds, interval, start_at, out),
+        )
+        for c in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    latencies = sorted(x for r in results for x in r[0])
+    errors = sum(r[1] for r in results)
+    elapsed = max(r[2] for r in results)
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+    }
+
+
+def count_rows(url: str) -> tuple[int, int, int]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        baseline = conn.execute(sa.text(f"SELECT count(*) FROM {BASELINE_TABLE}")).scalar_one()
+        inbound = conn.execute(sa.text("SELECT count(*) FROM reports")).scalar_one()
+        messages = conn.execute(sa.text("SELECT count(*) FROM contacts")).scalar_one()
+    engine.dispose()
+    return baseline, inbound, messages
+
+
+def bench_database(kind: str, args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-sms-{kind}-"))
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    else:
+        admin = sa.create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB}"))
+            conn.execute(sa.text(f"CREATE DATABASE {PG_DB}"))
+        url = args.pg_admin.rsplit("/", 1)[0] + "/" + PG_DB
+    server = None
+    try:
+        prepare_database(url, tmp)
+        server = start_server(url, tmp, args.workers, args.port)
+        print(f"\n== {kind}: gunicorn {args.workers} sync workers, {args.clients} clients")
+        # Warm-up (imports, pools, caches) on both routes, then the measured runs.
+        for path in ("/bench/baseline", "/twilio/sms"):
+            run_load(args.port, path, args.clients, 2, None, sender_base=9_000_000)
+        results: dict[str, dict[str, dict[str, float]]] = {}
+        for name, path, base in (
+            ("baseline", "/bench/baseline", 0),
+            ("webhook", "/twilio/sms", 1_000_000),
+        ):
+            peak = run_load(args.port, path, args.clients, args.seconds, None, base)
+            half = run_load(
+                args.port, path, args.clients, args.seconds, peak["rps"] / 2, base + 500_000
+            )
+            results[name] = {"max": peak, "half": half}
+            print(
+                f"{name:9} max {peak['rps']:7.1f} req/s (p50 {peak['p50_ms']:.1f} ms, "
+                f"p99 {peak['p99_ms']:.1f} ms, {peak['errors']} errors of {peak['requests']}); "
+                f"at {half['rps']:.1f} req/s: p50 {half['p50_ms']:.1f} ms, "
+                f"p99 {half['p99_ms']:.1f} ms ({half['errors']} errors)"
+            )
+        ratio = results["webhook"]["max"]["rps"] / results["baseline"]["max"]["rps"]
+        print(f"ratio webhook/baseline: {ratio:.2f} (target >= 0.5)")
+        baseline_rows, reports, contacts = count_rows(url)
+        print(f"rows: {baseline_rows} baseline, {reports} reports, {contacts} contacts")
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+        if kind == "postgresql":
+            sa.engine.create_engine(url).dispose()
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
+            admin.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--port", type=int, default=8917)
+    parser.add_argument("--pg-admin", default=PG_ADMIN)
+    args = parser.parse_args()
+    print(
+        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    for kind in args.db:
+        bench_database(kind, args)
+
+
+if __name__ == "__main__":
+    main()
