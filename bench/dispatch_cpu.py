@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
+from common import PG_ADMIN, throwaway_database
 from rich.progress import Progress
 
 from citoyen.channels.base import OutboundMessage, SendResult
@@ -37,7 +35,6 @@ from citoyen.services.dispatch import Dispatcher
 from citoyen.services.outbox import enqueue
 from citoyen.services.setup import ensure_ready
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_DB = "citoyen_bench_dispatch"
 CONTACTS = 1_000
 
@@ -85,17 +82,7 @@ def fill(runtime: Runtime, messages: int) -> None:
 
 
 def bench(kind: str, args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench-dispatch-{kind}-"))
-    admin = None
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    else:
-        admin = sa.create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB}"))
-            conn.execute(sa.text(f"CREATE DATABASE {PG_DB}"))
-        url = args.pg_admin.rsplit("/", 1)[0] + "/" + PG_DB
-    try:
+    with throwaway_database(kind, args.pg_admin, PG_DB) as (url, tmp):
         runtime = Runtime(Settings(database_url=url, instance_dir=tmp))
         ensure_ready(runtime)
         fill(runtime, args.messages)
@@ -120,12 +107,6 @@ def bench(kind: str, args: argparse.Namespace) -> None:
             f"= {wall / sent * 1000:.3f} ms/message ({sent / wall:.0f}/s)"
         )
         runtime.engine.dispose()
-    finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
-            admin.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:

@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import platform
 import resource
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import PG_ADMIN, machine_line, throwaway_database
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_DB = "citoyen_bench_survey"
 SURVEY = "perceived_safety_monthly"
 
@@ -116,17 +112,7 @@ def fan_out(url: str, instance: Path, out: mp.Queue) -> None:
 
 
 def bench(kind: str, args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench-survey-{kind}-"))
-    admin = None
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    else:
-        admin = sa.create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB}"))
-            conn.execute(sa.text(f"CREATE DATABASE {PG_DB}"))
-        url = args.pg_admin.rsplit("/", 1)[0] + "/" + PG_DB
-    try:
+    with throwaway_database(kind, args.pg_admin, PG_DB) as (url, tmp):
         child = mp.Process(target=fill, args=(url, tmp, args.contacts))
         child.start()
         child.join()
@@ -146,12 +132,6 @@ def bench(kind: str, args: argparse.Namespace) -> None:
             f"{r['invited'] / r['wall']:.0f} invitations/s; "
             f"peak RSS {r['rss_peak_mb']:.0f} MB (after imports {r['rss_before_mb']:.0f} MB)"
         )
-    finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
-            admin.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -160,10 +140,7 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
     args = parser.parse_args()
-    print(
-        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-    )
+    print(machine_line())
     for kind in args.db:
         bench(kind, args)
 

@@ -27,7 +27,6 @@ import argparse
 import http.client
 import multiprocessing as mp
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -40,12 +39,12 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import PG_ADMIN, machine_line
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_URL = "https://bench.citoyen.example"
 TOKEN = "bench-auth-token-0123456789abcdef"
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_DB = "citoyen_bench_sms"
 # One report conversation in French; a wrong answer is simply asked again, which is real too.
 CONVERSATION = [
@@ -325,10 +324,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8917)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
     args = parser.parse_args()
-    print(
-        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-    )
+    print(machine_line())
     for kind in args.db:
         bench_database(kind, args)
 

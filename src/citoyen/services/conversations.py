@@ -99,6 +99,26 @@ def _without_nul(inbound: Inbound) -> Inbound:
     return replace(inbound, input=replace(inbound.input, value=value.replace("\x00", "")))
 
 
+def _new_conversation(
+    session: Session, contact: Contact, channel: str, flow: Any, result: Any, now: datetime
+) -> Conversation:
+    """The row of a conversation that has just started (its first step is ``result``)."""
+    conversation = Conversation(
+        contact_id=contact.id,
+        channel=channel,
+        flow_id=flow.id,
+        flow_version=flow.version,
+        node=result.state.node,
+        status=result.state.status,
+        state=result.state.to_dict(),
+        started_at=now,
+        updated_at=now,
+    )
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
 def _scalar_params(answers: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answers.items() if isinstance(v, str | int | float)}
 
@@ -165,19 +185,7 @@ class ConversationService:
         self.flows.pin(session, flow)
         ctx = self._context(session, contact, channel)
         result = flow_engine.start(flow, ctx, language=contact.language)
-        conversation = Conversation(
-            contact_id=contact.id,
-            channel=channel,
-            flow_id=flow.id,
-            flow_version=flow.version,
-            node=result.state.node,
-            status=result.state.status,
-            state=result.state.to_dict(),
-            started_at=now,
-            updated_at=now,
-        )
-        session.add(conversation)
-        session.flush()
+        conversation = _new_conversation(session, contact, channel, flow, result, now)
         language = result.state.language or self._lang(contact)
         params: dict[str, Any] = {**self.emergency_params(), **_scalar_params(result.state.answers)}
         if result.effects:
@@ -431,19 +439,7 @@ class ConversationService:
         ):
             # A global keyword as first message (STOP, AIDE...): let the engine act on it.
             result = flow_engine.step(flow, result.state, inbound.input, ctx)
-        conversation = Conversation(
-            contact_id=contact.id,
-            channel=inbound.channel,
-            flow_id=flow.id,
-            flow_version=flow.version,
-            node=result.state.node,
-            status=result.state.status,
-            state=result.state.to_dict(),
-            started_at=now,
-            updated_at=now,
-        )
-        session.add(conversation)
-        session.flush()
+        conversation = _new_conversation(session, contact, inbound.channel, flow, result, now)
         return result, conversation, flow
 
     def _save_state(

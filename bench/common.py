@@ -1,0 +1,48 @@
+"""What the benchmarks share: a throwaway database (SQLite file or PostgreSQL database) and the
+line that says on what machine and when a run was made."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def machine_line() -> str:
+    return (
+        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+@contextmanager
+def throwaway_database(kind: str, pg_admin: str, name: str) -> Iterator[tuple[str, Path]]:
+    """``(url, folder)``: a new SQLite file, or PostgreSQL database ``name`` created on
+    ``pg_admin``'s server; dropped (with the folder) afterwards, whatever happens."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-{kind}-"))
+    admin = None
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    else:
+        admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+        url = pg_admin.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url, tmp
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            admin.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
