@@ -27,7 +27,7 @@ from citoyen.models import (
     User,
 )
 from citoyen.routing import texts
-from citoyen.services.access import Staff, report_in_scope
+from citoyen.services.access import Staff, reports_in_scope
 from citoyen.services.areas import area_path
 from citoyen.services.casework import staff_of
 from citoyen.services.privacy import alias_label
@@ -158,18 +158,15 @@ def build(
             .order_by(ReportEvent.created_at, ReportEvent.id)
         ).all()
     ]
-    duplicates = [
-        r
-        for r in suggest_duplicates(session, report, router=router)
-        if report_in_scope(session, staff, r)
-    ]
-    merged = [
-        r
-        for r in session.exec(select(Report).where(Report.merged_into_id == report.id)).all()
-        if report_in_scope(session, staff, r)
-    ]
+    suggested = suggest_duplicates(session, report, router=router)
+    merged = list(session.exec(select(Report).where(Report.merged_into_id == report.id)).all())
     merged_into = session.get(Report, report.merged_into_id) if report.merged_into_id else None
-    if merged_into is not None and not report_in_scope(session, staff, merged_into):
+    # Other reports are named only when they are in the user's queues too.
+    related = [r.id for r in (*suggested, *merged, *([merged_into] if merged_into else []))]
+    visible = reports_in_scope(session, staff, related)  # type: ignore[arg-type]
+    duplicates = [r for r in suggested if r.id in visible]
+    merged = [r for r in merged if r.id in visible]
+    if merged_into is not None and merged_into.id not in visible:
         merged_into = None
     lang = staff.language if staff.language in catalog.languages else router.default_language
     transitions = TRANSITIONS.get(report.status, ()) if report.merged_into_id is None else ()

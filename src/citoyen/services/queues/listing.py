@@ -111,8 +111,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise FilterError("this page link is damaged: start again from the first page") from exc
 
 
-def _scoped(stmt, session: Session, staff: Staff, flt: QueueFilter, now: datetime):  # type: ignore[no-untyped-def]
-    scope = visible_stakeholders(session, staff)
+def _scoped(stmt, session: Session, scope: set[int] | None, flt: QueueFilter, now: datetime):  # type: ignore[no-untyped-def]
+    """``stmt`` limited to the stakeholders of ``scope`` (None: all) and to the filter."""
     if scope is not None:
         stmt = stmt.where(QueueEntry.stakeholder_id.in_(sorted(scope) or [-1]))
     if flt.stakeholder_id is not None:
@@ -184,6 +184,7 @@ def queue_page(
     now = now or datetime.now(UTC)
     if not staff.does_casework:
         return QueuePage(rows=[], next_cursor=None)
+    scope = visible_stakeholders(session, staff)  # once per page: it reads the area tree
     # Each state of entry is one ordered range of the covering (status, due_at, id, ...) index:
     # the page takes the first rows of each range (filters are checked inside the index), merges
     # them by deadline, and only then reads the few reports, areas and contacts it shows.
@@ -198,7 +199,7 @@ def queue_page(
         ids = _scoped(
             select(QueueEntry.due_at, QueueEntry.id).select_from(QueueEntry),
             session,
-            staff,
+            scope,
             flt,
             now,
         ).where(QueueEntry.status == state, QueueEntry.report_status.in_(flt.statuses))
@@ -232,7 +233,7 @@ def queue_page(
     # late ones: one table, on the (stakeholder, status, due_at) indexes, never the closed rows.
     def counting(columns):  # type: ignore[no-untyped-def]
         stmt = select(*columns).select_from(QueueEntry)
-        return _scoped(stmt, session, staff, flt, now).where(
+        return _scoped(stmt, session, scope, flt, now).where(
             QueueEntry.status.in_(OPEN_ENTRY_STATUSES)
         )
 
@@ -249,7 +250,7 @@ def queue_page(
     ).one()
     emergencies = _rows(
         session,
-        _scoped(_base(), session, staff, QueueFilter(stakeholder_id=flt.stakeholder_id), now)
+        _scoped(_base(), session, scope, QueueFilter(stakeholder_id=flt.stakeholder_id), now)
         .where(
             QueueEntry.urgency == "emergency",
             QueueEntry.report_status.in_(OPEN_STATUSES),
