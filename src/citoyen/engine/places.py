@@ -60,7 +60,11 @@ class PlaceLevel:
 
 
 class PlaceMenus:
-    """Memoised place menus of one area map (which must not change while this is used)."""
+    """Memoised place menus of one area map (which must not change while this is used).
+
+    The memo holds at most one entry per area and level, so it is bounded by the map. Threads
+    may share it: two that miss at once both compute the same menu and one result is kept.
+    """
 
     def __init__(self, areas: Mapping[str, AreaNode]) -> None:
         self._areas = areas
