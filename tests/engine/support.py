@@ -1,4 +1,4 @@
-"""Paths and the hand-built area map shared by the engine tests.
+"""Paths, the hand-built area map and the place-menu reference shared by the engine tests.
 
 The area map has the shapes that matter for place menus: a region with cercles and communes, the
 Bamako district whose children are communes directly (with quartiers below that must never be
@@ -7,9 +7,12 @@ asked), a region with more cercles than fit in one menu, and a region with no ch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from citoyen.engine.types import AreaNode
+from citoyen.engine import textnorm
+from citoyen.engine.places import DEEPER_RANK, LEVEL_RANK, PlaceLevel, place_menus
+from citoyen.engine.types import AreaNode, Option
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VALID = FIXTURES / "valid"
@@ -50,3 +53,46 @@ def _areas() -> tuple[dict[str, AreaNode], tuple[str, ...]]:
 
 
 AREAS, ROOTS = _areas()
+
+
+# -- place menus: the engine's former per-step computation, which the memoised menus must equal --
+
+
+def reference_rank(areas: Mapping[str, AreaNode], code: str) -> int:
+    return LEVEL_RANK.get(areas[code].level, DEEPER_RANK)
+
+
+def reference_children(areas: Mapping[str, AreaNode], code: str, target: int) -> list[str]:
+    return [c for c in areas[code].children if c in areas and reference_rank(areas, c) <= target]
+
+
+def reference_by_name(areas: Mapping[str, AreaNode], codes: list[str], text: str) -> str | None:
+    wanted = textnorm.normalise(text)
+    for code in codes:
+        if wanted in (textnorm.normalise(code), textnorm.normalise(areas[code].name)):
+            return code
+    return None
+
+
+def assert_level_matches(areas: Mapping[str, AreaNode], level: PlaceLevel, codes: list[str]):
+    """``level`` is what the old code computed from ``codes`` (the menu's areas)."""
+    assert list(level.codes) == codes
+    assert level.rank == min((reference_rank(areas, c) for c in codes), default=1)
+    assert level.options == tuple(Option(key=c, label=areas[c].name) for c in codes)
+    for code in codes:
+        for text in (code, areas[code].name, areas[code].name.upper(), f" {code.lower()} "):
+            assert level.by_name.get(textnorm.normalise(text)) == reference_by_name(
+                areas, codes, text
+            )
+    assert level.by_name.get(textnorm.normalise("no such place")) is None
+
+
+def assert_menus_match(areas: Mapping[str, AreaNode], roots: tuple[str, ...]) -> None:
+    """For every area and level of the map, memoised menus equal the per-step computation."""
+    menus = place_menus(areas)
+    assert_level_matches(areas, menus.roots(roots), [c for c in roots if c in areas])
+    for code in areas:
+        for target in sorted(set(LEVEL_RANK.values())):
+            expected = reference_children(areas, code, target)
+            assert_level_matches(areas, menus.children(code, target), expected)
+            assert menus.children(code, target) is menus.children(code, target)  # memoised

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from citoyen.engine.places import AreaMap
 from citoyen.models import Area, Report
 from citoyen.services import areas
 from citoyen.services.areas import (
@@ -28,6 +29,7 @@ from citoyen.services.areas import (
     load_area_context,
     seed_shipped_areas,
 )
+from tests.engine.support import assert_menus_match
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "data" / "mali-areas.csv"
@@ -260,6 +262,28 @@ def test_area_context_is_cached_and_sees_changes(db_session: Session) -> None:
     tree, _ = load_area_context(db_session)
     assert tree["ML-2.kati"].children[0] == "ML-2.kati.test"
     assert "ML-2.kati.test" not in first[0]
+
+
+def test_area_context_menus_equal_the_per_step_computation(db_session: Session) -> None:
+    """The menus memoised on the shipped map, and on the map after a change, are the old ones."""
+    seed_shipped_areas(db_session)
+    db_session.commit()
+    first, roots = load_area_context(db_session)
+    assert isinstance(first, AreaMap)
+    assert load_area_context(db_session)[0] is first  # one map (and its menus) until a change
+    assert_menus_match(first, roots)
+    kati_menu = first.menus.children("ML-2.kati", 3)
+
+    kati = _by_code(db_session, "ML-2.kati")
+    with Session(db_session.get_bind()) as other:
+        other.add(Area(code="ML-2.kati.test", name="Aaa Test", level="commune", parent_id=kati.id))
+        other.commit()
+    db_session.commit()
+    changed, roots = load_area_context(db_session)
+    assert changed is not first
+    assert_menus_match(changed, roots)
+    assert changed.menus.children("ML-2.kati", 3).codes[0] == "ML-2.kati.test"
+    assert first.menus.children("ML-2.kati", 3) is kati_menu  # the old map is left as it was
 
 
 # --- labels ------------------------------------------------------------------------------------

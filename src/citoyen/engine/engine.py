@@ -12,12 +12,13 @@ the context carries.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from citoyen.engine import textnorm
+from citoyen.engine.places import LEVEL_RANK, PlaceLevel, PlaceMenus, place_menus, rank_of
 from citoyen.engine.refcodes import parse_reference
 from citoyen.engine.schema import (
     ActionNode,
@@ -38,13 +39,18 @@ from citoyen.engine.schema import (
     ReferenceNode,
     TextNode,
 )
-from citoyen.engine.types import Context, Effect, Input, Option, Prompt, State, StepResult
+from citoyen.engine.types import (
+    Context,
+    Effect,
+    Input,
+    Option,
+    Prompt,
+    State,
+    StepResult,
+    deep_copy,
+)
 
 FINISHED = ("completed", "interrupted", "expired")
-# Rank of area levels: a place node asks down to its ``levels`` rank. The Bamako district is
-# region-level and its children are communes, so "cercle" stops at the district itself.
-LEVEL_RANK = {"region": 1, "district": 1, "cercle": 2, "commune": 3}
-DEEPER_RANK = 4  # quartiers, villages and any unknown level: never asked
 HEADER_BY_RANK = {1: "system.place_region", 2: "system.place_cercle", 3: "system.place_commune"}
 MIN_MENU = 3  # one entry + "more" + "unknown"
 _INT = re.compile(r"\s*(-?\d{1,12})\s*")
@@ -77,7 +83,7 @@ def step(flow: Flow, state: State, inp: Input, ctx: Context) -> StepResult:
     """
     if state.status in FINISHED:
         return StepResult(state, [], [])
-    run = _Run(flow, ctx, State.from_dict(state.to_dict()))  # to_dict() deep-copies
+    run = _Run(flow, ctx, _working_copy(state))
     if (
         state.flow_id != flow.id
         or state.flow_version != flow.version
@@ -87,6 +93,32 @@ def step(flow: Flow, state: State, inp: Input, ctx: Context) -> StepResult:
     else:
         run.handle(inp)
     return run.result()
+
+
+def _working_copy(state: State) -> State:
+    """A copy of ``state`` that the run may change without touching ``state``.
+
+    Shallow on purpose (a deep copy cost a fifth of a step): the run only ever replaces the
+    top-level entries of ``answers`` and ``scratch``, never changes a value nested in them (place
+    paths are rebuilt, a saved scratch is copied when restored), so the nested values may be
+    shared with ``state``.
+    """
+    return State(
+        flow_id=state.flow_id,
+        flow_version=state.flow_version,
+        node=state.node,
+        status=state.status,
+        language=state.language,
+        answers=dict(state.answers),
+        retries=state.retries,
+        scratch=dict(state.scratch),
+    )
+
+
+@lru_cache(maxsize=64)
+def _language_options(languages: tuple[str, ...]) -> tuple[Option, ...]:
+    """The language menu (each language announced in itself); few distinct ones per process."""
+    return tuple(Option(key=lang, text="system.language_option", lang=lang) for lang in languages)
 
 
 def _enabled(language: str | None, ctx: Context) -> str | None:
@@ -135,6 +167,7 @@ class _Run:
         self.flow = flow
         self.ctx = ctx
         self.state = state
+        self.menus: PlaceMenus = place_menus(ctx.areas)
         self.prompts: list[Prompt] = []
         self.effects: list[Effect] = []
 
@@ -192,7 +225,7 @@ class _Run:
                     state.language = known
                     state.answers["language"] = known
                 return node.next
-        if isinstance(node, PlaceNode) and not self._roots():
+        if isinstance(node, PlaceNode) and not self._roots().codes:
             return node.next  # no area data: nothing to ask
         state.status = "waiting"
         self.ask(intro=True)
@@ -216,14 +249,10 @@ class _Run:
         """Emit the current question (``intro`` adds a place node's own text first)."""
         node = self.flow.nodes[self.state.node]
         if self.state.scratch.get("mode") == "language" or isinstance(node, LanguageNode):
-            options = tuple(
-                Option(key=lang, text="system.language_option", lang=lang)
-                for lang in self.ctx.languages
-            )
+            options = _language_options(tuple(self.ctx.languages))
             self.say("language", "system.language_prompt", options=options)
         elif isinstance(node, ChoiceNode):
-            options = tuple(Option(key=o.key, text=o.text) for o in node.options)
-            self.say("choice", node.text, options=options)
+            self.say("choice", node.text, options=node.prompt_options)
         elif isinstance(node, NumberNode):
             limits = {"min": node.min, "max": node.max}
             self.say("number", node.text, params=dict(limits), expects=limits)
@@ -340,7 +369,8 @@ class _Run:
             if isinstance(back, str) and back in self.flow.nodes:
                 # The same question, in the new language, where the citizen left it.
                 state.node, state.retries = back, 0
-                state.scratch = saved if isinstance(saved, dict) else {}
+                # A copy: ``saved`` may be shared with the caller's state (see _working_copy).
+                state.scratch = dict(saved) if isinstance(saved, dict) else {}
                 self.ask()
             else:
                 self.enter(state.node)
@@ -348,7 +378,7 @@ class _Run:
             self.goto(node.next)
 
     def _answer_choice(self, node: ChoiceNode, inp: Input) -> None:
-        index = match_option([o.key for o in node.options], inp)
+        index = match_option(node.option_keys, inp)
         if index is None:
             self.invalid()
             return
@@ -396,43 +426,34 @@ class _Run:
     def _target(self, node: PlaceNode) -> int:
         return LEVEL_RANK[node.levels]
 
-    def _rank(self, code: str) -> int:
-        return LEVEL_RANK.get(self.ctx.areas[code].level, DEEPER_RANK)
+    def _roots(self) -> PlaceLevel:
+        return self.menus.roots(tuple(self.ctx.area_roots))
 
-    def _roots(self) -> list[str]:
-        return [c for c in self.ctx.area_roots if c in self.ctx.areas]
+    def _level(self, node: PlaceNode) -> PlaceLevel:
+        """The menu being asked: children of the last chosen area, or the roots."""
+        areas = self.ctx.areas
+        path = [c for c in self.state.scratch.get("path", []) if c in areas]
+        return self.menus.children(path[-1], self._target(node)) if path else self._roots()
 
-    def _children(self, code: str, target: int) -> list[str]:
-        area = self.ctx.areas[code]
-        return [c for c in area.children if c in self.ctx.areas and self._rank(c) <= target]
-
-    def _level_codes(self, node: PlaceNode) -> list[str]:
-        """Areas of the menu being asked: children of the last chosen area, or the roots."""
-        path = [c for c in self.state.scratch.get("path", []) if c in self.ctx.areas]
-        return self._children(path[-1], self._target(node)) if path else self._roots()
-
-    def _page(self, codes: list[str], below_top: bool) -> list[Option]:
+    def _page(self, level: PlaceLevel, below_top: bool) -> list[Option]:
         """The options shown now: a page of areas, then "more" and "unknown" when they apply."""
         size = max(self.ctx.menu_size, MIN_MENU)
         fixed = [Option(key="unknown", text="system.place_unknown")] if below_top else []
-        if len(codes) + len(fixed) <= size:
-            shown, more = codes, []
-        else:
-            per_page = size - 1 - len(fixed)
-            pages = -(-len(codes) // per_page)
-            page = int(self.state.scratch.get("page", 0)) % pages
-            shown = codes[page * per_page : (page + 1) * per_page]
-            more = [Option(key="more", text="system.more")]
-        areas = [Option(key=c, label=self.ctx.areas[c].name) for c in shown]
-        return areas + more + fixed
+        count = len(level.codes)
+        if count + len(fixed) <= size:
+            return [*level.options, *fixed]
+        per_page = size - 1 - len(fixed)
+        pages = -(-count // per_page)
+        page = int(self.state.scratch.get("page", 0)) % pages
+        shown = level.options[page * per_page : (page + 1) * per_page]
+        return [*shown, Option(key="more", text="system.more"), *fixed]
 
     def _place_menu(self, node: PlaceNode) -> None:
-        codes = self._level_codes(node)
-        options = self._page(codes, bool(self.state.scratch.get("path")))
-        rank = min((self._rank(c) for c in codes), default=1)
-        header = HEADER_BY_RANK.get(rank, "system.place_commune")
-        level = {1: "region", 2: "cercle"}.get(rank, "commune")
-        self.say("place", header, options=tuple(options), expects={"level": level})
+        level = self._level(node)
+        options = self._page(level, bool(self.state.scratch.get("path")))
+        header = HEADER_BY_RANK.get(level.rank, "system.place_commune")
+        kind = {1: "region", 2: "cercle"}.get(level.rank, "commune")
+        self.say("place", header, options=tuple(options), expects={"level": kind})
 
     def _answer_place(self, node: PlaceNode, inp: Input) -> None:
         scratch = self.state.scratch
@@ -442,10 +463,10 @@ class _Run:
             else:
                 self.invalid()
             return
-        codes = self._level_codes(node)
-        options = self._page(codes, bool(scratch.get("path")))
+        level = self._level(node)
+        options = self._page(level, bool(scratch.get("path")))
         index = match_option([o.key for o in options], inp)
-        key = options[index].key if index is not None else self._area_by_name(codes, inp)
+        key = options[index].key if index is not None else self._area_by_name(level, inp)
         if key is None:
             self.invalid()
         elif key == "more":
@@ -456,20 +477,17 @@ class _Run:
         else:
             scratch["path"] = [*scratch.get("path", []), key]
             scratch["page"] = 0
-            if self._children(key, self._target(node)) and self._rank(key) < self._target(node):
+            target = self._target(node)
+            if self.menus.children(key, target).codes and (rank_of(self.ctx.areas[key]) < target):
                 self.ask()
             else:
                 self._save_place(node, key)
 
-    def _area_by_name(self, codes: list[str], inp: Input) -> str | None:
+    def _area_by_name(self, level: PlaceLevel, inp: Input) -> str | None:
         """An area of the current level typed by name or code (any page)."""
         if inp.kind not in ("text", "choice") or not inp.value:
             return None
-        wanted = textnorm.normalise(inp.value)
-        for code in codes:
-            if wanted in (textnorm.normalise(code), textnorm.normalise(self.ctx.areas[code].name)):
-                return code
-        return None
+        return level.by_name.get(textnorm.normalise(inp.value))
 
     def _save_place(self, node: PlaceNode, code: str) -> None:
         if node.save:
@@ -518,12 +536,12 @@ class _Run:
                 "urgency": "emergency" if urgent else "normal",
                 "anonymous": get(args.anonymous),
                 "callback": get(args.callback),
-                "answers": copy.deepcopy(answers),
+                "answers": deep_copy(answers),
             }
             self.effects.append(Effect("create_report", data))
         elif kind == "save_answers":
             names = list(answers) if action.save_answers == "all" else action.save_answers
-            saved = {name: copy.deepcopy(answers.get(name)) for name in names}
+            saved = {name: deep_copy(answers.get(name)) for name in names}
             data = {"flow_id": self.flow.id, "flow_version": self.flow.version, "answers": saved}
             self.effects.append(Effect("save_answers", data))
         elif kind == "set_consent":

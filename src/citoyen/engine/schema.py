@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from citoyen.engine.types import Option
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
@@ -219,6 +221,17 @@ class ChoiceNode(_Model):
     save: str | None = None
     options: list[ChoiceOption] = Field(min_length=1)
     next: str | None = None
+
+    # Computed once per loaded flow (the model is frozen) rather than on every step.
+    @cached_property
+    def option_keys(self) -> tuple[str, ...]:
+        """The options' keys, in menu order (what an answer is matched against)."""
+        return tuple(o.key for o in self.options)
+
+    @cached_property
+    def prompt_options(self) -> tuple[Option, ...]:
+        """The options as the engine shows them."""
+        return tuple(Option(key=o.key, text=o.text) for o in self.options)
 
 
 class LanguageNode(_Model):

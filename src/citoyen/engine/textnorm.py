@@ -72,7 +72,19 @@ def find_keyword(text: str, keywords: Mapping[str, Iterable[str]]) -> str | None
     folded = normalise(text)
     if not folded:
         return None
-    for name, words in keywords.items():
-        if any(normalise(word) == folded for word in words):
-            return name
-    return None
+    lists = tuple((name, tuple(words)) for name, words in keywords.items())
+    return _keyword_index(lists).get(folded)
+
+
+@lru_cache(maxsize=64)
+def _keyword_index(lists: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, str]:
+    """Normalised word -> name of the first list holding it, for :func:`find_keyword`.
+
+    Keyed by the lists' content, because callers build a fresh keyword mapping per message while
+    a deployment has one set of lists. Callers must not change the returned dict.
+    """
+    index: dict[str, str] = {}
+    for name, words in lists:
+        for word in words:
+            index.setdefault(normalise(word), name)
+    return index

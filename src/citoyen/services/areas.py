@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from citoyen.config import PROJECT_ROOT
+from citoyen.engine.places import AreaMap
 from citoyen.engine.types import AreaNode
 from citoyen.models import Area
 
@@ -763,7 +764,7 @@ def import_cod_ab(
 
 # --- the engine's view: menus ------------------------------------------------------------------
 
-_cache: dict[str, tuple[tuple[Any, ...], dict[str, AreaNode], tuple[str, ...]]] = {}
+_cache: dict[str, tuple[tuple[Any, ...], AreaMap, tuple[str, ...]]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -795,7 +796,7 @@ def _change_marker(session: Session) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def load_area_context(session: Session) -> tuple[dict[str, AreaNode], tuple[str, ...]]:
+def load_area_context(session: Session) -> tuple[AreaMap, tuple[str, ...]]:
     """The area map the pure engine needs (code -> :class:`AreaNode`) and the top-level codes.
 
     Children are in menu order: ``position`` first (0 by default: a manual override), then by
@@ -808,14 +809,16 @@ def load_area_context(session: Session) -> tuple[dict[str, AreaNode], tuple[str,
     with P-codes stay, because the official table stops above them.
 
     Cached per database and change marker: called on every conversation step, it costs one small
-    aggregate query when nothing changed. Returns a fresh dict each time (callers may keep it).
+    aggregate query when nothing changed. The map is an immutable :class:`AreaMap`, the same
+    object until the areas change, so callers may keep it and the place menus the engine derives
+    from it (:attr:`AreaMap.menus`) are computed once per change, not once per step.
     """
     url = str(session.get_bind().engine.url)  # password masked: fine for a key
     marker = _change_marker(session)
     with _cache_lock:
         cached = _cache.get(url)
     if cached is not None and cached[0] == marker:
-        return dict(cached[1]), cached[2]
+        return cached[1], cached[2]
 
     rows = session.execute(
         sa.select(
@@ -853,9 +856,10 @@ def load_area_context(session: Session) -> tuple[dict[str, AreaNode], tuple[str,
     for root in roots:
         build(root, None)
     root_codes = tuple(r.code for r in roots)
+    area_map = AreaMap(areas)
     with _cache_lock:
-        _cache[url] = (marker, areas, root_codes)
-    return dict(areas), root_codes
+        _cache[url] = (marker, area_map, root_codes)
+    return area_map, root_codes
 
 
 # --- labels ------------------------------------------------------------------------------------
