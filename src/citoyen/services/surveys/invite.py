@@ -242,7 +242,9 @@ def _already_invited(session: Session, run_id: int, ids: list[int]) -> set[int]:
     return set(session.exec(stmt).all())
 
 
-def _open_conversations(session: Session, ids: list[int], now: datetime) -> tuple[set[int], dict]:
+def _open_conversations(
+    session: Session, ids: list[int], now: datetime
+) -> tuple[set[int], dict[int, int]]:
     """Who is in the middle of a conversation, and each other contact's latest open but expired
     conversation (closed when the contact is invited), as ``open_conversation`` decides."""
     stmt = (
@@ -360,25 +362,29 @@ def _start_conversations(
         return
     conn = session.connection()
     expires_at = send_at + survey.expiry_delta
-    group = {
-        c.contact_id: openings[(contacts[c.contact_id].language, c.channel)] for c in candidates
-    }
-    values = {key: o.conversation_values(now, expires_at) for key, o in openings.items()}
-    table = Conversation.__table__
+    opening_of = {c.contact_id: (contacts[c.contact_id].language, c.channel) for c in candidates}
+    used = set(opening_of.values())
+    # Computed once per language and channel, shared by every row of the group.
+    values = {key: openings[key].conversation_values(now, expires_at) for key in used}
+    catalog = runtime.bundle.catalog
+    texts = {key: invitation_messages(catalog, openings[key].reply, key[1]) for key in used}
+    replies = {key: openings[key].message_reply for key in used}
     conversation_rows = []
     for c in candidates:
-        opening = group[c.contact_id]
+        key = opening_of[c.contact_id]
+        flow = openings[key].flow
         conversation_rows.append(
             {
                 "contact_id": c.contact_id,
                 "channel": c.channel,
-                "flow_id": opening.flow.id,
-                "flow_version": opening.flow.version,
-                "menu": opening.menu,
+                "flow_id": flow.id,
+                "flow_version": flow.version,
+                "menu": openings[key].menu,
                 "started_at": now,
-                **values[(contacts[c.contact_id].language, c.channel)],
+                **values[key],
             }
         )
+    table = Conversation.__table__
     stmt = table.insert().returning(table.c.contact_id, table.c.id)
     conversation_of = dict(conn.execute(stmt, conversation_rows).all())
 
@@ -401,17 +407,15 @@ def _start_conversations(
                 "channel": c.channel,
                 "direction": "out",
                 "kind": "start",
-                "reply": group[c.contact_id].message_reply,
+                "reply": replies[opening_of[c.contact_id]],
                 "created_at": now,
             }
             for c in candidates
         ],
     )
-    catalog = runtime.bundle.catalog
-    texts = {id(o): invitation_messages(catalog, o.reply, key[1]) for key, o in openings.items()}
     outbox_rows = [
         _outbox_row(survey, c.channel, invitations[c.contact_id], c.contact_id, i, m, now, send_at)
         for c in candidates
-        for i, m in enumerate(texts[id(group[c.contact_id])])
+        for i, m in enumerate(texts[opening_of[c.contact_id]])
     ]
     conn.execute(_insert(conn, Outbox.__table__, ("idempotency_key",)), outbox_rows)
