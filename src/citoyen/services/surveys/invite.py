@@ -26,6 +26,7 @@ the same rows with the same values.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -228,7 +229,7 @@ def _locked_contacts(session: Session, ids: list[int]) -> dict[int, Any]:
             Contact.opted_out,
             Contact.blocked,
         )
-        .where(Contact.id.in_(ids))
+        .where(_among(session.connection(), Contact.id, ids))
         .order_by(Contact.id)  # one lock order for every worker: no deadlock between two
         .with_for_update()
     )
@@ -237,7 +238,8 @@ def _locked_contacts(session: Session, ids: list[int]) -> dict[int, Any]:
 
 def _already_invited(session: Session, run_id: int, ids: list[int]) -> set[int]:
     stmt = select(SurveyInvitation.contact_id).where(
-        SurveyInvitation.run_id == run_id, SurveyInvitation.contact_id.in_(ids)
+        SurveyInvitation.run_id == run_id,
+        _among(session.connection(), SurveyInvitation.contact_id, ids),
     )
     return set(session.exec(stmt).all())
 
@@ -249,7 +251,10 @@ def _open_conversations(
     conversation (closed when the contact is invited), as ``open_conversation`` decides."""
     stmt = (
         select(Conversation.id, Conversation.contact_id, Conversation.expires_at)
-        .where(Conversation.contact_id.in_(ids), Conversation.status.in_(OPEN_STATUSES))
+        .where(
+            _among(session.connection(), Conversation.contact_id, ids),
+            Conversation.status.in_(OPEN_STATUSES),
+        )
         .order_by(Conversation.id)
     )
     latest = {row.contact_id: row for row in session.exec(stmt).all()}
@@ -337,13 +342,63 @@ def _insert_invitations(
     send_at: datetime,
 ) -> dict[int, int]:
     """Contact id -> new invitation id, for those no one invited in this run meanwhile."""
-    if not candidates:
-        return {}
     conn = session.connection()
     table = SurveyInvitation.__table__
-    stmt = _insert(conn, table, ("run_id", "contact_id")).returning(table.c.contact_id, table.c.id)
-    rows = [_invitation_row(survey, run_id, c, now, send_at) for c in candidates]
-    return dict(conn.execute(stmt, rows).all())
+    contacts = Contact.__table__
+    invited: dict[int, int] = {}
+    for channel, ids in _by(candidates, lambda c: c.channel).items():
+        row = _invitation_row(survey, run_id, Candidate(0, channel), now, send_at)
+        del row["contact_id"]
+        rows = sa.select(contacts.c.id, *_constants(table, row)).where(
+            _among(conn, contacts.c.id, ids)
+        )
+        stmt = (
+            _insert(conn, table, ("run_id", "contact_id"))
+            .from_select(["contact_id", *row], rows)
+            .returning(table.c.contact_id, table.c.id)
+        )
+        invited.update(conn.execute(stmt).all())
+    return invited
+
+
+def _by(candidates: list[Candidate], key: Any) -> dict[Any, list[int]]:
+    """The candidates' contact ids grouped by ``key(candidate)``."""
+    groups: dict[Any, list[int]] = {}
+    for candidate in candidates:
+        groups.setdefault(key(candidate), []).append(candidate.contact_id)
+    return groups
+
+
+def _constants(table: sa.Table, values: dict[str, Any]) -> list[Any]:
+    """``values`` as bound parameters of their column's type, for a SELECT feeding an INSERT:
+    converted once for the thousands of rows of the statement."""
+    return [sa.literal(value, table.c[name].type).label(name) for name, value in values.items()]
+
+
+def _among(conn: sa.Connection, column: Any, ids: list[int]) -> Any:
+    """``column IN ids``; on PostgreSQL one array parameter (``= ANY``) instead of thousands of
+    placeholders, which psycopg would parse for every statement."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.literal(ids, ARRAY(sa.Integer)))
+    return column.in_(ids)
+
+
+def _as_text(expr: Any) -> Any:
+    return sa.cast(expr, sa.String)
+
+
+def _json_with_id(conn: sa.Connection, value: dict[str, Any], key: str, id_column: Any) -> Any:
+    """SQL for the JSON of ``{**value, key: <id_column>}``, the very text json.dumps gives."""
+    marker = 0
+    dumped = json.dumps({**value, key: marker})
+    tail = f"{marker}}}"
+    assert dumped.endswith(f'"{key}": {tail}')
+    expr = sa.literal(dumped[: -len(tail)]) + _as_text(id_column) + sa.literal("}")
+    if conn.dialect.name == "postgresql":
+        return sa.cast(expr, Outbox.__table__.c.payload.type)
+    return expr  # SQLite stores JSON as its text
 
 
 def _start_conversations(
@@ -357,65 +412,125 @@ def _start_conversations(
     now: datetime,
     send_at: datetime,
 ) -> None:
-    """Each invited contact's conversation, its "start" message and its queued texts."""
-    if not candidates:
-        return
+    """Each invited contact's conversation, its "start" message and its queued texts: a few
+    statements per language and channel, the group's values computed once."""
     conn = session.connection()
     expires_at = send_at + survey.expiry_delta
-    opening_of = {c.contact_id: (contacts[c.contact_id].language, c.channel) for c in candidates}
-    used = set(opening_of.values())
-    # Computed once per language and channel, shared by every row of the group.
-    values = {key: openings[key].conversation_values(now, expires_at) for key in used}
     catalog = runtime.bundle.catalog
-    texts = {key: invitation_messages(catalog, openings[key].reply, key[1]) for key in used}
-    replies = {key: openings[key].message_reply for key in used}
-    conversation_rows = []
-    for c in candidates:
-        key = opening_of[c.contact_id]
-        flow = openings[key].flow
-        conversation_rows.append(
-            {
-                "contact_id": c.contact_id,
-                "channel": c.channel,
-                "flow_id": flow.id,
-                "flow_version": flow.version,
-                "menu": openings[key].menu,
-                "started_at": now,
-                **values[key],
-            }
-        )
-    table = Conversation.__table__
-    stmt = table.insert().returning(table.c.contact_id, table.c.id)
-    conversation_of = dict(conn.execute(stmt, conversation_rows).all())
+    groups = _by(candidates, lambda c: (contacts[c.contact_id].language, c.channel))
+    new_conversations: list[int] = []
+    for key, ids in groups.items():
+        opening, channel = openings[key], key[1]
+        conversation_ids = _insert_conversations(conn, opening, channel, ids, now, expires_at)
+        new_conversations += conversation_ids
+        _insert_start_messages(conn, opening, channel, conversation_ids, now)
+        invitation_ids = [invitations[cid] for cid in ids]
+        messages = invitation_messages(catalog, opening.reply, channel)
+        _queue_texts(conn, survey, channel, messages, invitation_ids, now, send_at)
+    _link_conversations(conn, list(invitations.values()), new_conversations)
 
-    invitation_table = SurveyInvitation.__table__
-    conn.execute(
-        invitation_table.update()
-        .where(invitation_table.c.id == sa.bindparam("b_id"))
-        .values(conversation_id=sa.bindparam("b_conversation")),
-        [
-            {"b_id": invitations[cid], "b_conversation": conversation_of[cid]}
-            for cid in conversation_of
-        ],
+
+def _insert_conversations(
+    conn: sa.Connection,
+    opening: Opening,
+    channel: str,
+    contact_ids: list[int],
+    now: datetime,
+    expires_at: datetime,
+) -> list[int]:
+    table = Conversation.__table__
+    contacts = Contact.__table__
+    values = {
+        "channel": channel,
+        "flow_id": opening.flow.id,
+        "flow_version": opening.flow.version,
+        "menu": opening.menu,
+        "started_at": now,
+        **opening.conversation_values(now, expires_at),
+    }
+    rows = sa.select(contacts.c.id, *_constants(table, values)).where(
+        _among(conn, contacts.c.id, contact_ids)
+    )
+    stmt = table.insert().from_select(["contact_id", *values], rows).returning(table.c.id)
+    return list(conn.execute(stmt).scalars())
+
+
+def _insert_start_messages(
+    conn: sa.Connection, opening: Opening, channel: str, conversation_ids: list[int], now: datetime
+) -> None:
+    """The "start" message of each conversation (what :meth:`ConversationService.start` adds)."""
+    table = Message.__table__
+    conversations = Conversation.__table__
+    values = {
+        "channel": channel,
+        "direction": "out",
+        "kind": "start",
+        "reply": opening.message_reply,
+        "created_at": now,
+    }
+    rows = sa.select(
+        conversations.c.contact_id, conversations.c.id, *_constants(table, values)
+    ).where(_among(conn, conversations.c.id, conversation_ids))
+    conn.execute(table.insert().from_select(["contact_id", "conversation_id", *values], rows))
+
+
+def _queue_texts(
+    conn: sa.Connection,
+    survey: SurveyDef,
+    channel: str,
+    messages: list[tuple[str, dict[str, Any]]],
+    invitation_ids: list[int],
+    now: datetime,
+    send_at: datetime,
+) -> None:
+    """The outbox rows of these invitations, as :func:`enqueue` writes them: one statement per
+    message of the invitation (an SMS cut in two: two), keys and payloads built in SQL."""
+    table = Outbox.__table__
+    invitations = SurveyInvitation.__table__
+    for index, (text, payload) in enumerate(messages):
+        values = {
+            "kind": "survey",
+            "channel": channel,
+            "body": text,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": send_at,
+            "created_at": now,
+        }
+        key = sa.literal("survey:") + _as_text(invitations.c.id) + f":invite:{index}"
+        payload_sql = _json_with_id(
+            conn, {**payload, "survey": survey.id}, "invitation", invitations.c.id
+        )
+        rows = sa.select(
+            key.label("idempotency_key"),
+            invitations.c.contact_id,
+            payload_sql.label("payload"),
+            *_constants(table, values),
+        ).where(_among(conn, invitations.c.id, invitation_ids))
+        stmt = _insert(conn, table, ("idempotency_key",)).from_select(
+            ["idempotency_key", "contact_id", "payload", *values], rows
+        )
+        conn.execute(stmt)
+
+
+def _link_conversations(
+    conn: sa.Connection, invitation_ids: list[int], conversation_ids: list[int]
+) -> None:
+    """Each new invitation's ``conversation_id``: the contact's conversation just started."""
+    if not invitation_ids:
+        return
+    invitations = SurveyInvitation.__table__
+    conversations = Conversation.__table__
+    started = (
+        sa.select(conversations.c.id)
+        .where(
+            conversations.c.contact_id == invitations.c.contact_id,
+            _among(conn, conversations.c.id, conversation_ids),
+        )
+        .scalar_subquery()
     )
     conn.execute(
-        Message.__table__.insert(),
-        [
-            {
-                "contact_id": c.contact_id,
-                "conversation_id": conversation_of[c.contact_id],
-                "channel": c.channel,
-                "direction": "out",
-                "kind": "start",
-                "reply": replies[opening_of[c.contact_id]],
-                "created_at": now,
-            }
-            for c in candidates
-        ],
+        invitations.update()
+        .where(_among(conn, invitations.c.id, invitation_ids))
+        .values(conversation_id=started)
     )
-    outbox_rows = [
-        _outbox_row(survey, c.channel, invitations[c.contact_id], c.contact_id, i, m, now, send_at)
-        for c in candidates
-        for i, m in enumerate(texts[opening_of[c.contact_id]])
-    ]
-    conn.execute(_insert(conn, Outbox.__table__, ("idempotency_key",)), outbox_rows)
