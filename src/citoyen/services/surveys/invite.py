@@ -229,7 +229,7 @@ def _locked_contacts(session: Session, ids: list[int]) -> dict[int, Any]:
             Contact.opted_out,
             Contact.blocked,
         )
-        .where(_among(session.connection(), Contact.id, ids))
+        .where(among(session.connection(), Contact.id, ids))
         .order_by(Contact.id)  # one lock order for every worker: no deadlock between two
         .with_for_update()
     )
@@ -239,7 +239,7 @@ def _locked_contacts(session: Session, ids: list[int]) -> dict[int, Any]:
 def _already_invited(session: Session, run_id: int, ids: list[int]) -> set[int]:
     stmt = select(SurveyInvitation.contact_id).where(
         SurveyInvitation.run_id == run_id,
-        _among(session.connection(), SurveyInvitation.contact_id, ids),
+        among(session.connection(), SurveyInvitation.contact_id, ids),
     )
     return set(session.exec(stmt).all())
 
@@ -252,7 +252,7 @@ def _open_conversations(
     stmt = (
         select(Conversation.id, Conversation.contact_id, Conversation.expires_at)
         .where(
-            _among(session.connection(), Conversation.contact_id, ids),
+            among(session.connection(), Conversation.contact_id, ids),
             Conversation.status.in_(OPEN_STATUSES),
         )
         .order_by(Conversation.id)
@@ -318,47 +318,15 @@ def invite_batch(
     for cid in busy:
         outcomes[cid] = "busy"
     free = [c for c in bulk if c.contact_id not in busy]
-    invited = _insert_invitations(session, survey, run_id, free, now, send_at)
+    invited = _write(session, runtime, survey, run_id, free, contacts, openings, now, send_at)
     for candidate in free:
         outcomes[candidate.contact_id] = "invited" if candidate.contact_id in invited else "already"
     _close_expired(session, [stale[cid] for cid in invited if cid in stale], now)
-    started = [c for c in free if c.contact_id in invited]
-    _start_conversations(
-        session, runtime, survey, started, invited, contacts, openings, now, send_at
-    )
     for candidate in one_by_one:
         outcomes[candidate.contact_id] = invite_one(
             session, runtime, survey, run_id, candidate, now, send_at
         )
     return outcomes
-
-
-def _insert_invitations(
-    session: Session,
-    survey: SurveyDef,
-    run_id: int,
-    candidates: list[Candidate],
-    now: datetime,
-    send_at: datetime,
-) -> dict[int, int]:
-    """Contact id -> new invitation id, for those no one invited in this run meanwhile."""
-    conn = session.connection()
-    table = SurveyInvitation.__table__
-    contacts = Contact.__table__
-    invited: dict[int, int] = {}
-    for channel, ids in _by(candidates, lambda c: c.channel).items():
-        row = _invitation_row(survey, run_id, Candidate(0, channel), now, send_at)
-        del row["contact_id"]
-        rows = sa.select(contacts.c.id, *_constants(table, row)).where(
-            _among(conn, contacts.c.id, ids)
-        )
-        stmt = (
-            _insert(conn, table, ("run_id", "contact_id"))
-            .from_select(["contact_id", *row], rows)
-            .returning(table.c.contact_id, table.c.id)
-        )
-        invited.update(conn.execute(stmt).all())
-    return invited
 
 
 def _by(candidates: list[Candidate], key: Any) -> dict[Any, list[int]]:
@@ -375,7 +343,7 @@ def _constants(table: sa.Table, values: dict[str, Any]) -> list[Any]:
     return [sa.literal(value, table.c[name].type).label(name) for name, value in values.items()]
 
 
-def _among(conn: sa.Connection, column: Any, ids: list[int]) -> Any:
+def among(conn: sa.Connection, column: Any, ids: list[int]) -> Any:
     """``column IN ids``; on PostgreSQL one array parameter (``= ANY``) instead of thousands of
     placeholders, which psycopg would parse for every statement."""
     if conn.dialect.name == "postgresql":
@@ -401,33 +369,71 @@ def _json_with_id(conn: sa.Connection, value: dict[str, Any], key: str, id_colum
     return expr  # SQLite stores JSON as its text
 
 
-def _start_conversations(
+def _write(
     session: Session,
     runtime: Any,
     survey: SurveyDef,
+    run_id: int,
     candidates: list[Candidate],
-    invitations: dict[int, int],
     contacts: dict[int, Any],
     openings: dict[tuple[str | None, str], Opening],
     now: datetime,
     send_at: datetime,
-) -> None:
-    """Each invited contact's conversation, its "start" message and its queued texts: a few
-    statements per language and channel, the group's values computed once."""
+) -> set[int]:
+    """Invite these contacts (consenting, free): a few statements per language and channel,
+    the group's values computed once. Returns who was invited (not meanwhile by another).
+
+    The conversations are inserted first, so each invitation is inserted with its conversation
+    (no update of thousands of rows after); a contact whose invitation another firing inserted
+    meanwhile loses the conversation just started for them, in this same transaction.
+    """
     conn = session.connection()
     expires_at = send_at + survey.expiry_delta
     catalog = runtime.bundle.catalog
-    groups = _by(candidates, lambda c: (contacts[c.contact_id].language, c.channel))
-    new_conversations: list[int] = []
-    for key, ids in groups.items():
+    conversations = Conversation.__table__
+    invited: set[int] = set()
+    for key, ids in _by(candidates, lambda c: (contacts[c.contact_id].language, c.channel)).items():
         opening, channel = openings[key], key[1]
-        conversation_ids = _insert_conversations(conn, opening, channel, ids, now, expires_at)
-        new_conversations += conversation_ids
-        _insert_start_messages(conn, opening, channel, conversation_ids, now)
-        invitation_ids = [invitations[cid] for cid in ids]
+        started = _insert_conversations(conn, opening, channel, ids, now, expires_at)
+        invitations = _insert_invitations(
+            conn, survey, run_id, channel, list(started.values()), now, send_at
+        )
+        lost = [conv for cid, conv in started.items() if cid not in invitations]
+        if lost:
+            conn.execute(conversations.delete().where(among(conn, conversations.c.id, lost)))
+        if not invitations:
+            continue
+        _insert_start_messages(conn, opening, channel, [started[c] for c in invitations], now)
         messages = invitation_messages(catalog, opening.reply, channel)
-        _queue_texts(conn, survey, channel, messages, invitation_ids, now, send_at)
-    _link_conversations(conn, list(invitations.values()), new_conversations)
+        _queue_texts(conn, survey, channel, messages, list(invitations.values()), now, send_at)
+        invited.update(invitations)
+    return invited
+
+
+def _insert_invitations(
+    conn: sa.Connection,
+    survey: SurveyDef,
+    run_id: int,
+    channel: str,
+    conversation_ids: list[int],
+    now: datetime,
+    send_at: datetime,
+) -> dict[int, int]:
+    """Contact id -> invitation id, for the contacts of these new conversations whom no one
+    invited in this run meanwhile (the unique (run, contact) skips the others)."""
+    table = SurveyInvitation.__table__
+    conversations = Conversation.__table__
+    row = _invitation_row(survey, run_id, Candidate(0, channel), now, send_at)
+    del row["contact_id"]
+    rows = sa.select(conversations.c.contact_id, conversations.c.id, *_constants(table, row)).where(
+        among(conn, conversations.c.id, conversation_ids)
+    )
+    stmt = (
+        _insert(conn, table, ("run_id", "contact_id"))
+        .from_select(["contact_id", "conversation_id", *row], rows)
+        .returning(table.c.contact_id, table.c.id)
+    )
+    return dict(conn.execute(stmt).all())
 
 
 def _insert_conversations(
@@ -437,7 +443,8 @@ def _insert_conversations(
     contact_ids: list[int],
     now: datetime,
     expires_at: datetime,
-) -> list[int]:
+) -> dict[int, int]:
+    """Contact id -> the conversation started for them."""
     table = Conversation.__table__
     contacts = Contact.__table__
     values = {
@@ -449,10 +456,14 @@ def _insert_conversations(
         **opening.conversation_values(now, expires_at),
     }
     rows = sa.select(contacts.c.id, *_constants(table, values)).where(
-        _among(conn, contacts.c.id, contact_ids)
+        among(conn, contacts.c.id, contact_ids)
     )
-    stmt = table.insert().from_select(["contact_id", *values], rows).returning(table.c.id)
-    return list(conn.execute(stmt).scalars())
+    stmt = (
+        table.insert()
+        .from_select(["contact_id", *values], rows)
+        .returning(table.c.contact_id, table.c.id)
+    )
+    return dict(conn.execute(stmt).all())
 
 
 def _insert_start_messages(
@@ -470,7 +481,7 @@ def _insert_start_messages(
     }
     rows = sa.select(
         conversations.c.contact_id, conversations.c.id, *_constants(table, values)
-    ).where(_among(conn, conversations.c.id, conversation_ids))
+    ).where(among(conn, conversations.c.id, conversation_ids))
     conn.execute(table.insert().from_select(["contact_id", "conversation_id", *values], rows))
 
 
@@ -506,31 +517,8 @@ def _queue_texts(
             invitations.c.contact_id,
             payload_sql.label("payload"),
             *_constants(table, values),
-        ).where(_among(conn, invitations.c.id, invitation_ids))
+        ).where(among(conn, invitations.c.id, invitation_ids))
         stmt = _insert(conn, table, ("idempotency_key",)).from_select(
             ["idempotency_key", "contact_id", "payload", *values], rows
         )
         conn.execute(stmt)
-
-
-def _link_conversations(
-    conn: sa.Connection, invitation_ids: list[int], conversation_ids: list[int]
-) -> None:
-    """Each new invitation's ``conversation_id``: the contact's conversation just started."""
-    if not invitation_ids:
-        return
-    invitations = SurveyInvitation.__table__
-    conversations = Conversation.__table__
-    started = (
-        sa.select(conversations.c.id)
-        .where(
-            conversations.c.contact_id == invitations.c.contact_id,
-            _among(conn, conversations.c.id, conversation_ids),
-        )
-        .scalar_subquery()
-    )
-    conn.execute(
-        invitations.update()
-        .where(_among(conn, invitations.c.id, invitation_ids))
-        .values(conversation_id=started)
-    )

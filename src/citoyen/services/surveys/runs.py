@@ -44,6 +44,7 @@ from citoyen.services.surveys.definitions import SurveyDef
 from citoyen.services.surveys.invite import (  # noqa: F401  (invitation_messages: re-exported)
     STOP_NOTICE,
     Candidate,
+    among,
     invitation_messages,
     invite_batch,
     with_notice,
@@ -200,7 +201,7 @@ def _last_channels(session: Session, ids: list[int]) -> dict[int, str]:
     for chunk in _chunks(ids):
         latest = (
             select(sa.func.max(Conversation.id))
-            .where(Conversation.contact_id.in_(chunk))
+            .where(among(session.connection(), Conversation.contact_id, chunk))
             .group_by(Conversation.contact_id)
         )
         rows = session.exec(
@@ -223,7 +224,9 @@ def plan(
         contacts.update(
             (row.id, row)
             for row in session.exec(
-                select(Contact.id, Contact.channel).where(Contact.id.in_(chunk))
+                select(Contact.id, Contact.channel).where(
+                    among(session.connection(), Contact.id, chunk)
+                )
             ).all()
         )
     last = _last_channels(session, drawn)
