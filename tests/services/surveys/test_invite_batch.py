@@ -218,3 +218,27 @@ def test_a_run_resumed_after_a_crash_invites_only_the_rest(runtime, monkeypatch,
     assert sorted(cid for (cid,) in starts) == sorted(ids)
     assert all(i.conversation_id is not None for i in rows)
     assert run.invited == 7 and run.status == "done"
+
+
+def test_an_invitation_made_meanwhile_by_another_firing_is_left_alone(runtime, monkeypatch):
+    """Another worker invited a contact between this batch's check and its insert: the contact
+    counts as already invited and nothing else is written for them (the conversation started
+    for them in this batch is removed again)."""
+    first = add_contact(runtime, "+22376130001")
+    second = add_contact(runtime, "+22376130002")
+    survey = definition(channels=["sms"])
+    with write_session(runtime.engine) as session:
+        run_id = runs._get_run(session, survey, "run", "manual", MORNING).id
+    with write_session(runtime.engine) as session:  # the other worker's row (call pending)
+        row = invite._invitation_row(survey, run_id, Candidate(first, "voice"), MORNING, MORNING)
+        session.add(SurveyInvitation(**row))
+    monkeypatch.setattr(invite, "_already_invited", lambda *args: set())  # the race
+    batch = [Candidate(first, "sms"), Candidate(second, "sms")]
+    with write_session(runtime.engine) as session:
+        outcomes = invite_batch(session, runtime, survey, run_id, batch, MORNING, MORNING)
+    assert outcomes == {first: "already", second: "invited"}
+    with Session(runtime.engine) as session:
+        for model in (Conversation, Message, Outbox, SurveyInvitation):
+            contacts = session.execute(sa.select(model.contact_id)).scalars().all()
+            assert contacts.count(second) >= 1, model.__name__
+            assert contacts.count(first) == (model is SurveyInvitation), model.__name__
