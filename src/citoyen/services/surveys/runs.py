@@ -4,10 +4,10 @@ A run is one firing of a survey (its ``key``: the scheduled time, or ``manual:<t
 shaped like this:
 
 - **Invited once per run.** ``survey_invitations`` has a unique (run, contact) constraint and each
-  invitation is written in the same transaction as its conversation and outbox rows (a savepoint
-  per contact), so the job firing twice, or two workers by mistake, cannot invite anyone twice:
-  the second insert fails and that contact is skipped. The run row itself is unique per
-  (survey, key).
+  invitation is written in the same transaction as its conversation and outbox rows (a batch of
+  thousands per transaction, in bulk: :mod:`.invite`), so the job firing twice, or two workers
+  by mistake, cannot invite anyone twice: the second insert skips that contact. The run row
+  itself is unique per (survey, key).
 - **The same draw every time.** The sample is drawn with a random generator seeded by the survey
   and the run key, from the contacts eligible *ignoring this run's own invitations*, so a run that
   is resumed (a crash, a second firing) draws the same people and only invites those not yet done.
