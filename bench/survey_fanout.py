@@ -10,8 +10,8 @@ included, the fill excluded).
 
     .venv/bin/python bench/survey_fanout.py [--db sqlite postgresql] [--contacts 100000]
 
-PostgreSQL: a database ``citoyen_bench_survey`` is created on ``--pg-admin``'s server and dropped
-afterwards.
+PostgreSQL: a database ``citoyen_bench_survey`` (``--pg-db``) is created on ``--pg-admin``'s server
+and dropped afterwards.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def fan_out(url: str, instance: Path, out: mp.Queue) -> None:
 
 
 def bench(kind: str, args: argparse.Namespace) -> None:
-    with throwaway_database(kind, args.pg_admin, PG_DB) as (url, tmp):
+    with throwaway_database(kind, args.pg_admin, args.pg_db) as (url, tmp):
         child = mp.Process(target=fill, args=(url, tmp, args.contacts))
         child.start()
         child.join()
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
+    parser.add_argument("--pg-db", default=PG_DB, help="a name no one else is using")
     args = parser.parse_args()
     print(machine_line())
     for kind in args.db:

@@ -23,8 +23,9 @@ from sqlmodel import Session, col, func, select
 from citoyen import engine as flow_engine
 from citoyen.channels.render import option_label
 from citoyen.db import write_session
+from citoyen.engine import Flow
 from citoyen.engine.textnorm import normalise
-from citoyen.engine.types import Context, Input, Option, Prompt, State
+from citoyen.engine.types import Context, Input, Option, Prompt, State, StepResult
 from citoyen.models import Contact, Conversation, InboundThrottle, Message
 from citoyen.services import effects as effect_handlers
 from citoyen.services.areas import load_area_context
@@ -123,6 +124,56 @@ def _scalar_params(answers: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answers.items() if isinstance(v, str | int | float)}
 
 
+def _state_values(state: State, flow: Any, now: datetime) -> dict[str, Any]:
+    """A conversation's columns after a step that left it in ``state``."""
+    return {
+        "state": state.to_dict(),
+        "node": state.node,
+        "status": state.status,
+        "updated_at": now,
+        "expires_at": (
+            now + timedelta(seconds=flow.expiry_seconds) if state.status in OPEN_STATUSES else None
+        ),
+    }
+
+
+def _message_reply(reply: Reply) -> dict[str, Any]:
+    """What an outbound ``Message`` row keeps of a reply."""
+    return {"prompts": reply.to_dict()["prompts"], "language": reply.language}
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A flow's first step for one language and channel, computed before any contact is known.
+
+    The engine is pure and sees a contact only through its language, so every contact of one
+    language started on one channel gets this same step (see :meth:`ConversationService.opening`).
+    ``params`` and ``menu`` are before any effect's values; ``reply`` has no conversation yet.
+    """
+
+    flow: Flow
+    result: StepResult
+    language: str
+    params: dict[str, Any]
+    menu: list
+    reply: Reply
+
+    def conversation_values(
+        self, now: datetime, expires_at: datetime | None = None
+    ) -> dict[str, Any]:
+        """The started conversation's state columns; ``expires_at`` overrides the flow's expiry
+        (a survey's own) when the conversation stays open."""
+        values = _state_values(self.result.state, self.flow, now)
+        if expires_at is not None and values["expires_at"] is not None:
+            values["expires_at"] = expires_at
+        return values
+
+    @property
+    def message_reply(self) -> dict[str, Any]:
+        """The ``reply`` of the conversation's "start" message row."""
+        return _message_reply(self.reply)
+
+
 class ConversationService:
     """Handles inbound inputs for one deployment (flows, texts, data key, database)."""
 
@@ -181,13 +232,10 @@ class ConversationService:
         continue this conversation like any other. ``expires_at`` overrides the flow's expiry
         (a survey's own expiry). The caller makes sure no other conversation is open.
         """
-        flow = self.bundle.flows[flow_id]
-        self.flows.pin(session, flow)
-        ctx = self._context(session, contact, channel)
-        result = flow_engine.start(flow, ctx, language=contact.language)
+        opening = self.opening(session, flow_id, channel, contact.language)
+        flow, result, language = opening.flow, opening.result, opening.language
         conversation = _new_conversation(session, contact, channel, flow, result, now)
-        language = result.state.language or self._lang(contact)
-        params: dict[str, Any] = {**self.emergency_params(), **_scalar_params(result.state.answers)}
+        params = dict(opening.params)
         if result.effects:
             params.update(
                 effect_handlers.apply(
@@ -200,9 +248,8 @@ class ConversationService:
                     now=now,
                 )
             )
-        self._save_state(conversation, result.state, flow, now)
-        if expires_at is not None and conversation.expires_at is not None:
-            conversation.expires_at = expires_at
+        for name, value in opening.conversation_values(now, expires_at).items():
+            setattr(conversation, name, value)
         conversation.menu = self._menu(result.prompts, language, params)
         reply = Reply(
             prompts=result.prompts,
@@ -219,11 +266,33 @@ class ConversationService:
                 channel=channel,
                 direction="out",
                 kind="start",
-                reply={"prompts": reply.to_dict()["prompts"], "language": language},
+                reply=_message_reply(reply),
                 created_at=now,
             )
         )
         return reply, conversation
+
+    def opening(
+        self, session: Session, flow_id: str, channel: str, language: str | None
+    ) -> Opening:
+        """The first step of ``flow_id`` for a contact of ``language`` on ``channel``.
+
+        The flow version is pinned (stored) here, in the caller's transaction. The step itself
+        is computed without the contact, so a caller starting many contacts (a survey run)
+        computes it once per language and channel and inserts the rows in bulk
+        (:meth:`Opening.conversation_values`, :attr:`Opening.menu`, :attr:`Opening.reply`); a
+        step with ``effects`` needs each contact's conversation and goes through :meth:`start`.
+        """
+        flow = self.bundle.flows[flow_id]
+        self.flows.pin(session, flow)
+        ctx = self._context(session, language, channel)
+        result = flow_engine.start(flow, ctx, language=language)
+        lang = result.state.language or language or self.bundle.settings.languages.default
+        params: dict[str, Any] = {**self.emergency_params(), **_scalar_params(result.state.answers)}
+        reply = Reply(
+            prompts=result.prompts, language=lang, params=params, status=result.state.status
+        )
+        return Opening(flow, result, lang, params, self._menu(result.prompts, lang, params), reply)
 
     def open_conversation(
         self, session: Session, contact: Contact, now: datetime
@@ -280,7 +349,7 @@ class ConversationService:
             conversation.state = {**conversation.state, "status": "interrupted"}
             conversation.updated_at = now
             conversation = None
-        ctx = self._context(session, contact, inbound.channel)
+        ctx = self._context(session, contact.language, inbound.channel)
         result, conversation, flow = self._step(
             session, contact, conversation, inbound, ctx, now, created
         )
@@ -319,7 +388,7 @@ class ConversationService:
                 channel=inbound.channel,
                 direction="out",
                 kind="reply",
-                reply={"prompts": reply.to_dict()["prompts"], "language": language},
+                reply=_message_reply(reply),
                 created_at=now,
             )
         )
@@ -377,7 +446,7 @@ class ConversationService:
     def _lang(self, contact: Contact) -> str:
         return contact.language or self.bundle.settings.languages.default
 
-    def _context(self, session: Session, contact: Contact, channel: str) -> Context:
+    def _context(self, session: Session, contact_language: str | None, channel: str) -> Context:
         areas, roots = load_area_context(session)
         settings = self.bundle.settings
         return Context(
@@ -387,7 +456,7 @@ class ConversationService:
             areas=areas,
             area_roots=roots,
             menu_size=MENU_SIZE.get(channel, 9),
-            contact_language=contact.language,
+            contact_language=contact_language,
             channel=channel,
         )
 
@@ -445,13 +514,8 @@ class ConversationService:
     def _save_state(
         self, conversation: Conversation, state: State, flow: Any, now: datetime
     ) -> None:
-        conversation.state = state.to_dict()
-        conversation.node = state.node
-        conversation.status = state.status
-        conversation.updated_at = now
-        conversation.expires_at = (
-            now + timedelta(seconds=flow.expiry_seconds) if state.status in OPEN_STATUSES else None
-        )
+        for name, value in _state_values(state, flow, now).items():
+            setattr(conversation, name, value)
 
     def _is_keyword(self, text: str | None, ctx: Context) -> bool:
         norm = normalise(text or "")

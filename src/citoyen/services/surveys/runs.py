@@ -4,10 +4,10 @@ A run is one firing of a survey (its ``key``: the scheduled time, or ``manual:<t
 shaped like this:
 
 - **Invited once per run.** ``survey_invitations`` has a unique (run, contact) constraint and each
-  invitation is written in the same transaction as its conversation and outbox rows (a savepoint
-  per contact), so the job firing twice, or two workers by mistake, cannot invite anyone twice:
-  the second insert fails and that contact is skipped. The run row itself is unique per
-  (survey, key).
+  invitation is written in the same transaction as its conversation and outbox rows (a batch of
+  thousands per transaction, in bulk: :mod:`.invite`), so the job firing twice, or two workers
+  by mistake, cannot invite anyone twice: the second insert skips that contact. The run row
+  itself is unique per (survey, key).
 - **The same draw every time.** The sample is drawn with a random generator seeded by the survey
   and the run key, from the contacts eligible *ignoring this run's own invitations*, so a run that
   is resumed (a crash, a second firing) draws the same people and only invites those not yet done.
@@ -40,27 +40,29 @@ from citoyen.db import write_session
 from citoyen.engine.sms import segments
 from citoyen.models import Area, Contact, Conversation, SurveyAnswer, SurveyInvitation, SurveyRun
 from citoyen.services.outbox import enqueue
-from citoyen.services.privacy import alias_label
 from citoyen.services.surveys.definitions import SurveyDef
+from citoyen.services.surveys.invite import (  # noqa: F401  (invitation_messages: re-exported)
+    STOP_NOTICE,
+    Candidate,
+    among,
+    invitation_messages,
+    invite_batch,
+    with_notice,
+)
 from citoyen.services.surveys.quiet import next_allowed
 
 log = logging.getLogger(__name__)
 
-STOP_NOTICE = "survey.stop_notice"
 REMINDER = "survey.reminder"
 OPEN_INVITATION = ("invited", "calling")
-BATCH = 50  # invitations per transaction
+# Invitations per transaction: thousands take a few statements (see :mod:`.invite`) and well
+# under a second, short enough for the webhooks waiting on SQLite's write lock.
+BATCH = 2_000
 # Ids per ``IN (...)`` list: PostgreSQL (psycopg) refuses more than 65,535 parameters in one
 # statement and older SQLite builds 32,766, while a wave may draw 100,000 contacts.
 IN_CHUNK = 10_000
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class Candidate:
-    contact_id: int
-    channel: str  # sms | telegram | voice
 
 
 @dataclass
@@ -175,10 +177,11 @@ def draw(ids: list[int], survey: SurveyDef, key: str) -> list[int]:
     return sorted(rng.sample(ids, k))
 
 
-def channel_for(contact: Contact, last_channel: str | None, survey: SurveyDef) -> str | None:
+def channel_for(contact: Any, last_channel: str | None, survey: SurveyDef) -> str | None:
     """Where to invite a contact: Telegram users on Telegram; a phone contact on the channel they
     last used with us (callers are called: many do not read) when the survey lists it, else the
-    first phone channel the survey lists."""
+    first phone channel the survey lists. ``contact``: anything with the contact's ``channel``
+    (address kind), a :class:`Contact` or a selected row."""
     if contact.channel == "telegram":
         return "telegram" if "telegram" in survey.channels else None
     if contact.channel != "tel":
@@ -198,7 +201,7 @@ def _last_channels(session: Session, ids: list[int]) -> dict[int, str]:
     for chunk in _chunks(ids):
         latest = (
             select(sa.func.max(Conversation.id))
-            .where(Conversation.contact_id.in_(chunk))
+            .where(among(session.connection(), Conversation.contact_id, chunk))
             .group_by(Conversation.contact_id)
         )
         rows = session.exec(
@@ -214,10 +217,17 @@ def plan(
     """Who this run draws, each with the channel they would be invited on."""
     ids = eligible_ids(session, survey, now, exclude_run=run_id)
     drawn = draw(ids, survey, key)
-    contacts: dict[int | None, Contact] = {}
+    # The address kind alone, not Contact objects: a wave of 100,000 loaded as ORM objects
+    # took a few hundred MB.
+    contacts: dict[int, Any] = {}
     for chunk in _chunks(drawn):
         contacts.update(
-            (c.id, c) for c in session.exec(select(Contact).where(Contact.id.in_(chunk))).all()
+            (row.id, row)
+            for row in session.exec(
+                select(Contact.id, Contact.channel).where(
+                    among(session.connection(), Contact.id, chunk)
+                )
+            ).all()
         )
     last = _last_channels(session, drawn)
     out = []
@@ -229,31 +239,6 @@ def plan(
 
 
 # --- messages ----------------------------------------------------------------------------------
-
-
-def _with_notice(catalog: Any, text: str, lang: str) -> str:
-    notice = catalog.render(STOP_NOTICE, lang, {})
-    return f"{text}\n\n{notice}" if text else notice
-
-
-def invitation_messages(catalog: Any, reply: Any, channel: str) -> list[tuple[str, dict[str, Any]]]:
-    """(text, payload) per outbox row for a conversation's first prompts, stop notice included."""
-    if channel == "sms":
-        from citoyen.channels.render import render_sms
-        from citoyen.channels.sms import split_sms
-
-        text = render_sms(catalog, reply.prompts, reply.language, reply.params)
-        return [(part, {}) for part in split_sms(_with_notice(catalog, text, reply.language))]
-    if channel == "telegram":
-        from citoyen.channels.telegram_updates import reply_payloads
-
-        messages = reply_payloads(catalog, reply)
-        if not messages:
-            return [(_with_notice(catalog, "", reply.language), {"buttons": []})]
-        text, payload = messages[-1]
-        messages[-1] = (_with_notice(catalog, text, reply.language), payload)
-        return messages
-    raise ValueError(f"no text invitation on channel {channel!r}")
 
 
 def estimated_segments(
@@ -285,7 +270,7 @@ def estimated_segments(
             text = render_sms(catalog, result.prompts, language, dict(settings.emergency_numbers))
             from citoyen.channels.sms import split_sms
 
-            cache[lang] = sum(segments(p) for p in split_sms(_with_notice(catalog, text, language)))
+            cache[lang] = sum(segments(p) for p in split_sms(with_notice(catalog, text, language)))
         total += cache[lang]
     return total
 
@@ -342,8 +327,9 @@ def start_run(
     for start in range(0, total, BATCH):
         batch = the_plan.drawn[start : start + BATCH]
         with write_session(runtime.engine) as session:
+            outcomes = invite_batch(session, runtime, survey, run_id, batch, now, send_at)
             for candidate in batch:
-                outcome = _invite(session, runtime, survey, run_id, candidate, now, send_at)
+                outcome = outcomes[candidate.contact_id]
                 if outcome == "invited":
                     result.invited += 1
                     result.per_channel[candidate.channel] += 1
@@ -374,87 +360,6 @@ def start_run(
         dict(result.skipped) or "none",
     )
     return result
-
-
-def _invite(
-    session: Session,
-    runtime: Any,
-    survey: SurveyDef,
-    run_id: int,
-    candidate: Candidate,
-    now: datetime,
-    send_at: datetime,
-) -> str:
-    """Invite one contact in a savepoint: 'invited', 'already', or why it was skipped."""
-    exists = session.exec(
-        select(SurveyInvitation.id).where(
-            SurveyInvitation.run_id == run_id, SurveyInvitation.contact_id == candidate.contact_id
-        )
-    ).first()
-    if exists is not None:
-        return "already"
-    try:
-        with session.begin_nested():
-            contact = session.exec(
-                select(Contact).where(Contact.id == candidate.contact_id).with_for_update()
-            ).one()
-            if contact.opted_out or contact.blocked or not contact.survey_consent:
-                return "no_consent"  # changed since the draw
-            invitation = SurveyInvitation(
-                run_id=run_id,
-                survey=survey.id,
-                contact_id=candidate.contact_id,
-                channel=candidate.channel,
-                status="calling" if candidate.channel == "voice" else "invited",
-                invited_at=now,
-                send_at=send_at,
-                expires_at=send_at + survey.expiry_delta,
-            )
-            session.add(invitation)
-            session.flush()  # a concurrent invitation of this contact in this run fails here
-            if candidate.channel != "voice":
-                conversations = runtime.conversations
-                if conversations.open_conversation(session, contact, now) is not None:
-                    raise _Skip("busy")
-                reply, conversation = conversations.start(
-                    session,
-                    contact,
-                    survey.flow,
-                    candidate.channel,
-                    now,
-                    expires_at=invitation.expires_at,
-                )
-                invitation.conversation_id = conversation.id
-                messages = invitation_messages(runtime.bundle.catalog, reply, candidate.channel)
-                for i, (text, payload) in enumerate(messages):
-                    row = enqueue(
-                        session,
-                        channel=candidate.channel,
-                        idempotency_key=f"survey:{invitation.id}:invite:{i}",
-                        body=text,
-                        payload={**payload, "survey": survey.id, "invitation": invitation.id},
-                        contact_id=contact.id,
-                        kind="survey",
-                        now=now,
-                    )
-                    row.next_attempt_at = send_at
-            log.debug(
-                "survey %s: %s invited by %s",
-                survey.id,
-                alias_label(contact.alias),
-                candidate.channel,
-            )
-            return "invited"
-    except _Skip as skip:
-        return skip.reason
-    except IntegrityError:
-        return "already"
-
-
-class _Skip(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 # --- after the invitation ------------------------------------------------------------------------
@@ -536,7 +441,7 @@ def send_reminders(runtime: Any, surveys: dict[str, SurveyDef], now: datetime | 
             default = runtime.bundle.settings.languages.default
             for invitation, contact, conversation in rows:
                 lang = conversation.state.get("language") or contact.language or default
-                body = _with_notice(catalog, catalog.render(REMINDER, lang, {}), lang)
+                body = with_notice(catalog, catalog.render(REMINDER, lang, {}), lang)
                 row = enqueue(
                     session,
                     channel=invitation.channel,
