@@ -146,6 +146,10 @@ class Report(SQLModel, table=True):
     """A security concern raised by a citizen."""
 
     __tablename__ = "reports"
+    __table_args__ = (
+        # The dashboard's window: counted per category, place and week from the index alone.
+        sa.Index("ix_reports_window", "created_at", "category", "area_id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(max_length=20, unique=True, index=True)
     contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
@@ -255,6 +259,18 @@ class QueueEntry(SQLModel, table=True):
             "id",
             *_ENTRY_FILTERS[1:],
         ),
+        # The dashboard: SLA per week of creation, and which reports of the window a
+        # coordinator's or agent's queues hold, each read from its index alone.
+        sa.Index(
+            "ix_queue_entries_sla",
+            "created_at",
+            "status",
+            "stakeholder_id",
+            "due_at",
+            "acknowledged_at",
+            "closed_at",
+        ),
+        sa.Index("ix_queue_entries_window", "stakeholder_id", "reported_at", "report_id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     report_id: int = Field(foreign_key="reports.id", index=True)
