@@ -96,13 +96,13 @@ def report_scope(session: Session, staff: Staff) -> set[int] | None:
 def _scoped_reports(stmt: Any, scope: set[int] | None, start: datetime) -> Any:
     """``stmt`` over reports, limited to those with an entry in one of ``scope``'s queues.
 
-    The entries are looked up by their copy of the report's date (``reported_at``, kept equal
-    to ``created_at``): only the window's entries are read, not every entry of the queues.
+    Only the queues' entries made since ``start`` are looked up: an entry is made when its
+    report is routed, never before the report, so a report of the window has its entries there.
     """
     if scope is None:
         return stmt
     in_queues = select(QueueEntry.report_id).where(
-        QueueEntry.stakeholder_id.in_(sorted(scope)), QueueEntry.reported_at >= start
+        QueueEntry.stakeholder_id.in_(sorted(scope)), QueueEntry.created_at >= start
     )
     return stmt.where(Report.id.in_(in_queues))
 

@@ -18,14 +18,15 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+SLA = ["status", "due_at", "acknowledged_at", "closed_at"]
 INDEXES = [
     ("ix_reports_window", "reports", ["created_at", "category", "area_id"]),
+    ("ix_queue_entries_created", "queue_entries", ["created_at", *SLA]),
     (
-        "ix_queue_entries_sla",
+        "ix_queue_entries_scope_created",
         "queue_entries",
-        ["created_at", "status", "stakeholder_id", "due_at", "acknowledged_at", "closed_at"],
+        ["stakeholder_id", "created_at", "report_id", *SLA],
     ),
-    ("ix_queue_entries_window", "queue_entries", ["stakeholder_id", "reported_at", "report_id"]),
 ]
 
 
