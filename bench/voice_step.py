@@ -11,7 +11,8 @@ the prompt library lookup, then the French fallback). Each request is signed wit
 Server-side time is the time inside the WSGI app (a middleware around the Flask app, from the
 call to the last byte of the body), per step kind:
 
-1. in process: the Flask test client, one request at a time (``--calls`` calls);
+1. in process: the Flask test client, one request at a time (``--calls`` calls), with the CPU
+   time of the request and the SQL statements it sent;
 2. under gunicorn (sync workers, like ``webhook_sms.py``): clients walk calls in a closed loop for
    ``--seconds``, then at half of that rate; the middleware's time comes back in a response header,
    and the client's own latency is reported next to it. After the load, each worker's RSS.
@@ -117,15 +118,18 @@ def signed_calls(client: int, sender_base: int) -> Iterator[Request]:
 
 # --------------------------------------------------------------------------- server side
 class ServerTimer:
-    """WSGI middleware: the time inside the app, kept in ``samples`` (path, ms) and sent back in
-    the ``SERVER_TIME`` header (the body is built before the headers go out)."""
+    """WSGI middleware: the time inside the app, sent back in the ``SERVER_TIME`` header (the
+    body is built before the headers go out) and, with ``keep``, kept in ``samples`` (in process
+    only: a gunicorn worker keeping them would grow, and its RSS is measured)."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], *, keep: bool = False) -> None:
         self.app = app
-        self.samples: list[tuple[str, float]] = []
+        self.keep = keep
+        self.samples: list[tuple[str, float, float]] = []  # (path, wall ms, CPU ms)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         started = time.perf_counter()
+        cpu = time.thread_time()
         captured: list[Any] = []
 
         def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
@@ -139,7 +143,9 @@ class ServerTimer:
             if close is not None:
                 close()
         ms = (time.perf_counter() - started) * 1000
-        self.samples.append((environ.get("PATH_INFO", ""), ms))
+        cpu_ms = (time.thread_time() - cpu) * 1000
+        if self.keep:
+            self.samples.append((environ.get("PATH_INFO", ""), ms, cpu_ms))
         status, headers, exc_info = captured
         start_response(status, [*headers, (SERVER_TIME, f"{ms:.3f}")], exc_info)
         return body
@@ -181,7 +187,11 @@ def print_by_kind(samples: Iterable[tuple[str, float, float | None]]) -> None:
 
 
 def in_process(url: str, instance: Path, calls: int, profile: Path | None) -> None:
-    """Walk ``calls`` calls through the Flask test client; server time per step kind."""
+    """Walk ``calls`` calls through the Flask test client: per step kind the server time, the
+    CPU time of this process (the database server's own is not in it: a figure the rest of the
+    machine's load barely moves) and the SQL statements sent."""
+    from sqlalchemy import event
+
     from citoyen.config import Settings
     from citoyen.runtime import Runtime
     from citoyen.web import create_app
@@ -196,29 +206,44 @@ def in_process(url: str, instance: Path, calls: int, profile: Path | None) -> No
     )
     runtime = Runtime(settings)
     app = create_app(runtime=runtime)
-    timer = ServerTimer(app.wsgi_app)
+    timer = ServerTimer(app.wsgi_app, keep=True)
     app.wsgi_app = timer  # type: ignore[method-assign]
+    statements = [0]
+
+    @event.listens_for(runtime.engine, "before_cursor_execute")
+    def _count(*_args: Any) -> None:
+        statements[0] += 1
+
     client = app.test_client()
     validator = RequestValidator(TOKEN)
-    samples: list[tuple[str, float, float | None]] = []
+    steps: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
     profiler = cProfile.Profile() if profile else None
     for number in range(-20, calls):  # 20 warm-up calls (imports, caches, pools)
         for kind, path, form in call_requests(8_000_000 + number):
             headers = {"X-Twilio-Signature": validator.compute_signature(PUBLIC_URL + path, form)}
             if profiler and number >= 0:
                 profiler.enable()
+            before = statements[0]
             response = client.post(path, data=form, headers=headers)
             if profiler:
                 profiler.disable()
             if response.status_code != 200:
                 raise SystemExit(f"{path}: {response.status_code}")
             if number >= 0:
-                samples.append((kind, 0.0, timer.samples[-1][1]))
+                _path, ms, cpu_ms = timer.samples[-1]
+                for key in (kind, "all"):
+                    steps[key].append((ms, cpu_ms, statements[0] - before))
     body = response.get_data(as_text=True)
     if "<Hangup" not in body:
         raise SystemExit(f"the last step did not end the call: {body[:300]}")
-    print(f"in process (Flask test client), {calls} calls, {len(samples)} steps:")
-    print_by_kind(samples)
+    print(f"in process (Flask test client), {calls} calls, {len(steps['all'])} steps:")
+    print(f"  {'step':<10} {'n':>6} {'server p50':>11} {'p99':>7} {'CPU p50':>8} {'SQL':>5}")
+    for kind in [*KINDS, "all"]:
+        rows = steps[kind]
+        p50, p99 = percentiles([r[0] for r in rows])
+        cpu = statistics.median(r[1] for r in rows)
+        sql = sum(r[2] for r in rows) / len(rows)
+        print(f"  {kind:<10} {len(rows):6d} {p50:11.1f} {p99:7.1f} {cpu:8.2f} {sql:5.1f}")
     if profiler and profile:
         profiler.dump_stats(profile)
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
