@@ -27,12 +27,10 @@ import argparse
 import http.client
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import uuid
@@ -42,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from common import PG_ADMIN, machine_line, print_worker_rss
+from common import PG_ADMIN, machine_line, print_worker_rss, throwaway_database
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -295,55 +293,41 @@ def count_rows(url: str) -> tuple[int, int, int]:
 
 
 def bench_database(kind: str, args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench-sms-{kind}-"))
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    else:
-        admin = sa.create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB}"))
-            conn.execute(sa.text(f"CREATE DATABASE {PG_DB}"))
-        url = args.pg_admin.rsplit("/", 1)[0] + "/" + PG_DB
-    server = None
-    try:
-        prepare_database(url, tmp)
-        server = start_server(url, tmp, args.workers, args.port)
-        print(f"\n== {kind}: gunicorn {args.workers} sync workers, {args.clients} clients")
-        # Warm-up (imports, pools, caches) on both routes, then the measured runs.
-        for path in ("/bench/baseline", "/twilio/sms"):
-            run_load(args.port, partial(_messages, path), args.clients, 2, None, 9_000_000)
-        results: dict[str, dict[str, dict[str, float]]] = {}
-        for name, path, base in (
-            ("baseline", "/bench/baseline", 0),
-            ("webhook", "/twilio/sms", 1_000_000),
-        ):
-            source = partial(_messages, path)
-            peak = run_load(args.port, source, args.clients, args.seconds, None, base)
-            half = run_load(
-                args.port, source, args.clients, args.seconds, peak["rps"] / 2, base + 500_000
-            )
-            results[name] = {"max": peak, "half": half}
-            print(
-                f"{name:9} max {peak['rps']:7.1f} req/s (p50 {peak['p50_ms']:.1f} ms, "
-                f"p99 {peak['p99_ms']:.1f} ms, {peak['errors']} errors of {peak['requests']}); "
-                f"at {half['rps']:.1f} req/s: p50 {half['p50_ms']:.1f} ms, "
-                f"p99 {half['p99_ms']:.1f} ms ({half['errors']} errors)"
-            )
-        ratio = results["webhook"]["max"]["rps"] / results["baseline"]["max"]["rps"]
-        print(f"ratio webhook/baseline: {ratio:.2f} (target >= 0.5)")
-        print_worker_rss(server.pid)
-        baseline_rows, reports, contacts = count_rows(url)
-        print(f"rows: {baseline_rows} baseline, {reports} reports, {contacts} contacts")
-    finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
-        if kind == "postgresql":
-            sa.engine.create_engine(url).dispose()
-            with admin.connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
-            admin.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with throwaway_database(kind, args.pg_admin, args.pg_db) as (url, tmp):
+        server = None
+        try:
+            prepare_database(url, tmp)
+            server = start_server(url, tmp, args.workers, args.port)
+            print(f"\n== {kind}: gunicorn {args.workers} sync workers, {args.clients} clients")
+            # Warm-up (imports, pools, caches) on both routes, then the measured runs.
+            for path in ("/bench/baseline", "/twilio/sms"):
+                run_load(args.port, partial(_messages, path), args.clients, 2, None, 9_000_000)
+            results: dict[str, dict[str, dict[str, float]]] = {}
+            for name, path, base in (
+                ("baseline", "/bench/baseline", 0),
+                ("webhook", "/twilio/sms", 1_000_000),
+            ):
+                source = partial(_messages, path)
+                peak = run_load(args.port, source, args.clients, args.seconds, None, base)
+                half = run_load(
+                    args.port, source, args.clients, args.seconds, peak["rps"] / 2, base + 500_000
+                )
+                results[name] = {"max": peak, "half": half}
+                print(
+                    f"{name:9} max {peak['rps']:7.1f} req/s (p50 {peak['p50_ms']:.1f} ms, "
+                    f"p99 {peak['p99_ms']:.1f} ms, {peak['errors']} errors of {peak['requests']}); "
+                    f"at {half['rps']:.1f} req/s: p50 {half['p50_ms']:.1f} ms, "
+                    f"p99 {half['p99_ms']:.1f} ms ({half['errors']} errors)"
+                )
+            ratio = results["webhook"]["max"]["rps"] / results["baseline"]["max"]["rps"]
+            print(f"ratio webhook/baseline: {ratio:.2f} (target >= 0.5)")
+            print_worker_rss(server.pid)
+            baseline_rows, reports, contacts = count_rows(url)
+            print(f"rows: {baseline_rows} baseline, {reports} reports, {contacts} contacts")
+        finally:
+            if server is not None:
+                server.send_signal(signal.SIGTERM)
+                server.wait(30)
 
 
 def main() -> None:
@@ -354,6 +338,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--port", type=int, default=8917)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
+    parser.add_argument("--pg-db", default=PG_DB, help="a database name no one else uses")
     args = parser.parse_args()
     print(machine_line())
     for kind in args.db:
