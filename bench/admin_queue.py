@@ -124,6 +124,28 @@ def fill(runtime: Runtime, count: int, seed: int = 7) -> None:
             conn.execute(sa.text("ANALYZE"))
 
 
+def filled_runtime(url: str, tmp: Path, reports: int, *, reuse: bool = False) -> Runtime:
+    """A runtime on ``url`` (migrated, stakeholders synced) holding ``reports`` reports; with
+    ``reuse`` the database is already filled (statistics refreshed on PostgreSQL)."""
+    settings = Settings(
+        instance_dir=tmp / "instance",
+        database_url=url,
+        flows_dir=ROOT / "flows",
+        locales_dir=ROOT / "locales",
+        secret_key="bench",
+        data_key="q3zkx8cQoB9o6c1ZCqbsb9Uu3mC1uHnP0E0y0F4l1yM=",
+    )
+    runtime = Runtime(settings)
+    ensure_ready(runtime)
+    sync_from_settings(runtime)
+    if not reuse:
+        fill(runtime, reports)
+    elif runtime.engine.dialect.name == "postgresql":
+        with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("VACUUM ANALYZE"))
+    return runtime
+
+
 def timed(
     session: Session, staff: Staff, flt: QueueFilter, cursor_pages: int = 0, runs: int = 7
 ) -> tuple[float, float, int]:
@@ -148,22 +170,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     url = args.url or f"sqlite:///{tmp / 'queue.db'}"
-    settings = Settings(
-        instance_dir=tmp / "instance",
-        database_url=url,
-        flows_dir=ROOT / "flows",
-        locales_dir=ROOT / "locales",
-        secret_key="bench",
-        data_key="q3zkx8cQoB9o6c1ZCqbsb9Uu3mC1uHnP0E0y0F4l1yM=",
-    )
-    runtime = Runtime(settings)
-    ensure_ready(runtime)
-    sync_from_settings(runtime)
-    if not args.reuse:
-        fill(runtime, args.reports)
-    elif runtime.engine.dialect.name == "postgresql":
-        with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("VACUUM ANALYZE"))
+    runtime = filled_runtime(url, tmp, args.reports, reuse=args.reuse)
     with Session(runtime.engine) as session:
         station = session.exec(select(Stakeholder).where(Stakeholder.code == "bko-police-c4")).one()
         admin = Staff(id=1, email="admin@bench", role="admin")

@@ -46,3 +46,21 @@ def throwaway_database(kind: str, pg_admin: str, name: str) -> Iterator[tuple[st
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             admin.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    """Resident memory (VmRSS, MB) of each child process of ``master_pid`` (gunicorn's workers),
+    read from /proc: what the kernel counts against the worker, imports included."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
+
+
+def print_worker_rss(master_pid: int) -> None:
+    sizes = worker_rss_mb(master_pid)
+    listed = ", ".join(f"{s:.1f}" for s in sizes)
+    print(f"worker RSS MB: {listed}; max {max(sizes):.1f} (target < 150)")

@@ -27,19 +27,20 @@ import argparse
 import http.client
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
-from common import PG_ADMIN, machine_line
+from common import PG_ADMIN, machine_line, print_worker_rss, throwaway_database
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,12 @@ CONVERSATION = [
     "1",
 ]
 BASELINE_TABLE = "bench_baseline"
+# Response header a bench app may set with the time spent inside the app (ms).
+SERVER_TIME = "X-Bench-Server-Ms"
+# A request to send: (label, path, form body, X-Twilio-Signature).
+Request = tuple[str, str, str, str]
+# Per client process: (client index, sender base) -> endless requests (a picklable callable).
+Source = Callable[[int, int], Iterator[Request]]
 
 
 # --------------------------------------------------------------------------- server side
@@ -110,7 +117,10 @@ def prepare_database(url: str, instance: Path) -> None:
     runtime.engine.dispose()
 
 
-def start_server(url: str, instance: Path, workers: int, port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    url: str, instance: Path, workers: int, port: int, app: str = "webhook_sms:bench_app()"
+) -> subprocess.Popen[bytes]:
+    """gunicorn serving ``app`` (a module of bench/ and its factory) on ``url``, once healthy."""
     env = dict(os.environ)
     env.update(
         CITOYEN_DATABASE_URL=url,
@@ -132,7 +142,7 @@ def start_server(url: str, instance: Path, workers: int, port: int) -> subproces
             str(ROOT / "bench"),
             "--log-level",
             "error",
-            "webhook_sms:bench_app()",
+            app,
         ],
         env=env,
         cwd=ROOT,
@@ -153,8 +163,8 @@ def start_server(url: str, instance: Path, workers: int, port: int) -> subproces
 
 
 # --------------------------------------------------------------------------- load side
-def _messages(path: str, client: int, sender_base: int):  # type: ignore[no-untyped-def]
-    """Endless (body, signature, sender index) of conversations owned by this client."""
+def _messages(path: str, client: int, sender_base: int) -> Iterator[Request]:
+    """Endless signed requests of conversations owned by this client."""
     validator = RequestValidator(TOKEN)
     url = PUBLIC_URL + path
     n = 0
@@ -168,13 +178,40 @@ def _messages(path: str, client: int, sender_base: int):  # type: ignore[no-unty
                 "To": "+22370000000",
                 "Body": text,
             }
-            yield urllib.parse.urlencode(params), validator.compute_signature(url, params)
+            yield (
+                "sms",
+                path,
+                urllib.parse.urlencode(params),
+                validator.compute_signature(url, params),
+            )
         n += 1
+
+
+def _post(port: int, path: str, body: str, signature: str) -> tuple[bool, float | None]:
+    """One signed POST on a new connection: (answered 200, server time from SERVER_TIME)."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request(
+            "POST",
+            path,
+            body=body,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+    except OSError:
+        return False, None
+    server = resp.getheader(SERVER_TIME)
+    return resp.status == 200, float(server) if server else None
 
 
 def _client(
     port: int,
-    path: str,
+    source: Source,
     client: int,
     sender_base: int,
     seconds: float,
@@ -182,9 +219,12 @@ def _client(
     start_at: float,
     out: mp.Queue,
 ) -> None:
-    """Send for ``seconds``; closed loop when ``interval`` is None, else one send per interval."""
-    gen = _messages(path, client, sender_base)
-    latencies: list[float] = []
+    """Send for ``seconds``; closed loop when ``interval`` is None, else one send per interval.
+
+    Puts ``(samples, errors, elapsed)``; a sample is ``(label, latency s, server ms or None)``.
+    """
+    gen = source(client, sender_base)
+    samples: list[tuple[str, float, float | None]] = []
     errors = 0
     while time.time() < start_at:
         time.sleep(0.001)
@@ -199,41 +239,26 @@ def _client(
                 time.sleep(due - now)
         if time.perf_counter() >= end:
             break
-        body, signature = next(gen)
+        label, path, body, signature = next(gen)
         sent = time.perf_counter()
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request(
-                "POST",
-                path,
-                body=body,
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "X-Twilio-Signature": signature,
-                },
-            )
-            resp = conn.getresponse()
-            resp.read()
-            conn.close()
-            ok = resp.status == 200
-        except OSError:
-            ok = False
-        latencies.append(time.perf_counter() - sent)
+        ok, server_ms = _post(port, path, body, signature)
+        samples.append((label, time.perf_counter() - sent, server_ms))
         errors += not ok
         i += 1
-    out.put((latencies, errors, time.perf_counter() - t0))
+    out.put((samples, errors, time.perf_counter() - t0))
 
 
 def run_load(
-    port: int, path: str, clients: int, seconds: float, rate: float | None, sender_base: int
-) -> dict[str, float]:
+    port: int, source: Source, clients: int, seconds: float, rate: float | None, sender_base: int
+) -> dict[str, Any]:
+    """``clients`` processes sending ``source``'s requests; totals, percentiles and samples."""
     out: mp.Queue = mp.Queue()
     start_at = time.time() + 0.5
     interval = clients / rate if rate else None
     procs = [
         mp.Process(
             target=_client,
-            args=(port, path, c, sender_base, seconds, interval, start_at, out),
+            args=(port, source, c, sender_base, seconds, interval, start_at, out),
         )
         for c in range(clients)
     ]
@@ -242,7 +267,8 @@ def run_load(
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    latencies = sorted(x for r in results for x in r[0])
+    samples = [s for r in results for s in r[0]]
+    latencies = sorted(s[1] for s in samples)
     errors = sum(r[1] for r in results)
     elapsed = max(r[2] for r in results)
     q = statistics.quantiles(latencies, n=100)
@@ -252,6 +278,7 @@ def run_load(
         "rps": len(latencies) / elapsed,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
+        "samples": samples,
     }
 
 
@@ -266,53 +293,41 @@ def count_rows(url: str) -> tuple[int, int, int]:
 
 
 def bench_database(kind: str, args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench-sms-{kind}-"))
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    else:
-        admin = sa.create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB}"))
-            conn.execute(sa.text(f"CREATE DATABASE {PG_DB}"))
-        url = args.pg_admin.rsplit("/", 1)[0] + "/" + PG_DB
-    server = None
-    try:
-        prepare_database(url, tmp)
-        server = start_server(url, tmp, args.workers, args.port)
-        print(f"\n== {kind}: gunicorn {args.workers} sync workers, {args.clients} clients")
-        # Warm-up (imports, pools, caches) on both routes, then the measured runs.
-        for path in ("/bench/baseline", "/twilio/sms"):
-            run_load(args.port, path, args.clients, 2, None, sender_base=9_000_000)
-        results: dict[str, dict[str, dict[str, float]]] = {}
-        for name, path, base in (
-            ("baseline", "/bench/baseline", 0),
-            ("webhook", "/twilio/sms", 1_000_000),
-        ):
-            peak = run_load(args.port, path, args.clients, args.seconds, None, base)
-            half = run_load(
-                args.port, path, args.clients, args.seconds, peak["rps"] / 2, base + 500_000
-            )
-            results[name] = {"max": peak, "half": half}
-            print(
-                f"{name:9} max {peak['rps']:7.1f} req/s (p50 {peak['p50_ms']:.1f} ms, "
-                f"p99 {peak['p99_ms']:.1f} ms, {peak['errors']} errors of {peak['requests']}); "
-                f"at {half['rps']:.1f} req/s: p50 {half['p50_ms']:.1f} ms, "
-                f"p99 {half['p99_ms']:.1f} ms ({half['errors']} errors)"
-            )
-        ratio = results["webhook"]["max"]["rps"] / results["baseline"]["max"]["rps"]
-        print(f"ratio webhook/baseline: {ratio:.2f} (target >= 0.5)")
-        baseline_rows, reports, contacts = count_rows(url)
-        print(f"rows: {baseline_rows} baseline, {reports} reports, {contacts} contacts")
-    finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
-        if kind == "postgresql":
-            sa.engine.create_engine(url).dispose()
-            with admin.connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
-            admin.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with throwaway_database(kind, args.pg_admin, args.pg_db) as (url, tmp):
+        server = None
+        try:
+            prepare_database(url, tmp)
+            server = start_server(url, tmp, args.workers, args.port)
+            print(f"\n== {kind}: gunicorn {args.workers} sync workers, {args.clients} clients")
+            # Warm-up (imports, pools, caches) on both routes, then the measured runs.
+            for path in ("/bench/baseline", "/twilio/sms"):
+                run_load(args.port, partial(_messages, path), args.clients, 2, None, 9_000_000)
+            results: dict[str, dict[str, dict[str, float]]] = {}
+            for name, path, base in (
+                ("baseline", "/bench/baseline", 0),
+                ("webhook", "/twilio/sms", 1_000_000),
+            ):
+                source = partial(_messages, path)
+                peak = run_load(args.port, source, args.clients, args.seconds, None, base)
+                half = run_load(
+                    args.port, source, args.clients, args.seconds, peak["rps"] / 2, base + 500_000
+                )
+                results[name] = {"max": peak, "half": half}
+                print(
+                    f"{name:9} max {peak['rps']:7.1f} req/s (p50 {peak['p50_ms']:.1f} ms, "
+                    f"p99 {peak['p99_ms']:.1f} ms, {peak['errors']} errors of {peak['requests']}); "
+                    f"at {half['rps']:.1f} req/s: p50 {half['p50_ms']:.1f} ms, "
+                    f"p99 {half['p99_ms']:.1f} ms ({half['errors']} errors)"
+                )
+            ratio = results["webhook"]["max"]["rps"] / results["baseline"]["max"]["rps"]
+            print(f"ratio webhook/baseline: {ratio:.2f} (target >= 0.5)")
+            print_worker_rss(server.pid)
+            baseline_rows, reports, contacts = count_rows(url)
+            print(f"rows: {baseline_rows} baseline, {reports} reports, {contacts} contacts")
+        finally:
+            if server is not None:
+                server.send_signal(signal.SIGTERM)
+                server.wait(30)
 
 
 def main() -> None:
@@ -323,6 +338,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--port", type=int, default=8917)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
+    parser.add_argument("--pg-db", default=PG_DB, help="a database name no one else uses")
     args = parser.parse_args()
     print(machine_line())
     for kind in args.db:

@@ -146,6 +146,10 @@ class Report(SQLModel, table=True):
     """A security concern raised by a citizen."""
 
     __tablename__ = "reports"
+    __table_args__ = (
+        # The dashboard's window: counted per category, place and week from the index alone.
+        sa.Index("ix_reports_window", "created_at", "category", "area_id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(max_length=20, unique=True, index=True)
     contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
@@ -231,6 +235,10 @@ _ENTRY_FILTERS = (
 )
 
 
+# What the dashboard's SLA figures read of a queue entry besides its date and queue.
+_SLA_COLUMNS = ("status", "due_at", "acknowledged_at", "closed_at")
+
+
 class QueueEntry(SQLModel, table=True):
     """One report in one stakeholder's queue: each stakeholder that must act gets its own.
 
@@ -254,6 +262,16 @@ class QueueEntry(SQLModel, table=True):
             "due_at",
             "id",
             *_ENTRY_FILTERS[1:],
+        ),
+        # The dashboard's window (SLA per week of creation; the reports a coordinator's or
+        # agent's queues hold), read from the index alone: all queues, then per queue.
+        sa.Index("ix_queue_entries_created", "created_at", *_SLA_COLUMNS),
+        sa.Index(
+            "ix_queue_entries_scope_created",
+            "stakeholder_id",
+            "created_at",
+            "report_id",
+            *_SLA_COLUMNS,
         ),
     )
     id: int | None = Field(default=None, primary_key=True)

@@ -118,9 +118,10 @@ def _audio_url(lang: str, path: Path) -> str:
 
 
 def renderer(runtime: Runtime) -> VoiceRenderer:
-    """The TwiML renderer of this deployment: recordings from the prompt library (read now, so a
-    prompt recorded a moment ago is heard on the next turn), then shipped files, then Say or the
-    language's configured fallback."""
+    """The TwiML renderer of this deployment: recordings from the prompt library (its rows as
+    kept by :func:`citoyen.services.prompts.library.library_rows`, so a prompt recorded a
+    moment ago is heard on the next turn), then shipped files, then Say or the language's
+    configured fallback."""
     bundle = runtime.bundle
     languages = bundle.settings.languages
     return VoiceRenderer(

@@ -5,11 +5,13 @@ Every test runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
 
+from citoyen.db import write_session
 from citoyen.models import AuditEvent, User, VoicePrompt
 from citoyen.runtime import Runtime
 from citoyen.services.prompts import (
@@ -21,6 +23,7 @@ from citoyen.services.prompts import (
     coverage,
     delete_prompt,
     import_dir,
+    library,
     library_dir,
     store_upload,
     summary,
@@ -198,3 +201,56 @@ def test_calls_get_library_urls_before_shipped_ones(runtime: Runtime) -> None:
     assert audio.url("report.category", "bm") == (
         f"https://cdn.example.ml/prompts/bm/{row.file_name}"
     )
+
+
+def _urls(runtime: Runtime) -> PromptAudio:
+    return PromptAudio.load(runtime, lambda lang, path: f"shipped:{lang}/{path.name}")
+
+
+def test_a_turn_hears_what_was_stored_or_deleted_a_moment_before(runtime: Runtime) -> None:
+    # The rows are kept between turns: storing and deleting must still be heard at once.
+    assert _urls(runtime).url("report.category", "bm") == "shipped:bm/report.category.wav"
+    row = store_upload(runtime, "bm", "report.category", wav(), "c.wav", user_id=None)
+    assert _urls(runtime).url("report.category", "bm").endswith(f"/audio/bm/{row.file_name}")
+    again = store_upload(runtime, "bm", "report.category", wav(2.0), "c2.wav", user_id=None)
+    assert _urls(runtime).url("report.category", "bm").endswith(f"/audio/bm/{again.file_name}")
+    delete_prompt(runtime, "bm", "report.category", user_id=None)
+    assert _urls(runtime).url("report.category", "bm") == "shipped:bm/report.category.wav"
+
+
+def _stored_elsewhere(runtime: Runtime, key: str, name: str) -> None:
+    """A row written as another worker's store would, without this process's own notice."""
+    with write_session(runtime.engine) as session:
+        session.add(
+            VoicePrompt(
+                language="bm",
+                key=key,
+                text_hash="x",
+                file_name=name,
+                content_type="audio/wav",
+                duration_ms=1000,
+                size_bytes=10,
+                source="upload",
+            )
+        )
+
+
+def test_another_workers_change_is_heard_once_the_library_is_marked(runtime: Runtime) -> None:
+    store_upload(runtime, "bm", "report.danger", wav(), "d.wav", user_id=None)
+    assert _urls(runtime).url("report.describe", "bm") is None  # the rows are now kept
+    _stored_elsewhere(runtime, "report.describe", "report.describe.abc.wav")
+    assert _urls(runtime).url("report.describe", "bm") is None  # not marked yet: the kept rows
+    folder = library_dir(runtime.settings)
+    before = folder.stat().st_mtime_ns
+    # What the other worker's mark_changed does to the shared folder after its commit.
+    os.utime(folder, ns=(before + 1_000, before + 1_000))
+    assert _urls(runtime).url("report.describe", "bm").endswith("/bm/report.describe.abc.wav")
+
+
+def test_a_change_made_behind_the_librarys_back_is_heard_after_the_max_age(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _urls(runtime).url("report.describe", "bm") is None
+    _stored_elsewhere(runtime, "report.describe", "report.describe.abc.wav")
+    monkeypatch.setattr(library, "ROWS_MAX_AGE", 0.0)
+    assert _urls(runtime).url("report.describe", "bm").endswith("/bm/report.describe.abc.wav")

@@ -22,6 +22,9 @@ import logging
 import os
 import re
 import tempfile
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from citoyen.db import write_session
@@ -297,6 +301,7 @@ def store_audio(
         if old_name != name:
             path.unlink(missing_ok=True)
         raise
+    mark_changed(runtime)
     if old_name and old_name != name:
         (folder / old_name).unlink(missing_ok=True)
     log.info("prompts: %s/%s stored (%s, %d ms)", lang, key, source, audio.duration_ms)
@@ -333,6 +338,7 @@ def delete_prompt(runtime: Any, lang: str, key: str, *, user_id: int | None) -> 
                 data={"language": lang, "key": key, "file": name},
             )
         )
+    mark_changed(runtime)
     (library_dir(runtime.settings) / lang / name).unlink(missing_ok=True)
     log.info("prompts: %s/%s deleted", lang, key)
     return True
@@ -400,9 +406,85 @@ def import_dir(
 
 # --- calls -----------------------------------------------------------------------------------
 
+# How long a process trusts its copy of the library's rows while the library folder says
+# nothing changed: bounds how long a change made behind this module's back (a restored backup,
+# a hand-edited row) stays unheard.
+ROWS_MAX_AGE = 60.0
+
+
+@dataclass(frozen=True)
+class _Rows:
+    folder: Path
+    stamp: int | None  # the library folder's mtime (ns) read before the rows were
+    loaded: float  # time.monotonic() of the load
+    rows: dict[tuple[str, str], str]  # (language, key) -> file name
+
+
+# Per database engine (one per URL per process): the library rows last read. Every call turn
+# needs them; reading them from the database each time costs a query per turn.
+_rows_cache: weakref.WeakKeyDictionary[Engine, _Rows] = weakref.WeakKeyDictionary()
+_rows_lock = threading.Lock()
+
+
+def _stamp(folder: Path) -> int | None:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return None  # no library yet: nothing was ever stored
+
+
+def mark_changed(runtime: Any) -> None:
+    """Tell every process serving calls that the library's rows changed: this process forgets
+    its copy, and the library folder's mtime moves strictly forward for the others. Called after
+    the change is committed, so whoever sees the new stamp and reads the rows sees the change."""
+    with _rows_lock:
+        _rows_cache.pop(runtime.engine, None)
+    folder = library_dir(runtime.settings)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        now = max(time.time_ns(), (_stamp(folder) or 0) + 1)
+        os.utime(folder, ns=(now, now))
+    except OSError as exc:
+        log.warning(
+            "prompts: could not mark the library changed (%s); other workers may play the "
+            "previous recording for up to %d s",
+            exc.strerror,
+            ROWS_MAX_AGE,
+        )
+
+
+def library_rows(runtime: Any) -> dict[tuple[str, str], str]:
+    """``(language, key) -> file name`` of every library recording, read again only when the
+    library changed (:func:`mark_changed`, which every write here calls after its commit) or
+    the copy is older than :data:`ROWS_MAX_AGE`. The stamp is read before the rows, so a change
+    committed meanwhile moves the stamp past the copy and the next turn reads it."""
+    engine = runtime.engine
+    folder = library_dir(runtime.settings)
+    stamp = _stamp(folder)
+    now = time.monotonic()
+    with _rows_lock:
+        cached = _rows_cache.get(engine)
+    if (
+        cached is not None
+        and cached.folder == folder
+        and cached.stamp == stamp
+        and now - cached.loaded < ROWS_MAX_AGE
+    ):
+        return cached.rows
+    with Session(engine) as session:
+        rows = {
+            (lang, key): name
+            for lang, key, name in session.exec(
+                select(VoicePrompt.language, VoicePrompt.key, VoicePrompt.file_name)
+            ).all()
+        }
+    with _rows_lock:
+        _rows_cache[engine] = _Rows(folder, stamp, now, rows)
+    return rows
+
 
 class PromptAudio:
-    """The URL to ``<Play>`` for a prompt, read once per call turn: library, then shipped.
+    """The URL to ``<Play>`` for a prompt, made once per call turn: library, then shipped.
 
     ``base_url`` serves the library (``CITOYEN_PROMPTS_URL``, or the service's ``/audio``);
     ``shipped_url`` turns a shipped file into its URL.
@@ -425,14 +507,9 @@ class PromptAudio:
     def load(cls, runtime: Any, shipped_url: Callable[[str, Path], str]) -> PromptAudio:
         settings = runtime.settings
         base = settings.prompts_url or f"{settings.public_url.rstrip('/')}/audio"
-        with Session(runtime.engine) as session:
-            rows = {
-                (lang, key): name
-                for lang, key, name in session.exec(
-                    select(VoicePrompt.language, VoicePrompt.key, VoicePrompt.file_name)
-                ).all()
-            }
-        return cls(rows, runtime.bundle.catalog, base_url=base, shipped_url=shipped_url)
+        return cls(
+            library_rows(runtime), runtime.bundle.catalog, base_url=base, shipped_url=shipped_url
+        )
 
     def url(self, key: str, lang: str) -> str | None:
         name = self.rows.get((lang, key))
