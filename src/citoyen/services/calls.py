@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from citoyen.db import write_session
@@ -111,8 +113,16 @@ def voice_turn(
 
 
 def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
-    """True for a new step of a call whose conversation already ended (hang-up seen first)."""
+    """True for a new step of a call whose conversation already ended (hang-up seen first).
+
+    Runs on every turn of every call, so the usual case (the call's conversation still open)
+    costs one statement: the status of the conversation the call last spoke to. Only when it has
+    ended is the step looked up, because a retry of a step already answered is not late.
+    """
     with Session(runtime.engine) as session:
+        status = session.exec(_call_status_query(call_sid)).first()
+        if status is None or status in OPEN_STATUSES:
+            return False
         seen = session.exec(
             select(Message.id).where(
                 Message.channel == VOICE,
@@ -120,13 +130,30 @@ def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
                 Message.direction == "in",
             )
         ).first()
-        if seen is not None:
-            return False  # a retry: the conversation service answers it as the first time
-        conversation_id = call_conversation_id(session, call_sid)
-        if conversation_id is None:
-            return False
-        conversation = session.get(Conversation, conversation_id)
-        return conversation is not None and conversation.status not in OPEN_STATUSES
+        return seen is None  # a retry: the conversation service answers it as the first time
+
+
+def _call_status_query(call_sid: str) -> Any:
+    """The status of the conversation ``call_sid`` last spoke to (see call_conversation_id)."""
+    first = aliased(Message)
+    return (
+        select(Conversation.status)
+        .select_from(first)
+        .join(
+            Message,
+            sa.and_(
+                Message.contact_id == first.contact_id,
+                Message.channel == VOICE,
+                Message.direction == "in",
+                Message.provider_id.like(f"{call_sid}:%"),
+                Message.conversation_id.is_not(None),
+            ),
+        )
+        .join(Conversation, Conversation.id == Message.conversation_id, isouter=True)
+        .where(first.channel == VOICE, first.provider_id == provider_id(call_sid, 0))
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
 
 
 def _late_input(runtime: Any, call_sid: str, recording: Recording | None, now: datetime) -> Reply:

@@ -151,6 +151,23 @@ def test_a_finished_call_creates_nothing_more(client, runtime: Runtime) -> None:
     assert conversation_status(runtime) == "completed"
 
 
+def test_retry_of_the_last_step_of_a_finished_call_gets_the_same_answer(
+    client, runtime: Runtime
+) -> None:
+    """A step answered already is a retry, not a late step, even once the conversation ended."""
+    call = call_to(client, "122122")
+    call.record()
+    call.press("1")
+    last = call.press("2")
+    assert conversation_status(runtime) == "completed" and [v.tag for v in call.root] != []
+    answered = call.responses[-1]
+    stored = message_count(runtime)
+    assert call.repeat() == answered
+    assert message_count(runtime) == stored
+    assert last.said  # the closing words, heard again on the retry
+    assert len(reports(runtime)) == 1
+
+
 def test_silence_after_category_and_place_keeps_an_incomplete_report(
     client, runtime: Runtime
 ) -> None:
