@@ -272,9 +272,9 @@ def bench_database(kind: str, args: argparse.Namespace) -> None:
     else:
         admin = sa.create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB}"))
-            conn.execute(sa.text(f"CREATE DATABASE {PG_DB}"))
-        url = args.pg_admin.rsplit("/", 1)[0] + "/" + PG_DB
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {args.pg_db}"))
+            conn.execute(sa.text(f"CREATE DATABASE {args.pg_db}"))
+        url = args.pg_admin.rsplit("/", 1)[0] + "/" + args.pg_db
     server = None
     try:
         prepare_database(url, tmp)
@@ -310,7 +310,7 @@ def bench_database(kind: str, args: argparse.Namespace) -> None:
         if kind == "postgresql":
             sa.engine.create_engine(url).dispose()
             with admin.connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {args.pg_db} WITH (FORCE)"))
             admin.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -323,6 +323,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--port", type=int, default=8917)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
+    parser.add_argument("--pg-db", default=PG_DB, help="database to create (and drop) for the run")
     args = parser.parse_args()
     print(machine_line())
     for kind in args.db:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -27,7 +28,7 @@ from citoyen.engine.textnorm import normalise
 from citoyen.engine.types import Context, Input, Option, Prompt, State
 from citoyen.models import Contact, Conversation, InboundThrottle, Message
 from citoyen.services import effects as effect_handlers
-from citoyen.services.areas import load_area_context
+from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
 from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
 from citoyen.services.inbound import claim_contact, finish_inbound, store_inbound, stored_reply
@@ -39,6 +40,17 @@ OPEN_STATUSES = ("active", "waiting")
 # Voice menus have keys 1-9; text channels keep menus short enough to read on a small phone.
 MENU_SIZE = {"voice": 9, "sms": 9, "telegram": 9}
 
+
+# The contact's latest open conversation; built once (it runs for every inbound message).
+_OPEN_CONVERSATION = (
+    select(Conversation)
+    .where(
+        Conversation.contact_id == bindparam("p_contact_id"),
+        col(Conversation.status).in_(OPEN_STATUSES),
+    )
+    .order_by(col(Conversation.id).desc())
+    .limit(1)
+)
 
 OnReply = Callable[[Session, "Reply", Contact], None]
 
@@ -310,7 +322,8 @@ class ConversationService:
             contact_alias=alias_label(contact.alias),
         )
         conversation.menu = self._menu(result.prompts, language, params)
-        finish_inbound(session, message_id, conversation.id, reply.to_dict())
+        stored = reply.to_dict()
+        finish_inbound(session, message_id, conversation.id, stored)
         session.add(
             Message(
                 contact_id=contact.id,
@@ -318,7 +331,7 @@ class ConversationService:
                 channel=inbound.channel,
                 direction="out",
                 kind="reply",
-                reply={"prompts": reply.to_dict()["prompts"], "language": language},
+                reply={"prompts": stored["prompts"], "language": language},
                 created_at=now,
             )
         )
@@ -389,7 +402,7 @@ class ConversationService:
         return contact.language or self.bundle.settings.languages.default
 
     def _context(self, session: Session, contact: Contact, channel: str) -> Context:
-        areas, roots = load_area_context(session)
+        areas, roots = load_area_context(session, max_age=AREA_RECHECK_SECONDS)
         settings = self.bundle.settings
         return Context(
             languages=tuple(settings.languages.enabled),
@@ -405,11 +418,7 @@ class ConversationService:
     def _open_conversation(
         self, session: Session, contact: Contact, channel: str, now: datetime
     ) -> Conversation | None:
-        conversation = session.exec(
-            select(Conversation)
-            .where(Conversation.contact_id == contact.id, Conversation.status.in_(OPEN_STATUSES))
-            .order_by(Conversation.id.desc())
-        ).first()
+        conversation = session.exec(_OPEN_CONVERSATION, params={"p_contact_id": contact.id}).first()
         if conversation is None:
             return None
         if conversation.expires_at is not None and conversation.expires_at <= now:
