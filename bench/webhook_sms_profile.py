@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from common import PG_ADMIN, machine_line, throwaway_database
 from twilio.request_validator import RequestValidator
-from webhook_sms import CONVERSATION, PUBLIC_URL, TOKEN
+from webhook_sms import CONVERSATION, PUBLIC_URL, TOKEN, server_env
 
 PG_DB = "citoyen_bench_sms_profile_inbound"
 
@@ -53,14 +53,7 @@ def _requests(count: int, first_sender: int) -> list[tuple[dict[str, str], str]]
 
 
 def run(kind: str, url: str, instance: Path, args: argparse.Namespace) -> None:
-    os.environ.update(
-        CITOYEN_DATABASE_URL=url,
-        CITOYEN_INSTANCE_DIR=str(instance),
-        CITOYEN_PUBLIC_URL=PUBLIC_URL,
-        TWILIO_AUTH_TOKEN=TOKEN,
-        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-        CITOYEN_INBOUND_LIMIT="1000",
-    )
+    os.environ.update(server_env(url, instance))
     from citoyen.config import Settings
     from citoyen.runtime import Runtime
     from citoyen.services.setup import ensure_ready

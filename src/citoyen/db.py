@@ -108,9 +108,9 @@ class WriterGate:
 
     SQLite lets one writer in at a time; the others wait in its busy handler, which polls with
     sleeps growing to 100 ms (1, 2, 5, 10 ... ms): under a steady load of web workers a writer
-    that could have started 1 ms later often sleeps tens of milliseconds, which made the SMS
-    webhook's p99 some 200 ms. Waiting on an ``flock`` of a file beside the database instead
-    wakes the next writer as soon as the lock is released. Reentrant within a thread (a nested
+    that could have started 1 ms later may sleep tens of milliseconds (a likely part of the SMS
+    webhook's p99 of some 200 ms, docs/performance.md). Waiting on an ``flock`` of a file beside
+    the database instead wakes the next writer as soon as the lock is released. Reentrant within a thread (a nested
     write transaction keeps the lock it already holds). Where ``fcntl`` is missing the gate
     does nothing and SQLite's busy handler alone serialises writers, as before.
     """
