@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from citoyen import db
@@ -173,9 +174,13 @@ def test_area_menus_may_be_a_few_seconds_stale_for_other_processes_edits(
     with Session(runtime.engine) as session:
         first, _ = load_area_context(session, max_age=60)
         kati = session.exec(select(Area).where(Area.code == "ML-2.kati")).one()
-        with Session(runtime.engine) as other:  # as another process would, without invalidation
-            other.add(Area(code="ML-2.kati.zz", name="Aaa", level="commune", parent_id=kati.id))
-            other.commit()
+        # Another process's edit: nothing in this process hears of it.
+        with runtime.engine.begin() as other:
+            other.execute(
+                sa.insert(Area).values(
+                    code="ML-2.kati.zz", name="Aaa", level="commune", parent_id=kati.id
+                )
+            )
         session.commit()
         assert "ML-2.kati.zz" not in load_area_context(session, max_age=60)[0]
         assert "ML-2.kati.zz" in load_area_context(session)[0]  # max_age 0: checked now
@@ -189,3 +194,18 @@ def test_routing_area_tree_is_built_again_only_after_a_change(runtime: Runtime) 
         invalidate_area_cache()
         rebuilt = database_area_tree(session)
         assert rebuilt is not tree and len(rebuilt) == len(tree)
+
+
+def test_areas_written_through_the_orm_here_are_in_the_next_menu_at_once(
+    runtime: Runtime,
+) -> None:
+    with Session(runtime.engine) as session:
+        load_area_context(session, max_age=60)
+        kati = session.exec(select(Area).where(Area.code == "ML-2.kati")).one()
+        with Session(runtime.engine) as editor:  # an edit in this process, not yet committed
+            editor.add(Area(code="ML-2.kati.zy", name="Aab", level="commune", parent_id=kati.id))
+            editor.flush()
+            assert "ML-2.kati.zy" not in load_area_context(session, max_age=60)[0]
+            editor.commit()
+        session.commit()
+        assert "ML-2.kati.zy" in load_area_context(session, max_age=60)[0]

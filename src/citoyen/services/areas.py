@@ -42,6 +42,7 @@ from typing import Any
 
 import pycountry
 import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
 from citoyen.config import PROJECT_ROOT
@@ -778,6 +779,31 @@ def invalidate_area_cache() -> None:
     """Forget every cached area map (called after seeding and imports; call it after edits)."""
     with _cache_lock:
         _cache.clear()
+
+
+_AREAS_CHANGED = "citoyen_areas_changed"
+
+
+def _note_area_changes(session: OrmSession, _flush_context: Any) -> None:
+    """After a flush: remember whether it wrote areas (the lists still show what it flushed)."""
+    if any(
+        isinstance(obj, Area)
+        for objs in (session.new, session.dirty, session.deleted)
+        for obj in objs
+    ):
+        session.info[_AREAS_CHANGED] = True
+
+
+def _invalidate_after_commit(session: OrmSession) -> None:
+    """Areas written through the ORM in this process are in the next menu, whatever ``max_age``
+    (invalidated at commit: before it, another session would cache the old rows again). A flag
+    left by a flush that was rolled back costs at most one needless reload."""
+    if session.info.pop(_AREAS_CHANGED, False):
+        invalidate_area_cache()
+
+
+sa.event.listen(OrmSession, "after_flush", _note_area_changes)
+sa.event.listen(OrmSession, "after_commit", _invalidate_after_commit)
 
 
 def _change_marker(session: Session) -> tuple[Any, ...]:
