@@ -117,19 +117,23 @@ def prepare_database(url: str, instance: Path) -> None:
     runtime.engine.dispose()
 
 
+def server_env(url: str, instance: Path) -> dict[str, str]:
+    """The settings the served app reads: this database, the bench token, no inbound limit."""
+    return {
+        "CITOYEN_DATABASE_URL": url,
+        "CITOYEN_INSTANCE_DIR": str(instance),
+        "CITOYEN_PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "CITOYEN_INBOUND_LIMIT": "1000",
+    }
+
+
 def start_server(
     url: str, instance: Path, workers: int, port: int, app: str = "webhook_sms:bench_app()"
 ) -> subprocess.Popen[bytes]:
     """gunicorn serving ``app`` (a module of bench/ and its factory) on ``url``, once healthy."""
-    env = dict(os.environ)
-    env.update(
-        CITOYEN_DATABASE_URL=url,
-        CITOYEN_INSTANCE_DIR=str(instance),
-        CITOYEN_PUBLIC_URL=PUBLIC_URL,
-        TWILIO_AUTH_TOKEN=TOKEN,
-        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-        CITOYEN_INBOUND_LIMIT="1000",
-    )
+    env = {**os.environ, **server_env(url, instance)}
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen(
         [

@@ -8,14 +8,21 @@ the path when one machine is not enough. The schema is owned by Alembic migratio
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux: SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -85,12 +92,75 @@ def write_session(engine: Engine) -> Iterator[Session]:
 
     Without this, two SQLite transactions that both read then write deadlock into "database is
     locked" instead of waiting their turn; on PostgreSQL rows are locked explicitly instead.
+    On SQLite writers also queue on :class:`WriterGate` first, so a waiting one starts the
+    moment the previous one commits instead of sleeping in SQLite's busy handler.
     """
-    bind = (
-        engine.execution_options(citoyen_write=True) if engine.dialect.name == "sqlite" else engine
-    )
-    with session_scope(bind) as session:
-        yield session
+    if engine.dialect.name != "sqlite":
+        with session_scope(engine) as session:
+            yield session
+        return
+    with writer_gate(engine), session_scope(engine.execution_options(citoyen_write=True)) as s:
+        yield s
+
+
+class WriterGate:
+    """One SQLite database's writers, one at a time across threads and processes.
+
+    SQLite lets one writer in at a time; the others wait in its busy handler, which polls with
+    sleeps growing to 100 ms (1, 2, 5, 10 ... ms): under a steady load of web workers a writer
+    that could have started 1 ms later may sleep tens of milliseconds (a likely part of the SMS
+    webhook's p99 of some 200 ms, docs/performance.md). Waiting on an ``flock`` of a file beside
+    the database instead wakes the next writer as soon as the lock is released. Reentrant within a thread (a nested
+    write transaction keeps the lock it already holds). Where ``fcntl`` is missing the gate
+    does nothing and SQLite's busy handler alone serialises writers, as before.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._file: Any = None
+        self._pid = 0
+
+    def __enter__(self) -> WriterGate:
+        self._lock.acquire()
+        try:
+            if self._depth == 0 and fcntl is not None:
+                if self._file is None or self._pid != os.getpid():
+                    # A forked child gets its own open file: an inherited one would share the
+                    # parent's lock instead of waiting for it.
+                    self._file, self._pid = open(self.path, "a+b"), os.getpid()
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+            self._depth += 1
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            self._depth -= 1
+            if self._depth == 0 and fcntl is not None and self._file is not None:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
+_gates: dict[str, WriterGate] = {}
+_gates_lock = threading.Lock()
+
+
+def writer_gate(engine: Engine) -> Any:
+    """The :class:`WriterGate` of a SQLite engine's database file (none for in-memory ones)."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return nullcontext()
+    path = str(Path(database).resolve()) + ".writer-lock"
+    with _gates_lock:
+        gate = _gates.get(path)
+        if gate is None:
+            gate = _gates[path] = WriterGate(path)
+    return gate
 
 
 def alembic_config(url: str) -> Any:

@@ -8,6 +8,7 @@ first start would seed it; at run time it comes from the database.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -121,9 +122,25 @@ def shipped_area_tree() -> AreaTree:
     )
 
 
-def database_area_tree(session: Any) -> AreaTree:
-    """The deployment's areas (cached per database by :func:`load_area_context`)."""
+# (snapshot dict, tree built from it); the dict is compared by identity, so it is kept alive here.
+_trees: list[tuple[Mapping[str, Any], AreaTree]] = []
+_trees_lock = threading.Lock()
+_TREES_KEPT = 4
+
+
+def database_area_tree(session: Any, *, max_age: float = 0.0) -> AreaTree:
+    """The deployment's areas (cached per database by :func:`load_area_context`; ``max_age`` as
+    there). The tree is built again only when the areas changed: building it from some
+    thousand areas cost more than routing a report."""
     from citoyen.services.areas import load_area_context
 
-    nodes, _roots = load_area_context(session)
-    return AreaTree.from_nodes(nodes)
+    nodes, _roots = load_area_context(session, max_age=max_age)
+    with _trees_lock:
+        for cached_nodes, tree in _trees:
+            if cached_nodes is nodes:
+                return tree
+    tree = AreaTree.from_nodes(nodes)
+    with _trees_lock:
+        # One per database in use (a process normally has one): the oldest goes first.
+        _trees[:] = [*_trees[-(_TREES_KEPT - 1) :], (nodes, tree)]
+    return tree

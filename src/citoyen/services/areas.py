@@ -31,6 +31,7 @@ import csv
 import io
 import re
 import threading
+import time
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +42,7 @@ from typing import Any
 
 import pycountry
 import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
 from citoyen.config import PROJECT_ROOT
@@ -764,7 +766,13 @@ def import_cod_ab(
 
 # --- the engine's view: menus ------------------------------------------------------------------
 
-_cache: dict[str, tuple[tuple[Any, ...], AreaMap, tuple[str, ...]]] = {}
+# How stale a process's area menus and routing tree may be when another process edits the areas
+# (conversation steps and report routing pass it as ``max_age``): checking the table on every
+# message cost more than the rest of a conversation step.
+AREA_RECHECK_SECONDS = 5.0
+
+# database url -> (change marker, areas, top-level codes, time.monotonic() of the last check)
+_cache: dict[str, tuple[tuple[Any, ...], AreaMap, tuple[str, ...], float]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -772,6 +780,31 @@ def invalidate_area_cache() -> None:
     """Forget every cached area map (called after seeding and imports; call it after edits)."""
     with _cache_lock:
         _cache.clear()
+
+
+_AREAS_CHANGED = "citoyen_areas_changed"
+
+
+def _note_area_changes(session: OrmSession, _flush_context: Any) -> None:
+    """After a flush: remember whether it wrote areas (the lists still show what it flushed)."""
+    if any(
+        isinstance(obj, Area)
+        for objs in (session.new, session.dirty, session.deleted)
+        for obj in objs
+    ):
+        session.info[_AREAS_CHANGED] = True
+
+
+def _invalidate_after_commit(session: OrmSession) -> None:
+    """Areas written through the ORM in this process are in the next menu, whatever ``max_age``
+    (invalidated at commit: before it, another session would cache the old rows again). A flag
+    left by a flush that was rolled back costs at most one needless reload."""
+    if session.info.pop(_AREAS_CHANGED, False):
+        invalidate_area_cache()
+
+
+sa.event.listen(OrmSession, "after_flush", _note_area_changes)
+sa.event.listen(OrmSession, "after_commit", _invalidate_after_commit)
 
 
 def _change_marker(session: Session) -> tuple[Any, ...]:
@@ -796,7 +829,7 @@ def _change_marker(session: Session) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def load_area_context(session: Session) -> tuple[AreaMap, tuple[str, ...]]:
+def load_area_context(session: Session, *, max_age: float = 0.0) -> tuple[AreaMap, tuple[str, ...]]:
     """The area map the pure engine needs (code -> :class:`AreaNode`) and the top-level codes.
 
     Children are in menu order: ``position`` first (0 by default: a manual override), then by
@@ -808,16 +841,28 @@ def load_area_context(session: Session) -> tuple[AreaMap, tuple[str, ...]]:
     official list for that parent, so it is hidden with its subtree. Quartiers under communes
     with P-codes stay, because the official table stops above them.
 
-    Cached per database and change marker: called on every conversation step, it costs one small
-    aggregate query when nothing changed. The map is an immutable :class:`AreaMap`, the same
-    object until the areas change, so callers may keep it and the place menus the engine derives
-    from it (:attr:`AreaMap.menus`) are computed once per change, not once per step.
+    Cached per database and change marker: when nothing changed it costs one aggregate query
+    over the areas (some 0.7 ms on SQLite with the shipped 836 areas). ``max_age`` (seconds)
+    skips even that when this process checked the marker that recently: the conversation
+    service, which calls this on every step, passes a few seconds, so an area edited in another
+    process reaches its menus that much later (in this process :func:`invalidate_area_cache`
+    takes effect at once).
+
+    The map is an immutable :class:`AreaMap`, the same object until the areas change, so callers
+    may keep it, and views derived from it are computed once per change, not once per step: the
+    place menus the engine derives (:attr:`AreaMap.menus`) and routing's area tree (cached on its
+    identity).
     """
     url = str(session.get_bind().engine.url)  # password masked: fine for a key
-    marker = _change_marker(session)
     with _cache_lock:
         cached = _cache.get(url)
+    if cached is not None and max_age > 0 and time.monotonic() - cached[3] < max_age:
+        return cached[1], cached[2]
+    marker = _change_marker(session)
     if cached is not None and cached[0] == marker:
+        with _cache_lock:
+            if _cache.get(url) is cached:
+                _cache[url] = (*cached[:3], time.monotonic())
         return cached[1], cached[2]
 
     rows = session.execute(
@@ -858,7 +903,7 @@ def load_area_context(session: Session) -> tuple[AreaMap, tuple[str, ...]]:
     root_codes = tuple(r.code for r in roots)
     area_map = AreaMap(areas)
     with _cache_lock:
-        _cache[url] = (marker, area_map, root_codes)
+        _cache[url] = (marker, area_map, root_codes, time.monotonic())
     return area_map, root_codes
 
 

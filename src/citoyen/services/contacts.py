@@ -39,6 +39,15 @@ def get_or_create_contact(
     if contact is not None:
         contact.last_seen_at = now
         return contact, False
+    return new_contact(session, vault, canonical, now), True
+
+
+def new_contact(session: Session, vault: Vault, canonical: str, now: datetime) -> Contact:
+    """A contact for the normalised ``canonical`` address, seen first at ``now``.
+
+    The flush makes a concurrent first message of the same address fail here (IntegrityError on
+    the address hash) rather than at commit; the caller retries and finds this one.
+    """
     contact = Contact(
         address_hash=vault.hash(canonical),
         address_enc=vault.encrypt(canonical),
@@ -48,5 +57,5 @@ def get_or_create_contact(
         last_seen_at=now,
     )
     session.add(contact)
-    session.flush()  # a concurrent first message raises IntegrityError here; the caller retries
-    return contact, True
+    session.flush()
+    return contact

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from citoyen import engine as flow_engine
 from citoyen.channels.render import option_label
@@ -28,10 +29,11 @@ from citoyen.engine.textnorm import normalise
 from citoyen.engine.types import Context, Input, Option, Prompt, State, StepResult
 from citoyen.models import Contact, Conversation, InboundThrottle, Message
 from citoyen.services import effects as effect_handlers
-from citoyen.services.areas import load_area_context
-from citoyen.services.contacts import get_or_create_contact
+from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
+from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
-from citoyen.services.privacy import Vault, alias_label
+from citoyen.services.inbound import claim_contact, finish_inbound, store_inbound, stored_reply
+from citoyen.services.privacy import Vault, alias_label, normalise_address
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,17 @@ OPEN_STATUSES = ("active", "waiting")
 # Voice menus have keys 1-9; text channels keep menus short enough to read on a small phone.
 MENU_SIZE = {"voice": 9, "sms": 9, "telegram": 9}
 
+
+# The contact's latest open conversation; built once (it runs for every inbound message).
+_OPEN_CONVERSATION = (
+    select(Conversation)
+    .where(
+        Conversation.contact_id == bindparam("p_contact_id"),
+        col(Conversation.status).in_(OPEN_STATUSES),
+    )
+    .order_by(col(Conversation.id).desc())
+    .limit(1)
+)
 
 OnReply = Callable[[Session, "Reply", Contact], None]
 
@@ -308,38 +321,37 @@ class ConversationService:
     def _handle(
         self, session: Session, inbound: Inbound, now: datetime, on_reply: OnReply | None
     ) -> Reply:
-        if inbound.provider_id:
-            seen = session.exec(
-                select(Message).where(
-                    Message.channel == inbound.channel,
-                    Message.provider_id == inbound.provider_id,
-                    Message.direction == "in",
-                )
-            ).first()
-            if seen is not None and seen.reply is not None:
-                return Reply.from_dict(seen.reply, duplicate=True)
-
-        contact, created = get_or_create_contact(session, self.vault, inbound.address, now)
-        if self._throttled(session, contact, inbound.channel, now):
-            # Not stored, not stepped: a flood never becomes reports or fills the database.
-            return Reply(prompts=[], language=self._lang(contact), status="throttled")
-        message = Message(
+        contact, created, stored = self._claim(session, inbound, now)
+        if stored is not None:
+            # A provider retry: the same answer, and nothing written (not even last_seen_at).
+            session.rollback()
+            return Reply.from_dict(stored, duplicate=True)
+        assert contact is not None and contact.id is not None
+        blocked = (
+            Reply(prompts=[], language=self._lang(contact), status="blocked")
+            if contact.blocked
+            else None
+        )
+        message_id = store_inbound(
+            session,
             contact_id=contact.id,
             channel=inbound.channel,
-            direction="in",
             provider_id=inbound.provider_id,
             kind=inbound.input.kind,
             body=inbound.input.value,
-            created_at=now,
+            now=now,
+            limit=self.limit.messages,
+            window=self.limit.window,
+            # A blocked contact's message is kept, with its (empty) reply, and goes no further.
+            reply=blocked.to_dict() if blocked is not None else None,
         )
-        session.add(message)
-        session.flush()  # a duplicate provider id fails here, before any other change
-
-        if contact.blocked:
-            reply = Reply(prompts=[], language=self._lang(contact), status="blocked")
-            message.reply = reply.to_dict()
+        if message_id is None:
+            # Not stored, not stepped: a flood never becomes reports or fills the database.
+            self._count_throttled(session, contact, inbound.channel, now)
+            return Reply(prompts=[], language=self._lang(contact), status="throttled")
+        if blocked is not None:
             log.info("inbound from blocked contact %s ignored", alias_label(contact.alias))
-            return reply
+            return blocked
 
         conversation = self._open_conversation(session, contact, inbound.channel, now)
         if conversation is not None and inbound.input.kind == "start":
@@ -370,7 +382,6 @@ class ConversationService:
                 )
             )
         self._save_state(conversation, result.state, flow, now)
-        message.conversation_id = conversation.id
         reply = Reply(
             prompts=result.prompts,
             language=language,
@@ -380,7 +391,8 @@ class ConversationService:
             contact_alias=alias_label(contact.alias),
         )
         conversation.menu = self._menu(result.prompts, language, params)
-        message.reply = reply.to_dict()
+        stored = reply.to_dict()
+        finish_inbound(session, message_id, conversation.id, stored)
         session.add(
             Message(
                 contact_id=contact.id,
@@ -388,7 +400,7 @@ class ConversationService:
                 channel=inbound.channel,
                 direction="out",
                 kind="reply",
-                reply=_message_reply(reply),
+                reply={"prompts": stored["prompts"], "language": language},
                 created_at=now,
             )
         )
@@ -404,26 +416,39 @@ class ConversationService:
         )
         return reply
 
-    def _throttled(self, session: Session, contact: Contact, channel: str, now: datetime) -> bool:
-        """Whether this sender is over the inbound limit; if so, count the dropped input.
+    def _claim(
+        self, session: Session, inbound: Inbound, now: datetime
+    ) -> tuple[Contact | None, bool, dict[str, Any] | None]:
+        """``(contact, created, stored reply)``: the sender's contact, locked (created on first
+        contact), or the reply already stored for this provider id (then no contact).
 
-        The count is of the sender's stored inbound messages in the window, so it needs no
-        state outside the database and holds across web workers; the contact row is locked
-        (get_or_create_contact), so two requests of one sender are counted one after the other.
-        The flood is logged once, when it starts, then counted in ``inbound_throttles``.
+        A known sender costs one statement (:func:`claim_contact`); a new one a dedupe query and
+        the insert (a concurrent first message of the same sender fails on the address hash and
+        the caller retries).
+        """
+        canonical = normalise_address(inbound.address)
+        contact, stored = claim_contact(
+            session, self.vault.hashes(canonical), now, inbound.channel, inbound.provider_id
+        )
+        if contact is not None or stored is not None:
+            return contact, False, stored
+        stored = stored_reply(session, inbound.channel, inbound.provider_id)
+        if stored is not None:
+            return None, False, stored
+        return new_contact(session, self.vault, canonical, now), True, None
+
+    def _count_throttled(
+        self, session: Session, contact: Contact, channel: str, now: datetime
+    ) -> None:
+        """Count an input dropped because its sender is over the inbound limit.
+
+        The limit itself is checked where the message would be stored (:func:`store_inbound`),
+        against the sender's stored inbound messages in the window: no state outside the
+        database, so it holds across web workers; the contact row is locked, so two requests of
+        one sender are counted one after the other. The flood is logged once, when it starts,
+        then counted in ``inbound_throttles``.
         """
         since = now - self.limit.window
-        received = session.exec(
-            select(func.count())
-            .select_from(Message)
-            .where(
-                Message.contact_id == contact.id,
-                Message.direction == "in",
-                col(Message.created_at) > since,
-            )
-        ).one()
-        if received < self.limit.messages:
-            return False
         burst = session.exec(
             select(InboundThrottle)
             .where(InboundThrottle.contact_id == contact.id, col(InboundThrottle.last_at) > since)
@@ -435,19 +460,18 @@ class ConversationService:
             log.warning(
                 "inbound flood: %s sent %d messages in %d s on %s; further ones are dropped",
                 alias_label(contact.alias),
-                received,
+                self.limit.messages,
                 int(self.limit.window.total_seconds()),
                 channel,
             )
         burst.dropped += 1
         burst.last_at = now
-        return True
 
     def _lang(self, contact: Contact) -> str:
         return contact.language or self.bundle.settings.languages.default
 
     def _context(self, session: Session, contact_language: str | None, channel: str) -> Context:
-        areas, roots = load_area_context(session)
+        areas, roots = load_area_context(session, max_age=AREA_RECHECK_SECONDS)
         settings = self.bundle.settings
         return Context(
             languages=tuple(settings.languages.enabled),
@@ -463,11 +487,7 @@ class ConversationService:
     def _open_conversation(
         self, session: Session, contact: Contact, channel: str, now: datetime
     ) -> Conversation | None:
-        conversation = session.exec(
-            select(Conversation)
-            .where(Conversation.contact_id == contact.id, Conversation.status.in_(OPEN_STATUSES))
-            .order_by(Conversation.id.desc())
-        ).first()
+        conversation = session.exec(_OPEN_CONVERSATION, params={"p_contact_id": contact.id}).first()
         if conversation is None:
             return None
         if conversation.expires_at is not None and conversation.expires_at <= now:

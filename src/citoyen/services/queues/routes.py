@@ -22,7 +22,7 @@ from citoyen.engine.schema import duration_seconds
 from citoyen.models import Area, Outbox, QueueEntry, Report, ReportEvent, Stakeholder
 from citoyen.routing import Route, RoutingConfig, database_area_tree, resolve, texts
 from citoyen.routing.schema import DEFAULT_FALLBACK, DEFAULT_SLA
-from citoyen.services.areas import area_label
+from citoyen.services.areas import AREA_RECHECK_SECONDS, area_label
 from citoyen.services.outbox import enqueue
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.stakeholders import stakeholder_row
@@ -262,7 +262,9 @@ def route_report(
 ) -> list[QueueEntry]:
     """Open the queue entries the routing rules give for ``report`` (see routing/table.py)."""
     router = router or router_for(session)
-    tree = database_area_tree(session)
+    # Reports are routed as citizens complete them: the area tree may be as stale as the menus
+    # they chose from (a few seconds after an edit in another process).
+    tree = database_area_tree(session, max_age=AREA_RECHECK_SECONDS)
     resolution = resolve(
         router.config,
         tree,
