@@ -63,6 +63,7 @@ PUBLIC_URL = "https://multiprocess.citoyen.example"
 FROM_NUMBER = "+22320000000"
 WEBHOOK_SECRET = "multiprocess-webhook-secret"
 DATA_KEY = "q3zkx8cQoB9o6c1ZCqbsb9Uu3mC1uHnP0E0y0F4l1yM="
+SECRET_KEY = "multiprocess-secret"
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/[^/]+/Messages\.json$")
 DESCRIPTION = "Des hommes armés ont volé des motos près du marché hier soir"
 # A report in French: keyword, language, category (theft), region, commune, danger, description,
@@ -153,7 +154,7 @@ def service_env(url: str, instance: Path, providers: Providers) -> dict[str, str
         CITOYEN_FLOWS_DIR=str(ROOT / "flows"),
         CITOYEN_LOCALES_DIR=str(ROOT / "locales"),
         CITOYEN_DATA_KEY=DATA_KEY,
-        CITOYEN_SECRET_KEY="multiprocess-secret",
+        CITOYEN_SECRET_KEY=SECRET_KEY,
         TWILIO_ACCOUNT_SID=ACCOUNT_SID,
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         TWILIO_FROM_NUMBER=FROM_NUMBER,
@@ -182,12 +183,12 @@ class Deployment:
 def deployment(
     url: str, instance: Path, providers: Providers, *, web_workers: int, workers: int = 2
 ) -> Iterator[Deployment]:
-    """Migrate with the service's commands, then run gunicorn and ``workers`` x ``citoyen
+    """Migrate with ``citoyen db upgrade``, seed, then run gunicorn and ``workers`` x ``citoyen
     worker``; every process is stopped (SIGTERM, then SIGKILL) afterwards, whatever happens."""
     env = service_env(url, instance, providers)
     citoyen = str(BIN / "citoyen")
-    for command in (["db", "upgrade"], ["areas", "seed"], ["stakeholders", "sync"]):
-        subprocess.run([citoyen, *command], env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([citoyen, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+    seed(url, instance)
     port = free_port()
     commands = [
         [
@@ -215,6 +216,28 @@ def deployment(
             yield Deployment(port, logs, procs)
         finally:
             stop(procs)
+
+
+def seed(url: str, instance: Path) -> None:
+    """The shipped areas and stakeholders (on-call addresses encrypted with the deployment's key),
+    as a first start does; in this process, which saves two command starts."""
+    from citoyen.config import Settings
+    from citoyen.runtime import Runtime
+    from citoyen.services.setup import ensure_ready
+
+    settings = Settings(
+        database_url=url,
+        instance_dir=instance,
+        flows_dir=ROOT / "flows",
+        locales_dir=ROOT / "locales",
+        data_key=DATA_KEY,
+        secret_key=SECRET_KEY,
+    )
+    runtime = Runtime(settings)
+    try:
+        ensure_ready(runtime)
+    finally:
+        runtime.engine.dispose()
 
 
 def wait_for_health(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
