@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,10 @@ def main() -> None:
     parser.add_argument("--pg-admin", default=PG_ADMIN)
     parser.add_argument("--keep-logs", type=Path, help="copy the processes' logs here")
     args = parser.parse_args()
+    # Stopped early (Ctrl-C, or SIGTERM when run in the background): still stop the processes
+    # and drop the database.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     print(machine_line(), flush=True)
     total = total_requests(conversations(args.conversations, 8))
     started = time.perf_counter()
