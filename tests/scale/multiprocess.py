@@ -549,21 +549,22 @@ def check(
     if replies != sum(len(c.answers) for c in tg_convs):
         violations.append(f"{replies} Telegram reply rows")
 
-    # Notifications a report causes: alerts for emergencies only, the same number for each.
-    alerts = Counter(
-        dict(
-            q.rows(
-                "SELECT r.urgency || ':' || r.reference, count(o.id) FROM reports r "
-                "LEFT JOIN outbox o ON o.kind = 'alert' AND o.payload->>'report' = r.reference "
-                "GROUP BY r.urgency, r.reference"
-            )
-        )
+    # Notifications a report causes: the on-call alert of an emergency, the same number for
+    # each (one per on-call address), none for the others; an escalation (a queue entry left
+    # unacknowledged past its deadline: long runs have them) alerts once per escalated entry.
+    alerts = q.rows(
+        "SELECT r.urgency, split_part(o.payload->>'purpose', ':', 1), count(o.id) "
+        "FROM reports r JOIN outbox o ON o.kind = 'alert' AND o.payload->>'report' = r.reference "
+        "GROUP BY r.urgency, r.reference, o.payload->>'purpose'"
     )
-    per_emergency = {v for k, v in alerts.items() if k.startswith("emergency:")}
-    if emergencies and (len(per_emergency) != 1 or 0 in per_emergency):
-        violations.append(f"alerts per emergency report: {sorted(per_emergency)}")
-    if any(v for k, v in alerts.items() if not k.startswith("emergency:")):
-        violations.append("alerts for reports that are not emergencies")
+    per_emergency = Counter(n for urgency, why, n in alerts if why == "emergency")
+    if emergencies and (len(per_emergency) != 1 or per_emergency.total() != emergencies):
+        violations.append(f"emergency alerts per emergency report: {dict(per_emergency)}")
+    if [u for u, why, _ in alerts if why == "emergency" and u != "emergency"]:
+        violations.append("emergency alerts for reports that are not emergencies")
+    per_escalation = Counter(n for _, why, n in alerts if why == "escalated")
+    if len(per_escalation) > 1:
+        violations.append(f"alerts per escalation: {dict(per_escalation)}")
     noted = q.rows(
         "SELECT payload->>'report', contact_id FROM outbox WHERE kind = 'notification' "
         "GROUP BY payload->>'report', contact_id, payload->>'status' HAVING count(*) > 1"
@@ -592,7 +593,8 @@ def check(
         "outbox rows": sum(statuses.values()),
         "sms received by the fake Twilio": len(providers.twilio.sent),
         "telegram messages received by the fake Bot API": len(providers.telegram.sent),
-        "alerts per emergency": sorted(per_emergency),
+        "alerts per emergency report": sorted(per_emergency),
+        "escalations alerted (entries left unacknowledged)": per_escalation.total(),
         "tracebacks in the logs": errors,
     }
     return violations, summary
