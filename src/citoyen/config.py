@@ -151,6 +151,18 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TWILIO_FROM_NUMBER"),
         description="The number citizens text and call.",
     )
+    twilio_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_TWILIO_API_URL"),
+        description="Base URL of Twilio's REST API instead of https://api.twilio.com, for tests "
+        "and regional edges.",
+    )
+    telegram_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_TELEGRAM_API_URL"),
+        description="Base URL of the Telegram Bot API instead of https://api.telegram.org (a "
+        "local Bot API server, tests).",
+    )
     telegram_bot_token: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN"),

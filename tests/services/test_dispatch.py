@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from citoyen.channels.base import (
@@ -373,6 +374,64 @@ def test_no_send_starts_when_the_lease_is_nearly_over(runtime) -> None:
     assert [m.outbox_id for m in sender.sent] == [a]
     r = row(runtime, b)
     assert (r.status, r.attempts, r.locked_until) == ("pending", 0, None)
+
+
+def test_the_results_of_a_pass_are_written_together(runtime) -> None:
+    """One transaction records a pass of fast sends: not one per message (docs/performance.md)."""
+    cid = make_contact(runtime)
+    ids = [queue(runtime, cid, f"k{n}") for n in range(20)]
+    updates: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("UPDATE OUTBOX"):
+            updates.append(statement)
+
+    sa.event.listen(runtime.engine, "before_cursor_execute", count)
+    try:
+        stats = dispatcher(runtime, FakeSender(), channel_limits={}).run_once(now=NOW)
+    finally:
+        sa.event.remove(runtime.engine, "before_cursor_execute", count)
+    assert stats.sent == 20
+    assert len(updates) <= 2  # the claim, the results (each one executemany)
+    assert {row(runtime, i).status for i in ids} == {"sent"}
+    assert [row(runtime, i).provider_id for i in ids] == [f"SM{i:032d}" for i in ids]
+
+
+def test_results_wait_at_most_a_second_before_they_are_written(runtime) -> None:
+    cid = make_contact(runtime)
+    a, b, c = (queue(runtime, cid, key) for key in "abc")
+    clock = FakeClock()
+    seen: dict[int, str] = {}
+
+    def slowish(message: OutboundMessage) -> str:
+        seen[message.outbox_id] = row(runtime, a).status  # what another process sees of a
+        clock.advance(1.0)
+        return f"SM{message.outbox_id}"
+
+    sender = FakeSender(behaviour=slowish)
+    stats = dispatcher(runtime, sender, clock, channel_limits={}).run_once(now=NOW)
+    assert stats.sent == 3
+    # a's result waited during b's send (1 s), and was written before c's.
+    assert seen == {a: "sending", b: "sending", c: "sent"}
+    assert {row(runtime, i).status for i in (a, b, c)} == {"sent"}
+
+
+def test_results_are_written_even_when_the_pass_breaks_off(runtime, monkeypatch) -> None:
+    cid = make_contact(runtime)
+    a, b = queue(runtime, cid, "a"), queue(runtime, cid, "b")
+    d = dispatcher(runtime, FakeSender(), channel_limits={})
+    real_deliver = d._deliver
+
+    def deliver(claim, current, results) -> None:
+        if claim.id == b:
+            raise RuntimeError("the process is being stopped")
+        real_deliver(claim, current, results)
+
+    monkeypatch.setattr(d, "_deliver", deliver)
+    with pytest.raises(RuntimeError):
+        d.run_once(now=NOW)
+    assert row(runtime, a).status == "sent"  # a was sent: its result is not lost
+    assert row(runtime, b).status == "sending"  # b's lease expires and it is sent later
 
 
 # --- concurrency -------------------------------------------------------------------------------

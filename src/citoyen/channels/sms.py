@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 MAX_SEGMENTS = 3
 # Twilio refuses bodies over 1600 characters (error 21617).
 TWILIO_MAX_BODY = 1600
+# Where the twilio library sends API calls; CITOYEN_TWILIO_API_URL replaces it (tests, edges).
+TWILIO_API_URL = "https://api.twilio.com"
 # Twilio API calls give up after this long: well within the dispatcher's lease (see dispatch.py).
 TWILIO_TIMEOUT_SECONDS = 20.0
 
@@ -110,15 +112,12 @@ class TwilioSmsProvider:
         *,
         http_client: HttpClient | None = None,
         timeout: float = TWILIO_TIMEOUT_SECONDS,
+        api_url: str | None = None,
     ) -> None:
-        from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
         if http_client is None:
-            # The library logs requests at INFO (URLs, never the form); keep that out of our logs.
-            quiet = logging.getLogger("citoyen.channels.sms.twilio_http")
-            quiet.setLevel(logging.WARNING)
-            http_client = TwilioHttpClient(timeout=timeout, logger=quiet)
+            http_client = twilio_http_client(api_url, timeout=timeout)
         self.client = Client(account_sid, auth_token, http_client=http_client)
         self.from_number = from_number
         self.status_callback = status_callback
@@ -138,6 +137,27 @@ class TwilioSmsProvider:
         except OSError as exc:  # requests' connection errors and timeouts are OSErrors
             raise TransientSendError(f"twilio unreachable: {type(exc).__name__}") from None
         return str(message.sid)
+
+
+def twilio_http_client(
+    api_url: str | None = None, *, timeout: float = TWILIO_TIMEOUT_SECONDS
+) -> HttpClient:
+    """The twilio library's own HTTP client, sending to ``api_url`` instead of Twilio's address
+    when given (a local fake in tests, a regional edge), and logging quietly."""
+    from twilio.http.http_client import TwilioHttpClient
+
+    # The library logs requests at INFO (URLs, never the form); keep that out of our logs.
+    quiet = logging.getLogger("citoyen.channels.sms.twilio_http")
+    quiet.setLevel(logging.WARNING)
+    base = (api_url or TWILIO_API_URL).rstrip("/")
+
+    class RebasedTwilioHttpClient(TwilioHttpClient):
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if url.startswith(TWILIO_API_URL + "/"):
+                url = base + url[len(TWILIO_API_URL) :]
+            return super().request(method, url, *args, **kwargs)
+
+    return RebasedTwilioHttpClient(timeout=timeout, logger=quiet)
 
 
 def map_twilio_error(exc: Any) -> TransientSendError | PermanentSendError:
@@ -180,6 +200,7 @@ def twilio_sms_sender(runtime: Any) -> SmsSender | None:
         settings.twilio_auth_token,
         settings.twilio_from_number,
         status_callback=settings.public_url.rstrip("/") + "/twilio/status",
+        api_url=settings.twilio_api_url,
     )
     return SmsSender(provider)
 

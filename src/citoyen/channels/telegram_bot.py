@@ -23,7 +23,13 @@ from telegram import Bot, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from citoyen.channels.telegram_sender import CHANNEL, make_bot, make_sender, register
+from citoyen.channels.telegram_sender import (
+    CHANNEL,
+    api_urls,
+    make_bot,
+    make_sender,
+    register,
+)
 from citoyen.channels.telegram_updates import Outcome, process_update
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,9 @@ def build_application(runtime: Any, bot: Bot | None = None) -> Application:
     else:
         make_bot(runtime.settings.telegram_bot_token)  # quiets httpx logs (token in URLs)
         builder = builder.token(runtime.settings.telegram_bot_token)
+        urls = api_urls(runtime.settings.telegram_api_url)
+        if urls:
+            builder = builder.base_url(urls["base_url"]).base_file_url(urls["base_file_url"])
     app = builder.build()
 
     async def on_update(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -170,7 +179,8 @@ def webhook_url(runtime: Any) -> str:
 def set_webhook(runtime: Any, bot: Bot | None = None) -> str:
     """Register ``CITOYEN_PUBLIC_URL/telegram/webhook`` with Telegram; return the URL."""
     url = webhook_url(runtime)
-    bot = bot or make_bot(runtime.settings.telegram_bot_token)
+    settings = runtime.settings
+    bot = bot or make_bot(settings.telegram_bot_token, **api_urls(settings.telegram_api_url))
 
     async def call() -> None:
         async with bot:

@@ -76,6 +76,20 @@ def make_bot(token: str, *, base_url: str | None = None, base_file_url: str | No
     return Bot(token, **kwargs)
 
 
+def api_urls(api_url: str | None) -> dict[str, str]:
+    """``base_url`` and ``base_file_url`` for a Bot API served at ``api_url`` (``{}``: Telegram's
+    own, https://api.telegram.org), as python-telegram-bot names them."""
+    if not api_url:
+        return {}
+    root = api_url.rstrip("/")
+    return {"base_url": f"{root}/bot", "base_file_url": f"{root}/file/bot"}
+
+
+def settings_bot(settings: Any) -> Bot:
+    """The deployment's ``Bot``: its token, on ``CITOYEN_TELEGRAM_API_URL`` when set."""
+    return make_bot(settings.telegram_bot_token, **api_urls(settings.telegram_api_url))
+
+
 def chat_id_of(address: str) -> int:
     """The private chat id of ``telegram:ID`` (in a private chat it is the user's id)."""
     kind, _, ident = address.partition(":")
@@ -220,7 +234,7 @@ def make_sender(runtime: Any) -> TelegramSender | None:
     token = runtime.settings.telegram_bot_token
     if not token:
         return None
-    return TelegramSender(make_bot(token))
+    return TelegramSender(settings_bot(runtime.settings))
 
 
 def make_fetcher(runtime: Any) -> TelegramFileFetcher | None:
@@ -232,7 +246,7 @@ def make_fetcher(runtime: Any) -> TelegramFileFetcher | None:
     token = runtime.settings.telegram_bot_token
     if not token:
         return None
-    return TelegramFileFetcher(make_bot(token))
+    return TelegramFileFetcher(settings_bot(runtime.settings))
 
 
 def register(runtime: Any) -> bool:

@@ -18,7 +18,13 @@ from twilio.http.http_client import TwilioHttpClient
 from werkzeug import Request, Response
 
 from citoyen.channels.base import OutboundMessage, PermanentSendError, TransientSendError
-from citoyen.channels.sms import SmsSender, TwilioSmsProvider, map_twilio_error
+from citoyen.channels.sms import (
+    SmsSender,
+    TwilioSmsProvider,
+    map_twilio_error,
+    twilio_http_client,
+    twilio_sms_sender,
+)
 from citoyen.db import write_session
 from citoyen.models import Contact, Outbox
 from citoyen.services.contacts import get_or_create_contact
@@ -32,18 +38,9 @@ MESSAGES_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 STATUS_CALLBACK = PUBLIC_URL + "/twilio/status"
 
 
-class LocalTwilio(TwilioHttpClient):
+def LocalTwilio(base_url: str) -> TwilioHttpClient:
     """The library's own HTTP client, sent to a local server instead of api.twilio.com."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(timeout=5)
-        self.base_url = base_url.rstrip("/")
-
-    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def]
-        assert url.startswith("https://api.twilio.com/"), url
-        return super().request(
-            method, url.replace("https://api.twilio.com", self.base_url), *args, **kwargs
-        )
+    return twilio_http_client(base_url, timeout=5)
 
 
 def message_json(sid: str = "SM" + "0" * 31 + "1") -> dict:
@@ -135,6 +132,26 @@ def test_twilio_errors_are_mapped(httpserver, sender, code, status, kind, opt_ou
     assert TO[1:] not in str(caught.value)
     if opt_out is not None:
         assert caught.value.opt_out is opt_out
+
+
+def test_the_api_url_setting_sends_to_another_twilio_api(httpserver, settings) -> None:
+    """CITOYEN_TWILIO_API_URL: the sender built from settings posts there, not to Twilio."""
+    httpserver.expect_oneshot_request(MESSAGES_PATH, method="POST").respond_with_response(
+        Response(json.dumps(message_json()), status=201, content_type="application/json")
+    )
+    configured = settings.model_copy(
+        update={
+            "twilio_account_sid": ACCOUNT_SID,
+            "twilio_auth_token": AUTH_TOKEN,
+            "twilio_from_number": FROM_NUMBER,
+            "public_url": PUBLIC_URL,
+            "twilio_api_url": httpserver.url_for("/"),
+        }
+    )
+    sender = twilio_sms_sender(type("R", (), {"settings": configured})())
+    assert sender is not None
+    assert sender.send(outbound()).provider_id == "SM" + "0" * 31 + "1"
+    httpserver.check_assertions()
 
 
 def test_unreachable_twilio_is_transient() -> None:

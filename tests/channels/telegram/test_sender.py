@@ -33,13 +33,14 @@ def message(body: str | None = "Bonjour", buttons: Any = None, address: str = "t
 
 
 class _Settings:
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, api_url: str | None = None) -> None:
         self.telegram_bot_token = token
+        self.telegram_api_url = api_url
 
 
 class _Runtime:
-    def __init__(self, token: str | None) -> None:
-        self.settings = _Settings(token)
+    def __init__(self, token: str | None, api_url: str | None = None) -> None:
+        self.settings = _Settings(token, api_url)
 
 
 def test_send_message_with_buttons(sender: TelegramSender, fake_api: FakeBotApi) -> None:
@@ -171,6 +172,23 @@ def test_factories_need_a_token() -> None:
         assert sender.bot.base_url == f"https://api.telegram.org/bot{TOKEN}"
     finally:
         sender.close()
+
+
+def test_the_api_url_setting_sends_to_another_bot_api(fake_api: FakeBotApi) -> None:
+    """CITOYEN_TELEGRAM_API_URL: the sender and the fetcher talk to that server instead."""
+    root = fake_api.server.url_for("/").rstrip("/")
+    sender = make_sender(_Runtime(TOKEN, api_url=root + "/"))
+    fetcher = make_fetcher(_Runtime(TOKEN, api_url=root))
+    try:
+        assert sender is not None and fetcher is not None
+        assert sender.send(message()).provider_id.isdigit()
+        assert fetcher.bot.base_url == f"{root}/bot{TOKEN}"
+        assert fetcher.bot.base_file_url == f"{root}/file/bot{TOKEN}"
+    finally:
+        sender.close() if sender else None
+        fetcher.close() if fetcher else None
+    [call] = fake_api.calls_to("sendMessage")
+    assert call.params["chat_id"] == 42
 
 
 # --- the real Bot API is never reached from tests ------------------------------------------------------
