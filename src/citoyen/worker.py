@@ -1,10 +1,11 @@
 """The worker: the only process that schedules (APScheduler 3.x).
 
 Jobs: survey schedules (one cron job per ``flows/surveys/*.yaml``, Africa/Bamako), survey
-housekeeping (reminders, invitations followed to their end) and outbound survey calls; the outbox
-dispatch every second (:mod:`citoyen.services.dispatch`: leases, retries, rate limits;
-docs/outbox.md); conversation expiry; recording and media fetches (:mod:`citoyen.services.media`);
-escalation of unacknowledged queue entries (:mod:`citoyen.services.queues`).
+housekeeping (reminders, invitations followed to their end) and outbound survey calls;
+conversation expiry; recording and media fetches (:mod:`citoyen.services.media`); escalation of
+unacknowledged queue entries (:mod:`citoyen.services.queues`). Beside the scheduler, every worker
+sends the outbox every second (:mod:`citoyen.services.dispatch`: leases, retries, rate limits;
+docs/outbox.md).
 
 Why it is built like this:
 
@@ -14,6 +15,11 @@ Why it is built like this:
   takes over only when the lease lapses (the first one died); a worker that fails to renew
   pauses its scheduler at once. The survey runs' unique constraints are the second line of
   defence: even two schedulers could not invite anyone twice.
+- **Every worker dispatches.** Sending is not scheduling: the outbox is claimed row by row
+  (``FOR UPDATE SKIP LOCKED`` and a lease on the row), so every worker, leader or standby, sends
+  it, and more workers mean more dispatchers. Each registers itself in ``scheduler_leases``
+  (``dispatcher:<id>``, renewed like the scheduler lease) and takes an equal share of every
+  provider rate limit, so together they keep to the limits however many run.
 - **Survey schedules in the project database** (APScheduler's ``SQLAlchemyJobStore``, table
   ``apscheduler_jobs``): a firing missed while no worker ran still happens at restart, within
   its ``misfire_grace_time``, once (``coalesce``). Frequent housekeeping jobs keep to memory:
@@ -31,6 +37,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -53,6 +60,8 @@ log = logging.getLogger(__name__)
 TIMEZONE = "Africa/Bamako"
 LEASE_NAME = "scheduler"
 LEASE_SECONDS = 30.0
+DISPATCHER_PREFIX = "dispatcher:"
+DISPATCH_INTERVAL = 1.0  # seconds between outbox passes
 JOB_TABLE = "apscheduler_jobs"
 
 # Job name -> what it runs, in this process (see run_job).
@@ -137,6 +146,37 @@ def release_lease(engine: sa.Engine, holder: str, name: str = LEASE_NAME) -> Non
         )
 
 
+def register_dispatcher(
+    engine: sa.Engine,
+    name: str,
+    now: datetime | None = None,
+    seconds: float = LEASE_SECONDS,
+) -> int:
+    """Say this dispatcher is alive until ``now + seconds``; how many dispatchers are alive.
+
+    One row per worker in ``scheduler_leases`` (``name`` starts with ``dispatcher:``); a worker
+    that died stops counting when its row lapses, and rows lapsed for a day are removed.
+    """
+    now = now or datetime.now(UTC)
+    acquire_lease(engine, name, now, seconds, name=name)
+    with write_session(engine) as session:
+        session.execute(
+            sa.delete(SchedulerLease).where(
+                SchedulerLease.name.startswith(DISPATCHER_PREFIX),
+                SchedulerLease.expires_at < now - timedelta(days=1),
+            )
+        )
+        alive = session.exec(
+            select(sa.func.count())
+            .select_from(SchedulerLease)
+            .where(
+                SchedulerLease.name.startswith(DISPATCHER_PREFIX),
+                SchedulerLease.expires_at > now,
+            )
+        ).one()
+    return max(1, int(alive))
+
+
 # --- the worker -----------------------------------------------------------------------------------
 
 
@@ -160,8 +200,10 @@ class Worker:
         )
         # One dispatcher for the life of the process: it holds the rate-limit buckets.
         self.dispatcher = Dispatcher(runtime)
+        self.dispatcher_name = DISPATCHER_PREFIX + self.holder.rsplit(":", 1)[-1]
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
         self.leader = threading.Event()
 
     # -- jobs -----------------------------------------------------------------------------------
@@ -181,13 +223,6 @@ class Worker:
                 "trigger": "interval",
                 "trigger_args": {"minutes": 1},
                 "misfire_grace_time": 30,
-            },
-            {
-                "id": "dispatch_outbox",
-                "call": self.dispatcher.run_once,
-                "trigger": "interval",
-                "trigger_args": {"seconds": 1},
-                "misfire_grace_time": 5,
             },
         ]
         for job in [
@@ -285,6 +320,26 @@ class Worker:
                 log.debug("worker %s on standby: another worker schedules", self.holder)
             self._stop.wait(interval)
 
+    # -- sending --------------------------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        """Send the outbox every second, leader or standby (see the module docstring)."""
+        registered_at: float | None = None
+        while not self._stop.is_set():
+            try:
+                if registered_at is None or time.monotonic() - registered_at >= (
+                    self.lease_seconds / 3
+                ):
+                    alive = register_dispatcher(
+                        self.runtime.engine, self.dispatcher_name, seconds=self.lease_seconds
+                    )
+                    self.dispatcher.set_share(alive)
+                    registered_at = time.monotonic()
+                self.dispatcher.run_once()
+            except Exception:
+                log.exception("outbox dispatch pass failed; next pass in a second")
+            self._stop.wait(DISPATCH_INTERVAL)
+
     def start(self, background: bool) -> None:
         self._plug_in_senders()
         self._specs()  # configuration problems stop the worker now, not at the first firing
@@ -292,6 +347,10 @@ class Worker:
             target=self._keep_lease, name="scheduler-lease", daemon=True
         )
         self._keeper.start()
+        self._sender = threading.Thread(
+            target=self._dispatch_loop, name="outbox-dispatch", daemon=True
+        )
+        self._sender.start()
         log.info("worker started: %s (scheduler timezone %s)", self.holder, TIMEZONE)
         if background:
             return
@@ -302,11 +361,14 @@ class Worker:
 
     def shutdown(self) -> None:
         self._stop.set()
-        if self._keeper is not None and self._keeper is not threading.current_thread():
-            self._keeper.join(timeout=5)
+        for thread in (self._keeper, self._sender):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=5)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.leader.is_set():
             release_lease(self.runtime.engine, self.holder)
             self.leader.clear()
+        if self._sender is not None:
+            release_lease(self.runtime.engine, self.dispatcher_name, name=self.dispatcher_name)
         log.info("worker stopped")

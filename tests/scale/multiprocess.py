@@ -577,6 +577,14 @@ def check(
     for phrase in ("lease expired while sending", "lease lost"):
         if phrase in text:
             violations.append(f"the workers' logs say {phrase!r}")
+    # Every worker dispatches, leader or standby: each sent a share (SKIP LOCKED between them).
+    idle = [
+        p.stem
+        for p in logs
+        if p.stem.startswith("worker") and "outbox dispatch:" not in (p.read_text(errors="replace"))
+    ]
+    if idle:
+        violations.append(f"workers that sent nothing: {idle}")
     identifiers = {c.phone for c in sms_convs} | {str(c.user_id) for c in tg_convs}
     leaked = {m for m in re.findall(r"\+?\d{9,}", text) if m in identifiers}
     if leaked:

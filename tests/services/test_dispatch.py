@@ -31,6 +31,7 @@ from citoyen.services.dispatch import (
     BACKOFF_CAP_SECONDS,
     MAX_ATTEMPTS,
     Dispatcher,
+    RateLimit,
     backoff_seconds,
     dispatch_once,
     register_sender,
@@ -495,6 +496,27 @@ def test_sms_rate_limit_holds_across_passes(runtime) -> None:
     clock.advance(10)  # the bucket holds one token at most: no burst after a quiet spell
     assert d.run_once(now=NOW).sent == 1
     assert [m.outbox_id for m in sender.sent] == ids[:3]
+
+
+def test_dispatchers_share_the_provider_limits(runtime) -> None:
+    """Two workers dispatching: each sends at half the rate, so together they keep to it."""
+    cid = make_contact(runtime)
+    ids = [queue(runtime, cid, f"k{n}") for n in range(8)]
+    clock = FakeClock()
+    sender = FakeSender()
+    d = dispatcher(runtime, sender, clock, channel_limits={"sms": RateLimit(2.0, 2.0)})
+    assert d.run_once(now=NOW).sent == 2  # alone: the whole burst
+    d.set_share(2)
+    clock.advance(1.0)
+    assert d.run_once(now=NOW).sent == 1  # one of two: burst and rate halved
+    clock.advance(0.5)
+    assert d.run_once(now=NOW).sent == 0
+    clock.advance(0.5)
+    assert d.run_once(now=NOW).sent == 1
+    d.set_share(1)  # the other worker is gone: the whole limit again
+    clock.advance(1.0)
+    assert d.run_once(now=NOW).sent == 2
+    assert [m.outbox_id for m in sender.sent] == ids[:6]
 
 
 def test_telegram_limits_overall_and_per_chat(runtime) -> None:

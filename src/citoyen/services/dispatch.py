@@ -343,6 +343,7 @@ class Dispatcher:
         self._senders: dict[str, Sender] = dict(senders or {})
         self._buckets: dict[str, TokenBucket] = {}
         self._recipient_buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._share = 1.0
 
     # -- senders and buckets ------------------------------------------------------------------
 
@@ -359,13 +360,29 @@ class Dispatcher:
             self._senders[channel] = sender
         return sender
 
+    def set_share(self, dispatchers: int) -> None:
+        """This process is one of ``dispatchers`` sending the same outbox (several workers):
+        each takes an equal share of every provider limit, so together they keep to it. The
+        buckets start afresh when the share changes."""
+        share = 1.0 / max(1, dispatchers)
+        if share != self._share:
+            self._share = share
+            self._buckets.clear()
+            self._recipient_buckets.clear()
+            log.info("outbox: this dispatcher is one of %d, rate limits shared", dispatchers)
+
+    def _limit(self, limit: RateLimit) -> RateLimit:
+        if self._share == 1.0:
+            return limit
+        return RateLimit(limit.rate * self._share, max(1.0, limit.burst * self._share))
+
     def _bucket(self, channel: str) -> TokenBucket | None:
         limit = self.channel_limits.get(channel)
         if limit is None:
             return None
         bucket = self._buckets.get(channel)
         if bucket is None:
-            bucket = self._buckets[channel] = TokenBucket(limit, self.clock)
+            bucket = self._buckets[channel] = TokenBucket(self._limit(limit), self.clock)
         return bucket
 
     def _recipient_bucket(self, channel: str, key: str) -> TokenBucket | None:
@@ -379,7 +396,9 @@ class Dispatcher:
                 self._recipient_buckets = {
                     k: b for k, b in self._recipient_buckets.items() if not b.full()
                 }
-            bucket = self._recipient_buckets[(channel, key)] = TokenBucket(limit, self.clock)
+            bucket = self._recipient_buckets[(channel, key)] = TokenBucket(
+                self._limit(limit), self.clock
+            )
         return bucket
 
     # -- one pass -----------------------------------------------------------------------------

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session, select
 
-from citoyen.models import SchedulerJob, SurveyRun
+from citoyen.models import Outbox, SchedulerJob, SchedulerLease, SurveyRun
 from citoyen.services.surveys.jobs import SURVEY_MISFIRE_GRACE, fire_survey
 from citoyen.services.surveys.quiet import is_allowed, next_allowed
 from citoyen.services.surveys.runs import run_key
-from citoyen.worker import Worker, acquire_lease, release_lease
+from citoyen.worker import Worker, acquire_lease, register_dispatcher, release_lease
 from tests.services.surveys.conftest import add_contact, definition, invitations
 
 BAMAKO = ZoneInfo("Africa/Bamako")
@@ -95,7 +95,8 @@ def test_jobs_are_registered_idempotently_in_the_database(runtime) -> None:
         )
         assert job.coalesce is True
         ids = {j.id for j in worker.scheduler.get_jobs()}
-        assert {"dispatch_outbox", "expire_conversations", "survey_housekeeping"} <= ids
+        assert {"expire_conversations", "survey_housekeeping"} <= ids
+        assert "dispatch_outbox" not in ids  # every worker sends, leader or not (below)
     finally:
         worker.scheduler.shutdown(wait=False)
     # The worker was down when the firing was due: its stored time is now in the past.
@@ -173,6 +174,68 @@ def test_a_standby_worker_takes_over_when_the_scheduler_dies(runtime) -> None:
         second.shutdown()
     # A clean shutdown gives the lease up at once.
     assert acquire_lease(runtime.engine, "someone else")
+
+
+def test_dispatchers_count_the_live_workers(db_engine) -> None:
+    t0 = at(2026, 11, 28, 10, 0)
+    assert register_dispatcher(db_engine, "dispatcher:a", t0, seconds=30) == 1
+    assert (
+        register_dispatcher(db_engine, "dispatcher:b", t0 + timedelta(seconds=5), seconds=30) == 2
+    )
+    assert (
+        register_dispatcher(db_engine, "dispatcher:a", t0 + timedelta(seconds=20), seconds=30) == 2
+    )
+    # "b" died (no more renewals): once its row lapses it no longer takes a share.
+    assert (
+        register_dispatcher(db_engine, "dispatcher:a", t0 + timedelta(seconds=40), seconds=30) == 1
+    )
+    # The scheduler lease is not a dispatcher.
+    assert acquire_lease(db_engine, "worker a", t0 + timedelta(seconds=41), seconds=30)
+    assert (
+        register_dispatcher(db_engine, "dispatcher:a", t0 + timedelta(seconds=42), seconds=30) == 1
+    )
+    # A row lapsed for more than a day is removed.
+    register_dispatcher(db_engine, "dispatcher:a", t0 + timedelta(days=2), seconds=30)
+    with Session(db_engine) as session:
+        names = set(session.exec(select(SchedulerLease.name)).all())
+    assert names == {"scheduler", "dispatcher:a"}
+
+
+def test_a_standby_worker_sends_the_outbox(runtime) -> None:
+    """Sending is not scheduling: a worker on standby dispatches too (rows are claimed with
+    SKIP LOCKED and a lease, so several dispatchers never send one row twice)."""
+    import time
+
+    from citoyen.db import write_session
+    from citoyen.services.contacts import get_or_create_contact
+    from citoyen.services.dispatch import Dispatcher
+    from citoyen.services.outbox import enqueue
+    from tests.services.test_dispatch import FakeSender
+
+    assert acquire_lease(runtime.engine, "a worker elsewhere", seconds=300)
+    with write_session(runtime.engine) as session:
+        contact, _ = get_or_create_contact(
+            session, runtime.vault, "+22376000199", datetime.now(UTC)
+        )
+        row = enqueue(
+            session, channel="sms", idempotency_key="standby", body="Reçu.", contact_id=contact.id
+        )
+        session.flush()
+        row_id = row.id
+    worker = Worker(runtime, lease_seconds=1.5)
+    sender = FakeSender()
+    worker.dispatcher = Dispatcher(runtime, {"sms": sender}, channel_limits={})
+    worker.start(background=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not sender.sent and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [m.outbox_id for m in sender.sent] == [row_id]
+        assert not worker.leader.is_set()
+    finally:
+        worker.shutdown()
+    with Session(runtime.engine) as session:
+        assert session.get(Outbox, row_id).status == "sent"
 
 
 def test_module_jobs_keep_their_triggers(runtime) -> None:
