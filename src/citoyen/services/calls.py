@@ -120,7 +120,10 @@ def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
     ended is the step looked up, because a retry of a step already answered is not late.
     """
     with Session(runtime.engine) as session:
-        status = session.exec(_call_status_query(call_sid)).first()
+        status = session.exec(
+            _CALL_STATUS,
+            params={"p_first": provider_id(call_sid, 0), "p_prefix": f"{call_sid}:%"},
+        ).first()
         if status is None or status in OPEN_STATUSES:
             return False
         seen = session.exec(
@@ -133,8 +136,11 @@ def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
         return seen is None  # a retry: the conversation service answers it as the first time
 
 
-def _call_status_query(call_sid: str) -> Any:
-    """The status of the conversation ``call_sid`` last spoke to (see call_conversation_id)."""
+def _call_status_statement() -> Any:
+    """The status of the conversation a call last spoke to (see call_conversation_id): its first
+    message (``CallSid:0``) names the caller, whose messages of that call name the conversation.
+    Built once (with parameters ``p_first`` and ``p_prefix``): building it cost more than
+    running it."""
     first = aliased(Message)
     return (
         select(Conversation.status)
@@ -145,15 +151,26 @@ def _call_status_query(call_sid: str) -> Any:
                 Message.contact_id == first.contact_id,
                 Message.channel == VOICE,
                 Message.direction == "in",
-                Message.provider_id.like(f"{call_sid}:%"),
+                Message.provider_id.like(sa.bindparam("p_prefix", type_=sa.String)),
                 Message.conversation_id.is_not(None),
             ),
         )
         .join(Conversation, Conversation.id == Message.conversation_id, isouter=True)
-        .where(first.channel == VOICE, first.provider_id == provider_id(call_sid, 0))
+        .where(
+            first.channel == VOICE, first.provider_id == sa.bindparam("p_first", type_=sa.String)
+        )
         .order_by(Message.id.desc())
         .limit(1)
     )
+
+
+_CALL_STATUS = _call_status_statement()
+_REPORT_OF_CONVERSATION = (
+    select(Report.id)
+    .where(Report.conversation_id == sa.bindparam("p_conversation_id", type_=sa.Integer))
+    .order_by(Report.id)
+    .limit(1)
+)
 
 
 def _late_input(runtime: Any, call_sid: str, recording: Recording | None, now: datetime) -> Reply:
@@ -238,7 +255,7 @@ def _upsert_recording(
 def link_attachments(session: Session, conversation_id: int) -> None:
     """Attach the conversation's unlinked attachments to its report, once it has one."""
     report_id = session.exec(
-        select(Report.id).where(Report.conversation_id == conversation_id).order_by(Report.id)
+        _REPORT_OF_CONVERSATION, params={"p_conversation_id": conversation_id}
     ).first()
     if report_id is None:
         return
