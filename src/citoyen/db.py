@@ -155,11 +155,19 @@ def writer_gate(engine: Engine) -> Any:
     database = engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return nullcontext()
+    if os.path.isabs(database):
+        # Every write transaction asks: an absolute name needs no resolving (a syscall per
+        # path component) once its gate exists.
+        gate = _gates.get(database)
+        if gate is not None:
+            return gate
     path = str(Path(database).resolve()) + ".writer-lock"
     with _gates_lock:
         gate = _gates.get(path)
         if gate is None:
             gate = _gates[path] = WriterGate(path)
+        if os.path.isabs(database):
+            _gates[database] = gate
     return gate
 
 
