@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from citoyen.models import Outbox
+
+# The dialects citoyen runs on, each with its INSERT ... ON CONFLICT.
+_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def enqueue(
@@ -28,33 +31,38 @@ def enqueue(
     kind: str = "reply",
     now: datetime | None = None,
 ) -> Outbox:
-    """Queue one message (to a contact, or to an encrypted address such as an on-call phone)."""
+    """Queue one message (to a contact, or to an encrypted address such as an on-call phone).
+
+    One ``INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING`` (the key queued already,
+    here or by a concurrent transaction, leaves that row standing and it is returned): it runs
+    for every Telegram reply and every notice, where a lookup, a savepoint and a flush cost
+    four round trips. The row is loaded into the session, so callers may still change it.
+    """
     if contact_id is None and address_enc is None:
         raise ValueError("an outbox message needs a contact or an address")
-    existing = session.exec(select(Outbox).where(Outbox.idempotency_key == idempotency_key)).first()
-    if existing is not None:
-        return existing
     now = now or datetime.now(UTC)
-    row = Outbox(
-        idempotency_key=idempotency_key,
-        kind=kind,
-        channel=channel,
-        contact_id=contact_id,
-        address_enc=address_enc,
-        body=body,
-        payload=payload or {},
-        status="pending",
-        next_attempt_at=now,
-        created_at=now,
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        # Queued concurrently by another transaction: that row stands.
-        return session.exec(select(Outbox).where(Outbox.idempotency_key == idempotency_key)).one()
-    return row
+    insert = _INSERT[session.get_bind().dialect.name]
+    row = session.scalars(
+        insert(Outbox)
+        .values(
+            idempotency_key=idempotency_key,
+            kind=kind,
+            channel=channel,
+            contact_id=contact_id,
+            address_enc=address_enc,
+            body=body,
+            payload=payload or {},
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Outbox)
+    ).first()
+    if row is not None:
+        return row
+    return session.exec(select(Outbox).where(Outbox.idempotency_key == idempotency_key)).one()
 
 
 class RetryError(ValueError):
