@@ -248,30 +248,20 @@ class ConversationService:
         opening = self.opening(session, flow_id, channel, contact.language)
         flow, result, language = opening.flow, opening.result, opening.language
         conversation = _new_conversation(session, contact, channel, flow, result, now)
-        params = dict(opening.params)
-        if result.effects:
-            params.update(
-                effect_handlers.apply(
-                    session,
-                    result.effects,
-                    contact=contact,
-                    conversation=conversation,
-                    flow=flow,
-                    channel=channel,
-                    now=now,
-                )
-            )
+        reply = self._reply(
+            session,
+            result,
+            dict(opening.params),
+            language,
+            contact,
+            conversation,
+            flow,
+            channel,
+            now,
+        )
         for name, value in opening.conversation_values(now, expires_at).items():
             setattr(conversation, name, value)
-        conversation.menu = self._menu(result.prompts, language, params)
-        reply = Reply(
-            prompts=result.prompts,
-            language=language,
-            params=params,
-            status=result.state.status,
-            conversation_id=conversation.id,
-            contact_alias=alias_label(contact.alias),
-        )
+        conversation.menu = self._menu(result.prompts, language, reply.params)
         session.add(
             Message(
                 contact_id=contact.id,
@@ -368,28 +358,19 @@ class ConversationService:
 
         params: dict[str, Any] = {**self.emergency_params(), **_scalar_params(result.state.answers)}
         language = result.state.language or self._lang(contact)
-        if result.effects:
-            params.update(
-                effect_handlers.apply(
-                    session,
-                    result.effects,
-                    contact=contact,
-                    conversation=conversation,
-                    flow=flow,
-                    channel=inbound.channel,
-                    now=now,
-                    render=lambda key: self.bundle.catalog.render(key, language, {}),
-                )
-            )
-        self._save_state(conversation, result.state, flow, now)
-        reply = Reply(
-            prompts=result.prompts,
-            language=language,
-            params=params,
-            status=result.state.status,
-            conversation_id=conversation.id,
-            contact_alias=alias_label(contact.alias),
+        reply = self._reply(
+            session,
+            result,
+            params,
+            language,
+            contact,
+            conversation,
+            flow,
+            inbound.channel,
+            now,
+            render=lambda key: self.bundle.catalog.render(key, language, {}),
         )
+        self._save_state(conversation, result.state, flow, now)
         conversation.menu = self._menu(result.prompts, language, params)
         stored = reply.to_dict()
         finish_inbound(session, message_id, conversation.id, stored)
@@ -466,6 +447,43 @@ class ConversationService:
             )
         burst.dropped += 1
         burst.last_at = now
+
+    def _reply(
+        self,
+        session: Session,
+        result: StepResult,
+        params: dict[str, Any],
+        language: str,
+        contact: Contact,
+        conversation: Conversation,
+        flow: Flow,
+        channel: str,
+        now: datetime,
+        render: Callable[[str], str] | None = None,
+    ) -> Reply:
+        """Apply a step's effects (their values join ``params``) and build the reply: the same
+        for a conversation the server starts and for one a citizen's message moves on."""
+        if result.effects:
+            params.update(
+                effect_handlers.apply(
+                    session,
+                    result.effects,
+                    contact=contact,
+                    conversation=conversation,
+                    flow=flow,
+                    channel=channel,
+                    now=now,
+                    render=render,
+                )
+            )
+        return Reply(
+            prompts=result.prompts,
+            language=language,
+            params=params,
+            status=result.state.status,
+            conversation_id=conversation.id,
+            contact_alias=alias_label(contact.alias),
+        )
 
     def _lang(self, contact: Contact) -> str:
         return contact.language or self.bundle.settings.languages.default
