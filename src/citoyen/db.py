@@ -103,6 +103,25 @@ def write_session(engine: Engine) -> Iterator[Session]:
         yield s
 
 
+_write_engines: dict[int, tuple[Engine, Engine]] = {}
+
+
+@contextmanager
+def write_connection(engine: Engine) -> Iterator[sa.Connection]:
+    """:func:`write_session` without the ORM: a Core transaction that will write, committed on
+    success. For the hot paths that write a few prepared statements and no objects (a session's
+    bookkeeping cost more than their statements)."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    known = _write_engines.get(id(engine))
+    if known is None or known[0] is not engine:
+        known = _write_engines[id(engine)] = (engine, engine.execution_options(citoyen_write=True))
+    with writer_gate(engine), known[1].begin() as conn:
+        yield conn
+
+
 class WriterGate:
     """One SQLite database's writers, one at a time across threads and processes.
 

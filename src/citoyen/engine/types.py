@@ -67,6 +67,21 @@ class Prompt:
     options: tuple[Option, ...] = ()
     expects: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``dataclasses.asdict`` gives (a reply's prompts are stored with every inbound
+        message), written out: ``asdict`` recursed generically through every option."""
+        return {
+            "kind": self.kind,
+            "text": self.text,
+            "node": self.node,
+            "params": deep_copy(self.params),
+            "options": tuple(
+                {"key": o.key, "text": o.text, "label": o.label, "lang": o.lang}
+                for o in self.options
+            ),
+            "expects": deep_copy(self.expects),
+        }
+
 
 @dataclass(frozen=True)
 class Effect:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -26,7 +26,7 @@ from citoyen.channels.render import option_label
 from citoyen.db import write_session
 from citoyen.engine import Flow
 from citoyen.engine.textnorm import normalise
-from citoyen.engine.types import Context, Input, Option, Prompt, State, StepResult
+from citoyen.engine.types import Context, Input, Option, Prompt, State, StepResult, deep_copy
 from citoyen.models import Contact, Conversation, InboundThrottle, Message
 from citoyen.services import effects as effect_handlers
 from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
@@ -34,6 +34,7 @@ from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
 from citoyen.services.inbound import claim_contact, finish_inbound, store_inbound, stored_reply
 from citoyen.services.privacy import Vault, alias_label, normalise_address
+from citoyen.services.unlocked_step import try_step
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,34 @@ class Reply:
     duplicate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("duplicate")
-        return data
+        """The reply as stored with the inbound message (all but ``duplicate``)."""
+        return {
+            "prompts": [p.to_dict() for p in self.prompts],
+            "language": self.language,
+            "params": deep_copy(self.params),
+            "status": self.status,
+            "conversation_id": self.conversation_id,
+            "contact_alias": self.contact_alias,
+        }
+
+    @classmethod
+    def of_step(
+        cls,
+        result: StepResult,
+        language: str,
+        params: dict[str, Any],
+        conversation_id: int | None,
+        alias: int,
+    ) -> Reply:
+        """The reply to a step of conversation ``conversation_id`` of contact ``alias``."""
+        return cls(
+            prompts=result.prompts,
+            language=language,
+            params=params,
+            status=result.state.status,
+            conversation_id=conversation_id,
+            contact_alias=alias_label(alias),
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, duplicate: bool = False) -> Reply:
@@ -218,6 +244,11 @@ class ConversationService:
         last_error: Exception | None = None
         for _attempt in range(4):
             try:
+                # Most steps are computed unlocked and written in a short transaction; the rest
+                # (and any step whose rows changed meanwhile) lock the contact first.
+                reply = try_step(self, inbound, now, on_reply)
+                if reply is not None:
+                    return reply
                 with write_session(self.engine) as session:
                     return self._handle(session, inbound, now, on_reply)
             except IntegrityError as exc:
@@ -303,6 +334,32 @@ class ConversationService:
         """The contact's open, unexpired conversation, if any (expired ones are closed)."""
         return self._open_conversation(session, contact, "", now)
 
+    def store_message(
+        self,
+        session: Session | Connection,
+        contact_id: int,
+        inbound: Inbound,
+        now: datetime,
+        *,
+        reply: dict[str, Any] | None = None,
+        conversation_id: int | None = None,
+    ) -> int | None:
+        """Store ``inbound`` unless its sender is over the inbound limit (then None, nothing
+        stored): :func:`citoyen.services.inbound.store_inbound` with this service's limit."""
+        return store_inbound(
+            session,
+            contact_id=contact_id,
+            channel=inbound.channel,
+            provider_id=inbound.provider_id,
+            kind=inbound.input.kind,
+            body=inbound.input.value,
+            now=now,
+            limit=self.limit.messages,
+            window=self.limit.window,
+            reply=reply,
+            conversation_id=conversation_id,
+        )
+
     def emergency_params(self) -> dict[str, Any]:
         return dict(self.bundle.settings.emergency_numbers)
 
@@ -322,16 +379,11 @@ class ConversationService:
             if contact.blocked
             else None
         )
-        message_id = store_inbound(
+        message_id = self.store_message(
             session,
-            contact_id=contact.id,
-            channel=inbound.channel,
-            provider_id=inbound.provider_id,
-            kind=inbound.input.kind,
-            body=inbound.input.value,
-            now=now,
-            limit=self.limit.messages,
-            window=self.limit.window,
+            contact.id,
+            inbound,
+            now,
             # A blocked contact's message is kept, with its (empty) reply, and goes no further.
             reply=blocked.to_dict() if blocked is not None else None,
         )
@@ -476,14 +528,7 @@ class ConversationService:
                     render=render,
                 )
             )
-        return Reply(
-            prompts=result.prompts,
-            language=language,
-            params=params,
-            status=result.state.status,
-            conversation_id=conversation.id,
-            contact_alias=alias_label(contact.alias),
-        )
+        return Reply.of_step(result, language, params, conversation.id, contact.alias)
 
     def _lang(self, contact: Contact) -> str:
         return contact.language or self.bundle.settings.languages.default
@@ -529,7 +574,7 @@ class ConversationService:
             flow = self.flows.get(session, conversation.flow_id, conversation.flow_version)
             if flow is not None:
                 state = State.from_dict(conversation.state)
-                inp = self._match_label(inbound.input, conversation)
+                inp = self._match_label(inbound.input, conversation.menu)
                 result = flow_engine.step(flow, state, inp, ctx)
                 return result, conversation, flow
             # The pinned version is gone (database restored without it): start again cleanly.
@@ -579,12 +624,13 @@ class ConversationService:
                 return flow
         return next(iter(bundle.flows.values()))
 
-    def _match_label(self, inp: Input, conversation: Conversation) -> Input:
-        """Typed text equal to a menu label in the citizen's language selects that option."""
-        if inp.kind != "text" or not inp.value or not conversation.menu:
+    def _match_label(self, inp: Input, menu: list | None) -> Input:
+        """Typed text equal to a label of the last ``menu`` shown, in the citizen's language,
+        selects that option."""
+        if inp.kind != "text" or not inp.value or not menu:
             return inp
         norm = normalise(inp.value)
-        for key, label in conversation.menu:
+        for key, label in menu:
             if norm == normalise(label):
                 return Input("choice", key)
         return inp

@@ -119,6 +119,30 @@ def lookup_status(session: Session, reference: Any) -> str:
     return report.status if report.status in PUBLIC_STATUSES else "in_progress"
 
 
+# Effects that only set columns of the contact: no other row is read or written.
+CONTACT_EFFECTS = frozenset({"set_language", "set_consent", "opt_out", "opt_in", "set_discreet"})
+
+
+def contact_values(effect: Effect) -> dict[str, Any]:
+    """The contact columns an effect of :data:`CONTACT_EFFECTS` sets, by name.
+
+    Kept apart from :func:`apply` so a step computed before any row is locked
+    (:mod:`citoyen.services.unlocked_step`) writes exactly what :func:`apply` would set.
+    """
+    data = effect.data
+    if effect.kind == "set_language":
+        return {"language": data["language"]}
+    if effect.kind == "set_consent":
+        return {"survey_consent": bool(data.get("consent"))}
+    if effect.kind == "opt_out":
+        return {"opted_out": True, "survey_consent": False}
+    if effect.kind == "opt_in":
+        return {"opted_out": False}
+    if effect.kind == "set_discreet":
+        return {"discreet": bool(data.get("discreet"))}
+    raise ValueError(f"{effect.kind!r} is not a contact effect")
+
+
 def apply(
     session: Session,
     effects: Sequence[Effect],
@@ -138,8 +162,9 @@ def apply(
     params: dict[str, Any] = {}
     for effect in effects:
         data = effect.data
-        if effect.kind == "set_language":
-            contact.language = data["language"]
+        if effect.kind in CONTACT_EFFECTS:
+            for name, value in contact_values(effect).items():
+                setattr(contact, name, value)
         elif effect.kind == "create_report":
             report = create_report(
                 session,
@@ -153,15 +178,6 @@ def apply(
             params["reference"] = report.reference
             if isinstance(data.get("place"), str):
                 contact.area_id = report.area_id or contact.area_id
-        elif effect.kind == "set_consent":
-            contact.survey_consent = bool(data.get("consent"))
-        elif effect.kind == "opt_out":
-            contact.opted_out = True
-            contact.survey_consent = False
-        elif effect.kind == "opt_in":
-            contact.opted_out = False
-        elif effect.kind == "set_discreet":
-            contact.discreet = bool(data.get("discreet"))
         elif effect.kind == "save_answers":
             area_id = contact.area_id
             answers = data.get("answers") or {}

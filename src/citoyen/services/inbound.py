@@ -44,6 +44,14 @@ _STORED_REPLY = (
     .limit(1)
     .scalar_subquery()
 )
+
+
+def stored_reply_column() -> Any:
+    """The reply stored with an inbound message of provider id ``p_provider_id`` on channel
+    ``p_channel`` (a scalar subquery, for statements that fetch it along with other rows)."""
+    return _STORED_REPLY
+
+
 _CLAIM = (
     sa.update(_contacts)
     .where(_contacts.c.address_hash.in_(sa.bindparam("p_digests", expanding=True)))
@@ -68,6 +76,7 @@ _RECENT = (
 )
 _STORE_VALUES = {
     "contact_id": sa.bindparam("p_contact_id", type_=sa.Integer),
+    "conversation_id": sa.bindparam("p_conversation_id", type_=sa.Integer),
     "channel": sa.bindparam("p_channel", type_=sa.String),
     "direction": sa.literal("in", sa.String),
     "provider_id": sa.bindparam("p_provider_id", type_=sa.String),
@@ -131,7 +140,7 @@ def stored_reply(session: Session, channel: str, provider_id: str | None) -> dic
 
 
 def store_inbound(
-    session: Session,
+    session: Session | sa.Connection,
     *,
     contact_id: int,
     channel: str,
@@ -142,14 +151,18 @@ def store_inbound(
     limit: int,
     window: timedelta,
     reply: dict[str, Any] | None = None,
+    conversation_id: int | None = None,
 ) -> int | None:
     """Insert the inbound message unless its sender already sent ``limit`` in ``window``.
 
-    Returns the new message's id, or None when the sender is over the limit (nothing stored).
+    ``reply`` and ``conversation_id`` are given when they are known before the message is
+    stored (a step computed ahead, :mod:`citoyen.services.unlocked_step`); otherwise
+    :func:`finish_inbound` sets them once the step is done. Returns the new message's id, or None when the sender is over the limit (nothing stored).
     The count stops at ``limit`` rows: a flood costs no more to count than a normal sender.
     """
     params = {
         "p_contact_id": contact_id,
+        "p_conversation_id": conversation_id,
         "p_channel": channel,
         "p_provider_id": provider_id,
         "p_kind": kind,
@@ -159,7 +172,8 @@ def store_inbound(
         "p_since": now - window,
         "p_limit": limit,
     }
-    return session.connection().execute(_STORE, params).scalar()
+    conn = session if isinstance(session, sa.Connection) else session.connection()
+    return conn.execute(_STORE, params).scalar()
 
 
 def finish_inbound(
