@@ -351,7 +351,7 @@ def reply_payloads(catalog: Any, reply: Reply) -> list[tuple[str, dict[str, Any]
 
 
 def _keep_media(
-    session: Session, media: MediaRef, contact: Contact, conversation_id: int | None
+    session: Session, media: MediaRef, contact_id: int, conversation_id: int | None
 ) -> None:
     """An Attachment row for a voice note or photo (one per file: a forwarded copy is reused)."""
     existing = session.exec(
@@ -365,7 +365,7 @@ def _keep_media(
         return
     row = Attachment(
         conversation_id=conversation_id,
-        contact_id=contact.id,
+        contact_id=contact_id,
         channel=CHANNEL,
         kind=media.kind,
         provider_ref=media.file_id,
@@ -413,9 +413,9 @@ class _Queue:
     now: datetime
     queued: list[int] = field(default_factory=list)
 
-    def __call__(self, session: Session, reply: Reply, contact: Contact) -> None:
+    def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
         if self.media is not None:
-            _keep_media(session, self.media, contact, reply.conversation_id)
+            _keep_media(session, self.media, contact_id, reply.conversation_id)
         _link_report(session, reply)
         for i, (text, payload) in enumerate(reply_payloads(self.catalog, reply)):
             row = enqueue(
@@ -424,7 +424,7 @@ class _Queue:
                 idempotency_key=f"tg:{self.update_id}:{i}",
                 body=text,
                 payload=payload,
-                contact_id=contact.id,
+                contact_id=contact_id,
                 kind="reply",
                 now=self.now,
             )

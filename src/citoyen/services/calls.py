@@ -96,15 +96,16 @@ def voice_turn(
     if n > 0 and _is_late(runtime, call_sid, n):
         return _late_input(runtime, call_sid, recording, now)
 
-    def on_reply(session: Session, reply: Reply, contact: Contact) -> None:
+    def on_reply(session: Session, reply: Reply, contact_id: int) -> None:
         if reply.conversation_id is None:
             return
         if recording is not None:
-            _upsert_recording(session, recording, reply.conversation_id, contact.id)
+            _upsert_recording(session, recording, reply.conversation_id, contact_id)
         if reply.status == "interrupted":
             # The engine gave up (silence twice, too many invalid keys): keep what was said.
             conversation = session.get(Conversation, reply.conversation_id)
-            if conversation is not None:
+            contact = session.get(Contact, contact_id)
+            if conversation is not None and contact is not None:
                 keep_unfinished(session, runtime, conversation, contact, now)
         link_attachments(session, reply.conversation_id)
 
@@ -119,20 +120,19 @@ def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
     costs one statement: the status of the conversation the call last spoke to. Only when it has
     ended is the step looked up, because a retry of a step already answered is not late.
     """
-    with Session(runtime.engine) as session:
-        status = session.exec(
-            _CALL_STATUS,
-            params={"p_first": provider_id(call_sid, 0), "p_prefix": f"{call_sid}:%"},
-        ).first()
+    with runtime.engine.connect() as conn:  # Core: a session's bookkeeping cost more than this
+        status = conn.execute(
+            _CALL_STATUS, {"p_first": provider_id(call_sid, 0), "p_prefix": f"{call_sid}:%"}
+        ).scalar()
         if status is None or status in OPEN_STATUSES:
             return False
-        seen = session.exec(
+        seen = conn.execute(
             select(Message.id).where(
                 Message.channel == VOICE,
                 Message.provider_id == provider_id(call_sid, n),
                 Message.direction == "in",
             )
-        ).first()
+        ).scalar()
         return seen is None  # a retry: the conversation service answers it as the first time
 
 

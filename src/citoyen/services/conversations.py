@@ -54,7 +54,9 @@ _OPEN_CONVERSATION = (
     .limit(1)
 )
 
-OnReply = Callable[[Session, "Reply", Contact], None]
+# ``on_reply(session, reply, contact_id)``: a channel's own rows, in the step's transaction. The
+# contact's id, not its row: most steps load no ORM object at all (services/unlocked_step.py).
+OnReply = Callable[[Session, "Reply", int], None]
 
 
 @dataclass
@@ -235,7 +237,7 @@ class ConversationService:
     ) -> Reply:
         """Process one inbound input exactly once and return the reply to give.
 
-        ``on_reply(session, reply, contact)`` runs inside the same transaction for a new (not
+        ``on_reply(session, reply, contact_id)`` runs inside the same transaction for a new (not
         duplicate) input: channels that answer through the outbox (Telegram) queue the reply
         there, so it is queued if and only if the input is recorded.
         """
@@ -438,7 +440,7 @@ class ConversationService:
             )
         )
         if on_reply is not None:
-            on_reply(session, reply, contact)
+            on_reply(session, reply, contact.id)
         log.info(
             "%s %s: flow %s node %s -> %s",
             inbound.channel,

@@ -271,7 +271,5 @@ def _write(
         # The channel's own rows (queued replies, recordings) in this transaction, through the
         # ORM: a session joined to this connection, flushed before it commits.
         with Session(bind=conn) as session:
-            contact = session.get(Contact, step.contact_id)
-            assert contact is not None
-            on_reply(session, step.reply, contact)
+            on_reply(session, step.reply, step.contact_id)
             session.flush()

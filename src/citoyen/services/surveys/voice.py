@@ -331,7 +331,7 @@ def answered(
             language = contact.language or runtime.bundle.settings.languages.default
             return Reply(prompts=[], language=language, status="completed")
 
-    def on_reply(session: Session, reply: Any, contact: Contact) -> None:
+    def on_reply(session: Session, reply: Any, _contact_id: int) -> None:
         row = session.get(SurveyInvitation, invitation_id)
         if row is not None and reply.conversation_id is not None:
             row.conversation_id = reply.conversation_id
