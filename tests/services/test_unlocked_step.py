@@ -19,7 +19,7 @@ from citoyen.engine.types import Effect, Input
 from citoyen.models import Contact, Conversation, Message
 from citoyen.runtime import Runtime
 from citoyen.services import unlocked_step
-from citoyen.services.conversations import Inbound
+from citoyen.services.conversations import ConversationService, Inbound
 from citoyen.services.effects import CONTACT_EFFECTS, apply, contact_values
 from citoyen.services.setup import ensure_ready
 
@@ -172,3 +172,66 @@ def test_contact_effects_set_what_apply_sets(effect: Effect) -> None:
     expected = contact_values(effect)
     assert changed == {k: v for k, v in expected.items() if before[k] != v}
     assert all(after[k] == v for k, v in expected.items())
+
+
+def test_two_first_messages_at_once_open_one_conversation(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A known contact whose conversation ended: the next message starts a new one.
+    send(runtime, "Bonjour", "SM1")
+    with write_session(runtime.engine) as s:
+        s.connection().execute(sa.update(Conversation).values(status="completed"))
+    # While "SIGNALER" is being stepped, another "SIGNALER" of the same sender starts a
+    # conversation: the first finds it at write time and continues it instead of opening a
+    # second one.
+    ran = during_next_step_start(monkeypatch, lambda: send(runtime, "SIGNALER", "SM3"))
+    send(runtime, "SIGNALER", "SM2")
+    assert ran
+    with Session(runtime.engine) as s:
+        open_ones = s.exec(
+            select(Conversation).where(Conversation.status.in_(("active", "waiting")))
+        ).all()
+        inbound = s.exec(
+            select(Message.provider_id, Message.conversation_id).where(Message.direction == "in")
+        ).all()
+    assert len(open_ones) == 1
+    assert {pid: cid for pid, cid in inbound if pid != "SM1"} == {
+        "SM2": open_ones[0].id,
+        "SM3": open_ones[0].id,
+    }
+
+
+def during_next_step_start(
+    monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
+) -> list[str]:
+    """Run ``action`` while the unlocked path computes its next conversation start (once)."""
+    done: list[str] = []
+    real = ConversationService._first_step
+
+    def first_step(self: ConversationService, *args: Any, **kwargs: Any) -> Any:
+        if not done:
+            done.append("ran")
+            action()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConversationService, "_first_step", first_step)
+    return done
+
+
+def test_two_first_messages_of_a_new_sender_make_one_contact(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While a new sender's first message is being stepped, their second one is handled: the
+    # first then fails on the address hash, is retried and continues the conversation.
+    send(runtime, "SIGNALER", "SM0", address=OTHER)  # the flow's version is stored by now
+    ran = during_next_step_start(monkeypatch, lambda: send(runtime, "Bonjour", "SM2"))
+    send(runtime, "SIGNALER", "SM1")
+    assert ran
+    with Session(runtime.engine) as s:
+        contacts = s.exec(select(Contact)).all()
+        conversations = s.exec(select(Conversation)).all()
+        inbound = s.exec(select(Message.provider_id).where(Message.direction == "in")).all()
+    mine = [c for c in contacts if runtime.vault.decrypt(c.address_enc) == f"tel:{NUMBER}"]
+    assert len(contacts) == 2 and len(mine) == 1
+    assert len([c for c in conversations if c.contact_id == mine[0].id]) == 1
+    assert sorted(inbound) == ["SM0", "SM1", "SM2"]

@@ -585,7 +585,15 @@ class ConversationService:
 
         flow = self._choose_flow(inbound, first_contact)
         self.flows.pin(session, flow)
-        result = flow_engine.start(flow, ctx, language=contact.language)
+        result = self._first_step(flow, inbound, ctx, contact.language)
+        conversation = _new_conversation(session, contact, inbound.channel, flow, result, now)
+        return result, conversation, flow
+
+    def _first_step(
+        self, flow: Flow, inbound: Inbound, ctx: Context, language: str | None
+    ) -> StepResult:
+        """The first step of a conversation ``inbound`` starts on ``flow``."""
+        result = flow_engine.start(flow, ctx, language=language)
         if (
             inbound.input.kind == "text"
             and self._is_keyword(inbound.input.value, ctx)
@@ -593,8 +601,7 @@ class ConversationService:
         ):
             # A global keyword as first message (STOP, AIDE...): let the engine act on it.
             result = flow_engine.step(flow, result.state, inbound.input, ctx)
-        conversation = _new_conversation(session, contact, inbound.channel, flow, result, now)
-        return result, conversation, flow
+        return result
 
     def _save_state(
         self, conversation: Conversation, state: State, flow: Any, now: datetime

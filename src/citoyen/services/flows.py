@@ -8,10 +8,11 @@ changed and the service restarted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from citoyen.engine import Flow, load_bundle
@@ -37,22 +38,43 @@ class PinnedFlows:
     """Looks up a flow by id and version: the current file first, then stored versions."""
 
     bundle: Any
+    # Versions seen stored (committed): rows of flow_versions are never deleted, so once seen
+    # a version needs no second look in this process.
+    stored: set[tuple[str, str]] = field(default_factory=set)
 
     def current(self, flow_id: str) -> Flow:
         return self.bundle.flows[flow_id]
 
+    def is_stored(self, conn: Session | sa.Connection, flow: Flow) -> bool:
+        """Whether this version is stored already. ``conn`` must be a read of its own (not a
+        transaction that may have stored it and then roll back): a version seen stored is
+        remembered, so this costs one query per version and process."""
+        if (flow.id, flow.version) in self.stored:
+            return True
+        if self._lookup(conn, flow):
+            self.stored.add((flow.id, flow.version))
+            return True
+        return False
+
     def pin(self, session: Session, flow: Flow) -> None:
         """Store this version's definition if it is not stored yet."""
-        exists = session.exec(
-            select(FlowVersion.id).where(
-                FlowVersion.flow_id == flow.id, FlowVersion.version == flow.version
-            )
-        ).first()
-        if exists is None:
-            session.add(
-                FlowVersion(flow_id=flow.id, version=flow.version, definition=flow.to_definition())
-            )
-            session.flush()
+        if (flow.id, flow.version) in self.stored or self._lookup(session, flow):
+            return
+        session.add(
+            FlowVersion(flow_id=flow.id, version=flow.version, definition=flow.to_definition())
+        )
+        session.flush()
+
+    @staticmethod
+    def _lookup(conn: Session | sa.Connection, flow: Flow) -> bool:
+        return (
+            conn.execute(
+                sa.select(FlowVersion.id).where(
+                    FlowVersion.flow_id == flow.id, FlowVersion.version == flow.version
+                )
+            ).first()
+            is not None
+        )
 
     def get(self, session: Session, flow_id: str, version: str) -> Flow | None:
         flow = self.bundle.flows.get(flow_id)

@@ -128,15 +128,14 @@ def claim_contact(
     return row[0], row[1]
 
 
-def stored_reply(session: Session, channel: str, provider_id: str | None) -> dict | None:
+def stored_reply(
+    session: Session | sa.Connection, channel: str, provider_id: str | None
+) -> dict | None:
     """The reply stored with an earlier inbound message of this provider id, if any."""
     if provider_id is None:
         return None
-    return (
-        session.connection()
-        .execute(_DEDUPE, {"p_channel": channel, "p_provider_id": provider_id})
-        .scalar()
-    )
+    conn = session if isinstance(session, sa.Connection) else session.connection()
+    return conn.execute(_DEDUPE, {"p_channel": channel, "p_provider_id": provider_id}).scalar()
 
 
 def store_inbound(

@@ -1,36 +1,42 @@
 """The common conversation step, computed before any lock is taken and written only if nothing
 changed meanwhile.
 
-Most inbound messages continue an open conversation with a step that changes nothing but the
-conversation and, at most, a few columns of the contact (language, consent, opt-out). Under the
-locking path (:meth:`ConversationService._handle`) such a step held the contact's row lock (on
-SQLite: the database's single write lock) while the engine stepped, the reply was built and ORM
-objects were flushed: some 3 ms per message during which no other writer could go on, which
-capped the SQLite webhook near 350 messages a second whatever the number of cores.
+Most inbound messages continue an open conversation, or start one for a contact already known,
+with a step that changes nothing but the conversation and, at most, a few columns of the contact
+(language, consent, opt-out). Under the locking path (:meth:`ConversationService._handle`) such a
+step held the contact's row lock (on SQLite: the database's single write lock) while the engine
+stepped, the reply was built and ORM objects were flushed: some 3 ms per message during which no
+other writer could go on, which capped the SQLite webhook near 350 messages a second whatever
+the number of cores.
 
 Here the step runs in two short transactions:
 
 1. **Read** (no lock): one statement returns the sender's contact, the reply stored for this
    provider id (a provider retry is answered from it, with nothing written) and the contact's
-   open conversation. The pure engine steps; the reply, the menu and the new state are built.
-2. **Write** (the lock, then statements only): set ``last_seen_at`` and the contact columns the
-   step's effects set, store the inbound message with its reply (counted against the sender's
-   limit as always), move the conversation on **only if it is still as read** (same status and
-   ``updated_at``: every step and every closing writes both), and keep the outbound message.
+   open conversation. The pure engine steps (or starts the flow the triggers choose); the reply,
+   the menu and the new state are built.
+2. **Write** (the lock, then prepared statements only): set ``last_seen_at`` and the contact
+   columns the step's effects set, move the conversation on **only if it is still as read**
+   (same status and ``updated_at``: every step and every closing writes both) or open a new one
+   **only if the contact has no open one by now**, store the inbound message with its reply
+   (counted against the sender's limit as always) and keep the outbound message.
 
 Whenever the step needs anything else, or anything differs between read and write (the
-conversation moved on, the contact was blocked, the sender is over the limit, the flow version
-is not the current file), nothing is written here and the caller runs the locking path, which
-does everything the same way with the rows locked first. A concurrent copy of the same message
-fails on the provider id's unique constraint as before and is then answered from the stored
-reply. So the outcome is the locking path's; only who waits, and for how long, differs.
+conversation moved on or was opened by a concurrent message, the contact was blocked, the sender
+is over the limit, the flow version is not the current file or not stored yet), nothing is
+written here and the caller runs the locking path, which does everything the same way with the
+rows locked first. A concurrent copy of the same message fails on the provider id's unique
+constraint as before and is then answered from the stored reply. So the outcome is the locking
+path's; only who waits, and for how long, differs.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -40,8 +46,9 @@ from citoyen import engine as flow_engine
 from citoyen.db import write_connection
 from citoyen.engine.types import State
 from citoyen.models import Contact, Conversation, Message, UTCDateTime
+from citoyen.services.contacts import address_kind
 from citoyen.services.effects import CONTACT_EFFECTS, contact_values
-from citoyen.services.inbound import stored_reply_column
+from citoyen.services.inbound import stored_reply, stored_reply_column
 from citoyen.services.privacy import alias_label, normalise_address
 
 if TYPE_CHECKING:  # pragma: no cover - imported for types only (a cycle at run time)
@@ -100,10 +107,48 @@ _MOVE_ON = (
         menu=sa.bindparam("p_menu", type_=_conversations.c.menu.type),
     )
 )
+# A new conversation, unless the contact has an open one by now (the contact's row is locked
+# first, so a concurrent first message is seen here once it committed).
+_others = _conversations.alias("other_conversations")
+_START_VALUES = {
+    "contact_id": sa.bindparam("p_contact_id", type_=sa.Integer),
+    "channel": sa.bindparam("p_channel", type_=sa.String),
+    "flow_id": sa.bindparam("p_flow_id", type_=sa.String),
+    "flow_version": sa.bindparam("p_flow_version", type_=sa.String),
+    "node": sa.bindparam("p_node", type_=sa.String),
+    "status": sa.bindparam("p_status", type_=sa.String),
+    "state": sa.bindparam("p_state", type_=_conversations.c.state.type),
+    "menu": sa.bindparam("p_menu", type_=_conversations.c.menu.type),
+    "started_at": sa.bindparam("p_now", type_=UTCDateTime),
+    "updated_at": sa.bindparam("p_now", type_=UTCDateTime),
+    "expires_at": sa.bindparam("p_expires_at", type_=UTCDateTime),
+}
+_START = (
+    sa.insert(_conversations)
+    .from_select(
+        list(_START_VALUES),
+        sa.select(*_START_VALUES.values()).where(
+            ~sa.exists().where(
+                _others.c.contact_id == sa.bindparam("p_contact_id", type_=sa.Integer),
+                _others.c.status.in_(OPEN_STATUSES),
+            )
+        ),
+    )
+    .returning(_conversations.c.id)
+)
 _SEEN = (
     sa.update(_contacts)
     .where(_contacts.c.id == sa.bindparam("p_id"), _contacts.c.blocked.is_(False))
     .values(last_seen_at=sa.bindparam("p_now", type_=UTCDateTime))
+)
+_NEW_CONTACT = (
+    sa.insert(_contacts)
+    .values(
+        alias=sa.bindparam("p_alias", type_=sa.Integer),
+        created_at=sa.bindparam("p_now", type_=UTCDateTime),
+        last_seen_at=sa.bindparam("p_now", type_=UTCDateTime),
+    )
+    .returning(_contacts.c.id)
 )
 _REPLY_OUT = sa.insert(_messages).values(
     contact_id=sa.bindparam("p_contact_id"),
@@ -124,16 +169,18 @@ class _Changed(Exception):
 class _Step:
     """A step computed from the rows as read, with everything the write needs."""
 
-    contact_id: int
+    new_contact: dict[str, Any] | None  # the contact's columns when it is created here
+    contact_id: int | None
     alias: int
-    conversation_id: int
-    seen_status: str
-    seen_at: datetime
+    conversation_id: int | None  # None: the step starts a conversation on ``flow``
+    seen_status: str | None
+    seen_at: datetime | None
     contact_set: dict[str, Any]
     state: dict[str, Any]
     menu: list
     reply: Reply
     flow_id: str
+    flow_version: str
     node: str
 
 
@@ -142,7 +189,8 @@ def try_step(
 ) -> Reply | None:
     """The reply to ``inbound`` if this path could take it, else None (nothing written; the
     caller runs the locking path). A provider retry gets its stored reply here."""
-    digests = service.vault.hashes(normalise_address(inbound.address))
+    canonical = normalise_address(inbound.address)
+    digests = service.vault.hashes(canonical)
     with service.engine.connect() as conn:
         rows = conn.execute(
             _READ,
@@ -152,9 +200,9 @@ def try_step(
                 "p_provider_id": inbound.provider_id,
             },
         ).all()
-        if len(rows) != 1:
-            return None  # a new sender (or, during a key rotation, two rows): lock first
-        row = rows[0]
+        if len(rows) > 1:
+            return None  # during a key rotation, two contacts for one address: lock first
+        row = rows[0] if rows else _first_contact(service, conn, inbound, canonical)
         if row.stored_reply is not None:
             from citoyen.services.conversations import Reply
 
@@ -178,23 +226,53 @@ def try_step(
     return step.reply
 
 
+def _first_contact(
+    service: ConversationService, conn: sa.Connection, inbound: Inbound, canonical: str
+) -> Any:
+    """The read row of a sender not known yet: the contact to create, no conversation (and the
+    reply already stored for this provider id, if a contact was erased since)."""
+    return SimpleNamespace(
+        id=None,
+        alias=1000 + secrets.randbelow(9000),
+        language=None,
+        blocked=False,
+        stored_reply=stored_reply(conn, inbound.channel, inbound.provider_id),
+        conversation_id=None,
+        status=None,
+        updated_at=None,
+        new_contact={
+            "address_hash": service.vault.hash(canonical),
+            "address_enc": service.vault.encrypt(canonical),
+            "channel": address_kind(canonical),
+        },
+    )
+
+
 def _compute(
     service: ConversationService, conn: sa.Connection, inbound: Inbound, row: Any, now: datetime
 ) -> _Step | None:
     """The step on the rows as read, or None when it is not one this path writes."""
     from citoyen.services.conversations import Reply, _scalar_params, _state_values
 
-    if row.blocked or row.conversation_id is None or inbound.input.kind == "start":
+    if row.blocked:
         return None
-    if row.expires_at is not None and row.expires_at <= now:
-        return None  # the locking path closes it and starts afresh
-    flow = service.bundle.flows.get(row.flow_id)
-    if flow is None or flow.version != row.flow_version:
-        return None  # a pinned older version: loaded from the database there
     # The area map is cached per process; the session is for its periodic change check.
     ctx = service._context(Session(bind=conn), row.language, inbound.channel)
-    inp = service._match_label(inbound.input, row.menu)
-    result = flow_engine.step(flow, State.from_dict(row.state), inp, ctx)
+    if row.conversation_id is None:
+        flow = service._choose_flow(inbound, first_contact=row.id is None)
+        if not service.flows.is_stored(conn, flow):
+            return None  # the locking path stores the version first
+        result = service._first_step(flow, inbound, ctx, row.language)
+    else:
+        if inbound.input.kind == "start":
+            return None  # a new call interrupts the open conversation: the locking path
+        if row.expires_at is not None and row.expires_at <= now:
+            return None  # the locking path closes it and starts afresh
+        flow = service.bundle.flows.get(row.flow_id)
+        if flow is None or flow.version != row.flow_version:
+            return None  # a pinned older version: loaded from the database there
+        inp = service._match_label(inbound.input, row.menu)
+        result = flow_engine.step(flow, State.from_dict(row.state), inp, ctx)
     contact_set: dict[str, Any] = {}
     for effect in result.effects:
         if effect.kind not in CONTACT_EFFECTS:
@@ -208,6 +286,7 @@ def _compute(
     )
     reply = Reply.of_step(result, language, params, row.conversation_id, row.alias)
     return _Step(
+        new_contact=getattr(row, "new_contact", None),
         contact_id=row.id,
         alias=row.alias,
         conversation_id=row.conversation_id,
@@ -218,6 +297,7 @@ def _compute(
         menu=service._menu(result.prompts, language, params),
         reply=reply,
         flow_id=flow.id,
+        flow_version=flow.version,
         node=result.state.node,
     )
 
@@ -231,37 +311,64 @@ def _write(
     on_reply: OnReply | None,
 ) -> None:
     """Write ``step`` if the rows are still as read; raise :class:`_Changed` otherwise."""
-    seen = _SEEN.values(**step.contact_set) if step.contact_set else _SEEN
-    claimed = conn.execute(seen, {"p_id": step.contact_id, "p_now": now})
-    if claimed.rowcount != 1:
-        raise _Changed
+    contact_id = step.contact_id
+    if contact_id is None:
+        # A concurrent first message of the same sender fails here on the address hash; the
+        # caller's retry then finds its contact.
+        contact_id = conn.execute(
+            _NEW_CONTACT.values(**step.new_contact, **step.contact_set),
+            {"p_alias": step.alias, "p_now": now},
+        ).scalar_one()
+    else:
+        seen = _SEEN.values(**step.contact_set) if step.contact_set else _SEEN
+        if conn.execute(seen, {"p_id": contact_id, "p_now": now}).rowcount != 1:
+            raise _Changed  # blocked meanwhile
+    values = {
+        "p_node": step.state["node"],
+        "p_status": step.state["status"],
+        "p_state": step.state["state"],
+        "p_menu": step.menu,
+        "p_now": now,
+        "p_expires_at": step.state["expires_at"],
+    }
+    conversation_id = step.conversation_id
+    if conversation_id is None:
+        conversation_id = conn.execute(
+            _START,
+            {
+                **values,
+                "p_contact_id": contact_id,
+                "p_channel": inbound.channel,
+                "p_flow_id": step.flow_id,
+                "p_flow_version": step.flow_version,
+            },
+        ).scalar()
+        if conversation_id is None:
+            raise _Changed  # a conversation was opened meanwhile: continue it under the lock
+        step.reply.conversation_id = conversation_id
+    else:
+        moved = conn.execute(
+            _MOVE_ON,
+            {
+                **values,
+                "p_id": conversation_id,
+                "p_seen_status": step.seen_status,
+                "p_seen_at": step.seen_at,
+            },
+        )
+        if moved.rowcount != 1:
+            raise _Changed  # the conversation moved on meanwhile
     stored = step.reply.to_dict()
     message_id = service.store_message(
-        conn, step.contact_id, inbound, now, reply=stored, conversation_id=step.conversation_id
+        conn, contact_id, inbound, now, reply=stored, conversation_id=conversation_id
     )
     if message_id is None:
         raise _Changed  # over the limit: counted and logged by the locking path
-    moved = conn.execute(
-        _MOVE_ON,
-        {
-            "p_id": step.conversation_id,
-            "p_seen_status": step.seen_status,
-            "p_seen_at": step.seen_at,
-            "p_state": step.state["state"],
-            "p_node": step.state["node"],
-            "p_status": step.state["status"],
-            "p_now": now,
-            "p_expires_at": step.state["expires_at"],
-            "p_menu": step.menu,
-        },
-    )
-    if moved.rowcount != 1:
-        raise _Changed
     conn.execute(
         _REPLY_OUT,
         {
-            "p_contact_id": step.contact_id,
-            "p_conversation_id": step.conversation_id,
+            "p_contact_id": contact_id,
+            "p_conversation_id": conversation_id,
             "p_channel": inbound.channel,
             "p_reply": {"prompts": stored["prompts"], "language": step.reply.language},
             "p_now": now,
@@ -271,5 +378,5 @@ def _write(
         # The channel's own rows (queued replies, recordings) in this transaction, through the
         # ORM: a session joined to this connection, flushed before it commits.
         with Session(bind=conn) as session:
-            on_reply(session, step.reply, step.contact_id)
+            on_reply(session, step.reply, contact_id)
             session.flush()
