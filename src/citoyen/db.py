@@ -52,8 +52,10 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
-    immediate = conn.get_execution_options().get("citoyen_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    options = conn.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return  # read_connection: each statement is its own transaction
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("citoyen_write", False) else "BEGIN")
 
 
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
@@ -104,6 +106,26 @@ def write_session(engine: Engine) -> Iterator[Session]:
 
 
 _write_engines: dict[int, tuple[Engine, Engine]] = {}
+_read_engines: dict[int, tuple[Engine, Engine]] = {}
+
+
+def _with_options(
+    cache: dict[int, tuple[Engine, Engine]], engine: Engine, **options: Any
+) -> Engine:
+    """``engine.execution_options(**options)``, made once per engine (each call makes a new one)."""
+    known = cache.get(id(engine))
+    if known is None or known[0] is not engine:
+        known = cache[id(engine)] = (engine, engine.execution_options(**options))
+    return known[1]
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection whose statements each run in their own transaction (autocommit): for a hot
+    path that reads a statement or two and needs no snapshot across them, without the round
+    trips of BEGIN and of the ROLLBACK a pooled connection gets when it is returned."""
+    with _with_options(_read_engines, engine, isolation_level="AUTOCOMMIT").connect() as conn:
+        yield conn
 
 
 @contextmanager
@@ -115,10 +137,8 @@ def write_connection(engine: Engine) -> Iterator[sa.Connection]:
         with engine.begin() as conn:
             yield conn
         return
-    known = _write_engines.get(id(engine))
-    if known is None or known[0] is not engine:
-        known = _write_engines[id(engine)] = (engine, engine.execution_options(citoyen_write=True))
-    with writer_gate(engine), known[1].begin() as conn:
+    writer = _with_options(_write_engines, engine, citoyen_write=True)
+    with writer_gate(engine), writer.begin() as conn:
         yield conn
 
 

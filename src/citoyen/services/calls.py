@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from citoyen.db import write_session
+from citoyen.db import read_connection, write_session
 from citoyen.engine.schema import ActionNode, PlaceNode
 from citoyen.engine.types import Input
 from citoyen.models import Attachment, Contact, Conversation, Message, Report
@@ -120,7 +120,7 @@ def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
     costs one statement: the status of the conversation the call last spoke to. Only when it has
     ended is the step looked up, because a retry of a step already answered is not late.
     """
-    with runtime.engine.connect() as conn:  # Core: a session's bookkeeping cost more than this
+    with read_connection(runtime.engine) as conn:  # Core: a session's bookkeeping cost more
         status = conn.execute(
             _CALL_STATUS, {"p_first": provider_id(call_sid, 0), "p_prefix": f"{call_sid}:%"}
         ).scalar()

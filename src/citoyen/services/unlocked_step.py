@@ -43,7 +43,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from citoyen import engine as flow_engine
-from citoyen.db import write_connection
+from citoyen.db import read_connection, write_connection
 from citoyen.engine.types import State
 from citoyen.models import Contact, Conversation, Message, UTCDateTime
 from citoyen.services.contacts import address_kind
@@ -191,7 +191,7 @@ def try_step(
     caller runs the locking path). A provider retry gets its stored reply here."""
     canonical = normalise_address(inbound.address)
     digests = service.vault.hashes(canonical)
-    with service.engine.connect() as conn:
+    with read_connection(service.engine) as conn:
         rows = conn.execute(
             _READ,
             {
