@@ -127,3 +127,32 @@ def test_generated_secrets_are_created_once_for_all_processes(tmp_path) -> None:
         t.join()
     assert len(set(keys)) == 1
     assert (tmp_path / "data_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_read_connection_runs_each_statement_on_its_own_and_leaves_the_pool_as_it_was(
+    db_engine: sa.Engine,
+) -> None:
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement.split(None, 1)[0].upper())
+
+    sa.event.listen(db_engine, "before_cursor_execute", record)
+    try:
+        with db.read_connection(db_engine) as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+            # Committed writes of others are seen at once (no snapshot held across statements).
+            with db.write_connection(db_engine) as other:
+                other.execute(sa.text("CREATE TABLE read_check (n INTEGER)"))
+                other.execute(sa.text("INSERT INTO read_check VALUES (7)"))
+            assert conn.execute(sa.text("SELECT n FROM read_check")).scalar() == 7
+    finally:
+        sa.event.remove(db_engine, "before_cursor_execute", record)
+    reads = statements[:1] + statements[-1:]
+    assert reads == ["SELECT", "SELECT"] and "ROLLBACK" not in statements
+    # A connection from the same pool afterwards is transactional again: a rolled-back write
+    # leaves nothing.
+    with db_engine.connect() as conn:
+        conn.execute(sa.text("INSERT INTO read_check VALUES (8)"))
+        conn.rollback()
+        assert conn.execute(sa.text("SELECT count(*) FROM read_check")).scalar() == 1
