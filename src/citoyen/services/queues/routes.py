@@ -41,8 +41,7 @@ area_code = places.area_code  # the code of a report's area (from the cached cop
 _EVENT_TABLE = ReportEvent.__table__  # type: ignore[attr-defined]
 _OUTBOX_TABLE = Outbox.__table__  # type: ignore[attr-defined]
 _INSERT_EVENTS = _EVENT_TABLE.insert()
-# render_nulls: one statement for every entry of a report, whichever columns are None.
-_INSERT_ENTRIES = sa.insert(QueueEntry).returning(QueueEntry).execution_options(render_nulls=True)
+_INSERT_ENTRIES = QueueEntry.__table__.insert()  # type: ignore[attr-defined]
 # One statement for all the alerts of a report: an idempotency key already queued is skipped,
 # and the keys that were queued come back (how many alerts each stakeholder's event counts).
 _INSERT_ALERTS = {
@@ -359,7 +358,12 @@ def route_new_report(session: Session, report: Report, *, now: datetime) -> list
     A broken configuration or a bug must not lose a citizen's report: the report then goes to
     the moderation queue, with the error in the log.
     """
-    return route_and_record(session, report, now=now)
+    route_and_record(session, report, now=now)
+    return list(
+        session.exec(
+            select(QueueEntry).where(QueueEntry.report_id == report.id).order_by(QueueEntry.id)
+        ).all()
+    )
 
 
 def route_and_record(
@@ -368,7 +372,7 @@ def route_and_record(
     *,
     now: datetime,
     events: Sequence[dict[str, Any]] = (),
-) -> list[QueueEntry]:
+) -> None:
     """:func:`route_new_report`, writing ``events`` (rows from :func:`event_row`: the report's
     own first events, ``created``) in the statement that writes its ``routed`` events.
 
@@ -382,14 +386,12 @@ def route_and_record(
         plan = _plan_new_report(session, report, now=now)
     except Exception:
         log.exception("routing report %s failed: it goes to the moderation queue", report.reference)
-        return _route_to_moderation(session, report, now=now, events=events)
+        _route_to_moderation(session, report, now=now, events=events)
+        return
     opened, missing, due, alerts = plan
-    entries: dict[int, QueueEntry] = {}
-    for entry in session.scalars(
-        _INSERT_ENTRIES,
-        [_entry_row(report, *item, due=due, now=now) for item in opened],
-    ):
-        entries[entry.stakeholder_id] = entry
+    session.execute(
+        _INSERT_ENTRIES, [_entry_row(report, *item, due=due, now=now) for item in opened]
+    )
     queued = _queue_alerts(session, [row for rows in alerts for row in rows])
     rows = list(events)
     for (stakeholder, route, _chain), own in zip(opened, alerts, strict=True):
@@ -407,7 +409,6 @@ def route_and_record(
             event_row(report.id, "routed", stakeholder_id=stakeholder.id, data=data, created_at=now)
         )
     session.execute(_INSERT_EVENTS, rows)
-    return [entries[stakeholder.id] for stakeholder, _r, _c in opened]
 
 
 def _entry_row(
@@ -511,7 +512,7 @@ def _plan_new_report(session: Session, report: Report, *, now: datetime) -> _Pla
 
 def _route_to_moderation(
     session: Session, report: Report, *, now: datetime, events: Sequence[dict[str, Any]]
-) -> list[QueueEntry]:
+) -> None:
     """The fallback queue for a report routing failed on (``events`` written first)."""
     if events:
         session.execute(_INSERT_EVENTS, list(events))
@@ -525,7 +526,7 @@ def _route_to_moderation(
         )
     stakeholder = stakeholder_row(session, config, config.fallback or DEFAULT_FALLBACK)
     assert stakeholder is not None
-    entry = add_entry(session, report, stakeholder, config, via="fallback", now=now)
+    add_entry(session, report, stakeholder, config, via="fallback", now=now)
     session.add(
         ReportEvent(
             report_id=report.id,
@@ -537,7 +538,6 @@ def _route_to_moderation(
         )
     )
     session.flush()
-    return [entry] if entry is not None else []
 
 
 def holders(session: Session, report: Report) -> list[QueueEntry]:
