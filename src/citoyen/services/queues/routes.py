@@ -16,7 +16,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from citoyen.engine.schema import duration_seconds
@@ -41,7 +40,17 @@ area_code = places.area_code  # the code of a report's area (from the cached cop
 _EVENT_TABLE = ReportEvent.__table__  # type: ignore[attr-defined]
 _OUTBOX_TABLE = Outbox.__table__  # type: ignore[attr-defined]
 _INSERT_EVENTS = _EVENT_TABLE.insert()
-_INSERT_ENTRIES = QueueEntry.__table__.insert()  # type: ignore[attr-defined]
+_ENTRY_TABLE = QueueEntry.__table__  # type: ignore[attr-defined]
+_INSERT_ENTRIES = _ENTRY_TABLE.insert()
+# One entry, unless the stakeholder has one for this report already (then no row comes back).
+_INSERT_ENTRY = {
+    name: select(QueueEntry).from_statement(
+        insert(_ENTRY_TABLE)
+        .on_conflict_do_nothing(index_elements=["report_id", "stakeholder_id"])
+        .returning(*_ENTRY_TABLE.c)
+    )
+    for name, insert in INSERT.items()
+}
 # One statement for all the alerts of a report: an idempotency key already queued is skipped,
 # and the keys that were queued come back (how many alerts each stakeholder's event counts).
 _INSERT_ALERTS = {
@@ -105,44 +114,38 @@ def add_entry(
     escalated_from: QueueEntry | None = None,
 ) -> QueueEntry | None:
     """A new open entry, or None when this stakeholder already has one for this report (a
-    stakeholder that declined gets its entry back only as the last resort, the fallback)."""
+    stakeholder that declined gets its entry back only as the last resort, the fallback).
+
+    One ``INSERT ... ON CONFLICT (report_id, stakeholder_id) DO NOTHING RETURNING`` when the
+    entry is new (the usual case: escalation, forwarding, rerouting), instead of a lookup and an
+    insert in a savepoint; the existing entry is read only when there is one.
+    """
+    due = now + timedelta(seconds=config.sla_seconds(report.urgency))
+    row = _entry_row(
+        report,
+        stakeholder.id,
+        via=via,
+        rule_line=rule_line,
+        chain=chain or config.chain_name(stakeholder.kind),
+        level=level,
+        escalated_from_id=escalated_from.id if escalated_from else None,
+        due=due,
+        now=now,
+    )
+    entry = session.scalars(_INSERT_ENTRY[session.get_bind().dialect.name], row).first()
+    if entry is not None:
+        return entry
+    # This stakeholder has an entry already (perhaps added by a concurrent transaction).
     existing = session.exec(
         select(QueueEntry).where(
             QueueEntry.report_id == report.id, QueueEntry.stakeholder_id == stakeholder.id
         )
     ).first()
-    due = now + timedelta(seconds=config.sla_seconds(report.urgency))
-    if existing is not None:
-        if existing.status == "declined" and via == "fallback":
-            existing.status, existing.due_at, existing.escalated_at = "open", due, None
-            existing.closed_at, existing.updated_at = None, now
-            return existing
-        return None
-    entry = QueueEntry(
-        report_id=report.id,
-        stakeholder_id=stakeholder.id,
-        status="open",
-        via=via,
-        rule_line=rule_line,
-        chain=chain or config.chain_name(stakeholder.kind),
-        escalation_level=level,
-        escalated_from_id=escalated_from.id if escalated_from else None,
-        due_at=due,
-        created_at=now,
-        updated_at=now,
-        report_status=report.status,
-        category=report.category,
-        urgency=report.urgency,
-        area_id=report.area_id,
-        reported_at=report.created_at,
-    )
-    try:
-        with session.begin_nested():
-            session.add(entry)
-            session.flush()
-    except IntegrityError:  # the same entry was added concurrently
-        return None
-    return entry
+    if existing is not None and existing.status == "declined" and via == "fallback":
+        existing.status, existing.due_at, existing.escalated_at = "open", due, None
+        existing.closed_at, existing.updated_at = None, now
+        return existing
+    return None
 
 
 def _alert_rows(
@@ -390,7 +393,19 @@ def route_and_record(
         return
     opened, missing, due, alerts = plan
     session.execute(
-        _INSERT_ENTRIES, [_entry_row(report, *item, due=due, now=now) for item in opened]
+        _INSERT_ENTRIES,
+        [
+            _entry_row(
+                report,
+                stakeholder.id,
+                via=route.via,
+                rule_line=route.rule.line if route.rule else None,
+                chain=chain,
+                due=due,
+                now=now,
+            )
+            for stakeholder, route, chain in opened
+        ],
     )
     queued = _queue_alerts(session, [row for rows in alerts for row in rows])
     rows = list(events)
@@ -412,18 +427,27 @@ def route_and_record(
 
 
 def _entry_row(
-    report: Report, stakeholder: Any, route: Route, chain: str, *, due: datetime, now: datetime
+    report: Report,
+    stakeholder_id: int,
+    *,
+    via: str,
+    rule_line: int | None,
+    chain: str,
+    due: datetime,
+    now: datetime,
+    level: int = 0,
+    escalated_from_id: int | None = None,
 ) -> dict[str, Any]:
-    """A new open ``queue_entries`` row, as :func:`add_entry` makes it."""
+    """A new open ``queue_entries`` row (every column: rows go in one executemany)."""
     return {
         "report_id": report.id,
-        "stakeholder_id": stakeholder.id,
+        "stakeholder_id": stakeholder_id,
         "status": "open",
-        "via": route.via,
-        "rule_line": route.rule.line if route.rule else None,
+        "via": via,
+        "rule_line": rule_line,
         "chain": chain,
-        "escalation_level": 0,
-        "escalated_from_id": None,
+        "escalation_level": level,
+        "escalated_from_id": escalated_from_id,
         "due_at": due,
         "created_at": now,
         "updated_at": now,
