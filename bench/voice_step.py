@@ -282,12 +282,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--port", type=int, default=8927)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
+    parser.add_argument("--pg-db", default="citoyen_bench_voice", help="throwaway database's name")
     parser.add_argument("--no-gunicorn", action="store_true")
     parser.add_argument("--profile", type=Path, default=None, help="cProfile the in-process part")
     args = parser.parse_args()
     print(machine_line())
     for kind in args.db:
-        with throwaway_database(kind, args.pg_admin, "citoyen_bench_voice") as (url, tmp):
+        with throwaway_database(kind, args.pg_admin, args.pg_db) as (url, tmp):
             print(f"\n== {kind}")
             prepare_database(url, tmp)
             in_process(url, tmp, args.calls, args.profile)

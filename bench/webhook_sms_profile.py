@@ -116,10 +116,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--profile-out", help="also save the cProfile data to this file")
     parser.add_argument("--pg-admin", default=PG_ADMIN)
+    parser.add_argument("--pg-db", default=PG_DB, help="the throwaway PostgreSQL database's name")
     args = parser.parse_args()
     print(machine_line())
     for kind in args.db:
-        with throwaway_database(kind, args.pg_admin, PG_DB) as (url, instance):
+        with throwaway_database(kind, args.pg_admin, args.pg_db) as (url, instance):
             run(kind, url, instance, args)
 
 

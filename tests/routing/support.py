@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, func, select
 
-from citoyen.models import Area, Conversation, Outbox, QueueEntry, Report, Stakeholder
+from citoyen.models import Area, Contact, Conversation, Outbox, QueueEntry, Report, Stakeholder
 from citoyen.runtime import Runtime
 from citoyen.services import effects, queues
 from citoyen.services.contacts import get_or_create_contact
@@ -59,6 +59,32 @@ def new_address() -> str:
     return f"+22377{next(_numbers):06d}"
 
 
+def new_conversation(
+    session: Session,
+    rt: Runtime,
+    *,
+    address: str | None = None,
+    channel: str = "sms",
+    language: str | None = None,
+    now: datetime = T0,
+) -> tuple[Contact, Conversation]:
+    """A contact and a finished report conversation for it, flushed in ``session``."""
+    contact, _created = get_or_create_contact(session, rt.vault, address or new_address(), now)
+    if language:
+        contact.language = language
+    conversation = Conversation(
+        contact_id=contact.id,
+        channel=channel,
+        flow_id="report",
+        flow_version="test",
+        node="confirm",
+        status="completed",
+    )
+    session.add(conversation)
+    session.flush()
+    return contact, conversation
+
+
 def make_report(
     rt: Runtime,
     *,
@@ -75,19 +101,9 @@ def make_report(
         f"telegram:{next(_numbers) + 800000000}" if channel == "telegram" else new_address()
     )
     with Session(rt.engine, expire_on_commit=False) as session:
-        contact, _created = get_or_create_contact(session, rt.vault, address, now)
-        if language:
-            contact.language = language
-        conversation = Conversation(
-            contact_id=contact.id,
-            channel=channel,
-            flow_id="report",
-            flow_version="test",
-            node="confirm",
-            status="completed",
+        contact, conversation = new_conversation(
+            session, rt, address=address, channel=channel, language=language, now=now
         )
-        session.add(conversation)
-        session.flush()
         report = effects.create_report(
             session,
             {"category": category, "place": area, "urgency": urgency},

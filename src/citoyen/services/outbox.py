@@ -15,8 +15,8 @@ from sqlmodel import Session, select
 
 from citoyen.models import Outbox
 
-# The dialects citoyen runs on, each with its INSERT ... ON CONFLICT.
-_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# The dialects citoyen runs on, each with its INSERT ... ON CONFLICT (also used by routing).
+INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def enqueue(
@@ -41,7 +41,7 @@ def enqueue(
     if contact_id is None and address_enc is None:
         raise ValueError("an outbox message needs a contact or an address")
     now = now or datetime.now(UTC)
-    insert = _INSERT[session.get_bind().dialect.name]
+    insert = INSERT[session.get_bind().dialect.name]
     row = session.scalars(
         insert(Outbox)
         .values(

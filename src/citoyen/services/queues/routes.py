@@ -15,15 +15,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from citoyen.engine.schema import duration_seconds
-from citoyen.models import Area, Outbox, QueueEntry, Report, ReportEvent, Stakeholder
+from citoyen.models import Outbox, QueueEntry, Report, ReportEvent, Stakeholder
 from citoyen.routing import Route, RoutingConfig, database_area_tree, resolve, texts
 from citoyen.routing.schema import DEFAULT_FALLBACK, DEFAULT_SLA
-from citoyen.services.areas import AREA_RECHECK_SECONDS, area_label
-from citoyen.services.outbox import enqueue
+from citoyen.services.areas import AREA_RECHECK_SECONDS
+from citoyen.services.outbox import INSERT
+from citoyen.services.queues import places
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.stakeholders import stakeholder_row
 
@@ -33,11 +34,65 @@ BAMAKO = ZoneInfo("Africa/Bamako")
 OPEN_ENTRY = ("open", "acknowledged")  # entries of stakeholders still on a report
 
 
-def area_code(session: Session, area_id: int | None) -> str | None:
-    if area_id is None:
-        return None
-    area = session.get(Area, area_id)
-    return area.code if area is not None else None
+area_code = places.area_code  # the code of a report's area (from the cached copy of the areas)
+
+# Statements built once, at import (SQLAlchemy caches their compiled form).
+_EVENT_TABLE = ReportEvent.__table__  # type: ignore[attr-defined]
+_OUTBOX_TABLE = Outbox.__table__  # type: ignore[attr-defined]
+_INSERT_EVENTS = _EVENT_TABLE.insert()
+_ENTRY_TABLE = QueueEntry.__table__  # type: ignore[attr-defined]
+_INSERT_ENTRIES = _ENTRY_TABLE.insert()
+# One entry, unless the stakeholder has one for this report already (then no row comes back).
+_INSERT_ENTRY = {
+    name: select(QueueEntry).from_statement(
+        insert(_ENTRY_TABLE)
+        .on_conflict_do_nothing(index_elements=["report_id", "stakeholder_id"])
+        .returning(*_ENTRY_TABLE.c)
+    )
+    for name, insert in INSERT.items()
+}
+# One statement for all the alerts of a report: an idempotency key already queued is skipped,
+# and the keys that were queued come back (how many alerts each stakeholder's event counts).
+_INSERT_ALERTS = {
+    name: insert(_OUTBOX_TABLE)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(_OUTBOX_TABLE.c.idempotency_key)
+    for name, insert in INSERT.items()
+}
+_STAKEHOLDERS = sa.select(
+    Stakeholder.id,
+    Stakeholder.code,
+    Stakeholder.name,
+    Stakeholder.kind,
+    Stakeholder.language,
+    Stakeholder.on_call,
+    Stakeholder.active,
+).where(Stakeholder.code.in_(sa.bindparam("codes", expanding=True)))
+
+
+def event_row(
+    report_id: int,
+    kind: str,
+    *,
+    created_at: datetime,
+    data: dict[str, Any],
+    to_status: str | None = None,
+    stakeholder_id: int | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """A ``report_events`` row for :func:`route_and_record` (every column: rows go in one
+    executemany, which needs the same keys in each)."""
+    return {
+        "report_id": report_id,
+        "kind": kind,
+        "from_status": None,
+        "to_status": to_status,
+        "user_id": None,
+        "stakeholder_id": stakeholder_id,
+        "note": note,
+        "data": data,
+        "created_at": created_at,
+    }
 
 
 def _deadline(moment: datetime) -> str:
@@ -59,44 +114,111 @@ def add_entry(
     escalated_from: QueueEntry | None = None,
 ) -> QueueEntry | None:
     """A new open entry, or None when this stakeholder already has one for this report (a
-    stakeholder that declined gets its entry back only as the last resort, the fallback)."""
+    stakeholder that declined gets its entry back only as the last resort, the fallback).
+
+    One ``INSERT ... ON CONFLICT (report_id, stakeholder_id) DO NOTHING RETURNING`` when the
+    entry is new (the usual case: escalation, forwarding, rerouting), instead of a lookup and an
+    insert in a savepoint; the existing entry is read only when there is one.
+    """
+    due = now + timedelta(seconds=config.sla_seconds(report.urgency))
+    row = _entry_row(
+        report,
+        stakeholder.id,
+        via=via,
+        rule_line=rule_line,
+        chain=chain or config.chain_name(stakeholder.kind),
+        level=level,
+        escalated_from_id=escalated_from.id if escalated_from else None,
+        due=due,
+        now=now,
+    )
+    entry = session.scalars(_INSERT_ENTRY[session.get_bind().dialect.name], row).first()
+    if entry is not None:
+        return entry
+    # This stakeholder has an entry already (perhaps added by a concurrent transaction).
     existing = session.exec(
         select(QueueEntry).where(
             QueueEntry.report_id == report.id, QueueEntry.stakeholder_id == stakeholder.id
         )
     ).first()
-    due = now + timedelta(seconds=config.sla_seconds(report.urgency))
-    if existing is not None:
-        if existing.status == "declined" and via == "fallback":
-            existing.status, existing.due_at, existing.escalated_at = "open", due, None
-            existing.closed_at, existing.updated_at = None, now
-            return existing
-        return None
-    entry = QueueEntry(
-        report_id=report.id,
-        stakeholder_id=stakeholder.id,
-        status="open",
-        via=via,
-        rule_line=rule_line,
-        chain=chain or config.chain_name(stakeholder.kind),
-        escalation_level=level,
-        escalated_from_id=escalated_from.id if escalated_from else None,
-        due_at=due,
-        created_at=now,
-        updated_at=now,
-        report_status=report.status,
-        category=report.category,
-        urgency=report.urgency,
-        area_id=report.area_id,
-        reported_at=report.created_at,
+    if existing is not None and existing.status == "declined" and via == "fallback":
+        existing.status, existing.due_at, existing.escalated_at = "open", due, None
+        existing.closed_at, existing.updated_at = None, now
+        return existing
+    return None
+
+
+def _alert_rows(
+    session: Session,
+    router: Router,
+    report: Report,
+    stakeholder: Any,
+    *,
+    key: str,
+    purpose: str,
+    due_at: datetime,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The outbox rows alerting ``stakeholder``'s on-call addresses, one per idempotency key.
+
+    ``stakeholder`` is a :class:`Stakeholder` or a row with its columns."""
+    addresses = [
+        item for item in stakeholder.on_call if isinstance(item, dict) and item.get("address_enc")
+    ]
+    if not addresses:
+        return []
+    lang = router.language(stakeholder.language)
+    category = ([texts.category_key(report.category)] if report.category else []) + [
+        texts.ALERT_CATEGORY_UNKNOWN
+    ]
+    place = (
+        places.area_label(session, report.area_id)
+        if report.area_id is not None
+        else router.text([texts.ALERT_PLACE_UNKNOWN], lang, {})
     )
-    try:
-        with session.begin_nested():
-            session.add(entry)
-            session.flush()
-    except IntegrityError:  # the same entry was added concurrently
-        return None
-    return entry
+    params = {
+        **router.emergency,
+        "reference": report.reference,
+        "category": router.text(category, lang, {}),
+        "place": place,
+        "urgency": router.text([texts.urgency_key(report.urgency)], lang, {}),
+        "deadline": _deadline(due_at),
+        "stakeholder": stakeholder.name,
+    }
+    body = router.text([key], lang, params)
+    rows: dict[str, dict[str, Any]] = {}
+    for item in addresses:
+        digest = item.get("hash") or hashlib.sha256(item["address_enc"].encode()).hexdigest()
+        idempotency_key = f"alert:{report.id}:{purpose}:{digest[:32]}"
+        rows.setdefault(
+            idempotency_key,
+            {
+                "idempotency_key": idempotency_key,
+                "kind": "alert",
+                "channel": item.get("channel") or "sms",
+                "contact_id": None,
+                "address_enc": item["address_enc"],
+                "body": body,
+                "payload": {
+                    "report": report.reference,
+                    "stakeholder": stakeholder.code,
+                    "purpose": purpose,
+                },
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            },
+        )
+    return list(rows.values())
+
+
+def _queue_alerts(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Queue these alerts in one statement; the idempotency keys that were new."""
+    if not rows:
+        return set()
+    statement = _INSERT_ALERTS[session.get_bind().dialect.name]
+    return set(session.execute(statement, list(rows)).scalars())
 
 
 def alert_on_call(
@@ -114,55 +236,12 @@ def alert_on_call(
 
     The text carries the report's reference, category, place and urgency: never the reporter's
     number, alias or words. The idempotency key makes one alert per address and purpose, even
-    when several stakeholders share an on-call phone.
+    when several stakeholders share an on-call phone (an address already alerted is skipped).
     """
-    addresses = [
-        item for item in stakeholder.on_call if isinstance(item, dict) and item.get("address_enc")
-    ]
-    if not addresses:
-        return 0
-    lang = router.language(stakeholder.language)
-    category = ([texts.category_key(report.category)] if report.category else []) + [
-        texts.ALERT_CATEGORY_UNKNOWN
-    ]
-    place = (
-        area_label(session, report.area_id)
-        if report.area_id is not None
-        else router.text([texts.ALERT_PLACE_UNKNOWN], lang, {})
+    rows = _alert_rows(
+        session, router, report, stakeholder, key=key, purpose=purpose, due_at=due_at, now=now
     )
-    params = {
-        **router.emergency,
-        "reference": report.reference,
-        "category": router.text(category, lang, {}),
-        "place": place,
-        "urgency": router.text([texts.urgency_key(report.urgency)], lang, {}),
-        "deadline": _deadline(due_at),
-        "stakeholder": stakeholder.name,
-    }
-    body = router.text([key], lang, params)
-    created = 0
-    for item in addresses:
-        digest = item.get("hash") or hashlib.sha256(item["address_enc"].encode()).hexdigest()
-        idempotency_key = f"alert:{report.id}:{purpose}:{digest[:32]}"
-        exists = select(Outbox.id).where(Outbox.idempotency_key == idempotency_key)
-        if session.exec(exists).first() is not None:
-            continue  # this address already has this alert (another stakeholder shares it)
-        enqueue(
-            session,
-            channel=item.get("channel") or "sms",
-            idempotency_key=idempotency_key,
-            body=body,
-            payload={
-                "report": report.reference,
-                "stakeholder": stakeholder.code,
-                "purpose": purpose,
-            },
-            address_enc=item["address_enc"],
-            kind="alert",
-            now=now,
-        )
-        created += 1
-    return created
+    return len(_queue_alerts(session, rows))
 
 
 def _open_routes(
@@ -282,11 +361,185 @@ def route_new_report(session: Session, report: Report, *, now: datetime) -> list
     A broken configuration or a bug must not lose a citizen's report: the report then goes to
     the moderation queue, with the error in the log.
     """
+    route_and_record(session, report, now=now)
+    return list(
+        session.exec(
+            select(QueueEntry).where(QueueEntry.report_id == report.id).order_by(QueueEntry.id)
+        ).all()
+    )
+
+
+def route_and_record(
+    session: Session,
+    report: Report,
+    *,
+    now: datetime,
+    events: Sequence[dict[str, Any]] = (),
+) -> None:
+    """:func:`route_new_report`, writing ``events`` (rows from :func:`event_row`: the report's
+    own first events, ``created``) in the statement that writes its ``routed`` events.
+
+    Everything that can fail for a routing reason (the configuration, the rules, the area tree,
+    the stakeholders, the alert texts) is worked out first, writing nothing; then the report's
+    entries, alerts and events are written in one statement each (the report is new: none of its
+    stakeholders can have an entry yet). So no savepoint is needed to undo half a routing: a
+    failure before the writes leaves nothing to undo, and the report goes to moderation.
+    """
     try:
-        with session.begin_nested():
-            return route_report(session, report, now=now)
+        plan = _plan_new_report(session, report, now=now)
     except Exception:
         log.exception("routing report %s failed: it goes to the moderation queue", report.reference)
+        _route_to_moderation(session, report, now=now, events=events)
+        return
+    opened, missing, due, alerts = plan
+    session.execute(
+        _INSERT_ENTRIES,
+        [
+            _entry_row(
+                report,
+                stakeholder.id,
+                via=route.via,
+                rule_line=route.rule.line if route.rule else None,
+                chain=chain,
+                due=due,
+                now=now,
+            )
+            for stakeholder, route, chain in opened
+        ],
+    )
+    queued = _queue_alerts(session, [row for rows in alerts for row in rows])
+    rows = list(events)
+    for (stakeholder, route, _chain), own in zip(opened, alerts, strict=True):
+        data: dict[str, Any] = {
+            "stakeholder": stakeholder.code,
+            "via": route.via,
+            "due_at": due.isoformat(),
+            "alerts": sum(row["idempotency_key"] in queued for row in own),
+        }
+        if route.rule is not None:
+            data["rule_line"] = route.rule.line
+        if missing:
+            data["missing"] = missing  # configured but unknown: the operator must look
+        rows.append(
+            event_row(report.id, "routed", stakeholder_id=stakeholder.id, data=data, created_at=now)
+        )
+    session.execute(_INSERT_EVENTS, rows)
+
+
+def _entry_row(
+    report: Report,
+    stakeholder_id: int,
+    *,
+    via: str,
+    rule_line: int | None,
+    chain: str,
+    due: datetime,
+    now: datetime,
+    level: int = 0,
+    escalated_from_id: int | None = None,
+) -> dict[str, Any]:
+    """A new open ``queue_entries`` row (every column: rows go in one executemany)."""
+    return {
+        "report_id": report.id,
+        "stakeholder_id": stakeholder_id,
+        "status": "open",
+        "via": via,
+        "rule_line": rule_line,
+        "chain": chain,
+        "escalation_level": level,
+        "escalated_from_id": escalated_from_id,
+        "due_at": due,
+        "created_at": now,
+        "updated_at": now,
+        "report_status": report.status,
+        "category": report.category,
+        "urgency": report.urgency,
+        "area_id": report.area_id,
+        "reported_at": report.created_at,
+    }
+
+
+_Plan = tuple[
+    list[tuple[Any, Route, str]],  # (stakeholder, route, escalation chain), one per stakeholder
+    list[str],  # configured stakeholders the database does not know
+    datetime,  # the entries' deadline
+    list[list[dict[str, Any]]],  # each stakeholder's alerts (outbox rows)
+]
+
+
+def _plan_new_report(session: Session, report: Report, *, now: datetime) -> _Plan:
+    """What routing a new report writes, worked out without writing (but for a configured
+    stakeholder the database lacks, created as :func:`stakeholder_row` does)."""
+    router = router_for(session)
+    config = router.config
+    # Reports are routed as citizens complete them: the area tree may be as stale as the menus
+    # they chose from (a few seconds after an edit in another process).
+    tree = database_area_tree(session, max_age=AREA_RECHECK_SECONDS)
+    resolution = resolve(
+        config,
+        tree,
+        category=report.category,
+        area=area_code(session, report.area_id),
+        urgency=report.urgency,
+        exclude=(),
+    )
+    # The routes' stakeholders and the fallback, in one query.
+    codes = list(dict.fromkeys([route.stakeholder for route in resolution.routes]))
+    wanted = [*codes, config.fallback] if config.fallback not in codes else codes
+    rows = {row.code: row for row in session.execute(_STAKEHOLDERS, {"codes": wanted})}
+
+    def stakeholder(code: str) -> Any:
+        row = rows.get(code)
+        configured = code in config.stakeholders or code == config.fallback
+        if row is not None and (row.active or not configured):
+            return row
+        return stakeholder_row(session, config, code)  # to create, or to make active again
+
+    opened: list[tuple[Any, Route, str]] = []
+    missing: list[str] = []
+    seen: set[int] = set()
+    for route in resolution.routes:
+        found = stakeholder(route.stakeholder)
+        if found is None:
+            missing.append(route.stakeholder)
+        elif found.id not in seen:  # a stakeholder named twice gets one entry
+            seen.add(found.id)
+            opened.append((found, route, config.chain_name(found.kind)))
+    if not opened:
+        fallback = stakeholder(config.fallback)
+        assert fallback is not None  # stakeholder_row always has the fallback
+        opened.append(
+            (fallback, Route(config.fallback, "fallback"), config.chain_name(fallback.kind))
+        )
+    due = now + timedelta(seconds=config.sla_seconds(report.urgency))
+    alerts: list[list[dict[str, Any]]] = []
+    keys: set[str] = set()
+    for found, _route, _chain in opened:
+        own: list[dict[str, Any]] = []
+        if report.urgency == "emergency":
+            for row in _alert_rows(
+                session,
+                router,
+                report,
+                found,
+                key=texts.ALERT_EMERGENCY,
+                purpose="emergency",
+                due_at=due,
+                now=now,
+            ):
+                if row["idempotency_key"] not in keys:  # an address two stakeholders share
+                    keys.add(row["idempotency_key"])
+                    own.append(row)
+        alerts.append(own)
+    return opened, missing, due, alerts
+
+
+def _route_to_moderation(
+    session: Session, report: Report, *, now: datetime, events: Sequence[dict[str, Any]]
+) -> None:
+    """The fallback queue for a report routing failed on (``events`` written first)."""
+    if events:
+        session.execute(_INSERT_EVENTS, list(events))
     try:
         router = router_for(session)
         config = router.config
@@ -297,7 +550,7 @@ def route_new_report(session: Session, report: Report, *, now: datetime) -> list
         )
     stakeholder = stakeholder_row(session, config, config.fallback or DEFAULT_FALLBACK)
     assert stakeholder is not None
-    entry = add_entry(session, report, stakeholder, config, via="fallback", now=now)
+    add_entry(session, report, stakeholder, config, via="fallback", now=now)
     session.add(
         ReportEvent(
             report_id=report.id,
@@ -309,7 +562,6 @@ def route_new_report(session: Session, report: Report, *, now: datetime) -> list
         )
     )
     session.flush()
-    return [entry] if entry is not None else []
 
 
 def holders(session: Session, report: Report) -> list[QueueEntry]:
