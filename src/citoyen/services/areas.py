@@ -938,14 +938,18 @@ def area_label(session: Session, area: int | str | Area) -> str:
     ``Banconi, Commune I, Bamako`` for a quartier; a name repeating the one before it is dropped
     (the commune of Kati in the cercle of Kati reads ``Kati, Koulikoro``).
     """
-    path = area_path(session, area)
-    picked = [path[-1]]
-    if len(path) > 1:
-        picked.append(path[-2])
-    if len(path) > 2:
-        picked.append(path[0])
-    names: list[str] = []
-    for item in picked:
-        if not names or names[-1] != item.name:
-            names.append(item.name)
-    return ", ".join(names)
+    return label_of_path([item.name for item in area_path(session, area)])
+
+
+def label_of_path(names: list[str]) -> str:
+    """:func:`area_label` from the names of an area's path, top level first."""
+    picked = [names[-1]]
+    if len(names) > 1:
+        picked.append(names[-2])
+    if len(names) > 2:
+        picked.append(names[0])
+    kept: list[str] = []
+    for name in picked:
+        if not kept or kept[-1] != name:
+            kept.append(name)
+    return ", ".join(kept)

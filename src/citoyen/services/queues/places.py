@@ -43,17 +43,7 @@ class AreaIndex:
                 return None
             path.append(row)
             current = row[2]
-        path.reverse()
-        picked = [path[-1]]
-        if len(path) > 1:
-            picked.append(path[-2])
-        if len(path) > 2:
-            picked.append(path[0])
-        names: list[str] = []
-        for _code, name, _parent in picked:
-            if not names or names[-1] != name:
-                names.append(name)
-        return ", ".join(names)
+        return area_service.label_of_path([name for _code, name, _parent in reversed(path)])
 
 
 _KEPT = 4  # one per database in use (a process normally has one)
