@@ -8,9 +8,10 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -64,3 +65,41 @@ def print_worker_rss(master_pid: int) -> None:
     sizes = worker_rss_mb(master_pid)
     listed = ", ".join(f"{s:.1f}" for s in sizes)
     print(f"worker RSS MB: {listed}; max {max(sizes):.1f} (target < 150)")
+
+
+# Response header a bench app sets with the time spent inside the app (ms).
+SERVER_TIME = "X-Bench-Server-Ms"
+
+
+class ServerTimer:
+    """WSGI middleware: the time inside the app, sent back in the ``SERVER_TIME`` header (the
+    body is built before the headers go out) and, with ``keep``, kept in ``samples`` (in process
+    only: a gunicorn worker keeping them would grow, and its RSS is measured)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], *, keep: bool = False) -> None:
+        self.app = app
+        self.keep = keep
+        self.samples: list[tuple[str, float, float]] = []  # (path, wall ms, CPU ms)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        started = time.perf_counter()
+        cpu = time.thread_time()
+        captured: list[Any] = []
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            captured[:] = [status, headers, exc_info]
+
+        result = self.app(environ, keep)
+        try:
+            body = list(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        ms = (time.perf_counter() - started) * 1000
+        cpu_ms = (time.thread_time() - cpu) * 1000
+        if self.keep:
+            self.samples.append((environ.get("PATH_INFO", ""), ms, cpu_ms))
+        status, headers, exc_info = captured
+        start_response(status, [*headers, (SERVER_TIME, f"{ms:.3f}")], exc_info)
+        return body

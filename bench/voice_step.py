@@ -29,19 +29,23 @@ import cProfile
 import pstats
 import signal
 import statistics
-import time
 import urllib.parse
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import PG_ADMIN, machine_line, print_worker_rss, throwaway_database
+from common import (
+    PG_ADMIN,
+    ServerTimer,
+    machine_line,
+    print_worker_rss,
+    throwaway_database,
+)
 from twilio.request_validator import RequestValidator
 from webhook_sms import (
     PUBLIC_URL,
-    SERVER_TIME,
     TOKEN,
     Request,
     prepare_database,
@@ -117,40 +121,6 @@ def signed_calls(client: int, sender_base: int) -> Iterator[Request]:
 
 
 # --------------------------------------------------------------------------- server side
-class ServerTimer:
-    """WSGI middleware: the time inside the app, sent back in the ``SERVER_TIME`` header (the
-    body is built before the headers go out) and, with ``keep``, kept in ``samples`` (in process
-    only: a gunicorn worker keeping them would grow, and its RSS is measured)."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]], *, keep: bool = False) -> None:
-        self.app = app
-        self.keep = keep
-        self.samples: list[tuple[str, float, float]] = []  # (path, wall ms, CPU ms)
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        started = time.perf_counter()
-        cpu = time.thread_time()
-        captured: list[Any] = []
-
-        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-            captured[:] = [status, headers, exc_info]
-
-        result = self.app(environ, keep)
-        try:
-            body = list(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        ms = (time.perf_counter() - started) * 1000
-        cpu_ms = (time.thread_time() - cpu) * 1000
-        if self.keep:
-            self.samples.append((environ.get("PATH_INFO", ""), ms, cpu_ms))
-        status, headers, exc_info = captured
-        start_response(status, [*headers, (SERVER_TIME, f"{ms:.3f}")], exc_info)
-        return body
-
-
 def bench_app():  # type: ignore[no-untyped-def]
     """What gunicorn serves: the real app, timed by :class:`ServerTimer`."""
     from citoyen.web import create_app

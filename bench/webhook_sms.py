@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from common import PG_ADMIN, machine_line, print_worker_rss, throwaway_database
+from common import (
+    PG_ADMIN,
+    SERVER_TIME,
+    ServerTimer,
+    machine_line,
+    print_worker_rss,
+    throwaway_database,
+)
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +68,6 @@ CONVERSATION = [
     "1",
 ]
 BASELINE_TABLE = "bench_baseline"
-# Response header a bench app may set with the time spent inside the app (ms).
-SERVER_TIME = "X-Bench-Server-Ms"
 # A request to send: (label, path, form body, X-Twilio-Signature).
 Request = tuple[str, str, str, str]
 # Per client process: (client index, sender base) -> endless requests (a picklable callable).
@@ -96,6 +101,7 @@ def bench_app():  # type: ignore[no-untyped-def]
 
     app.add_url_rule("/bench/baseline", "bench_baseline", baseline, methods=["POST"])
     csrf.exempt(baseline)
+    app.wsgi_app = ServerTimer(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
@@ -276,7 +282,11 @@ def run_load(
     errors = sum(r[1] for r in results)
     elapsed = max(r[2] for r in results)
     q = statistics.quantiles(latencies, n=100)
+    server = sorted(s[2] for s in samples if s[2] is not None)
+    qs = statistics.quantiles(server, n=100) if len(server) > 1 else [float("nan")] * 99
     return {
+        "server_p50_ms": qs[49],
+        "server_p99_ms": qs[98],
         "requests": len(latencies),
         "errors": errors,
         "rps": len(latencies) / elapsed,
@@ -321,7 +331,8 @@ def bench_database(kind: str, args: argparse.Namespace) -> None:
                     f"{name:9} max {peak['rps']:7.1f} req/s (p50 {peak['p50_ms']:.1f} ms, "
                     f"p99 {peak['p99_ms']:.1f} ms, {peak['errors']} errors of {peak['requests']}); "
                     f"at {half['rps']:.1f} req/s: p50 {half['p50_ms']:.1f} ms, "
-                    f"p99 {half['p99_ms']:.1f} ms ({half['errors']} errors)"
+                    f"p99 {half['p99_ms']:.1f} ms ({half['errors']} errors); in the app: "
+                    f"p50 {half['server_p50_ms']:.1f} ms, p99 {half['server_p99_ms']:.1f} ms"
                 )
             ratio = results["webhook"]["max"]["rps"] / results["baseline"]["max"]["rps"]
             print(f"ratio webhook/baseline: {ratio:.2f} (target >= 0.5)")
