@@ -156,3 +156,13 @@ def test_read_connection_runs_each_statement_on_its_own_and_leaves_the_pool_as_i
         conn.execute(sa.text("INSERT INTO read_check VALUES (8)"))
         conn.rollback()
         assert conn.execute(sa.text("SELECT count(*) FROM read_check")).scalar() == 1
+
+
+def test_sqlite_connections_keep_their_transaction_handling_after_a_read(tmp_path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'read.db'}")
+    with db.read_connection(engine) as conn:
+        conn.execute(sa.text("SELECT 1"))
+        raw = conn.connection.dbapi_connection
+    # Back in the pool as set up at connect: BEGIN is sent by citoyen, not by pysqlite.
+    assert raw.isolation_level is None
+    engine.dispose()

@@ -53,7 +53,7 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_begin(conn: sa.Connection) -> None:
     options = conn.get_execution_options()
-    if options.get("isolation_level") == "AUTOCOMMIT":
+    if options.get("citoyen_read", False):
         return  # read_connection: each statement is its own transaction
     conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("citoyen_write", False) else "BEGIN")
 
@@ -124,7 +124,14 @@ def read_connection(engine: Engine) -> Iterator[sa.Connection]:
     """A connection whose statements each run in their own transaction (autocommit): for a hot
     path that reads a statement or two and needs no snapshot across them, without the round
     trips of BEGIN and of the ROLLBACK a pooled connection gets when it is returned."""
-    with _with_options(_read_engines, engine, isolation_level="AUTOCOMMIT").connect() as conn:
+    if engine.dialect.name == "sqlite":
+        # No BEGIN (see _sqlite_begin): pysqlite runs each statement on its own, as the
+        # connections are set up to (isolation_level None); SQLAlchemy's AUTOCOMMIT would
+        # hand them back to the pool with pysqlite's own transaction handling switched on.
+        reader = _with_options(_read_engines, engine, citoyen_read=True)
+    else:
+        reader = _with_options(_read_engines, engine, isolation_level="AUTOCOMMIT")
+    with reader.connect() as conn:
         yield conn
 
 
