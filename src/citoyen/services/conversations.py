@@ -29,12 +29,12 @@ from citoyen.engine.textnorm import normalise
 from citoyen.engine.types import Context, Input, Option, Prompt, State, StepResult, deep_copy
 from citoyen.models import Contact, Conversation, InboundThrottle, Message
 from citoyen.services import effects as effect_handlers
+from citoyen.services import unlocked_step
 from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
 from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
 from citoyen.services.inbound import claim_contact, finish_inbound, store_inbound, stored_reply
 from citoyen.services.privacy import Vault, alias_label, normalise_address
-from citoyen.services.unlocked_step import try_step
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +161,7 @@ def _new_conversation(
     return conversation
 
 
-def _scalar_params(answers: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in answers.items() if isinstance(v, str | int | float)}
-
-
-def _state_values(state: State, flow: Any, now: datetime) -> dict[str, Any]:
+def state_values(state: State, flow: Any, now: datetime) -> dict[str, Any]:
     """A conversation's columns after a step that left it in ``state``."""
     return {
         "state": state.to_dict(),
@@ -204,7 +200,7 @@ class Opening:
     ) -> dict[str, Any]:
         """The started conversation's state columns; ``expires_at`` overrides the flow's expiry
         (a survey's own) when the conversation stays open."""
-        values = _state_values(self.result.state, self.flow, now)
+        values = state_values(self.result.state, self.flow, now)
         if expires_at is not None and values["expires_at"] is not None:
             values["expires_at"] = expires_at
         return values
@@ -248,7 +244,7 @@ class ConversationService:
             try:
                 # Most steps are computed unlocked and written in a short transaction; the rest
                 # (and any step whose rows changed meanwhile) lock the contact first.
-                reply = try_step(self, inbound, now, on_reply)
+                reply = unlocked_step.try_step(self, inbound, now, on_reply)
                 if reply is not None:
                     return reply
                 with write_session(self.engine) as session:
@@ -324,7 +320,7 @@ class ConversationService:
         ctx = self._context(session, language, channel)
         result = flow_engine.start(flow, ctx, language=language)
         lang = result.state.language or language or self.bundle.settings.languages.default
-        params: dict[str, Any] = {**self.emergency_params(), **_scalar_params(result.state.answers)}
+        params = self.reply_params(result)
         reply = Reply(
             prompts=result.prompts, language=lang, params=params, status=result.state.status
         )
@@ -364,6 +360,15 @@ class ConversationService:
 
     def emergency_params(self) -> dict[str, Any]:
         return dict(self.bundle.settings.emergency_numbers)
+
+    def reply_params(self, result: StepResult) -> dict[str, Any]:
+        """The values a step's texts may use before effects add theirs: the emergency numbers
+        and the conversation's plain answers."""
+        answers = result.state.answers
+        return {
+            **self.emergency_params(),
+            **{k: v for k, v in answers.items() if isinstance(v, str | int | float)},
+        }
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -410,7 +415,7 @@ class ConversationService:
             session, contact, conversation, inbound, ctx, now, created
         )
 
-        params: dict[str, Any] = {**self.emergency_params(), **_scalar_params(result.state.answers)}
+        params = self.reply_params(result)
         language = result.state.language or self._lang(contact)
         reply = self._reply(
             session,
@@ -606,7 +611,7 @@ class ConversationService:
     def _save_state(
         self, conversation: Conversation, state: State, flow: Any, now: datetime
     ) -> None:
-        for name, value in _state_values(state, flow, now).items():
+        for name, value in state_values(state, flow, now).items():
             setattr(conversation, name, value)
 
     def _is_keyword(self, text: str | None, ctx: Context) -> bool:

@@ -46,12 +46,13 @@ from citoyen import engine as flow_engine
 from citoyen.db import read_connection, write_connection
 from citoyen.engine.types import State
 from citoyen.models import Contact, Conversation, Message, UTCDateTime
+from citoyen.services import conversations
 from citoyen.services.contacts import address_kind
 from citoyen.services.effects import CONTACT_EFFECTS, contact_values
 from citoyen.services.inbound import stored_reply, stored_reply_column
 from citoyen.services.privacy import alias_label, normalise_address
 
-if TYPE_CHECKING:  # pragma: no cover - imported for types only (a cycle at run time)
+if TYPE_CHECKING:  # pragma: no cover - names for types only (the modules import each other)
     from citoyen.services.conversations import ConversationService, Inbound, OnReply, Reply
 
 log = logging.getLogger(__name__)
@@ -204,9 +205,7 @@ def try_step(
             return None  # during a key rotation, two contacts for one address: lock first
         row = rows[0] if rows else _first_contact(service, conn, inbound, canonical)
         if row.stored_reply is not None:
-            from citoyen.services.conversations import Reply
-
-            return Reply.from_dict(row.stored_reply, duplicate=True)
+            return conversations.Reply.from_dict(row.stored_reply, duplicate=True)
         step = _compute(service, conn, inbound, row, now)
     if step is None:
         return None
@@ -252,8 +251,6 @@ def _compute(
     service: ConversationService, conn: sa.Connection, inbound: Inbound, row: Any, now: datetime
 ) -> _Step | None:
     """The step on the rows as read, or None when it is not one this path writes."""
-    from citoyen.services.conversations import Reply, _scalar_params, _state_values
-
     if row.blocked:
         return None
     # The area map is cached per process; the session is for its periodic change check.
@@ -278,13 +275,13 @@ def _compute(
         if effect.kind not in CONTACT_EFFECTS:
             return None  # a report, answers, a lookup: other rows, under the lock
         contact_set.update(contact_values(effect))
-    params: dict[str, Any] = {**service.emergency_params(), **_scalar_params(result.state.answers)}
+    params = service.reply_params(result)
     language = (
         result.state.language
         or contact_set.get("language", row.language)
         or service.bundle.settings.languages.default
     )
-    reply = Reply.of_step(result, language, params, row.conversation_id, row.alias)
+    reply = conversations.Reply.of_step(result, language, params, row.conversation_id, row.alias)
     return _Step(
         new_contact=getattr(row, "new_contact", None),
         contact_id=row.id,
@@ -293,7 +290,7 @@ def _compute(
         seen_status=row.status,
         seen_at=row.updated_at,
         contact_set=contact_set,
-        state=_state_values(result.state, flow, now),
+        state=conversations.state_values(result.state, flow, now),
         menu=service._menu(result.prompts, language, params),
         reply=reply,
         flow_id=flow.id,
