@@ -14,7 +14,7 @@ from sqlmodel import Session, func, select
 from citoyen.db import write_session
 from citoyen.models import Outbox
 from citoyen.runtime import Runtime
-from citoyen.services.outbox import enqueue
+from citoyen.services.outbox import enqueue, enqueue_many, queued_row
 
 NOW = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -97,3 +97,20 @@ def test_transactions_queueing_one_key_at_once_make_one_row(runtime: Runtime) ->
     assert len(ids) == 4 and len(set(ids)) == 1
     with Session(runtime.engine) as session:
         assert session.exec(select(func.count()).select_from(Outbox)).one() == 1
+
+
+def test_many_rows_in_one_statement_skip_keys_queued_already(runtime: Runtime) -> None:
+    now = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    with write_session(runtime.engine) as s:
+        enqueue(s, channel="sms", idempotency_key="k1", body="first", address_enc="a", now=now)
+    batch = [
+        queued_row(channel="sms", idempotency_key=key, body=key, address_enc="a", now=now)
+        for key in ("k1", "k2", "k3")
+    ]
+    with write_session(runtime.engine) as s:
+        assert enqueue_many(s, batch) == {"k2", "k3"}
+        assert enqueue_many(s, []) == set()
+    got = {row.idempotency_key: row for row in rows(runtime)}
+    assert sorted(got) == ["k1", "k2", "k3"]
+    assert got["k1"].body == "first" and got["k3"].status == "pending"
+    assert got["k3"].next_attempt_at == now

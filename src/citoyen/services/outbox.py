@@ -19,6 +19,55 @@ from citoyen.models import Outbox
 INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
+_OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+# Many rows in one statement; keys queued already are skipped and the new ones come back.
+_QUEUE_MANY = {
+    name: insert(_OUTBOX)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(_OUTBOX.c.idempotency_key)
+    for name, insert in INSERT.items()
+}
+
+
+def queued_row(
+    *,
+    channel: str,
+    idempotency_key: str,
+    body: str | None = None,
+    payload: dict[str, Any] | None = None,
+    contact_id: int | None = None,
+    address_enc: str | None = None,
+    kind: str = "reply",
+    now: datetime,
+) -> dict[str, Any]:
+    """The columns of a newly queued message (what :func:`enqueue` and :func:`enqueue_many`
+    insert)."""
+    if contact_id is None and address_enc is None:
+        raise ValueError("an outbox message needs a contact or an address")
+    return {
+        "idempotency_key": idempotency_key,
+        "kind": kind,
+        "channel": channel,
+        "contact_id": contact_id,
+        "address_enc": address_enc,
+        "body": body,
+        "payload": payload or {},
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def enqueue_many(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Queue :func:`queued_row` rows in one statement; returns the idempotency keys that were
+    new (a key queued already, here or concurrently, leaves that row standing)."""
+    if not rows:
+        return set()
+    statement = _QUEUE_MANY[session.get_bind().dialect.name]
+    return set(session.execute(statement, rows).scalars())
+
+
 def enqueue(
     session: Session,
     *,
@@ -38,25 +87,20 @@ def enqueue(
     for every Telegram reply and every notice, where a lookup, a savepoint and a flush cost
     four round trips. The row is loaded into the session, so callers may still change it.
     """
-    if contact_id is None and address_enc is None:
-        raise ValueError("an outbox message needs a contact or an address")
-    now = now or datetime.now(UTC)
+    values = queued_row(
+        channel=channel,
+        idempotency_key=idempotency_key,
+        body=body,
+        payload=payload,
+        contact_id=contact_id,
+        address_enc=address_enc,
+        kind=kind,
+        now=now or datetime.now(UTC),
+    )
     insert = INSERT[session.get_bind().dialect.name]
     row = session.scalars(
         insert(Outbox)
-        .values(
-            idempotency_key=idempotency_key,
-            kind=kind,
-            channel=channel,
-            contact_id=contact_id,
-            address_enc=address_enc,
-            body=body,
-            payload=payload or {},
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(Outbox)
     ).first()

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from citoyen.engine.schema import duration_seconds
-from citoyen.models import Outbox, QueueEntry, Report, ReportEvent, Stakeholder
+from citoyen.models import QueueEntry, Report, ReportEvent, Stakeholder
 from citoyen.routing import Route, RoutingConfig, database_area_tree, resolve, texts
 from citoyen.routing.schema import DEFAULT_FALLBACK, DEFAULT_SLA
 from citoyen.services.areas import AREA_RECHECK_SECONDS
-from citoyen.services.outbox import INSERT
+from citoyen.services.outbox import INSERT, enqueue_many, queued_row
 from citoyen.services.queues import places
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.stakeholders import stakeholder_row
@@ -38,7 +38,6 @@ area_code = places.area_code  # the code of a report's area (from the cached cop
 
 # Statements built once, at import (SQLAlchemy caches their compiled form).
 _EVENT_TABLE = ReportEvent.__table__  # type: ignore[attr-defined]
-_OUTBOX_TABLE = Outbox.__table__  # type: ignore[attr-defined]
 _INSERT_EVENTS = _EVENT_TABLE.insert()
 _ENTRY_TABLE = QueueEntry.__table__  # type: ignore[attr-defined]
 _INSERT_ENTRIES = _ENTRY_TABLE.insert()
@@ -49,14 +48,6 @@ _INSERT_ENTRY = {
         .on_conflict_do_nothing(index_elements=["report_id", "stakeholder_id"])
         .returning(*_ENTRY_TABLE.c)
     )
-    for name, insert in INSERT.items()
-}
-# One statement for all the alerts of a report: an idempotency key already queued is skipped,
-# and the keys that were queued come back (how many alerts each stakeholder's event counts).
-_INSERT_ALERTS = {
-    name: insert(_OUTBOX_TABLE)
-    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(_OUTBOX_TABLE.c.idempotency_key)
     for name, insert in INSERT.items()
 }
 _STAKEHOLDERS = sa.select(
@@ -192,33 +183,21 @@ def _alert_rows(
         idempotency_key = f"alert:{report.id}:{purpose}:{digest[:32]}"
         rows.setdefault(
             idempotency_key,
-            {
-                "idempotency_key": idempotency_key,
-                "kind": "alert",
-                "channel": item.get("channel") or "sms",
-                "contact_id": None,
-                "address_enc": item["address_enc"],
-                "body": body,
-                "payload": {
+            queued_row(
+                channel=item.get("channel") or "sms",
+                idempotency_key=idempotency_key,
+                body=body,
+                payload={
                     "report": report.reference,
                     "stakeholder": stakeholder.code,
                     "purpose": purpose,
                 },
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            },
+                address_enc=item["address_enc"],
+                kind="alert",
+                now=now,
+            ),
         )
     return list(rows.values())
-
-
-def _queue_alerts(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Queue these alerts in one statement; the idempotency keys that were new."""
-    if not rows:
-        return set()
-    statement = _INSERT_ALERTS[session.get_bind().dialect.name]
-    return set(session.execute(statement, list(rows)).scalars())
 
 
 def alert_on_call(
@@ -241,7 +220,7 @@ def alert_on_call(
     rows = _alert_rows(
         session, router, report, stakeholder, key=key, purpose=purpose, due_at=due_at, now=now
     )
-    return len(_queue_alerts(session, rows))
+    return len(enqueue_many(session, rows))
 
 
 def _open_routes(
@@ -407,7 +386,7 @@ def route_and_record(
             for stakeholder, route, chain in opened
         ],
     )
-    queued = _queue_alerts(session, [row for rows in alerts for row in rows])
+    queued = enqueue_many(session, [row for rows in alerts for row in rows])
     rows = list(events)
     for (stakeholder, route, _chain), own in zip(opened, alerts, strict=True):
         data: dict[str, Any] = {
