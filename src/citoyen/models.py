@@ -105,6 +105,10 @@ class FlowVersion(SQLModel, table=True):
     created_at: datetime = ts()
 
 
+# A conversation in one of these statuses is open: the contact's next input continues it.
+OPEN_CONVERSATION_STATUSES = ("active", "waiting")
+
+
 class Conversation(SQLModel, table=True):
     """One run of a flow for a contact."""
 

@@ -27,7 +27,13 @@ from citoyen.db import write_session
 from citoyen.engine import Flow
 from citoyen.engine.textnorm import normalise
 from citoyen.engine.types import Context, Input, Option, Prompt, State, StepResult, deep_copy
-from citoyen.models import Contact, Conversation, InboundThrottle, Message
+from citoyen.models import (
+    OPEN_CONVERSATION_STATUSES,
+    Contact,
+    Conversation,
+    InboundThrottle,
+    Message,
+)
 from citoyen.services import effects as effect_handlers
 from citoyen.services import unlocked_step
 from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
@@ -38,7 +44,7 @@ from citoyen.services.privacy import Vault, alias_label, normalise_address
 
 log = logging.getLogger(__name__)
 
-OPEN_STATUSES = ("active", "waiting")
+OPEN_STATUSES = OPEN_CONVERSATION_STATUSES
 # Voice menus have keys 1-9; text channels keep menus short enough to read on a small phone.
 MENU_SIZE = {"voice": 9, "sms": 9, "telegram": 9}
 

@@ -45,7 +45,7 @@ from sqlmodel import Session
 from citoyen import engine as flow_engine
 from citoyen.db import read_connection, write_connection
 from citoyen.engine.types import State
-from citoyen.models import Contact, Conversation, Message, UTCDateTime
+from citoyen.models import OPEN_CONVERSATION_STATUSES, Contact, Conversation, Message, UTCDateTime
 from citoyen.services import conversations
 from citoyen.services.contacts import address_kind
 from citoyen.services.effects import CONTACT_EFFECTS, contact_values
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 _contacts = Contact.__table__  # type: ignore[attr-defined]
 _conversations = Conversation.__table__  # type: ignore[attr-defined]
 _messages = Message.__table__  # type: ignore[attr-defined]
-OPEN_STATUSES = ("active", "waiting")
+OPEN_STATUSES = OPEN_CONVERSATION_STATUSES
 
 # Built once (a statement costs more Python to build than to run): the contact, the stored reply
 # of this provider id and the contact's latest open conversation, in one round trip.
