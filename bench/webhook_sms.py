@@ -77,13 +77,20 @@ Source = Callable[[int, int], Iterator[Request]]
 # --------------------------------------------------------------------------- server side
 def bench_app():  # type: ignore[no-untyped-def]
     """What gunicorn serves: the real app plus the baseline route (same process, same DB)."""
+    from citoyen.web import create_app
+
+    app = add_baseline(create_app())
+    app.wsgi_app = ServerTimer(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def add_baseline(app):  # type: ignore[no-untyped-def]
+    """``app`` with ``/bench/baseline``: the same signature check, then one row inserted."""
     from flask import Response, current_app, request
 
-    from citoyen.web import create_app
     from citoyen.web.admin import csrf
     from citoyen.web.twilio_auth import require_twilio_signature
 
-    app = create_app()
     table = sa.table(BASELINE_TABLE, sa.column("sid"), sa.column("sender"), sa.column("body"))
 
     @require_twilio_signature
@@ -101,7 +108,6 @@ def bench_app():  # type: ignore[no-untyped-def]
 
     app.add_url_rule("/bench/baseline", "bench_baseline", baseline, methods=["POST"])
     csrf.exempt(baseline)
-    app.wsgi_app = ServerTimer(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

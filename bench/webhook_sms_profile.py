@@ -19,6 +19,7 @@ import cProfile
 import io
 import os
 import pstats
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,15 +27,17 @@ from pathlib import Path
 import sqlalchemy as sa
 from common import PG_ADMIN, machine_line, throwaway_database
 from twilio.request_validator import RequestValidator
-from webhook_sms import CONVERSATION, PUBLIC_URL, TOKEN, server_env
+from webhook_sms import CONVERSATION, PUBLIC_URL, TOKEN, add_baseline, prepare_database, server_env
 
 PG_DB = "citoyen_bench_sms_profile_inbound"
 
 
-def _requests(count: int, first_sender: int) -> list[tuple[dict[str, str], str]]:
+def _requests(
+    count: int, first_sender: int, path: str = "/twilio/sms"
+) -> list[tuple[dict[str, str], str]]:
     """``count`` signed forms: whole conversations, one sender each, fresh MessageSids."""
     validator = RequestValidator(TOKEN)
-    url = PUBLIC_URL + "/twilio/sms"
+    url = PUBLIC_URL + path
     out = []
     n = 0
     while len(out) < count:
@@ -56,46 +59,79 @@ def run(kind: str, url: str, instance: Path, args: argparse.Namespace) -> None:
     os.environ.update(server_env(url, instance))
     from citoyen.config import Settings
     from citoyen.runtime import Runtime
-    from citoyen.services.setup import ensure_ready
     from citoyen.web import create_app
 
+    prepare_database(url, instance)
     runtime = Runtime(Settings())
-    ensure_ready(runtime)
-    app = create_app(runtime=runtime)
+    app = add_baseline(create_app(runtime=runtime))
     client = app.test_client()
     statements: Counter[str] = Counter()
 
     def count(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
         statements[statement.split(None, 1)[0].upper()] += 1
 
-    def post(batch: list[tuple[dict[str, str], str]]) -> None:
-        for params, signature in batch:
-            resp = client.post(
-                "/twilio/sms", data=params, headers={"X-Twilio-Signature": signature}
-            )
-            assert resp.status_code == 200, resp.data
+    # CPU seconds spent on each position of the conversation (one message in ten is a report).
+    by_step = [0.0] * len(CONVERSATION)
 
-    post(_requests(args.warmup, 9_000_000))  # imports, caches, pool
-    batch = _requests(args.messages, 0)
-    sa.event.listen(runtime.engine, "before_cursor_execute", count)
+    def post(batch: list[tuple[dict[str, str], str]], path: str = "/twilio/sms") -> float:
+        """Send ``batch``; the CPU seconds it took."""
+        c0 = time.process_time()
+        for i, (params, signature) in enumerate(batch):
+            c = time.process_time()
+            resp = client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+            by_step[i % len(CONVERSATION)] += time.process_time() - c
+            assert resp.status_code == 200, resp.data
+        return time.process_time() - c0
+
+    # Warm-up (imports, caches, pool) on both routes.
+    post(_requests(args.warmup, 8_000_000, "/bench/baseline"), "/bench/baseline")
+    post(_requests(args.warmup, 9_000_000))
+    by_step[:] = [0.0] * len(CONVERSATION)
+    # The baseline route in the same process is the server-side share of the throughput ratio.
+    # Rounds alternate a baseline batch and a webhook batch of the same size, so that a slower
+    # spell of a shared machine weighs on both sides of a round's ratio.
+    size = max(
+        len(CONVERSATION), args.messages // args.rounds // len(CONVERSATION) * len(CONVERSATION)
+    )
+    rounds: list[tuple[float, float]] = []  # (baseline, webhook) CPU seconds per message
     profiler = cProfile.Profile() if args.profile else None
-    t0, c0 = time.perf_counter(), time.process_time()
-    if profiler is not None:
-        profiler.enable()
-    post(batch)
-    if profiler is not None:
-        profiler.disable()
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    sa.event.remove(runtime.engine, "before_cursor_execute", count)
+    elapsed = cpu = 0.0
+    n = 0
+    for r in range(args.rounds):
+        base = post(_requests(size, 7_000_000 + r * size, "/bench/baseline"), "/bench/baseline")
+        batch = _requests(size, r * size)
+        sa.event.listen(runtime.engine, "before_cursor_execute", count)
+        t0, c0 = time.perf_counter(), time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        post(batch)
+        if profiler is not None:
+            profiler.disable()
+        elapsed += time.perf_counter() - t0
+        spent = time.process_time() - c0
+        sa.event.remove(runtime.engine, "before_cursor_execute", count)
+        cpu += spent
+        n += size
+        rounds.append((base / size, spent / size))
     with runtime.engine.connect() as conn:
         reports = conn.execute(sa.text("SELECT count(*) FROM reports")).scalar_one()
-    n = len(batch)
     total = sum(statements.values())
     print(
         f"{kind}: {n} messages, {elapsed * 1000 / n:.2f} ms/message wall, "
         f"{cpu * 1000 / n:.2f} ms CPU{' (under cProfile)' if profiler else ''}, {total / n:.2f} statements/message "
         f"({', '.join(f'{k} {v / n:.2f}' for k, v in statements.most_common())}); "
         f"{reports} reports"
+    )
+    ratios = sorted(b / w for b, w in rounds)
+    per_step = [t * 1000 * len(CONVERSATION) / n for t in by_step]
+    print(
+        f"  {len(rounds)} rounds of {size}: baseline route min {min(b for b, _ in rounds) * 1000:.2f} "
+        f"ms CPU/request, webhook min {min(w for _, w in rounds) * 1000:.2f} ms; in-process "
+        f"ratio median {statistics.median(ratios):.3f} (rounds {ratios[0]:.3f}-{ratios[-1]:.3f})"
+    )
+    print(
+        "  CPU ms by conversation step: "
+        + ", ".join(f"{i + 1}:{t:.2f}" for i, t in enumerate(per_step))
     )
     if profiler is not None:
         out = io.StringIO()
@@ -112,6 +148,9 @@ def main() -> None:
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="baseline/webhook batches, alternated"
+    )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--profile-out", help="also save the cProfile data to this file")

@@ -166,3 +166,34 @@ def test_sqlite_connections_keep_their_transaction_handling_after_a_read(tmp_pat
     # Back in the pool as set up at connect: BEGIN is sent by citoyen, not by pysqlite.
     assert raw.isolation_level is None
     engine.dispose()
+
+
+def test_read_then_write_commits_the_write_and_rolls_it_back_when_the_block_raises(
+    db_engine: sa.Engine,
+) -> None:
+    with db.write_connection(db_engine) as conn:
+        conn.execute(sa.text("CREATE TABLE rtw (n INTEGER)"))
+    checkouts: list[object] = []
+
+    def checkout(dbapi_connection, *_rest) -> None:  # type: ignore[no-untyped-def]
+        checkouts.append(dbapi_connection)
+
+    sa.event.listen(db_engine.pool, "checkout", checkout)
+    try:
+        with db.read_then_write(db_engine) as (conn, writing):
+            assert conn.execute(sa.text("SELECT count(*) FROM rtw")).scalar() == 0
+            with writing() as write:
+                write.execute(sa.text("INSERT INTO rtw VALUES (1)"))
+        with pytest.raises(LookupError), db.read_then_write(db_engine) as (conn, writing):
+            conn.execute(sa.text("SELECT count(*) FROM rtw"))
+            with writing() as write:
+                write.execute(sa.text("INSERT INTO rtw VALUES (2)"))
+                raise LookupError("changed meanwhile")
+        with db.read_then_write(db_engine) as (conn, writing):
+            assert conn.execute(sa.text("SELECT count(*) FROM rtw")).scalar() == 1
+    finally:
+        sa.event.remove(db_engine.pool, "checkout", checkout)
+    with db.read_connection(db_engine) as conn:
+        assert conn.execute(sa.text("SELECT n FROM rtw")).scalars().all() == [1]
+    # PostgreSQL: one checkout per block (one pre-ping); SQLite: a reader, and a writer to write.
+    assert len(checkouts) == (5 if db_engine.dialect.name == "sqlite" else 3)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,45 @@ def write_connection(engine: Engine) -> Iterator[sa.Connection]:
     writer = _with_options(_write_engines, engine, citoyen_write=True)
     with writer_gate(engine), writer.begin() as conn:
         yield conn
+
+
+@contextmanager
+def read_then_write(
+    engine: Engine,
+) -> Iterator[tuple[sa.Connection, Callable[[], AbstractContextManager[sa.Connection]]]]:
+    """``(conn, writing)``: a connection for a read, and ``writing()`` for the short write
+    transaction that may follow it, committed when the ``writing()`` block ends (rolled back if
+    it raises), on as few connections as the database allows.
+
+    On PostgreSQL both are one connection: the read runs in the transaction the write then
+    continues (READ COMMITTED lets each statement see what was committed before it, as an
+    autocommit read would). That is one pool checkout, with its pre-ping round trip, instead of
+    two, and no switch to autocommit and back. On SQLite the read is a :func:`read_connection`
+    and writing a :func:`write_connection`: a read inside ``BEGIN IMMEDIATE`` would hold the
+    database's one write lock while the caller computes, and a deferred ``BEGIN`` cannot turn
+    into a write once another writer has committed.
+    """
+    if engine.dialect.name == "sqlite":
+        with read_connection(engine) as conn:
+            yield conn, partial(write_connection, engine)
+        return
+    with engine.connect() as conn:
+        yield conn, partial(_committed, conn)
+        if conn.in_transaction():
+            # Left without writing: end the read with COMMIT, not with the ROLLBACK the pool
+            # would send, on which psycopg drops every statement it prepared on the connection.
+            conn.commit()
+
+
+@contextmanager
+def _committed(conn: sa.Connection) -> Iterator[sa.Connection]:
+    """``conn``'s transaction (begun by the read before), committed at the end of the block."""
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 class WriterGate:

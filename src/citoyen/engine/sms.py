@@ -20,6 +20,9 @@ GSM7_BASIC = frozenset(
 )
 # Extension table: each character is sent as ESC + character, so it costs two septets.
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+# Every character GSM-7 can send: a text fits when its characters are a subset (one C-level
+# set operation; a per-character generator cost more than the rest of rendering a reply).
+GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
 
 SINGLE = {"GSM-7": 160, "UCS-2": 70}
 PART = {"GSM-7": 153, "UCS-2": 67}
@@ -27,7 +30,7 @@ PART = {"GSM-7": 153, "UCS-2": 67}
 
 def encoding(text: str) -> Encoding:
     """The encoding a phone network must use for ``text``: GSM-7 when every character fits."""
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+    if GSM7_ALL.issuperset(text):
         return "GSM-7"
     return "UCS-2"
 

@@ -8,6 +8,7 @@ hashed with a key derived from the data key (HMAC-SHA256). Logs and pages show t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -34,11 +35,16 @@ class AddressError(ValueError):
     """An address that is not a usable phone number or Telegram id."""
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_address(raw: str, default_region: str = DEFAULT_REGION) -> str:
     """Canonical channel address: ``tel:+22376000000``, ``telegram:123456`` or
     ``withheld:CA…`` (a call without caller id, see :func:`withheld_address`).
 
-    Phone numbers are parsed with libphonenumber (Malian numbers may come without +223).
+    Phone numbers are parsed with libphonenumber (Malian numbers may come without +223). Parsing
+    costs some 40 µs and a webhook needs the answer twice (the form's check, then the contact
+    lookup), and a conversation's senders come back a message after another: the answers of
+    the last few thousand addresses are kept (an invalid one raises each time, never cached).
+    These stay in the process's memory only, like the request that brought them.
     """
     raw = raw.strip()
     if raw.startswith(f"{WITHHELD}:"):

@@ -9,7 +9,9 @@ stepped, the reply was built and ORM objects were flushed: some 3 ms per message
 other writer could go on, which capped the SQLite webhook near 350 messages a second whatever
 the number of cores.
 
-Here the step runs in two short transactions:
+Here the step runs in two short phases (:func:`citoyen.db.read_then_write`: on SQLite an
+autocommit read then a write transaction; on PostgreSQL one transaction on one connection, whose
+read takes no lock):
 
 1. **Read** (no lock): one statement returns the sender's contact, the reply stored for this
    provider id (a provider retry is answered from it, with nothing written) and the contact's
@@ -43,7 +45,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from citoyen import engine as flow_engine
-from citoyen.db import read_connection, write_connection
+from citoyen.db import read_then_write
 from citoyen.engine.types import State
 from citoyen.models import OPEN_CONVERSATION_STATUSES, Contact, Conversation, Message, UTCDateTime
 from citoyen.services import conversations
@@ -192,28 +194,28 @@ def try_step(
     caller runs the locking path). A provider retry gets its stored reply here."""
     canonical = normalise_address(inbound.address)
     digests = service.vault.hashes(canonical)
-    with read_connection(service.engine) as conn:
-        rows = conn.execute(
-            _READ,
-            {
-                "p_digests": digests,
-                "p_channel": inbound.channel,
-                "p_provider_id": inbound.provider_id,
-            },
-        ).all()
-        if len(rows) > 1:
-            return None  # during a key rotation, two contacts for one address: lock first
-        row = rows[0] if rows else _first_contact(service, conn, inbound, canonical)
-        if row.stored_reply is not None:
-            return conversations.Reply.from_dict(row.stored_reply, duplicate=True)
-        step = _compute(service, conn, inbound, row, now)
-    if step is None:
-        return None
     try:
-        with write_connection(service.engine) as conn:
-            _write(service, conn, inbound, step, now, on_reply)
+        with read_then_write(service.engine) as (conn, writing):
+            rows = conn.execute(
+                _READ,
+                {
+                    "p_digests": digests,
+                    "p_channel": inbound.channel,
+                    "p_provider_id": inbound.provider_id,
+                },
+            ).all()
+            if len(rows) > 1:
+                return None  # during a key rotation, two contacts for one address: lock first
+            row = rows[0] if rows else _first_contact(service, conn, inbound, canonical)
+            if row.stored_reply is not None:
+                return conversations.Reply.from_dict(row.stored_reply, duplicate=True)
+            step = _compute(service, conn, inbound, row, now)
+            if step is None:
+                return None
+            with writing() as write:
+                _write(service, write, inbound, step, now, on_reply)
     except _Changed:
-        return None
+        return None  # raised out of the block: what was written is rolled back
     log.info(
         "%s %s: flow %s node %s -> %s",
         inbound.channel,
