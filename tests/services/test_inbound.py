@@ -75,6 +75,29 @@ def test_the_limit_lets_exactly_limit_messages_in(runtime: Runtime) -> None:
     assert count(runtime, Message, Message.direction == "in") == LIMIT
 
 
+def test_each_message_in_the_limit_has_its_reply_stored_after_it_and_one_over_has_neither(
+    runtime: Runtime,
+) -> None:
+    """The unlocked step stores the inbound message and its outbound reply in one statement
+    (store_inbound with ``reply_out``): the reply follows its message, and a message over the
+    limit leaves no reply either."""
+    for n in range(LIMIT + 1):
+        send(runtime, "Bonjour" if n == 0 else "9", f"SM{n}", T0 + timedelta(seconds=n))
+    with Session(runtime.engine) as s:
+        rows = s.exec(select(Message).order_by(Message.id)).all()
+    assert [(m.direction, m.provider_id) for m in rows] == [
+        pair for n in range(LIMIT) for pair in (("in", f"SM{n}"), ("out", None))
+    ]
+    for inbound, outbound in zip(rows[::2], rows[1::2], strict=True):
+        assert outbound.kind == "reply" and outbound.body is None
+        assert outbound.conversation_id == inbound.conversation_id is not None
+        assert outbound.created_at == inbound.created_at
+        assert outbound.reply == {
+            "prompts": inbound.reply["prompts"],
+            "language": inbound.reply["language"],
+        }
+
+
 def test_the_window_is_sliding_and_its_start_excluded(runtime: Runtime) -> None:
     window = timedelta(seconds=runtime.settings.inbound_window_seconds)
     for n in range(LIMIT):

@@ -347,6 +347,7 @@ class ConversationService:
         *,
         reply: dict[str, Any] | None = None,
         conversation_id: int | None = None,
+        reply_out: dict[str, Any] | None = None,
     ) -> int | None:
         """Store ``inbound`` unless its sender is over the inbound limit (then None, nothing
         stored): :func:`citoyen.services.inbound.store_inbound` with this service's limit."""
@@ -362,6 +363,7 @@ class ConversationService:
             window=self.limit.window,
             reply=reply,
             conversation_id=conversation_id,
+            reply_out=reply_out,
         )
 
     def emergency_params(self) -> dict[str, Any]:

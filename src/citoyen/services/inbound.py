@@ -85,16 +85,35 @@ _STORE_VALUES = {
     "reply": sa.bindparam("p_reply", type_=sa.JSON(none_as_null=True)),
     "created_at": sa.bindparam("p_now", type_=UTCDateTime),
 }
+_UNDER_LIMIT = sa.select(sa.func.count()).select_from(_RECENT).scalar_subquery() < sa.bindparam(
+    "p_limit", type_=sa.Integer
+)
 _STORE = (
+    sa.insert(_messages)
+    .from_select(list(_STORE_VALUES), sa.select(*_STORE_VALUES.values()).where(_UNDER_LIMIT))
+    .returning(_messages.c.id)
+)
+# The same, with the outbound message of a reply known beforehand in the same statement: both
+# rows or neither (the limit is checked on the table as it was before the statement), the
+# inbound one first.
+_REPLY_VALUES = {
+    **_STORE_VALUES,
+    "direction": sa.literal("out", sa.String),
+    "provider_id": sa.cast(sa.null(), sa.String),
+    "kind": sa.literal("reply", sa.String),
+    "body": sa.cast(sa.null(), sa.Text),
+    "reply": sa.bindparam("p_reply_out", type_=sa.JSON(none_as_null=True)),
+}
+_STORE_WITH_REPLY = (
     sa.insert(_messages)
     .from_select(
         list(_STORE_VALUES),
-        sa.select(*_STORE_VALUES.values()).where(
-            sa.select(sa.func.count()).select_from(_RECENT).scalar_subquery()
-            < sa.bindparam("p_limit", type_=sa.Integer)
+        sa.union_all(
+            sa.select(*_STORE_VALUES.values()).where(_UNDER_LIMIT),
+            sa.select(*(_REPLY_VALUES[name] for name in _STORE_VALUES)).where(_UNDER_LIMIT),
         ),
     )
-    .returning(_messages.c.id)
+    .returning(_messages.c.id, _messages.c.direction)
 )
 _FINISH = (
     sa.update(_messages)
@@ -151,13 +170,17 @@ def store_inbound(
     window: timedelta,
     reply: dict[str, Any] | None = None,
     conversation_id: int | None = None,
+    reply_out: dict[str, Any] | None = None,
 ) -> int | None:
     """Insert the inbound message unless its sender already sent ``limit`` in ``window``.
 
     ``reply`` and ``conversation_id`` are given when they are known before the message is
     stored (a step computed ahead, :mod:`citoyen.services.unlocked_step`); otherwise
-    :func:`finish_inbound` sets them once the step is done. Returns the new message's id, or None when the sender is over the limit (nothing stored).
-    The count stops at ``limit`` rows: a flood costs no more to count than a normal sender.
+    :func:`finish_inbound` sets them once the step is done. ``reply_out``, when given, is
+    stored in the same statement as the outbound message of that reply (kind ``reply``).
+    Returns the new inbound message's id, or None when the sender is over the limit (nothing
+    stored). The count stops at ``limit`` rows: a flood costs no more to count than a normal
+    sender.
     """
     params = {
         "p_contact_id": contact_id,
@@ -172,7 +195,10 @@ def store_inbound(
         "p_limit": limit,
     }
     conn = session if isinstance(session, sa.Connection) else session.connection()
-    return conn.execute(_STORE, params).scalar()
+    if reply_out is None:
+        return conn.execute(_STORE, params).scalar()
+    rows = conn.execute(_STORE_WITH_REPLY, {**params, "p_reply_out": reply_out}).all()
+    return next((row.id for row in rows if row.direction == "in"), None)
 
 
 def finish_inbound(

@@ -47,7 +47,7 @@ from sqlmodel import Session
 from citoyen import engine as flow_engine
 from citoyen.db import read_then_write
 from citoyen.engine.types import State
-from citoyen.models import OPEN_CONVERSATION_STATUSES, Contact, Conversation, Message, UTCDateTime
+from citoyen.models import OPEN_CONVERSATION_STATUSES, Contact, Conversation, UTCDateTime
 from citoyen.services import conversations
 from citoyen.services.contacts import address_kind
 from citoyen.services.effects import CONTACT_EFFECTS, contact_values
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 
 _contacts = Contact.__table__  # type: ignore[attr-defined]
 _conversations = Conversation.__table__  # type: ignore[attr-defined]
-_messages = Message.__table__  # type: ignore[attr-defined]
 OPEN_STATUSES = OPEN_CONVERSATION_STATUSES
 
 # Built once (a statement costs more Python to build than to run): the contact, the stored reply
@@ -90,7 +89,9 @@ _READ = (
         _conversations.c.expires_at,
     )
     .select_from(_contacts.outerjoin(_conversations, _conversations.c.id == _latest_open))
-    .where(_contacts.c.address_hash.in_(sa.bindparam("p_digests", expanding=True)))
+    # Two fixed parameters (the current key's hash and the previous key's, or the current one
+    # twice): an expanding IN list would be rendered into new SQL text at every execution.
+    .where(_contacts.c.address_hash.in_([sa.bindparam("p_digest"), sa.bindparam("p_old_digest")]))
     .limit(2)
 )
 # Only when the conversation is still as it was read: same status and same ``updated_at``.
@@ -153,15 +154,6 @@ _NEW_CONTACT = (
     )
     .returning(_contacts.c.id)
 )
-_REPLY_OUT = sa.insert(_messages).values(
-    contact_id=sa.bindparam("p_contact_id"),
-    conversation_id=sa.bindparam("p_conversation_id"),
-    channel=sa.bindparam("p_channel"),
-    direction="out",
-    kind="reply",
-    reply=sa.bindparam("p_reply", type_=_messages.c.reply.type),
-    created_at=sa.bindparam("p_now", type_=UTCDateTime),
-)
 
 
 class _Changed(Exception):
@@ -194,12 +186,15 @@ def try_step(
     caller runs the locking path). A provider retry gets its stored reply here."""
     canonical = normalise_address(inbound.address)
     digests = service.vault.hashes(canonical)
+    if len(digests) > 2:
+        return None  # more than one retired hash key: the locking path looks the contact up
     try:
         with read_then_write(service.engine) as (conn, writing):
             rows = conn.execute(
                 _READ,
                 {
-                    "p_digests": digests,
+                    "p_digest": digests[0],
+                    "p_old_digest": digests[-1],
                     "p_channel": inbound.channel,
                     "p_provider_id": inbound.provider_id,
                 },
@@ -359,20 +354,16 @@ def _write(
             raise _Changed  # the conversation moved on meanwhile
     stored = step.reply.to_dict()
     message_id = service.store_message(
-        conn, contact_id, inbound, now, reply=stored, conversation_id=conversation_id
+        conn,
+        contact_id,
+        inbound,
+        now,
+        reply=stored,
+        conversation_id=conversation_id,
+        reply_out={"prompts": stored["prompts"], "language": step.reply.language},
     )
     if message_id is None:
         raise _Changed  # over the limit: counted and logged by the locking path
-    conn.execute(
-        _REPLY_OUT,
-        {
-            "p_contact_id": contact_id,
-            "p_conversation_id": conversation_id,
-            "p_channel": inbound.channel,
-            "p_reply": {"prompts": stored["prompts"], "language": step.reply.language},
-            "p_now": now,
-        },
-    )
     if on_reply is not None:
         # The channel's own rows (queued replies, recordings) in this transaction, through the
         # ORM: a session joined to this connection, flushed before it commits.
