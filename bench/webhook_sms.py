@@ -186,7 +186,7 @@ def _messages(path: str, client: int, sender_base: int) -> Iterator[Request]:
     n = 0
     while True:
         sender = f"+2237{sender_base + client * 100_000 + n:07d}"
-        for text in CONVERSATION:
+        for i, text in enumerate(CONVERSATION):
             params = {
                 "MessageSid": "SM" + uuid.uuid4().hex,
                 "AccountSid": "AC" + "0" * 32,
@@ -195,7 +195,7 @@ def _messages(path: str, client: int, sender_base: int) -> Iterator[Request]:
                 "Body": text,
             }
             yield (
-                "sms",
+                "report" if i == len(CONVERSATION) - 1 else "sms",
                 path,
                 urllib.parse.urlencode(params),
                 validator.compute_signature(url, params),
@@ -290,9 +290,14 @@ def run_load(
     q = statistics.quantiles(latencies, n=100)
     server = sorted(s[2] for s in samples if s[2] is not None)
     qs = statistics.quantiles(server, n=100) if len(server) > 1 else [float("nan")] * 99
+    # The message that completes a report (one in ten) does the most work: its own tail.
+    report = sorted(s[2] for s in samples if s[0] == "report" and s[2] is not None)
+    other = sorted(s[2] for s in samples if s[0] != "report" and s[2] is not None)
     return {
         "server_p50_ms": qs[49],
         "server_p99_ms": qs[98],
+        "server_p99_report_ms": _p99(report),
+        "server_p99_other_ms": _p99(other),
         "requests": len(latencies),
         "errors": errors,
         "rps": len(latencies) / elapsed,
@@ -300,6 +305,10 @@ def run_load(
         "p99_ms": q[98] * 1000,
         "samples": samples,
     }
+
+
+def _p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) > 1 else float("nan")
 
 
 def count_rows(url: str) -> tuple[int, int, int]:
@@ -338,7 +347,9 @@ def bench_database(kind: str, args: argparse.Namespace) -> None:
                     f"p99 {peak['p99_ms']:.1f} ms, {peak['errors']} errors of {peak['requests']}); "
                     f"at {half['rps']:.1f} req/s: p50 {half['p50_ms']:.1f} ms, "
                     f"p99 {half['p99_ms']:.1f} ms ({half['errors']} errors); in the app: "
-                    f"p50 {half['server_p50_ms']:.1f} ms, p99 {half['server_p99_ms']:.1f} ms"
+                    f"p50 {half['server_p50_ms']:.1f} ms, p99 {half['server_p99_ms']:.1f} ms "
+                    f"(messages completing a report: p99 {half['server_p99_report_ms']:.1f} ms, "
+                    f"the others: {half['server_p99_other_ms']:.1f} ms)"
                 )
             ratio = results["webhook"]["max"]["rps"] / results["baseline"]["max"]["rps"]
             print(f"ratio webhook/baseline: {ratio:.2f} (target >= 0.5)")

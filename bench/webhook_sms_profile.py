@@ -98,7 +98,12 @@ def run(kind: str, url: str, instance: Path, args: argparse.Namespace) -> None:
     elapsed = cpu = 0.0
     n = 0
     for r in range(args.rounds):
-        base = post(_requests(size, 7_000_000 + r * size, "/bench/baseline"), "/bench/baseline")
+        base = float("nan")
+        if args.only != "webhook":
+            base = post(_requests(size, 7_000_000 + r * size, "/bench/baseline"), "/bench/baseline")
+        if args.only == "baseline":
+            rounds.append((base / size, float("nan")))
+            continue
         batch = _requests(size, r * size)
         sa.event.listen(runtime.engine, "before_cursor_execute", count)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -113,6 +118,10 @@ def run(kind: str, url: str, instance: Path, args: argparse.Namespace) -> None:
         cpu += spent
         n += size
         rounds.append((base / size, spent / size))
+    if args.only == "baseline":
+        print(f"{kind}: baseline route only, {min(b for b, _ in rounds) * 1000:.2f} ms CPU/request")
+        runtime.engine.dispose()
+        return
     with runtime.engine.connect() as conn:
         reports = conn.execute(sa.text("SELECT count(*) FROM reports")).scalar_one()
     total = sum(statements.values())
@@ -150,6 +159,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument(
         "--rounds", type=int, default=5, help="baseline/webhook batches, alternated"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["baseline", "webhook"],
+        help="send to one route only (to count instructions under valgrind, bench/README.md)",
     )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)

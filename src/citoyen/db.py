@@ -56,7 +56,11 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     options = conn.get_execution_options()
     if options.get("citoyen_read", False):
         return  # read_connection: each statement is its own transaction
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("citoyen_write", False) else "BEGIN")
+    # Straight to the driver: through SQLAlchemy's execute this cost as much Python as the
+    # statements of a short write transaction (and BEGIN has no parameters or rows).
+    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+        "BEGIN IMMEDIATE" if options.get("citoyen_write", False) else "BEGIN"
+    )
 
 
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
@@ -158,17 +162,18 @@ def read_then_write(
     transaction that may follow it, committed when the ``writing()`` block ends (rolled back if
     it raises), on as few connections as the database allows.
 
-    On PostgreSQL both are one connection: the read runs in the transaction the write then
-    continues (READ COMMITTED lets each statement see what was committed before it, as an
-    autocommit read would). That is one pool checkout, with its pre-ping round trip, instead of
-    two, and no switch to autocommit and back. On SQLite the read is a :func:`read_connection`
-    and writing a :func:`write_connection`: a read inside ``BEGIN IMMEDIATE`` would hold the
-    database's one write lock while the caller computes, and a deferred ``BEGIN`` cannot turn
-    into a write once another writer has committed.
+    Both are one connection (one pool checkout). On PostgreSQL the read runs in the transaction
+    the write then continues (READ COMMITTED lets each statement see what was committed before
+    it, as an autocommit read would): one pre-ping round trip instead of two, and no switch to
+    autocommit and back. On SQLite the read runs as :func:`read_connection` does, each statement
+    on its own, and ``writing()`` then sends ``BEGIN IMMEDIATE`` behind the writer gate: a read
+    inside ``BEGIN IMMEDIATE`` would hold the database's one write lock while the caller
+    computes, and a deferred ``BEGIN`` cannot turn into a write once another writer has
+    committed.
     """
     if engine.dialect.name == "sqlite":
         with read_connection(engine) as conn:
-            yield conn, partial(write_connection, engine)
+            yield conn, partial(_sqlite_writing, engine, conn)
         return
     with engine.connect() as conn:
         yield conn, partial(_committed, conn)
@@ -176,6 +181,16 @@ def read_then_write(
             # Left without writing: end the read with COMMIT, not with the ROLLBACK the pool
             # would send, on which psycopg drops every statement it prepared on the connection.
             conn.commit()
+
+
+@contextmanager
+def _sqlite_writing(engine: Engine, conn: sa.Connection) -> Iterator[sa.Connection]:
+    """:func:`write_connection` on the reading connection ``conn`` (no second checkout)."""
+    if conn.in_transaction():
+        conn.commit()  # the reads' autobegun transaction sent no BEGIN: nothing to end
+    conn.execution_options(citoyen_read=False, citoyen_write=True)  # this connection only
+    with writer_gate(engine), conn.begin():
+        yield conn
 
 
 @contextmanager
