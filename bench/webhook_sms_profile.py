@@ -3,8 +3,8 @@
 What ``bench/webhook_sms.py`` measures under gunicorn, without the HTTP server and the load
 generator: the Flask test client posts signed ``/twilio/sms`` requests, each sender walking the
 same report conversation (so one message in ten completes a report), and every statement the
-database is sent is counted (``before_cursor_execute``; BEGIN/COMMIT of SQLite are counted too,
-they are round trips). CPU time is this process's (on PostgreSQL the server's is not in it): on a
+database is sent is counted (``before_cursor_execute``; transaction control is not: SQLite's
+BEGIN goes to the driver directly, and COMMITs are driver calls on both). CPU time is this process's (on PostgreSQL the server's is not in it): on a
 busy machine it is steadier than the wall time. ``--profile`` adds a cProfile of the measured messages (sorted by
 cumulative time)::
 
