@@ -39,7 +39,8 @@ HERE = Path(__file__).resolve().parent
 def instructions(route: str, messages: int, src: str | None, out_dir: Path) -> int:
     """Instructions executed by one in-process run sending ``messages`` to ``route``."""
     out = out_dir / f"callgrind.{route}.{messages}.out"
-    env = dict(os.environ)
+    # A fixed hash seed: string hashing, hence dict and set layouts, the same in every run.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     subprocess.run(
