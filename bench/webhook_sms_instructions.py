@@ -2,8 +2,9 @@
 
 On a shared virtual machine the CPU time of the same run moves by 30 % from one minute to the
 next (the host lends the cores to others), which hides a change of a few percent. ``valgrind
---tool=callgrind`` counts the instructions the process executes instead: the same for the same
-code and inputs, whatever else the machine does. This runs ``webhook_sms_profile.py`` (in process:
+--tool=callgrind`` counts the instructions the process executes instead: within about 1 % from
+one run to the next for the same code and inputs, whatever else the machine does (the hash seed
+is fixed, so string hashing lays dicts and sets out the same way each time). This runs ``webhook_sms_profile.py`` (in process:
 Flask test client, the real app and the baseline route) under callgrind, once with ``--small``
 and once with ``--large`` messages for each route; the difference divided by the difference in
 messages is the cost of one message, without the start-up. The ratio of the two is the
