@@ -155,6 +155,25 @@ def test_the_last_message_of_a_report_delivered_twice_at_once_makes_one_report(s
     assert count(runtime, Message, Message.provider_id == "SM-last") == 1
 
 
+def test_the_step_that_makes_a_report_stores_its_reply_after_its_message(settings) -> None:  # type: ignore[no-untyped-def]
+    """The locking path (a report is created) stores the reply with the inbound message and its
+    outbound row after it, as the unlocked path does."""
+    runtime = Runtime(settings)  # the default limit: a whole report fits
+    ensure_ready(runtime)
+    for i, value in enumerate(REPORT):
+        reply = send(runtime, value, f"SM{i}")
+    assert reply.params.get("reference") and count(runtime, Report) == 1
+    with Session(runtime.engine) as s:
+        last_in, last_out = s.exec(select(Message).order_by(Message.id.desc()).limit(2)).all()[::-1]
+    assert (last_in.direction, last_in.provider_id) == ("in", f"SM{len(REPORT) - 1}")
+    assert (last_out.direction, last_out.kind, last_out.body) == ("out", "reply", None)
+    assert last_out.conversation_id == last_in.conversation_id is not None
+    assert last_out.contact_id == last_in.contact_id
+    assert last_out.channel == last_in.channel and last_out.created_at == last_in.created_at
+    assert last_out.reply == {"prompts": last_in.reply["prompts"], "language": "fr"}
+    assert count(runtime, Message, Message.direction == "out") == len(REPORT)
+
+
 def test_the_reply_is_stored_with_the_inbound_message(runtime: Runtime) -> None:
     reply = send(runtime, "Bonjour", "SM1")
     with Session(runtime.engine) as s:

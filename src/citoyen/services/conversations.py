@@ -440,17 +440,12 @@ class ConversationService:
         self._save_state(conversation, result.state, flow, now)
         conversation.menu = self._menu(result.prompts, language, params)
         stored = reply.to_dict()
-        finish_inbound(session, message_id, conversation.id, stored)
-        session.add(
-            Message(
-                contact_id=contact.id,
-                conversation_id=conversation.id,
-                channel=inbound.channel,
-                direction="out",
-                kind="reply",
-                reply={"prompts": stored["prompts"], "language": language},
-                created_at=now,
-            )
+        finish_inbound(
+            session,
+            message_id,
+            conversation.id,
+            stored,
+            reply_out={"prompts": stored["prompts"], "language": language},
         )
         if on_reply is not None:
             on_reply(session, reply, contact.id)

@@ -115,6 +115,20 @@ _STORE_WITH_REPLY = (
     )
     .returning(_messages.c.id, _messages.c.direction)
 )
+# The outbound row of a reply: its contact, conversation, channel and time are the inbound
+# message's (already updated by _FINISH in the same transaction).
+_REPLY_OUT = sa.insert(_messages).from_select(
+    ["contact_id", "conversation_id", "channel", "direction", "kind", "reply", "created_at"],
+    sa.select(
+        _messages.c.contact_id,
+        _messages.c.conversation_id,
+        _messages.c.channel,
+        sa.literal("out", sa.String),
+        sa.literal("reply", sa.String),
+        sa.bindparam("p_reply_out", type_=sa.JSON(none_as_null=True)),
+        _messages.c.created_at,
+    ).where(_messages.c.id == sa.bindparam("p_message_id")),
+)
 _FINISH = (
     sa.update(_messages)
     .where(_messages.c.id == sa.bindparam("p_message_id"))
@@ -202,10 +216,18 @@ def store_inbound(
 
 
 def finish_inbound(
-    session: Session, message_id: int, conversation_id: int | None, reply: dict[str, Any]
+    session: Session,
+    message_id: int,
+    conversation_id: int | None,
+    reply: dict[str, Any],
+    reply_out: dict[str, Any],
 ) -> None:
-    """Store the reply (and the conversation) with the inbound message: a retry gets it back."""
-    session.connection().execute(
+    """Store the reply (and the conversation) with the inbound message, so that a retry gets it
+    back, and ``reply_out`` as the reply's outbound message, for the transcript: two Core
+    statements (an ORM object for the outbound row cost more than its INSERT)."""
+    conn = session.connection()
+    conn.execute(
         _FINISH,
         {"p_message_id": message_id, "p_conversation_id": conversation_id, "p_reply": reply},
     )
+    conn.execute(_REPLY_OUT, {"p_message_id": message_id, "p_reply_out": reply_out})
