@@ -7,9 +7,12 @@ one run to the next for the same code and inputs, whatever else the machine does
 is fixed, so string hashing lays dicts and sets out the same way each time). This runs ``webhook_sms_profile.py`` (in process:
 Flask test client, the real app and the baseline route) under callgrind, once with ``--small``
 and once with ``--large`` messages for each route; the difference divided by the difference in
-messages is the cost of one message, without the start-up. The ratio of the two is the
-server-side share of the throughput target (>= 0.5x the baseline): the webhook and the baseline
-do the same HTTP parsing in gunicorn, which is not counted here.
+messages is the cost of one message, without the start-up. The ratio of the two says how a change
+moves the server-side share of the throughput target (>= 0.5x the baseline), not whether the
+target is met: only user-space instructions are counted, not the kernel's time (the webhook
+writes more to SQLite and makes more system calls) nor memory stalls, so it reads higher than
+the ratio of CPU times (``webhook_sms_profile.py``), and gunicorn's HTTP parsing, the same for
+both routes, is not in it.
 
 SQLite only: on PostgreSQL the server's own work runs in another process and would not be
 counted. ``--src`` points at another checkout's ``src`` (say, a worktree of the commit before a
