@@ -93,14 +93,15 @@ _STORE = (
     .from_select(list(_STORE_VALUES), sa.select(*_STORE_VALUES.values()).where(_UNDER_LIMIT))
     .returning(_messages.c.id)
 )
+# What marks the outbound row of a reply (kept for the transcript), in both statements below.
+_REPLY_KIND = {"direction": sa.literal("out", sa.String), "kind": sa.literal("reply", sa.String)}
 # The same, with the outbound message of a reply known beforehand in the same statement: both
 # rows or neither (the limit is checked on the table as it was before the statement), the
 # inbound one first.
 _REPLY_VALUES = {
     **_STORE_VALUES,
-    "direction": sa.literal("out", sa.String),
+    **_REPLY_KIND,
     "provider_id": sa.cast(sa.null(), sa.String),
-    "kind": sa.literal("reply", sa.String),
     "body": sa.cast(sa.null(), sa.Text),
     "reply": sa.bindparam("p_reply_out", type_=sa.JSON(none_as_null=True)),
 }
@@ -118,13 +119,12 @@ _STORE_WITH_REPLY = (
 # The outbound row of a reply: its contact, conversation, channel and time are the inbound
 # message's (already updated by _FINISH in the same transaction).
 _REPLY_OUT = sa.insert(_messages).from_select(
-    ["contact_id", "conversation_id", "channel", "direction", "kind", "reply", "created_at"],
+    ["contact_id", "conversation_id", "channel", *_REPLY_KIND, "reply", "created_at"],
     sa.select(
         _messages.c.contact_id,
         _messages.c.conversation_id,
         _messages.c.channel,
-        sa.literal("out", sa.String),
-        sa.literal("reply", sa.String),
+        *_REPLY_KIND.values(),
         sa.bindparam("p_reply_out", type_=sa.JSON(none_as_null=True)),
         _messages.c.created_at,
     ).where(_messages.c.id == sa.bindparam("p_message_id")),
