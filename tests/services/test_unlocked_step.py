@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,10 +17,19 @@ from sqlmodel import Session, select
 from citoyen import engine as flow_engine
 from citoyen.db import write_session
 from citoyen.engine.types import Effect, Input
-from citoyen.models import Contact, Conversation, Message
+from citoyen.models import (
+    Contact,
+    Conversation,
+    InboundThrottle,
+    Message,
+    Outbox,
+    QueueEntry,
+    Report,
+    ReportEvent,
+)
 from citoyen.runtime import Runtime
 from citoyen.services import unlocked_step
-from citoyen.services.conversations import ConversationService, Inbound
+from citoyen.services.conversations import ConversationService, Inbound, InboundLimit
 from citoyen.services.effects import CONTACT_EFFECTS, apply, contact_values
 from citoyen.services.setup import ensure_ready
 
@@ -114,10 +124,19 @@ def test_a_conversation_moved_on_meanwhile_gets_the_message_on_its_new_state(
     assert got.state["answers"] == expected.state["answers"]
 
 
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        pytest.param(["Bonjour"], id="step-sets-the-language"),
+        # A step that sets nothing on the contact, seen a moment ago: its row is not written.
+        pytest.param(["Bonjour", "1"], id="step-sets-nothing"),
+    ],
+)
 def test_a_contact_blocked_meanwhile_is_not_stepped(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, earlier: list[str]
 ) -> None:
-    send(runtime, "Bonjour", "SM1")
+    for i, text in enumerate(earlier):
+        send(runtime, text, f"SM-{i}")
     before = conversation_of(runtime)
 
     def block() -> None:
@@ -235,3 +254,121 @@ def test_two_first_messages_of_a_new_sender_make_one_contact(
     assert len(contacts) == 2 and len(mine) == 1
     assert len([c for c in conversations if c.contact_id == mine[0].id]) == 1
     assert sorted(inbound) == ["SM0", "SM1", "SM2"]
+
+
+# A whole report by SMS (French): the tenth message confirms it and makes the report.
+DESCRIPTION = "Des hommes armés ont volé des motos près du marché hier soir"
+REPORT = ["SIGNALER", "1", "2", "1", "1", "1", "2", DESCRIPTION, "1", "1"]
+
+
+def _report_rows(rt: Runtime, address_index: int) -> dict[str, Any]:
+    """What the report of the ``address_index``-th contact left in the database, without ids,
+    references and times (which differ between two contacts by construction)."""
+    with Session(rt.engine) as s:
+        contact = s.exec(select(Contact).order_by(Contact.id)).all()[address_index]
+        (report,) = s.exec(select(Report).where(Report.contact_id == contact.id)).all()
+        conversation = s.get(Conversation, report.conversation_id)
+        entries = s.exec(select(QueueEntry).where(QueueEntry.report_id == report.id)).all()
+        events = s.exec(select(ReportEvent).where(ReportEvent.report_id == report.id)).all()
+        outbox = s.exec(select(Outbox.kind).where(Outbox.contact_id == contact.id)).all()
+        messages = s.exec(
+            select(Message.direction, Message.kind)
+            .where(Message.contact_id == contact.id)
+            .order_by(Message.id)
+        ).all()
+        skip = {"id", "reference", "contact_id", "conversation_id", "created_at", "updated_at"}
+        return {
+            "report": {k: v for k, v in report.model_dump().items() if k not in skip},
+            "contact_area": contact.area_id,
+            "conversation": (conversation.node, conversation.status, conversation.menu),
+            "answers": conversation.state["answers"],
+            "entries": sorted(
+                (e.stakeholder_id, e.via, e.status, e.chain, e.escalation_level, e.rule_line)
+                for e in entries
+            ),
+            "events": sorted((e.kind, e.stakeholder_id or 0) for e in events),
+            "outbox": sorted(outbox),
+            "messages": messages,
+        }
+
+
+def test_a_report_step_is_written_unlocked_as_the_locking_path_writes_it(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The expected outcome: the same conversation with every step on the locking path.
+    with monkeypatch.context() as m:
+        m.setattr(unlocked_step, "try_step", lambda *_args: None)
+        for i, text in enumerate(REPORT):
+            locked = send(runtime, text, f"SMx{i}", address=OTHER)
+    for i, text in enumerate(REPORT[:-1]):
+        send(runtime, text, f"SM{i}")
+
+    def no_lock(*_args: Any) -> Any:
+        raise AssertionError("the report step went to the locking path")
+
+    monkeypatch.setattr(ConversationService, "_handle", no_lock)
+    reply = send(runtime, REPORT[-1], "SM9")
+    expected, got = _report_rows(runtime, 0), _report_rows(runtime, 1)
+    assert got == expected
+    assert got["entries"] and got["contact_area"] is not None
+    with Session(runtime.engine) as s:
+        report = s.exec(select(Report).order_by(Report.id.desc())).first()
+        stored = s.exec(select(Message.reply).where(Message.provider_id == "SM9")).one()
+    assert reply.params["reference"] == report.reference
+    assert stored["params"]["reference"] == report.reference
+    assert reply.prompts == locked.prompts and reply.status == locked.status
+    assert {k: v for k, v in reply.params.items() if k != "reference"} == {
+        k: v for k, v in locked.params.items() if k != "reference"
+    }
+
+
+def test_a_report_step_raced_by_the_same_answer_makes_one_report(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i, text in enumerate(REPORT[:-1]):
+        send(runtime, text, f"SM{i}")
+    # While the confirmation is being stepped, a second confirmation of the same sender is
+    # handled completely: the first is then redone on the closed conversation.
+    ran = during_next_step(monkeypatch, lambda: send(runtime, REPORT[-1], "SM-again"))
+    send(runtime, REPORT[-1], "SM9")
+    assert ran
+    with Session(runtime.engine) as s:
+        assert len(s.exec(select(Report)).all()) == 1
+        inbound = s.exec(select(Message.provider_id).where(Message.direction == "in")).all()
+    assert sorted(inbound) == sorted([f"SM{i}" for i in range(10)] + ["SM-again"])
+
+
+def test_a_report_step_over_the_sender_limit_leaves_no_report(runtime: Runtime) -> None:
+    runtime.conversations.limit = InboundLimit(messages=len(REPORT) - 1)
+    for i, text in enumerate(REPORT[:-1]):
+        send(runtime, text, f"SM{i}")
+    before = conversation_of(runtime)
+    reply = send(runtime, REPORT[-1], "SM9")
+    assert reply.status == "throttled"
+    with Session(runtime.engine) as s:
+        assert s.exec(select(Report)).all() == []
+        assert s.exec(select(QueueEntry)).all() == []
+        assert s.exec(select(Outbox)).all() == []
+        assert len(s.exec(select(InboundThrottle)).all()) == 1
+    after = conversation_of(runtime)
+    assert (after.node, after.status, after.updated_at) == (
+        before.node,
+        before.status,
+        before.updated_at,
+    )
+
+
+def test_last_seen_is_kept_to_the_minute(runtime: Runtime) -> None:
+    start = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+    def at(seconds: int, text: str, pid: str) -> datetime:
+        runtime.conversations.handle(
+            Inbound("sms", NUMBER, Input("text", text), pid), now=start + timedelta(seconds=seconds)
+        )
+        with Session(runtime.engine) as s:
+            return s.exec(select(Contact.last_seen_at)).one()
+
+    assert at(0, "Bonjour", "SM1") == start
+    assert at(20, "1", "SM2") == start + timedelta(seconds=20)  # sets the language
+    assert at(50, "1", "SM3") == start + timedelta(seconds=20)  # sets nothing, 30 s later
+    assert at(90, "1", "SM4") == start + timedelta(seconds=90)  # a minute after: written

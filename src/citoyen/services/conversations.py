@@ -33,6 +33,7 @@ from citoyen.models import (
     Conversation,
     InboundThrottle,
     Message,
+    is_open,
 )
 from citoyen.services import effects as effect_handlers
 from citoyen.services import unlocked_step
@@ -54,7 +55,7 @@ _OPEN_CONVERSATION = (
     select(Conversation)
     .where(
         Conversation.contact_id == bindparam("p_contact_id"),
-        col(Conversation.status).in_(OPEN_STATUSES),
+        is_open(col(Conversation.status)),
     )
     .order_by(col(Conversation.id).desc())
     .limit(1)

@@ -150,6 +150,18 @@ def contact_values(effect: Effect) -> dict[str, Any]:
     raise ValueError(f"{effect.kind!r} is not a contact effect")
 
 
+# Effects that read or write rows other than the contact's: reports, survey answers, lookups.
+ROW_EFFECTS = frozenset({"create_report", "save_answers", "lookup_report"})
+
+
+def report_place(session: Session, effect: Effect) -> int | None:
+    """The area a ``create_report`` effect gives its contact (the report's place, when it is a
+    known area); None when the effect leaves the contact's area as it was."""
+    if effect.kind != "create_report" or not isinstance(effect.data.get("place"), str):
+        return None
+    return _area_id(session, effect.data["place"])
+
+
 def apply(
     session: Session,
     effects: Sequence[Effect],
@@ -183,8 +195,9 @@ def apply(
                 now=now,
             )
             params["reference"] = report.reference
-            if isinstance(data.get("place"), str):
-                contact.area_id = report.area_id or contact.area_id
+            place = report_place(session, effect)
+            if place is not None:
+                contact.area_id = place
         elif effect.kind == "save_answers":
             area_id = contact.area_id
             answers = data.get("answers") or {}

@@ -1,13 +1,11 @@
-"""The common conversation step, computed before any lock is taken and written only if nothing
+"""The conversation step, computed before any lock is taken and written only if nothing
 changed meanwhile.
 
-Most inbound messages continue an open conversation, or start one for a contact already known,
-with a step that changes nothing but the conversation and, at most, a few columns of the contact
-(language, consent, opt-out). Under the locking path (:meth:`ConversationService._handle`) such a
-step held the contact's row lock (on SQLite: the database's single write lock) while the engine
-stepped, the reply was built and ORM objects were flushed: some 3 ms per message during which no
-other writer could go on, which capped the SQLite webhook near 350 messages a second whatever
-the number of cores.
+Nearly every inbound message continues an open conversation, or starts one for a contact. Under
+the locking path (:meth:`ConversationService._handle`) such a step held the contact's row lock
+(on SQLite: the database's single write lock) while the engine stepped, the reply was built and
+ORM objects were flushed: some 3 ms per message during which no other writer could go on, which
+capped the SQLite webhook near 350 messages a second whatever the number of cores.
 
 Here the step runs in two short phases (:func:`citoyen.db.read_then_write`: on SQLite an
 autocommit read then a write transaction; on PostgreSQL one transaction on one connection, whose
@@ -18,18 +16,23 @@ read takes no lock):
    open conversation. The pure engine steps (or starts the flow the triggers choose); the reply,
    the menu and the new state are built.
 2. **Write** (the lock, then prepared statements only): set ``last_seen_at`` and the contact
-   columns the step's effects set, move the conversation on **only if it is still as read**
-   (same status and ``updated_at``: every step and every closing writes both) or open a new one
-   **only if the contact has no open one by now**, store the inbound message with its reply
-   (counted against the sender's limit as always) and keep the outbound message.
+   columns the step's effects set (skipped for a step that continues a conversation, sets no
+   column and comes within a minute of the last write: :data:`LAST_SEEN_PRECISION`), move the
+   conversation on **only if it is still as read** (same status and ``updated_at``: every step
+   and every closing writes both) **and its contact is not blocked**, or open a new one **only
+   if the contact has no open one by now**; apply the effects on other rows (a report with its
+   routing, survey answers, a lookup: :data:`~citoyen.services.effects.ROW_EFFECTS`, through
+   :func:`~citoyen.services.effects.apply` as the locking path does, then build the reply that
+   shows their values); store the inbound message with its reply (counted against the sender's
+   limit as always) and keep the outbound message.
 
 Whenever the step needs anything else, or anything differs between read and write (the
 conversation moved on or was opened by a concurrent message, the contact was blocked, the sender
-is over the limit, the flow version is not the current file or not stored yet), nothing is
-written here and the caller runs the locking path, which does everything the same way with the
-rows locked first. A concurrent copy of the same message fails on the provider id's unique
-constraint as before and is then answered from the stored reply. So the outcome is the locking
-path's; only who waits, and for how long, differs.
+is over the limit, the flow version is not the current file or not stored yet), the write is
+rolled back (a report made in it with it) and the caller runs the locking path, which does
+everything the same way with the rows locked first. A concurrent copy of the same message fails
+on the provider id's unique constraint as before and is then answered from the stored reply. So
+the outcome is the locking path's; only who waits, and for how long, differs.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +49,13 @@ from sqlmodel import Session
 
 from citoyen import engine as flow_engine
 from citoyen.db import read_then_write
-from citoyen.engine.types import State
-from citoyen.models import OPEN_CONVERSATION_STATUSES, Contact, Conversation, UTCDateTime
+from citoyen.engine import Flow
+from citoyen.engine.types import State, StepResult
+from citoyen.models import Contact, Conversation, UTCDateTime, is_open
 from citoyen.services import conversations
+from citoyen.services import effects as effect_handlers
 from citoyen.services.contacts import address_kind
-from citoyen.services.effects import CONTACT_EFFECTS, contact_values
+from citoyen.services.effects import CONTACT_EFFECTS, ROW_EFFECTS, contact_values, report_place
 from citoyen.services.inbound import stored_reply, stored_reply_column
 from citoyen.services.privacy import alias_label, normalise_address
 
@@ -61,14 +66,17 @@ log = logging.getLogger(__name__)
 
 _contacts = Contact.__table__  # type: ignore[attr-defined]
 _conversations = Conversation.__table__  # type: ignore[attr-defined]
-OPEN_STATUSES = OPEN_CONVERSATION_STATUSES
+# ``last_seen_at`` is kept to the minute: a message that continues a conversation less than a
+# minute after its contact was last seen (a caller's keypresses, a citizen answering a menu)
+# does not write the contact's row. Retention, its one reader, counts in days.
+LAST_SEEN_PRECISION = timedelta(minutes=1)
 
 # Built once (a statement costs more Python to build than to run): the contact, the stored reply
 # of this provider id and the contact's latest open conversation, in one round trip.
 _open = _conversations.alias("open_conversations")
 _latest_open = (
     sa.select(sa.func.max(_open.c.id))
-    .where(_open.c.contact_id == _contacts.c.id, _open.c.status.in_(OPEN_STATUSES))
+    .where(_open.c.contact_id == _contacts.c.id, is_open(_open.c.status))
     .correlate(_contacts)
     .scalar_subquery()
 )
@@ -78,6 +86,9 @@ _READ = (
         _contacts.c.alias,
         _contacts.c.language,
         _contacts.c.blocked,
+        _contacts.c.channel,
+        _contacts.c.area_id,
+        _contacts.c.last_seen_at,
         stored_reply_column().label("stored_reply"),
         _conversations.c.id.label("conversation_id"),
         _conversations.c.flow_id,
@@ -94,13 +105,18 @@ _READ = (
     .where(_contacts.c.address_hash.in_([sa.bindparam("p_digest"), sa.bindparam("p_old_digest")]))
     .limit(2)
 )
-# Only when the conversation is still as it was read: same status and same ``updated_at``.
+# Only when the conversation is still as it was read (same status and same ``updated_at``) and
+# its contact is not blocked (checked here when the contact's row is not written, below).
+_blocking = _contacts.alias("blocking_contacts")
 _MOVE_ON = (
     sa.update(_conversations)
     .where(
         _conversations.c.id == sa.bindparam("p_id"),
         _conversations.c.status == sa.bindparam("p_seen_status"),
         _conversations.c.updated_at == sa.bindparam("p_seen_at", type_=UTCDateTime),
+        ~sa.exists().where(
+            _blocking.c.id == _conversations.c.contact_id, _blocking.c.blocked.is_(True)
+        ),
     )
     .values(
         state=sa.bindparam("p_state", type_=_conversations.c.state.type),
@@ -134,7 +150,7 @@ _START = (
         sa.select(*_START_VALUES.values()).where(
             ~sa.exists().where(
                 _others.c.contact_id == sa.bindparam("p_contact_id", type_=sa.Integer),
-                _others.c.status.in_(OPEN_STATUSES),
+                is_open(_others.c.status),
             )
         ),
     )
@@ -144,6 +160,11 @@ _SEEN = (
     sa.update(_contacts)
     .where(_contacts.c.id == sa.bindparam("p_id"), _contacts.c.blocked.is_(False))
     .values(last_seen_at=sa.bindparam("p_now", type_=UTCDateTime))
+)
+_SET_MENU = (
+    sa.update(_conversations)
+    .where(_conversations.c.id == sa.bindparam("p_id"))
+    .values(menu=sa.bindparam("p_menu", type_=_conversations.c.menu.type))
 )
 _NEW_CONTACT = (
     sa.insert(_contacts)
@@ -165,18 +186,28 @@ class _Step:
     """A step computed from the rows as read, with everything the write needs."""
 
     new_contact: dict[str, Any] | None  # the contact's columns when it is created here
-    contact_id: int | None
-    alias: int
+    contact: SimpleNamespace  # the contact as read: what the effects are applied to
     conversation_id: int | None  # None: the step starts a conversation on ``flow``
     seen_status: str | None
     seen_at: datetime | None
+    # The contact's row need not be written: the step continues a conversation, sets none of its
+    # columns, and ``last_seen_at`` is recent enough (:data:`LAST_SEEN_PRECISION`).
+    contact_unchanged: bool
     contact_set: dict[str, Any]
     state: dict[str, Any]
-    menu: list
-    reply: Reply
-    flow_id: str
-    flow_version: str
-    node: str
+    result: StepResult
+    flow: Flow
+    language: str
+    params: dict[str, Any]
+    # Effects on other rows (a report, answers, a lookup), applied in the write transaction:
+    # the reply and the menu, which may show their values, are built after them.
+    row_effects: bool
+    reply: Reply | None  # built here unless the step has row effects
+    menu: list  # with row effects: before their values, written again if they change it
+
+    @property
+    def alias(self) -> int:
+        return self.contact.alias
 
 
 def try_step(
@@ -208,18 +239,18 @@ def try_step(
             if step is None:
                 return None
             with writing() as write:
-                _write(service, write, inbound, step, now, on_reply)
+                reply = _write(service, write, inbound, step, now, on_reply)
     except _Changed:
         return None  # raised out of the block: what was written is rolled back
     log.info(
         "%s %s: flow %s node %s -> %s",
         inbound.channel,
         alias_label(step.alias),
-        step.flow_id,
-        step.node,
-        step.reply.status,
+        step.flow.id,
+        step.result.state.node,
+        reply.status,
     )
-    return step.reply
+    return reply
 
 
 def _first_contact(
@@ -232,6 +263,9 @@ def _first_contact(
         alias=1000 + secrets.randbelow(9000),
         language=None,
         blocked=False,
+        channel=address_kind(canonical),
+        area_id=None,
+        last_seen_at=None,
         stored_reply=stored_reply(conn, inbound.channel, inbound.provider_id),
         conversation_id=None,
         status=None,
@@ -251,7 +285,8 @@ def _compute(
     if row.blocked:
         return None
     # The area map is cached per process; the session is for its periodic change check.
-    ctx = service._context(Session(bind=conn), row.language, inbound.channel)
+    session = Session(bind=conn)
+    ctx = service._context(session, row.language, inbound.channel)
     if row.conversation_id is None:
         flow = service._choose_flow(inbound, first_contact=row.id is None)
         if not service.flows.is_stored(conn, flow):
@@ -268,31 +303,53 @@ def _compute(
         inp = service._match_label(inbound.input, row.menu)
         result = flow_engine.step(flow, State.from_dict(row.state), inp, ctx)
     contact_set: dict[str, Any] = {}
+    row_effects = False
     for effect in result.effects:
-        if effect.kind not in CONTACT_EFFECTS:
-            return None  # a report, answers, a lookup: other rows, under the lock
-        contact_set.update(contact_values(effect))
+        if effect.kind in CONTACT_EFFECTS:
+            contact_set.update(contact_values(effect))
+        elif effect.kind in ROW_EFFECTS:
+            row_effects = True
+            place = report_place(session, effect)
+            if place is not None:
+                contact_set["area_id"] = place  # as :func:`effects.apply` sets it
+        else:
+            return None  # unknown here: the locking path
     params = service.reply_params(result)
     language = (
         result.state.language
         or contact_set.get("language", row.language)
         or service.bundle.settings.languages.default
     )
-    reply = conversations.Reply.of_step(result, language, params, row.conversation_id, row.alias)
+    contact = SimpleNamespace(
+        id=row.id, alias=row.alias, channel=row.channel, language=row.language, area_id=row.area_id
+    )
+    reply = None
+    if not row_effects:  # built before the write lock is taken
+        reply = conversations.Reply.of_step(
+            result, language, params, row.conversation_id, row.alias
+        )
+    menu = service._menu(result.prompts, language, params)
     return _Step(
         new_contact=getattr(row, "new_contact", None),
-        contact_id=row.id,
-        alias=row.alias,
+        contact=contact,
         conversation_id=row.conversation_id,
         seen_status=row.status,
         seen_at=row.updated_at,
+        contact_unchanged=(
+            row.conversation_id is not None
+            and not contact_set
+            and row.last_seen_at is not None
+            and now - row.last_seen_at < LAST_SEEN_PRECISION
+        ),
         contact_set=contact_set,
         state=conversations.state_values(result.state, flow, now),
-        menu=service._menu(result.prompts, language, params),
+        result=result,
+        flow=flow,
+        language=language,
+        params=params,
+        row_effects=row_effects,
         reply=reply,
-        flow_id=flow.id,
-        flow_version=flow.version,
-        node=result.state.node,
+        menu=menu,
     )
 
 
@@ -303,9 +360,10 @@ def _write(
     step: _Step,
     now: datetime,
     on_reply: OnReply | None,
-) -> None:
-    """Write ``step`` if the rows are still as read; raise :class:`_Changed` otherwise."""
-    contact_id = step.contact_id
+) -> Reply:
+    """Write ``step`` if the rows are still as read (and return its reply); raise
+    :class:`_Changed` otherwise."""
+    contact_id = step.contact.id
     if contact_id is None:
         # A concurrent first message of the same sender fails here on the address hash; the
         # caller's retry then finds its contact.
@@ -313,7 +371,9 @@ def _write(
             _NEW_CONTACT.values(**step.new_contact, **step.contact_set),
             {"p_alias": step.alias, "p_now": now},
         ).scalar_one()
-    else:
+        step.contact.id = contact_id
+    elif not step.contact_unchanged:
+        # The contact's row lock also orders this sender's messages (a conversation's, below).
         seen = _SEEN.values(**step.contact_set) if step.contact_set else _SEEN
         if conn.execute(seen, {"p_id": contact_id, "p_now": now}).rowcount != 1:
             raise _Changed  # blocked meanwhile
@@ -321,7 +381,6 @@ def _write(
         "p_node": step.state["node"],
         "p_status": step.state["status"],
         "p_state": step.state["state"],
-        "p_menu": step.menu,
         "p_now": now,
         "p_expires_at": step.state["expires_at"],
     }
@@ -331,20 +390,21 @@ def _write(
             _START,
             {
                 **values,
+                "p_menu": step.menu,
                 "p_contact_id": contact_id,
                 "p_channel": inbound.channel,
-                "p_flow_id": step.flow_id,
-                "p_flow_version": step.flow_version,
+                "p_flow_id": step.flow.id,
+                "p_flow_version": step.flow.version,
             },
         ).scalar()
         if conversation_id is None:
             raise _Changed  # a conversation was opened meanwhile: continue it under the lock
-        step.reply.conversation_id = conversation_id
     else:
         moved = conn.execute(
             _MOVE_ON,
             {
                 **values,
+                "p_menu": step.menu,
                 "p_id": conversation_id,
                 "p_seen_status": step.seen_status,
                 "p_seen_at": step.seen_at,
@@ -352,7 +412,37 @@ def _write(
         )
         if moved.rowcount != 1:
             raise _Changed  # the conversation moved on meanwhile
-    stored = step.reply.to_dict()
+    session = None
+    reply = step.reply
+    if reply is None:
+        # Effects on other rows, through the ORM as under the locking path: a session joined to
+        # this connection, flushed before it commits. Their values (a report's reference) go
+        # into the reply, and into the menu written to the conversation now.
+        session = Session(bind=conn)
+        params = dict(step.params)
+        conversation = SimpleNamespace(
+            id=conversation_id, flow_id=step.flow.id, flow_version=step.flow.version
+        )
+        params.update(
+            effect_handlers.apply(
+                session,
+                step.result.effects,
+                contact=step.contact,
+                conversation=conversation,
+                flow=step.flow,
+                channel=inbound.channel,
+                now=now,
+                render=lambda key: service.bundle.catalog.render(key, step.language, {}),
+            )
+        )
+        reply = conversations.Reply.of_step(
+            step.result, step.language, params, conversation_id, step.alias
+        )
+        menu = service._menu(step.result.prompts, step.language, params)
+        if menu != (step.menu):
+            conn.execute(_SET_MENU, {"p_id": conversation_id, "p_menu": menu})
+    reply.conversation_id = conversation_id
+    stored = reply.to_dict()
     message_id = service.store_message(
         conn,
         contact_id,
@@ -360,13 +450,14 @@ def _write(
         now,
         reply=stored,
         conversation_id=conversation_id,
-        reply_out={"prompts": stored["prompts"], "language": step.reply.language},
+        reply_out={"prompts": stored["prompts"], "language": reply.language},
     )
     if message_id is None:
         raise _Changed  # over the limit: counted and logged by the locking path
     if on_reply is not None:
-        # The channel's own rows (queued replies, recordings) in this transaction, through the
-        # ORM: a session joined to this connection, flushed before it commits.
-        with Session(bind=conn) as session:
-            on_reply(session, step.reply, contact_id)
-            session.flush()
+        # The channel's own rows (queued replies, recordings) in this transaction.
+        session = session or Session(bind=conn)
+        on_reply(session, reply, contact_id)
+    if session is not None:
+        session.flush()
+    return reply
