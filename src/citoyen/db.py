@@ -169,29 +169,34 @@ def write_connection(engine: Engine) -> Iterator[sa.Connection]:
 def read_then_write(
     engine: Engine,
 ) -> Iterator[tuple[sa.Connection, Callable[[], AbstractContextManager[sa.Connection]]]]:
-    """``(conn, writing)``: a connection for a read, and ``writing()`` for the short write
-    transaction that may follow it, committed when the ``writing()`` block ends (rolled back if
-    it raises), on as few connections as the database allows.
+    """``(conn, writing)``: one connection (one pool checkout) whose statements each run in
+    their own transaction, as :func:`read_connection`'s do, and ``writing()`` for a write
+    transaction on it, committed when the ``writing()`` block ends (rolled back if it raises).
 
-    Both are one connection (one pool checkout). On PostgreSQL the read runs in the transaction
-    the write then continues (READ COMMITTED lets each statement see what was committed before
-    it, as an autocommit read would): one pre-ping round trip instead of two, and no switch to
-    autocommit and back. On SQLite the read runs as :func:`read_connection` does, each statement
-    on its own, and ``writing()`` then sends ``BEGIN IMMEDIATE`` behind the writer gate: a read
-    inside ``BEGIN IMMEDIATE`` would hold the database's one write lock while the caller
-    computes, and a deferred ``BEGIN`` cannot turn into a write once another writer has
-    committed.
+    A statement run on ``conn`` outside ``writing()`` commits on its own: a read, or (on
+    PostgreSQL) a write that is one statement, atomic by itself, which then costs no BEGIN and
+    no COMMIT round trip. On SQLite ``writing()`` sends ``BEGIN IMMEDIATE`` behind the writer
+    gate: a read inside ``BEGIN IMMEDIATE`` would hold the database's one write lock while the
+    caller computes, and a deferred ``BEGIN`` cannot turn into a write once another writer has
+    committed. On PostgreSQL it switches the connection from autocommit to READ COMMITTED and
+    begins (each statement then sees what was committed before it, as the reads before did).
     """
-    if engine.dialect.name == "sqlite":
-        with read_connection(engine) as conn:
+    with read_connection(engine) as conn:
+        if engine.dialect.name == "sqlite":
             yield conn, partial(_sqlite_writing, engine, conn)
-        return
-    with engine.connect() as conn:
-        yield conn, partial(_committed, conn)
-        if conn.in_transaction():
-            # Left without writing: end the read with COMMIT, not with the ROLLBACK the pool
-            # would send, on which psycopg drops every statement it prepared on the connection.
-            conn.commit()
+        else:
+            yield conn, partial(_transaction_on, conn)
+
+
+@contextmanager
+def _transaction_on(conn: sa.Connection) -> Iterator[sa.Connection]:
+    """A transaction on the autocommit connection ``conn`` (given back to the pool in autocommit:
+    SQLAlchemy restores a connection's isolation level when it is returned)."""
+    if conn.in_transaction():
+        conn.commit()  # SQLAlchemy's marker of the autocommit statements: nothing is sent
+    conn.execution_options(isolation_level=conn.default_isolation_level)
+    with conn.begin():
+        yield conn
 
 
 @contextmanager
@@ -202,17 +207,6 @@ def _sqlite_writing(engine: Engine, conn: sa.Connection) -> Iterator[sa.Connecti
     conn.execution_options(citoyen_read=False, citoyen_write=True)  # this connection only
     with writer_gate(engine), conn.begin():
         yield conn
-
-
-@contextmanager
-def _committed(conn: sa.Connection) -> Iterator[sa.Connection]:
-    """``conn``'s transaction (begun by the read before), committed at the end of the block."""
-    try:
-        yield conn
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
 
 
 class WriterGate:

@@ -358,7 +358,7 @@ def test_a_report_step_over_the_sender_limit_leaves_no_report(runtime: Runtime) 
     )
 
 
-def test_last_seen_is_kept_to_the_minute(runtime: Runtime) -> None:
+def test_last_seen_is_kept_to_the_minute_on_sqlite(runtime: Runtime) -> None:
     start = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
     def at(seconds: int, text: str, pid: str) -> datetime:
@@ -370,5 +370,24 @@ def test_last_seen_is_kept_to_the_minute(runtime: Runtime) -> None:
 
     assert at(0, "Bonjour", "SM1") == start
     assert at(20, "1", "SM2") == start + timedelta(seconds=20)  # sets the language
-    assert at(50, "1", "SM3") == start + timedelta(seconds=20)  # sets nothing, 30 s later
+    # Sets nothing, 30 s later: on SQLite the contact's row is not written; on PostgreSQL it is
+    # (its lock orders the sender's messages), in the same statement as the rest.
+    kept = 20 if runtime.engine.dialect.name == "sqlite" else 50
+    assert at(50, "1", "SM3") == start + timedelta(seconds=kept)
     assert at(90, "1", "SM4") == start + timedelta(seconds=90)  # a minute after: written
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["unlocked", "locking-path"])
+def test_steps_stamped_with_the_same_time_still_move_updated_at_forward(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, locked: bool
+) -> None:
+    """The unlocked write checks ``updated_at`` is still the one it read: a step that left it
+    as it was (same clock reading) would let a concurrent step computed on the old state in."""
+    if locked:
+        monkeypatch.setattr(unlocked_step, "try_step", lambda *_args: None)
+    t0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    stamps = []
+    for i, text in enumerate(["SIGNALER", "1", "2"]):
+        runtime.conversations.handle(Inbound("sms", NUMBER, Input("text", text), f"SM{i}"), now=t0)
+        stamps.append(conversation_of(runtime).updated_at)
+    assert stamps == [t0, t0 + timedelta(microseconds=1), t0 + timedelta(microseconds=2)]

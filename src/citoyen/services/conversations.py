@@ -40,7 +40,13 @@ from citoyen.services import unlocked_step
 from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
 from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
-from citoyen.services.inbound import claim_contact, finish_inbound, store_inbound, stored_reply
+from citoyen.services.inbound import (
+    claim_contact,
+    finish_inbound,
+    store_inbound,
+    store_params,
+    stored_reply,
+)
 from citoyen.services.privacy import Vault, alias_label, normalise_address
 
 log = logging.getLogger(__name__)
@@ -168,13 +174,24 @@ def _new_conversation(
     return conversation
 
 
-def state_values(state: State, flow: Any, now: datetime) -> dict[str, Any]:
-    """A conversation's columns after a step that left it in ``state``."""
+def state_values(
+    state: State, flow: Any, now: datetime, previous: datetime | None = None
+) -> dict[str, Any]:
+    """A conversation's columns after a step that left it in ``state``.
+
+    ``previous`` is the ``updated_at`` of the conversation as the step read it (None for a
+    conversation the step starts). ``updated_at`` always moves forward, to a microsecond past
+    ``previous`` when ``now`` is not later: the unlocked step writes a conversation only if its
+    ``updated_at`` is still the one it read, and two steps stamped with the same time (a fixed
+    time in tests, two machines' clocks) must not leave it looking unchanged.
+    """
     return {
         "state": state.to_dict(),
         "node": state.node,
         "status": state.status,
-        "updated_at": now,
+        "updated_at": (
+            now if previous is None or now > previous else previous + timedelta(microseconds=1)
+        ),
         "expires_at": (
             now + timedelta(seconds=flow.expiry_seconds) if state.status in OPEN_STATUSES else None
         ),
@@ -354,18 +371,38 @@ class ConversationService:
         stored): :func:`citoyen.services.inbound.store_inbound` with this service's limit."""
         return store_inbound(
             session,
-            contact_id=contact_id,
-            channel=inbound.channel,
-            provider_id=inbound.provider_id,
-            kind=inbound.input.kind,
-            body=inbound.input.value,
-            now=now,
-            limit=self.limit.messages,
-            window=self.limit.window,
+            **self._message_values(contact_id, inbound, now),
             reply=reply,
             conversation_id=conversation_id,
             reply_out=reply_out,
         )
+
+    def message_params(
+        self,
+        contact_id: int,
+        inbound: Inbound,
+        now: datetime,
+        *,
+        reply: dict[str, Any],
+        reply_out: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The parameters with which :meth:`store_message` would store ``inbound`` and its
+        reply, for a statement that stores them along with other work."""
+        return store_params(
+            **self._message_values(contact_id, inbound, now), reply=reply, reply_out=reply_out
+        )
+
+    def _message_values(self, contact_id: int, inbound: Inbound, now: datetime) -> dict[str, Any]:
+        return {
+            "contact_id": contact_id,
+            "channel": inbound.channel,
+            "provider_id": inbound.provider_id,
+            "kind": inbound.input.kind,
+            "body": inbound.input.value,
+            "now": now,
+            "limit": self.limit.messages,
+            "window": self.limit.window,
+        }
 
     def emergency_params(self) -> dict[str, Any]:
         return dict(self.bundle.settings.emergency_numbers)
@@ -420,9 +457,12 @@ class ConversationService:
             conversation.updated_at = now
             conversation = None
         ctx = self._context(session, contact.language, inbound.channel)
+        read = conversation
         result, conversation, flow = self._step(
             session, contact, conversation, inbound, ctx, now, created
         )
+        # The updated_at this step replaces (None: the step started the conversation).
+        previous = conversation.updated_at if conversation is read else None
 
         params = self.reply_params(result)
         language = result.state.language or self._lang(contact)
@@ -438,7 +478,7 @@ class ConversationService:
             now,
             render=lambda key: self.bundle.catalog.render(key, language, {}),
         )
-        self._save_state(conversation, result.state, flow, now)
+        self._save_state(conversation, result.state, flow, now, previous)
         conversation.menu = self._menu(result.prompts, language, params)
         stored = reply.to_dict()
         finish_inbound(
@@ -613,9 +653,14 @@ class ConversationService:
         return result
 
     def _save_state(
-        self, conversation: Conversation, state: State, flow: Any, now: datetime
+        self,
+        conversation: Conversation,
+        state: State,
+        flow: Any,
+        now: datetime,
+        previous: datetime | None = None,
     ) -> None:
-        for name, value in state_values(state, flow, now).items():
+        for name, value in state_values(state, flow, now, previous).items():
             setattr(conversation, name, value)
 
     def _is_keyword(self, text: str | None, ctx: Context) -> bool:

@@ -85,12 +85,12 @@ _STORE_VALUES = {
     "reply": sa.bindparam("p_reply", type_=sa.JSON(none_as_null=True)),
     "created_at": sa.bindparam("p_now", type_=UTCDateTime),
 }
-_UNDER_LIMIT = sa.select(sa.func.count()).select_from(_RECENT).scalar_subquery() < sa.bindparam(
+UNDER_LIMIT = sa.select(sa.func.count()).select_from(_RECENT).scalar_subquery() < sa.bindparam(
     "p_limit", type_=sa.Integer
 )
 _STORE = (
     sa.insert(_messages)
-    .from_select(list(_STORE_VALUES), sa.select(*_STORE_VALUES.values()).where(_UNDER_LIMIT))
+    .from_select(list(_STORE_VALUES), sa.select(*_STORE_VALUES.values()).where(UNDER_LIMIT))
     .returning(_messages.c.id)
 )
 # What marks the outbound row of a reply (kept for the transcript), in both statements below.
@@ -110,12 +110,37 @@ _STORE_WITH_REPLY = (
     .from_select(
         list(_STORE_VALUES),
         sa.union_all(
-            sa.select(*_STORE_VALUES.values()).where(_UNDER_LIMIT),
-            sa.select(*(_REPLY_VALUES[name] for name in _STORE_VALUES)).where(_UNDER_LIMIT),
+            sa.select(*_STORE_VALUES.values()).where(UNDER_LIMIT),
+            sa.select(*(_REPLY_VALUES[name] for name in _STORE_VALUES)).where(UNDER_LIMIT),
         ),
     )
     .returning(_messages.c.id, _messages.c.direction)
 )
+
+
+def store_with_reply_after(moved: Any) -> sa.Insert:
+    """:data:`_STORE_WITH_REPLY` as a PostgreSQL statement led by ``moved``, a data-modifying
+    ``WITH`` (an UPDATE ... RETURNING the conversation's ``id``): the two messages are inserted,
+    in that conversation, only if ``moved`` returned its row, and the whole is one statement,
+    atomic without a transaction around it. ``moved`` checks the sender's limit itself
+    (:data:`UNDER_LIMIT` in its WHERE): a WITH's statements all see the tables as they were
+    before the statement, so a second check here would count the same."""
+    values = {**_STORE_VALUES, "conversation_id": moved.c.id}
+    reply = {**_REPLY_VALUES, "conversation_id": moved.c.id}
+    return (
+        sa.insert(_messages)
+        .from_select(
+            list(_STORE_VALUES),
+            sa.union_all(
+                sa.select(*values.values()).select_from(moved),
+                sa.select(*(reply[name] for name in _STORE_VALUES)).select_from(moved),
+            ),
+        )
+        .returning(_messages.c.id, _messages.c.direction)
+        .add_cte(moved)
+    )
+
+
 # The outbound row of a reply: its contact, conversation, channel and time are the inbound
 # message's (already updated by _FINISH in the same transaction).
 _REPLY_OUT = sa.insert(_messages).from_select(
@@ -171,6 +196,38 @@ def stored_reply(
     return conn.execute(_DEDUPE, {"p_channel": channel, "p_provider_id": provider_id}).scalar()
 
 
+def store_params(
+    *,
+    contact_id: int,
+    channel: str,
+    provider_id: str | None,
+    kind: str,
+    body: str | None,
+    now: datetime,
+    limit: int,
+    window: timedelta,
+    reply: dict[str, Any] | None = None,
+    conversation_id: int | None = None,
+    reply_out: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The parameters of the statements above that store an inbound message."""
+    params = {
+        "p_contact_id": contact_id,
+        "p_conversation_id": conversation_id,
+        "p_channel": channel,
+        "p_provider_id": provider_id,
+        "p_kind": kind,
+        "p_body": body,
+        "p_reply": reply,
+        "p_now": now,
+        "p_since": now - window,
+        "p_limit": limit,
+    }
+    if reply_out is not None:
+        params["p_reply_out"] = reply_out
+    return params
+
+
 def store_inbound(
     session: Session | sa.Connection,
     *,
@@ -196,22 +253,28 @@ def store_inbound(
     stored). The count stops at ``limit`` rows: a flood costs no more to count than a normal
     sender.
     """
-    params = {
-        "p_contact_id": contact_id,
-        "p_conversation_id": conversation_id,
-        "p_channel": channel,
-        "p_provider_id": provider_id,
-        "p_kind": kind,
-        "p_body": body,
-        "p_reply": reply,
-        "p_now": now,
-        "p_since": now - window,
-        "p_limit": limit,
-    }
+    params = store_params(
+        contact_id=contact_id,
+        channel=channel,
+        provider_id=provider_id,
+        kind=kind,
+        body=body,
+        now=now,
+        limit=limit,
+        window=window,
+        reply=reply,
+        conversation_id=conversation_id,
+        reply_out=reply_out,
+    )
     conn = session if isinstance(session, sa.Connection) else session.connection()
     if reply_out is None:
         return conn.execute(_STORE, params).scalar()
-    rows = conn.execute(_STORE_WITH_REPLY, {**params, "p_reply_out": reply_out}).all()
+    return inbound_id(conn.execute(_STORE_WITH_REPLY, params).all())
+
+
+def inbound_id(rows: Any) -> int | None:
+    """The inbound message's id among the rows a statement storing it with its reply returned
+    (None: nothing stored)."""
     return next((row.id for row in rows if row.direction == "in"), None)
 
 

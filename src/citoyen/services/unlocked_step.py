@@ -56,7 +56,13 @@ from citoyen.services import conversations
 from citoyen.services import effects as effect_handlers
 from citoyen.services.contacts import address_kind
 from citoyen.services.effects import CONTACT_EFFECTS, ROW_EFFECTS, contact_values, report_place
-from citoyen.services.inbound import stored_reply, stored_reply_column
+from citoyen.services.inbound import (
+    UNDER_LIMIT,
+    inbound_id,
+    store_with_reply_after,
+    stored_reply,
+    stored_reply_column,
+)
 from citoyen.services.privacy import alias_label, normalise_address
 
 if TYPE_CHECKING:  # pragma: no cover - names for types only (the modules import each other)
@@ -73,13 +79,6 @@ LAST_SEEN_PRECISION = timedelta(minutes=1)
 
 # Built once (a statement costs more Python to build than to run): the contact, the stored reply
 # of this provider id and the contact's latest open conversation, in one round trip.
-_open = _conversations.alias("open_conversations")
-_latest_open = (
-    sa.select(sa.func.max(_open.c.id))
-    .where(_open.c.contact_id == _contacts.c.id, is_open(_open.c.status))
-    .correlate(_contacts)
-    .scalar_subquery()
-)
 _READ = (
     sa.select(
         _contacts.c.id,
@@ -99,7 +98,18 @@ _READ = (
         _conversations.c.updated_at,
         _conversations.c.expires_at,
     )
-    .select_from(_contacts.outerjoin(_conversations, _conversations.c.id == _latest_open))
+    # A contact has at most one open conversation (both paths open one only when none is):
+    # joined by its contact id, through that index. (Joined on "the id of its latest open
+    # conversation", PostgreSQL read the whole conversations table into a hash at every
+    # message.) Two rows back, whatever the cause, send the message to the locking path.
+    .select_from(
+        _contacts.outerjoin(
+            _conversations,
+            sa.and_(
+                _conversations.c.contact_id == _contacts.c.id, is_open(_conversations.c.status)
+            ),
+        )
+    )
     # Two fixed parameters (the current key's hash and the previous key's, or the current one
     # twice): an expanding IN list would be rendered into new SQL text at every execution.
     .where(_contacts.c.address_hash.in_([sa.bindparam("p_digest"), sa.bindparam("p_old_digest")]))
@@ -122,11 +132,30 @@ _MOVE_ON = (
         state=sa.bindparam("p_state", type_=_conversations.c.state.type),
         node=sa.bindparam("p_node"),
         status=sa.bindparam("p_status"),
-        updated_at=sa.bindparam("p_now", type_=UTCDateTime),
+        updated_at=sa.bindparam("p_updated_at", type_=UTCDateTime),
         expires_at=sa.bindparam("p_expires_at", type_=UTCDateTime),
         menu=sa.bindparam("p_menu", type_=_conversations.c.menu.type),
     )
 )
+# PostgreSQL, a step that changes only ``last_seen_at``, the conversation and the messages: one
+# statement, atomic without a transaction around it. The conversation's UPDATE waits for the
+# contact's UPDATE (its WHERE reads it), so the contact's row is locked first, as everywhere.
+# After that wait its other reads (the limit's count) see the tables as they were when the
+# statement began; what a message that held the lock meanwhile wrote is not missed, because
+# such a message moved the conversation on too (every step moves ``updated_at`` forward:
+# :func:`~citoyen.services.conversations.state_values`), and the conversation's WHERE fails.
+_seen = (
+    sa.update(_contacts)
+    .where(_contacts.c.id == sa.bindparam("p_contact_id"), _contacts.c.blocked.is_(False))
+    .values(last_seen_at=sa.bindparam("p_now", type_=UTCDateTime))
+    .returning(_contacts.c.id)
+    .cte("seen")
+)
+_MOVE_AND_STORE = store_with_reply_after(
+    _MOVE_ON.where(UNDER_LIMIT, sa.exists(sa.select(_seen.c.id)))
+    .returning(_conversations.c.id)
+    .cte("moved")
+).add_cte(_seen)
 # A new conversation, unless the contact has an open one by now (the contact's row is locked
 # first, so a concurrent first message is seen here once it committed).
 _others = _conversations.alias("other_conversations")
@@ -191,7 +220,9 @@ class _Step:
     seen_status: str | None
     seen_at: datetime | None
     # The contact's row need not be written: the step continues a conversation, sets none of its
-    # columns, and ``last_seen_at`` is recent enough (:data:`LAST_SEEN_PRECISION`).
+    # columns, and ``last_seen_at`` is recent enough (:data:`LAST_SEEN_PRECISION`). On SQLite
+    # only, where writers go one at a time: on PostgreSQL the contact's row lock is what orders
+    # this message against one on the locking path (which counts the sender's limit under it).
     contact_unchanged: bool
     contact_set: dict[str, Any]
     state: dict[str, Any]
@@ -208,6 +239,27 @@ class _Step:
     @property
     def alias(self) -> int:
         return self.contact.alias
+
+    @property
+    def one_statement(self) -> bool:
+        """Only ``last_seen_at``, the conversation and the messages are written (see
+        :data:`_MOVE_AND_STORE`)."""
+        return not self.contact_set and self.conversation_id is not None and not self.row_effects
+
+    def conversation_params(self, now: datetime) -> dict[str, Any]:
+        """The parameters of the statements that write the conversation's new state."""
+        return {
+            "p_node": self.state["node"],
+            "p_status": self.state["status"],
+            "p_state": self.state["state"],
+            "p_now": now,
+            "p_updated_at": self.state["updated_at"],  # now, or just past the one read
+            "p_expires_at": self.state["expires_at"],
+            "p_menu": self.menu,
+            "p_id": self.conversation_id,
+            "p_seen_status": self.seen_status,
+            "p_seen_at": self.seen_at,
+        }
 
 
 def try_step(
@@ -231,15 +283,20 @@ def try_step(
                 },
             ).all()
             if len(rows) > 1:
-                return None  # during a key rotation, two contacts for one address: lock first
+                # During a key rotation two contacts for one address, or two open conversations
+                # (which nothing should make): the locking path sorts it out.
+                return None
             row = rows[0] if rows else _first_contact(service, conn, inbound, canonical)
             if row.stored_reply is not None:
                 return conversations.Reply.from_dict(row.stored_reply, duplicate=True)
             step = _compute(service, conn, inbound, row, now)
             if step is None:
                 return None
-            with writing() as write:
-                reply = _write(service, write, inbound, step, now, on_reply)
+            if step.one_statement and on_reply is None and conn.dialect.name == "postgresql":
+                reply = _move_and_store(service, conn, inbound, step, now)
+            else:
+                with writing() as write:
+                    reply = _write(service, write, inbound, step, now, on_reply)
     except _Changed:
         return None  # raised out of the block: what was written is rolled back
     log.info(
@@ -336,13 +393,14 @@ def _compute(
         seen_status=row.status,
         seen_at=row.updated_at,
         contact_unchanged=(
-            row.conversation_id is not None
+            conn.dialect.name == "sqlite"
+            and row.conversation_id is not None
             and not contact_set
             and row.last_seen_at is not None
             and now - row.last_seen_at < LAST_SEEN_PRECISION
         ),
         contact_set=contact_set,
-        state=conversations.state_values(result.state, flow, now),
+        state=conversations.state_values(result.state, flow, now, row.updated_at),
         result=result,
         flow=flow,
         language=language,
@@ -377,20 +435,13 @@ def _write(
         seen = _SEEN.values(**step.contact_set) if step.contact_set else _SEEN
         if conn.execute(seen, {"p_id": contact_id, "p_now": now}).rowcount != 1:
             raise _Changed  # blocked meanwhile
-    values = {
-        "p_node": step.state["node"],
-        "p_status": step.state["status"],
-        "p_state": step.state["state"],
-        "p_now": now,
-        "p_expires_at": step.state["expires_at"],
-    }
+    values = step.conversation_params(now)
     conversation_id = step.conversation_id
     if conversation_id is None:
         conversation_id = conn.execute(
             _START,
             {
                 **values,
-                "p_menu": step.menu,
                 "p_contact_id": contact_id,
                 "p_channel": inbound.channel,
                 "p_flow_id": step.flow.id,
@@ -400,16 +451,7 @@ def _write(
         if conversation_id is None:
             raise _Changed  # a conversation was opened meanwhile: continue it under the lock
     else:
-        moved = conn.execute(
-            _MOVE_ON,
-            {
-                **values,
-                "p_menu": step.menu,
-                "p_id": conversation_id,
-                "p_seen_status": step.seen_status,
-                "p_seen_at": step.seen_at,
-            },
-        )
+        moved = conn.execute(_MOVE_ON, values)
         if moved.rowcount != 1:
             raise _Changed  # the conversation moved on meanwhile
     session = None
@@ -460,4 +502,26 @@ def _write(
         on_reply(session, reply, contact_id)
     if session is not None:
         session.flush()
+    return reply
+
+
+def _move_and_store(
+    service: ConversationService, conn: sa.Connection, inbound: Inbound, step: _Step, now: datetime
+) -> Reply:
+    """Write ``step`` by :data:`_MOVE_AND_STORE` on the autocommit connection ``conn`` (no
+    BEGIN, no COMMIT: two round trips fewer), or raise :class:`_Changed` with nothing written
+    when the conversation moved on, the contact was blocked or the sender is over the limit."""
+    reply = step.reply
+    assert reply is not None  # built in _compute: the step has no row effects
+    stored = reply.to_dict()
+    params = service.message_params(
+        step.contact.id,
+        inbound,
+        now,
+        reply=stored,
+        reply_out={"prompts": stored["prompts"], "language": reply.language},
+    )
+    rows = conn.execute(_MOVE_AND_STORE, {**params, **step.conversation_params(now)}).all()
+    if inbound_id(rows) is None:
+        raise _Changed
     return reply
