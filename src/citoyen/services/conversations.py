@@ -371,10 +371,12 @@ class ConversationService:
         stored): :func:`citoyen.services.inbound.store_inbound` with this service's limit."""
         return store_inbound(
             session,
-            **self._message_values(contact_id, inbound, now),
-            reply=reply,
-            conversation_id=conversation_id,
-            reply_out=reply_out,
+            store_params(
+                **self._message_values(contact_id, inbound, now),
+                reply=reply,
+                conversation_id=conversation_id,
+                reply_out=reply_out,
+            ),
         )
 
     def message_params(

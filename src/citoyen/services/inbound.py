@@ -210,7 +210,8 @@ def store_params(
     conversation_id: int | None = None,
     reply_out: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The parameters of the statements above that store an inbound message."""
+    """The parameters of the statements above that store an inbound message (its sender's
+    limit is ``limit`` messages in ``window``)."""
     params = {
         "p_contact_id": contact_id,
         "p_conversation_id": conversation_id,
@@ -228,22 +229,9 @@ def store_params(
     return params
 
 
-def store_inbound(
-    session: Session | sa.Connection,
-    *,
-    contact_id: int,
-    channel: str,
-    provider_id: str | None,
-    kind: str,
-    body: str | None,
-    now: datetime,
-    limit: int,
-    window: timedelta,
-    reply: dict[str, Any] | None = None,
-    conversation_id: int | None = None,
-    reply_out: dict[str, Any] | None = None,
-) -> int | None:
-    """Insert the inbound message unless its sender already sent ``limit`` in ``window``.
+def store_inbound(session: Session | sa.Connection, params: dict[str, Any]) -> int | None:
+    """Insert the inbound message unless its sender already sent ``limit`` in ``window``
+    (``params`` from :func:`store_params`).
 
     ``reply`` and ``conversation_id`` are given when they are known before the message is
     stored (a step computed ahead, :mod:`citoyen.services.unlocked_step`); otherwise
@@ -253,21 +241,8 @@ def store_inbound(
     stored). The count stops at ``limit`` rows: a flood costs no more to count than a normal
     sender.
     """
-    params = store_params(
-        contact_id=contact_id,
-        channel=channel,
-        provider_id=provider_id,
-        kind=kind,
-        body=body,
-        now=now,
-        limit=limit,
-        window=window,
-        reply=reply,
-        conversation_id=conversation_id,
-        reply_out=reply_out,
-    )
     conn = session if isinstance(session, sa.Connection) else session.connection()
-    if reply_out is None:
+    if "p_reply_out" not in params:
         return conn.execute(_STORE, params).scalar()
     return inbound_id(conn.execute(_STORE_WITH_REPLY, params).all())
 
