@@ -60,7 +60,6 @@ from citoyen.services.inbound import (
     UNDER_LIMIT,
     inbound_id,
     store_with_reply_after,
-    stored_reply,
     stored_reply_column,
 )
 from citoyen.services.privacy import alias_label, normalise_address
@@ -98,21 +97,28 @@ _READ = (
         _conversations.c.updated_at,
         _conversations.c.expires_at,
     )
+    # From one row, so that a sender not known yet still gets one back (no contact, but the
+    # stored reply of this provider id: one statement for a first message too). Two fixed
+    # parameters for the address (the current key's hash and the previous key's, or the current
+    # one twice): an expanding IN list would be rendered into new SQL text at every execution.
     # A contact has at most one open conversation (both paths open one only when none is):
     # joined by its contact id, through that index. (Joined on "the id of its latest open
     # conversation", PostgreSQL read the whole conversations table into a hash at every
     # message.) Two rows back, whatever the cause, send the message to the locking path.
     .select_from(
-        _contacts.outerjoin(
+        sa.select(sa.literal_column("1").label("one"))
+        .subquery("one")
+        .outerjoin(
+            _contacts,
+            _contacts.c.address_hash.in_([sa.bindparam("p_digest"), sa.bindparam("p_old_digest")]),
+        )
+        .outerjoin(
             _conversations,
             sa.and_(
                 _conversations.c.contact_id == _contacts.c.id, is_open(_conversations.c.status)
             ),
         )
     )
-    # Two fixed parameters (the current key's hash and the previous key's, or the current one
-    # twice): an expanding IN list would be rendered into new SQL text at every execution.
-    .where(_contacts.c.address_hash.in_([sa.bindparam("p_digest"), sa.bindparam("p_old_digest")]))
     .limit(2)
 )
 # Only when the conversation is still as it was read (same status and same ``updated_at``) and
@@ -286,7 +292,9 @@ def try_step(
                 # During a key rotation two contacts for one address, or two open conversations
                 # (which nothing should make): the locking path sorts it out.
                 return None
-            row = rows[0] if rows else _first_contact(service, conn, inbound, canonical)
+            row = rows[0]
+            if row.id is None:
+                row = _first_contact(service, row, canonical)
             if row.stored_reply is not None:
                 return conversations.Reply.from_dict(row.stored_reply, duplicate=True)
             step = _compute(service, conn, inbound, row, now)
@@ -310,9 +318,7 @@ def try_step(
     return reply
 
 
-def _first_contact(
-    service: ConversationService, conn: sa.Connection, inbound: Inbound, canonical: str
-) -> Any:
+def _first_contact(service: ConversationService, read: Any, canonical: str) -> Any:
     """The read row of a sender not known yet: the contact to create, no conversation (and the
     reply already stored for this provider id, if a contact was erased since)."""
     return SimpleNamespace(
@@ -323,7 +329,7 @@ def _first_contact(
         channel=address_kind(canonical),
         area_id=None,
         last_seen_at=None,
-        stored_reply=stored_reply(conn, inbound.channel, inbound.provider_id),
+        stored_reply=read.stored_reply,
         conversation_id=None,
         status=None,
         updated_at=None,
