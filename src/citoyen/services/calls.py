@@ -107,7 +107,12 @@ def voice_turn(
             contact = session.get(Contact, contact_id)
             if conversation is not None and contact is not None:
                 keep_unfinished(session, runtime, conversation, contact, now)
-        link_attachments(session, reply.conversation_id)
+        if recording is not None or reply.status == "interrupted" or "reference" in reply.params:
+            # A recording kept now, or a report this step may have made (its reference is in
+            # the reply): the conversation's pending recordings join its report. At any other
+            # step there is nothing to link (the recording-status callback links those that
+            # arrive after the report), and looking would cost a query per keypress.
+            link_attachments(session, reply.conversation_id)
 
     inbound = Inbound(VOICE, address, inp, provider_id=provider_id(call_sid, n))
     return runtime.conversations.handle(inbound, now=now, on_reply=on_reply)
