@@ -29,7 +29,7 @@ from citoyen.models import (
 )
 from citoyen.runtime import Runtime
 from citoyen.services import unlocked_step
-from citoyen.services.conversations import ConversationService, Inbound, InboundLimit
+from citoyen.services.conversations import ConversationService, Inbound, InboundLimit, ReplyHook
 from citoyen.services.effects import CONTACT_EFFECTS, apply, contact_values
 from citoyen.services.setup import ensure_ready
 
@@ -391,3 +391,23 @@ def test_steps_stamped_with_the_same_time_still_move_updated_at_forward(
         runtime.conversations.handle(Inbound("sms", NUMBER, Input("text", text), f"SM{i}"), now=t0)
         stamps.append(conversation_of(runtime).updated_at)
     assert stamps == [t0, t0 + timedelta(microseconds=1), t0 + timedelta(microseconds=2)]
+
+
+def test_a_reply_hook_runs_only_for_the_replies_it_has_work_for(runtime: Runtime) -> None:
+    """A ``ReplyHook`` (the voice step's) is called for the replies it says it needs, on every
+    path, and its step is stored the same either way."""
+    calls: list[str] = []
+
+    def run(session: Session, reply: Any, contact_id: int) -> None:
+        calls.append(reply.status)
+
+    hook = ReplyHook(run, needed=lambda reply: reply.status == "completed")
+    for i, text in enumerate(REPORT):
+        runtime.conversations.handle(
+            Inbound("sms", NUMBER, Input("text", text), f"SM{i}"), on_reply=hook
+        )
+    assert calls == ["completed"]  # the last step only: it completed the report
+    with Session(runtime.engine) as s:
+        assert len(s.exec(select(Report)).all()) == 1
+        inbound = s.exec(select(Message.provider_id).where(Message.direction == "in")).all()
+    assert sorted(inbound) == sorted(f"SM{i}" for i in range(len(REPORT)))

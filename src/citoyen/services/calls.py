@@ -29,7 +29,7 @@ from citoyen.engine.schema import ActionNode, PlaceNode
 from citoyen.engine.types import Input
 from citoyen.models import Attachment, Contact, Conversation, Message, Report
 from citoyen.services import effects
-from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply
+from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply, ReplyHook
 from citoyen.services.privacy import alias_label
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,13 @@ def voice_turn(
     if n > 0 and _is_late(runtime, call_sid, n):
         return _late_input(runtime, call_sid, recording, now)
 
+    def needed(reply: Reply) -> bool:
+        # A recording to keep, a report this step may have made (its reference is in the
+        # reply: the conversation's pending recordings join it), or a conversation given up.
+        # At any other step there is nothing to do (the recording-status callback links the
+        # recordings that arrive after the report), and looking would cost a query per keypress.
+        return recording is not None or reply.status == "interrupted" or "reference" in reply.params
+
     def on_reply(session: Session, reply: Reply, contact_id: int) -> None:
         if reply.conversation_id is None:
             return
@@ -107,15 +114,10 @@ def voice_turn(
             contact = session.get(Contact, contact_id)
             if conversation is not None and contact is not None:
                 keep_unfinished(session, runtime, conversation, contact, now)
-        if recording is not None or reply.status == "interrupted" or "reference" in reply.params:
-            # A recording kept now, or a report this step may have made (its reference is in
-            # the reply): the conversation's pending recordings join its report. At any other
-            # step there is nothing to link (the recording-status callback links those that
-            # arrive after the report), and looking would cost a query per keypress.
-            link_attachments(session, reply.conversation_id)
+        link_attachments(session, reply.conversation_id)
 
     inbound = Inbound(VOICE, address, inp, provider_id=provider_id(call_sid, n))
-    return runtime.conversations.handle(inbound, now=now, on_reply=on_reply)
+    return runtime.conversations.handle(inbound, now=now, on_reply=ReplyHook(on_reply, needed))
 
 
 def _is_late(runtime: Any, call_sid: str, n: int) -> bool:

@@ -72,6 +72,25 @@ _OPEN_CONVERSATION = (
 OnReply = Callable[[Session, "Reply", int], None]
 
 
+@dataclass(frozen=True)
+class ReplyHook:
+    """An ``on_reply`` that knows which replies it has work for (``needed``): it is called for
+    those only, and a step whose reply it has none for may be written without a transaction
+    around it (PostgreSQL's one-statement step, services/unlocked_step.py). A voice step runs
+    one, which has work only when a recording came or a report may have been made."""
+
+    run: OnReply
+    needed: Callable[[Reply], bool]
+
+    def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
+        self.run(session, reply, contact_id)
+
+
+def needs_hook(on_reply: OnReply, reply: Reply) -> bool:
+    """Whether ``on_reply`` must run for ``reply``."""
+    return not isinstance(on_reply, ReplyHook) or on_reply.needed(reply)
+
+
 @dataclass
 class Inbound:
     """A neutral inbound event built by a channel adapter."""
@@ -490,7 +509,7 @@ class ConversationService:
             stored,
             reply_out={"prompts": stored["prompts"], "language": language},
         )
-        if on_reply is not None:
+        if on_reply is not None and needs_hook(on_reply, reply):
             on_reply(session, reply, contact.id)
         log.info(
             "%s %s: flow %s node %s -> %s",

@@ -300,7 +300,12 @@ def try_step(
             step = _compute(service, conn, inbound, row, now)
             if step is None:
                 return None
-            if step.one_statement and on_reply is None and conn.dialect.name == "postgresql":
+            if (
+                step.one_statement
+                and step.reply is not None  # built in _compute: no row effects
+                and conn.dialect.name == "postgresql"
+                and (on_reply is None or not conversations.needs_hook(on_reply, step.reply))
+            ):
                 reply = _move_and_store(service, conn, inbound, step, now)
             else:
                 with writing() as write:
@@ -502,7 +507,7 @@ def _write(
     )
     if message_id is None:
         raise _Changed  # over the limit: counted and logged by the locking path
-    if on_reply is not None:
+    if on_reply is not None and conversations.needs_hook(on_reply, reply):
         # The channel's own rows (queued replies, recordings) in this transaction.
         session = session or Session(bind=conn)
         on_reply(session, reply, contact_id)
