@@ -71,9 +71,9 @@ log = logging.getLogger(__name__)
 
 _contacts = Contact.__table__  # type: ignore[attr-defined]
 _conversations = Conversation.__table__  # type: ignore[attr-defined]
-# ``last_seen_at`` is kept to the minute: a message that continues a conversation less than a
-# minute after its contact was last seen (a caller's keypresses, a citizen answering a menu)
-# does not write the contact's row. Retention, its one reader, counts in days.
+# On SQLite ``last_seen_at`` is kept to the minute: a message that continues a conversation less
+# than a minute after its contact was last seen (a caller's keypresses, a citizen answering a
+# menu) does not write the contact's row. Retention, its one reader, counts in days.
 LAST_SEEN_PRECISION = timedelta(minutes=1)
 
 # Built once (a statement costs more Python to build than to run): the contact, the stored reply
