@@ -21,6 +21,7 @@ common case (a contact seen before):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -105,17 +106,27 @@ _REPLY_VALUES = {
     "body": sa.cast(sa.null(), sa.Text),
     "reply": sa.bindparam("p_reply_out", type_=sa.JSON(none_as_null=True)),
 }
-_STORE_WITH_REPLY = (
-    sa.insert(_messages)
-    .from_select(
-        list(_STORE_VALUES),
-        sa.union_all(
-            sa.select(*_STORE_VALUES.values()).where(UNDER_LIMIT),
-            sa.select(*(_REPLY_VALUES[name] for name in _STORE_VALUES)).where(UNDER_LIMIT),
-        ),
+
+
+def _with_reply(
+    values: dict[str, Any], reply: dict[str, Any], shape: Callable[[sa.Select], sa.Select]
+) -> sa.Insert:
+    """The inbound message (``values``) and its reply's outbound row (``reply``) in one INSERT,
+    the inbound one first; ``shape`` gives both SELECTs their condition or their source."""
+    return (
+        sa.insert(_messages)
+        .from_select(
+            list(_STORE_VALUES),
+            sa.union_all(
+                shape(sa.select(*(values[name] for name in _STORE_VALUES))),
+                shape(sa.select(*(reply[name] for name in _STORE_VALUES))),
+            ),
+        )
+        .returning(_messages.c.id, _messages.c.direction)
     )
-    .returning(_messages.c.id, _messages.c.direction)
-)
+
+
+_STORE_WITH_REPLY = _with_reply(_STORE_VALUES, _REPLY_VALUES, lambda s: s.where(UNDER_LIMIT))
 
 
 def store_with_reply_after(moved: Any) -> sa.Insert:
@@ -125,20 +136,11 @@ def store_with_reply_after(moved: Any) -> sa.Insert:
     atomic without a transaction around it. ``moved`` checks the sender's limit itself
     (:data:`UNDER_LIMIT` in its WHERE): a WITH's statements all see the tables as they were
     before the statement, so a second check here would count the same."""
-    values = {**_STORE_VALUES, "conversation_id": moved.c.id}
-    reply = {**_REPLY_VALUES, "conversation_id": moved.c.id}
-    return (
-        sa.insert(_messages)
-        .from_select(
-            list(_STORE_VALUES),
-            sa.union_all(
-                sa.select(*values.values()).select_from(moved),
-                sa.select(*(reply[name] for name in _STORE_VALUES)).select_from(moved),
-            ),
-        )
-        .returning(_messages.c.id, _messages.c.direction)
-        .add_cte(moved)
-    )
+    return _with_reply(
+        {**_STORE_VALUES, "conversation_id": moved.c.id},
+        {**_REPLY_VALUES, "conversation_id": moved.c.id},
+        lambda s: s.select_from(moved),
+    ).add_cte(moved)
 
 
 # The outbound row of a reply: its contact, conversation, channel and time are the inbound
