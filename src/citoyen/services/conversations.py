@@ -77,7 +77,8 @@ class ReplyHook:
     """An ``on_reply`` that knows which replies it has work for (``needed``): it is called for
     those only, and a step whose reply it has none for may be written without a transaction
     around it (PostgreSQL's one-statement step, services/unlocked_step.py). A voice step runs
-    one, which has work only when a recording came or a report may have been made."""
+    one, which has work only when a recording came, a report may have been made or the engine
+    gave the call up."""
 
     run: OnReply
     needed: Callable[[Reply], bool]
