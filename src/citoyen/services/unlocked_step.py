@@ -16,8 +16,9 @@ read takes no lock):
    open conversation. The pure engine steps (or starts the flow the triggers choose); the reply,
    the menu and the new state are built.
 2. **Write** (the lock, then prepared statements only): set ``last_seen_at`` and the contact
-   columns the step's effects set (skipped for a step that continues a conversation, sets no
-   column and comes within a minute of the last write: :data:`LAST_SEEN_PRECISION`), move the
+   columns the step's effects set (on SQLite skipped for a step that continues a conversation,
+   sets no column and comes within a minute of the last write: :data:`LAST_SEEN_PRECISION`;
+   on PostgreSQL, for most steps, all of this write is one statement), move the
    conversation on **only if it is still as read** (same status and ``updated_at``: every step
    and every closing writes both) **and its contact is not blocked**, or open a new one **only
    if the contact has no open one by now**; apply the effects on other rows (a report with its
@@ -53,7 +54,6 @@ from citoyen.engine import Flow
 from citoyen.engine.types import State, StepResult
 from citoyen.models import Contact, Conversation, UTCDateTime, is_open
 from citoyen.services import conversations
-from citoyen.services import effects as effect_handlers
 from citoyen.services.contacts import address_kind
 from citoyen.services.effects import CONTACT_EFFECTS, ROW_EFFECTS, contact_values, report_place
 from citoyen.services.inbound import (
@@ -143,6 +143,12 @@ _MOVE_ON = (
         menu=sa.bindparam("p_menu", type_=_conversations.c.menu.type),
     )
 )
+# The contact seen now, unless it is blocked (its row lock orders the sender's messages).
+_SEEN = (
+    sa.update(_contacts)
+    .where(_contacts.c.id == sa.bindparam("p_contact_id"), _contacts.c.blocked.is_(False))
+    .values(last_seen_at=sa.bindparam("p_now", type_=UTCDateTime))
+)
 # PostgreSQL, a step that changes only ``last_seen_at``, the conversation and the messages: one
 # statement, atomic without a transaction around it. The conversation's UPDATE waits for the
 # contact's UPDATE (its WHERE reads it), so the contact's row is locked first, as everywhere.
@@ -150,13 +156,7 @@ _MOVE_ON = (
 # statement began; what a message that held the lock meanwhile wrote is not missed, because
 # such a message moved the conversation on too (every step moves ``updated_at`` forward:
 # :func:`~citoyen.services.conversations.state_values`), and the conversation's WHERE fails.
-_seen = (
-    sa.update(_contacts)
-    .where(_contacts.c.id == sa.bindparam("p_contact_id"), _contacts.c.blocked.is_(False))
-    .values(last_seen_at=sa.bindparam("p_now", type_=UTCDateTime))
-    .returning(_contacts.c.id)
-    .cte("seen")
-)
+_seen = _SEEN.returning(_contacts.c.id).cte("seen")
 _MOVE_AND_STORE = store_with_reply_after(
     _MOVE_ON.where(UNDER_LIMIT, sa.exists(sa.select(_seen.c.id)))
     .returning(_conversations.c.id)
@@ -190,11 +190,6 @@ _START = (
         ),
     )
     .returning(_conversations.c.id)
-)
-_SEEN = (
-    sa.update(_contacts)
-    .where(_contacts.c.id == sa.bindparam("p_id"), _contacts.c.blocked.is_(False))
-    .values(last_seen_at=sa.bindparam("p_now", type_=UTCDateTime))
 )
 _SET_MENU = (
     sa.update(_conversations)
@@ -444,7 +439,7 @@ def _write(
     elif not step.contact_unchanged:
         # The contact's row lock also orders this sender's messages (a conversation's, below).
         seen = _SEEN.values(**step.contact_set) if step.contact_set else _SEEN
-        if conn.execute(seen, {"p_id": contact_id, "p_now": now}).rowcount != 1:
+        if conn.execute(seen, {"p_contact_id": contact_id, "p_now": now}).rowcount != 1:
             raise _Changed  # blocked meanwhile
     values = step.conversation_params(now)
     conversation_id = step.conversation_id
@@ -476,23 +471,21 @@ def _write(
         conversation = SimpleNamespace(
             id=conversation_id, flow_id=step.flow.id, flow_version=step.flow.version
         )
-        params.update(
-            effect_handlers.apply(
-                session,
-                step.result.effects,
-                contact=step.contact,
-                conversation=conversation,
-                flow=step.flow,
-                channel=inbound.channel,
-                now=now,
-                render=lambda key: service.bundle.catalog.render(key, step.language, {}),
-            )
-        )
-        reply = conversations.Reply.of_step(
-            step.result, step.language, params, conversation_id, step.alias
+        # The locking path's own code: effects.apply, then the reply (params gets their values).
+        reply = service._reply(
+            session,
+            step.result,
+            params,
+            step.language,
+            step.contact,  # type: ignore[arg-type] - the columns the effects read and set
+            conversation,  # type: ignore[arg-type]
+            step.flow,
+            inbound.channel,
+            now,
+            render=lambda key: service.bundle.catalog.render(key, step.language, {}),
         )
         menu = service._menu(step.result.prompts, step.language, params)
-        if menu != (step.menu):
+        if menu != step.menu:
             conn.execute(_SET_MENU, {"p_id": conversation_id, "p_menu": menu})
     reply.conversation_id = conversation_id
     stored = reply.to_dict()
