@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from citoyen.models import Contact, Message, UTCDateTime
+from citoyen.prepared import Prepared
 
 _messages = Message.__table__  # type: ignore[attr-defined]
 _contacts = Contact.__table__  # type: ignore[attr-defined]
@@ -89,7 +90,7 @@ _STORE_VALUES = {
 UNDER_LIMIT = sa.select(sa.func.count()).select_from(_RECENT).scalar_subquery() < sa.bindparam(
     "p_limit", type_=sa.Integer
 )
-_STORE = (
+_STORE = Prepared(
     sa.insert(_messages)
     .from_select(list(_STORE_VALUES), sa.select(*_STORE_VALUES.values()).where(UNDER_LIMIT))
     .returning(_messages.c.id)
@@ -126,7 +127,9 @@ def _with_reply(
     )
 
 
-_STORE_WITH_REPLY = _with_reply(_STORE_VALUES, _REPLY_VALUES, lambda s: s.where(UNDER_LIMIT))
+_STORE_WITH_REPLY = Prepared(
+    _with_reply(_STORE_VALUES, _REPLY_VALUES, lambda s: s.where(UNDER_LIMIT))
+)
 
 
 def store_with_reply_after(moved: Any) -> sa.Insert:
@@ -245,8 +248,8 @@ def store_inbound(session: Session | sa.Connection, params: dict[str, Any]) -> i
     """
     conn = session if isinstance(session, sa.Connection) else session.connection()
     if "p_reply_out" not in params:
-        return conn.execute(_STORE, params).scalar()
-    return inbound_id(conn.execute(_STORE_WITH_REPLY, params).all())
+        return _STORE.execute(conn, params).scalar()
+    return inbound_id(_STORE_WITH_REPLY.execute(conn, params).all())
 
 
 def inbound_id(rows: Any) -> int | None:

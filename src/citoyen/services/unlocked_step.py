@@ -53,6 +53,7 @@ from citoyen.db import read_then_write
 from citoyen.engine import Flow
 from citoyen.engine.types import State, StepResult
 from citoyen.models import Contact, Conversation, UTCDateTime, is_open
+from citoyen.prepared import Prepared
 from citoyen.services import conversations
 from citoyen.services.contacts import address_kind
 from citoyen.services.effects import CONTACT_EFFECTS, ROW_EFFECTS, contact_values, report_place
@@ -76,9 +77,10 @@ _conversations = Conversation.__table__  # type: ignore[attr-defined]
 # menu) does not write the contact's row. Retention, its one reader, counts in days.
 LAST_SEEN_PRECISION = timedelta(minutes=1)
 
-# Built once (a statement costs more Python to build than to run): the contact, the stored reply
-# of this provider id and the contact's latest open conversation, in one round trip.
-_READ = (
+# Built once (a statement costs more Python to build than to run) and run on the driver's cursor
+# (:class:`~citoyen.prepared.Prepared`, as the other statements of a step): the contact, the
+# stored reply of this provider id and the contact's latest open conversation, in one round trip.
+_READ = Prepared(
     sa.select(
         _contacts.c.id,
         _contacts.c.alias,
@@ -124,7 +126,7 @@ _READ = (
 # Only when the conversation is still as it was read (same status and same ``updated_at``) and
 # its contact is not blocked (checked here when the contact's row is not written, below).
 _blocking = _contacts.alias("blocking_contacts")
-_MOVE_ON = (
+_MOVE_ON = Prepared(
     sa.update(_conversations)
     .where(
         _conversations.c.id == sa.bindparam("p_id"),
@@ -144,7 +146,7 @@ _MOVE_ON = (
     )
 )
 # The contact seen now, unless it is blocked (its row lock orders the sender's messages).
-_SEEN = (
+_SEEN = Prepared(
     sa.update(_contacts)
     .where(_contacts.c.id == sa.bindparam("p_contact_id"), _contacts.c.blocked.is_(False))
     .values(last_seen_at=sa.bindparam("p_now", type_=UTCDateTime))
@@ -156,12 +158,14 @@ _SEEN = (
 # statement began; what a message that held the lock meanwhile wrote is not missed, because
 # such a message moved the conversation on too (every step moves ``updated_at`` forward:
 # :func:`~citoyen.services.conversations.state_values`), and the conversation's WHERE fails.
-_seen = _SEEN.returning(_contacts.c.id).cte("seen")
-_MOVE_AND_STORE = store_with_reply_after(
-    _MOVE_ON.where(UNDER_LIMIT, sa.exists(sa.select(_seen.c.id)))
-    .returning(_conversations.c.id)
-    .cte("moved")
-).add_cte(_seen)
+_seen = _SEEN.statement.returning(_contacts.c.id).cte("seen")
+_MOVE_AND_STORE = Prepared(
+    store_with_reply_after(
+        _MOVE_ON.statement.where(UNDER_LIMIT, sa.exists(sa.select(_seen.c.id)))
+        .returning(_conversations.c.id)
+        .cte("moved")
+    ).add_cte(_seen)
+)
 # A new conversation, unless the contact has an open one by now (the contact's row is locked
 # first, so a concurrent first message is seen here once it committed).
 _others = _conversations.alias("other_conversations")
@@ -178,7 +182,7 @@ _START_VALUES = {
     "updated_at": sa.bindparam("p_now", type_=UTCDateTime),
     "expires_at": sa.bindparam("p_expires_at", type_=UTCDateTime),
 }
-_START = (
+_START = Prepared(
     sa.insert(_conversations)
     .from_select(
         list(_START_VALUES),
@@ -191,7 +195,7 @@ _START = (
     )
     .returning(_conversations.c.id)
 )
-_SET_MENU = (
+_SET_MENU = Prepared(
     sa.update(_conversations)
     .where(_conversations.c.id == sa.bindparam("p_id"))
     .values(menu=sa.bindparam("p_menu", type_=_conversations.c.menu.type))
@@ -274,8 +278,8 @@ def try_step(
         return None  # more than one retired hash key: the locking path looks the contact up
     try:
         with read_then_write(service.engine) as (conn, writing):
-            rows = conn.execute(
-                _READ,
+            rows = _READ.execute(
+                conn,
                 {
                     "p_digest": digests[0],
                     "p_old_digest": digests[-1],
@@ -438,14 +442,18 @@ def _write(
         step.contact.id = contact_id
     elif not step.contact_unchanged:
         # The contact's row lock also orders this sender's messages (a conversation's, below).
-        seen = _SEEN.values(**step.contact_set) if step.contact_set else _SEEN
-        if conn.execute(seen, {"p_contact_id": contact_id, "p_now": now}).rowcount != 1:
+        seen_params = {"p_contact_id": contact_id, "p_now": now}
+        if step.contact_set:  # built for these columns: through SQLAlchemy
+            seen = conn.execute(_SEEN.statement.values(**step.contact_set), seen_params)
+        else:
+            seen = _SEEN.execute(conn, seen_params)
+        if seen.rowcount != 1:
             raise _Changed  # blocked meanwhile
     values = step.conversation_params(now)
     conversation_id = step.conversation_id
     if conversation_id is None:
-        conversation_id = conn.execute(
-            _START,
+        conversation_id = _START.execute(
+            conn,
             {
                 **values,
                 "p_contact_id": contact_id,
@@ -457,7 +465,7 @@ def _write(
         if conversation_id is None:
             raise _Changed  # a conversation was opened meanwhile: continue it under the lock
     else:
-        moved = conn.execute(_MOVE_ON, values)
+        moved = _MOVE_ON.execute(conn, values)
         if moved.rowcount != 1:
             raise _Changed  # the conversation moved on meanwhile
     session = None
@@ -486,7 +494,7 @@ def _write(
         )
         menu = service._menu(step.result.prompts, step.language, params)
         if menu != step.menu:
-            conn.execute(_SET_MENU, {"p_id": conversation_id, "p_menu": menu})
+            _SET_MENU.execute(conn, {"p_id": conversation_id, "p_menu": menu})
     reply.conversation_id = conversation_id
     stored = reply.to_dict()
     message_id = service.store_message(
@@ -525,7 +533,7 @@ def _move_and_store(
         reply=stored,
         reply_out={"prompts": stored["prompts"], "language": reply.language},
     )
-    rows = conn.execute(_MOVE_AND_STORE, {**params, **step.conversation_params(now)}).all()
+    rows = _MOVE_AND_STORE.execute(conn, {**params, **step.conversation_params(now)}).all()
     if inbound_id(rows) is None:
         raise _Changed
     return reply
