@@ -85,15 +85,19 @@ def _both_ways(
             # A sequence is not rolled back on PostgreSQL: new rows' ids are named by rank.
             after = _tables(conn)
             new_ids = {
-                row[0]: f"new {rank}"
+                name: {
+                    row[0]: f"new {rank}"
+                    for rank, row in enumerate(rows_after[len(before[name]) :])
+                }
                 for name, rows_after in after.items()
-                for rank, row in enumerate(rows_after[len(before[name]) :])
             }
-            rows = [(new_ids.get(str(row[0]), row[0]), *row[1:]) for row in rows]
             tables = {
-                name: [(new_ids.get(row[0], row[0]), *row[1:]) for row in rows_after]
+                name: [(new_ids[name].get(row[0], row[0]), *row[1:]) for row in rows_after]
                 for name, rows_after in after.items()
             }
+            # The ids it returned are those of the rows it inserted (into one table).
+            inserted = {k: v for ids in new_ids.values() for k, v in ids.items()}
+            rows = [(inserted.get(str(row[0]), row[0]), *row[1:]) for row in rows]
             # The row count of a statement that returns rows is the driver's to give or not
             # (psycopg's, -1 through SQLAlchemy): compared for the others only.
             returns_rows = prepared.compiled(conn.dialect).row is not None
@@ -260,3 +264,44 @@ def test_statements_whose_sql_is_not_fixed_are_refused(runtime: Runtime) -> None
     expanding = Prepared(sa.select(Contact.__table__.c.id).where(Contact.__table__.c.id.in_(ids)))
     with runtime.engine.connect() as conn, pytest.raises(ValueError, match="at execution"):
         expanding.execute(conn, {"ids": [1, 2]})
+
+
+def test_contact_statements_with_the_columns_a_step_sets(runtime: Runtime, known: dict) -> None:
+    """A new contact (its fixed column defaults, ``blocked`` False, as constants) and a known
+    one seen, each with the columns the step's effects set."""
+    vault = runtime.conversations.vault
+    address = normalise_address("+22376000031")
+    columns = {
+        "address_hash": vault.hash(address),
+        "address_enc": vault.encrypt(address),
+        "channel": "tel",
+        "language": "bm",
+        "survey_consent": True,
+    }
+    new_contact = unlocked_step._setting(unlocked_step._NEW_CONTACT, frozenset(columns))
+    params = {"p_alias": 4321, "p_now": NOW, **unlocked_step._set_params(columns)}
+    through_sqlalchemy, prepared = _both_ways(runtime, new_contact, params)
+    assert prepared == through_sqlalchemy and prepared[0] == [("new 0",)]
+    created = next(row for row in prepared[2]["contacts"] if row[0] == "new 0")
+    assert "bm" in created and "4321" in created
+
+    seen = unlocked_step._setting(unlocked_step._SEEN, frozenset({"language", "area_id"}))
+    params = {
+        "p_contact_id": known["contact"].id,
+        "p_now": NOW,
+        **unlocked_step._set_params({"language": "en", "area_id": None}),
+    }
+    through_sqlalchemy, prepared = _both_ways(runtime, seen, params)
+    assert prepared == through_sqlalchemy and prepared[1] == 1
+
+
+def test_a_default_computed_per_row_is_refused(runtime: Runtime) -> None:
+    table = sa.Table(
+        "not_created",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", sa.DateTime, default=lambda: NOW),
+    )
+    per_row = Prepared(table.insert().values(id=sa.bindparam("p_id")))
+    with runtime.engine.connect() as conn, pytest.raises(ValueError, match="computed per row"):
+        per_row.execute(conn, {"p_id": 1})

@@ -62,9 +62,12 @@ class _Compiled:
     def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
+        # Python-side column defaults that are fixed values (``blocked`` False) are constants
+        # like the statement's literals; a default computed per row would need SQLAlchemy.
+        prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
         problem = (
-            "Python-side defaults"
-            if compiled.insert_prefetch or compiled.update_prefetch
+            "Python-side defaults computed per row"
+            if any(column.default is None or not column.default.is_scalar for column in prefetch)
             else "parameters rendered at execution"
             if compiled.post_compile_params or compiled.literal_execute_params
             else "escaped parameter names"
@@ -89,6 +92,11 @@ class _Compiled:
             else:  # a literal of the statement (a fixed status, a direction): processed once
                 value = bind.effective_value
                 self.constants[name] = processor(value) if processor is not None else value
+        for column in prefetch:
+            processor = binds[column.key].type._cached_bind_processor(dialect)
+            value = column.default.arg
+            self.constants[column.key] = processor(value) if processor is not None else value
+            self.processors.pop(column.key, None)
         # What SQLAlchemy's own result would do with each column (private to SQLAlchemy, but the
         # list its cursor results are built from; tests/test_prepared.py holds both equal).
         columns = compiled._result_columns

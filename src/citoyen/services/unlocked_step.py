@@ -38,6 +38,7 @@ the outcome is the locking path's; only who waits, and for how long, differs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -200,7 +201,7 @@ _SET_MENU = Prepared(
     .where(_conversations.c.id == sa.bindparam("p_id"))
     .values(menu=sa.bindparam("p_menu", type_=_conversations.c.menu.type))
 )
-_NEW_CONTACT = (
+_NEW_CONTACT = Prepared(
     sa.insert(_contacts)
     .values(
         alias=sa.bindparam("p_alias", type_=sa.Integer),
@@ -209,6 +210,23 @@ _NEW_CONTACT = (
     )
     .returning(_contacts.c.id)
 )
+
+
+# The columns a step's effects set on the contact (its language, consent...) are parameters
+# ``p_set_<column>`` of a statement built once per set of columns: built per message with the
+# values in it, each took SQLAlchemy's statement building and cache lookup (some 0.15 ms).
+_SET = "p_set_"
+
+
+@functools.lru_cache(maxsize=128)
+def _setting(statement: Prepared, columns: frozenset[str]) -> Prepared:
+    """``statement`` (an INSERT or UPDATE of contacts) also writing ``columns``."""
+    binds = {name: sa.bindparam(_SET + name, type_=_contacts.c[name].type) for name in columns}
+    return Prepared(statement.statement.values(**binds))
+
+
+def _set_params(values: dict[str, Any]) -> dict[str, Any]:
+    return {_SET + name: value for name, value in values.items()}
 
 
 class _Changed(Exception):
@@ -435,19 +453,19 @@ def _write(
     if contact_id is None:
         # A concurrent first message of the same sender fails here on the address hash; the
         # caller's retry then finds its contact.
-        contact_id = conn.execute(
-            _NEW_CONTACT.values(**step.new_contact, **step.contact_set),
-            {"p_alias": step.alias, "p_now": now},
-        ).scalar_one()
+        columns = {**step.new_contact, **step.contact_set}
+        contact_id = (
+            _setting(_NEW_CONTACT, frozenset(columns))
+            .execute(conn, {"p_alias": step.alias, "p_now": now, **_set_params(columns)})
+            .scalar()
+        )
+        assert contact_id is not None  # RETURNING of an INSERT without a condition
         step.contact.id = contact_id
     elif not step.contact_unchanged:
         # The contact's row lock also orders this sender's messages (a conversation's, below).
-        seen_params = {"p_contact_id": contact_id, "p_now": now}
-        if step.contact_set:  # built for these columns: through SQLAlchemy
-            seen = conn.execute(_SEEN.statement.values(**step.contact_set), seen_params)
-        else:
-            seen = _SEEN.execute(conn, seen_params)
-        if seen.rowcount != 1:
+        seen = _setting(_SEEN, frozenset(step.contact_set)) if step.contact_set else _SEEN
+        params = {"p_contact_id": contact_id, "p_now": now, **_set_params(step.contact_set)}
+        if seen.execute(conn, params).rowcount != 1:
             raise _Changed  # blocked meanwhile
     values = step.conversation_params(now)
     conversation_id = step.conversation_id
