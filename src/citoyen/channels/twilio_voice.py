@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import string
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,12 @@ from citoyen.channels.render import VoiceSegment, option_label, render_voice
 from citoyen.engine.types import Option, Prompt
 
 log = logging.getLogger(__name__)
+# A prompt without a recording is a gap in the deployment (shown on the admin's prompts page),
+# not news at every call: it is logged once per text and language in this long per process.
+# Logged at each turn of each call, it took a twentieth of a voice step's time under load and
+# filled the log.
+MISSING_LOGGED_EVERY = 600.0  # seconds
+_missing_logged: dict[tuple[str, str, str | None], float] = {}
 
 # Languages <Say> accepts with Twilio's standard voices. A locale whose ``meta.tts`` is not here
 # is treated as having no text-to-speech, so a typo can never put an unknown language on a call.
@@ -220,12 +227,18 @@ class VoiceRenderer:
         return self.fallbacks.get(lang, self.fallback)
 
     def _missing(self, key: str, lang: str) -> None:
+        fallback = self.fallback_for(lang)
+        now = time.monotonic()
+        last = _missing_logged.get((key, lang, fallback))
+        if last is not None and now - last < MISSING_LOGGED_EVERY:
+            return
+        _missing_logged[(key, lang, fallback)] = now
         # Names the text and the language only: never who is calling.
         log.warning(
             "voice: no recording for '%s' in '%s' and no text-to-speech; using '%s' instead",
             key,
             lang,
-            self.fallback_for(lang),
+            fallback,
         )
 
     def speak(

@@ -28,6 +28,7 @@ from citoyen.db import read_connection, write_session
 from citoyen.engine.schema import ActionNode, PlaceNode
 from citoyen.engine.types import Input
 from citoyen.models import Attachment, Contact, Conversation, Message, Report
+from citoyen.prepared import Prepared
 from citoyen.services import effects
 from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply, ReplyHook
 from citoyen.services.privacy import alias_label
@@ -128,8 +129,8 @@ def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
     ended is the step looked up, because a retry of a step already answered is not late.
     """
     with read_connection(runtime.engine) as conn:  # Core: a session's bookkeeping cost more
-        status = conn.execute(
-            _CALL_STATUS, {"p_first": provider_id(call_sid, 0), "p_prefix": f"{call_sid}:%"}
+        status = _CALL_STATUS.execute(
+            conn, {"p_first": provider_id(call_sid, 0), "p_prefix": f"{call_sid}:%"}
         ).scalar()
         if status is None or status in OPEN_STATUSES:
             return False
@@ -171,7 +172,7 @@ def _call_status_statement() -> Any:
     )
 
 
-_CALL_STATUS = _call_status_statement()
+_CALL_STATUS = Prepared(_call_status_statement())
 _REPORT_OF_CONVERSATION = (
     select(Report.id)
     .where(Report.conversation_id == sa.bindparam("p_conversation_id", type_=sa.Integer))

@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from citoyen.channels import twilio_voice
 from citoyen.db import write_session
 from citoyen.models import Area
 from citoyen.runtime import Runtime
@@ -82,6 +83,13 @@ def runtime(app: Flask) -> Runtime:
 @pytest.fixture
 def client(app: Flask, runtime: Runtime) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture(autouse=True)
+def _missing_prompts_logged_afresh() -> None:
+    """Each test sees the warning for a prompt without a recording (logged once in a while per
+    process: twilio_voice.MISSING_LOGGED_EVERY)."""
+    twilio_voice._missing_logged.clear()
 
 
 @pytest.fixture(autouse=True)

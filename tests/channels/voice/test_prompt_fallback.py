@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from citoyen.channels import twilio_voice
 from citoyen.channels.twilio_voice import VoiceRenderer
 from citoyen.engine import check
 from citoyen.engine.types import Option, Prompt
@@ -130,3 +132,23 @@ def test_flows_check_refuses_a_wrong_fallback(tmp_path: Path, fallback: str, mes
 def test_flows_check_accepts_a_fallback_to_a_spoken_language(tmp_path: Path) -> None:
     problems = check(write_settings(tmp_path, "  bm: en"), ROOT / "locales")
     assert [p for p in problems if p.level == "error"] == []
+
+
+def test_a_missing_recording_is_logged_once_in_a_while_not_at_every_turn(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def logged() -> int:
+        return sum(
+            "no recording for 'ask' in 'bm'" in r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.WARNING
+        )
+
+    clock = [1000.0]
+    monkeypatch.setattr(twilio_voice, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    for _ in range(3):  # three turns, in three calls
+        heard(renderer(Library({})))
+    assert logged() == 1
+    clock[0] += twilio_voice.MISSING_LOGGED_EVERY + 1
+    heard(renderer(Library({})))
+    assert logged() == 2
