@@ -256,10 +256,13 @@ def _client(
     sender_base: int,
     seconds: float,
     interval: float | None,
+    phase: float,
     start: Any,
     out: mp.Queue,
 ) -> None:
-    """Send for ``seconds``; closed loop when ``interval`` is None, else one send per interval.
+    """Send for ``seconds``; closed loop when ``interval`` is None, else one send per interval,
+    ``phase`` intervals after the start (the clients' phases spread their sends evenly: with
+    one schedule for all, every client sent at the same instants, in bursts).
 
     The requests are signed and encoded before the start (as many as the run can use at
     :data:`MAX_RATE`; more are made on the way only past that). Puts ``(samples, errors,
@@ -276,7 +279,7 @@ def _client(
     i = 0
     while True:
         if interval is not None:
-            due = t0 + i * interval
+            due = t0 + (i + phase) * interval
             now = time.perf_counter()
             if due > now:
                 time.sleep(due - now)
@@ -301,7 +304,7 @@ def run_load(
     procs = [
         mp.Process(
             target=_client,
-            args=(port, source, c, sender_base, seconds, interval, start, out),
+            args=(port, source, c, sender_base, seconds, interval, c / clients, start, out),
         )
         for c in range(clients)
     ]

@@ -178,6 +178,21 @@ _REPORT_OF_CONVERSATION = (
     .where(Report.conversation_id == sa.bindparam("p_conversation_id", type_=sa.Integer))
     .order_by(Report.id)
     .limit(1)
+    .scalar_subquery()
+)
+# The conversation's unlinked attachments joined to its (first) report, when it has one: one
+# statement where looking up the report, then the attachments, then updating each took three
+# or more round trips in the transaction that makes the report. The attachments the session
+# holds are updated with it (synchronize_session: their new report_id is fetched back).
+_LINK_ATTACHMENTS = (
+    sa.update(Attachment)
+    .where(
+        Attachment.conversation_id == sa.bindparam("p_conversation_id", type_=sa.Integer),
+        Attachment.report_id.is_(None),
+        _REPORT_OF_CONVERSATION.is_not(None),
+    )
+    .values(report_id=_REPORT_OF_CONVERSATION)
+    .execution_options(synchronize_session="fetch")
 )
 
 
@@ -248,6 +263,7 @@ def _upsert_recording(
             status="pending",
             conversation_id=conversation_id,
             contact_id=contact_id,
+            duration_seconds=recording.duration,  # in the INSERT: no UPDATE after it
         )
         session.add(attachment)
         session.flush()  # a copy racing us fails here; the caller's transaction is retried
@@ -262,17 +278,7 @@ def _upsert_recording(
 
 def link_attachments(session: Session, conversation_id: int) -> None:
     """Attach the conversation's unlinked attachments to its report, once it has one."""
-    report_id = session.exec(
-        _REPORT_OF_CONVERSATION, params={"p_conversation_id": conversation_id}
-    ).first()
-    if report_id is None:
-        return
-    for attachment in session.exec(
-        select(Attachment).where(
-            Attachment.conversation_id == conversation_id, Attachment.report_id.is_(None)
-        )
-    ).all():
-        attachment.report_id = report_id
+    session.execute(_LINK_ATTACHMENTS, {"p_conversation_id": conversation_id})
 
 
 def record_recording_status(runtime: Any, form: Mapping[str, str]) -> Attachment | None:
