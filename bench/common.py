@@ -25,6 +25,29 @@ def machine_line() -> str:
     )
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds (user and system) spent so far by the processes named ``postgres`` on this
+    machine (its server and backends; Linux ``/proc``), or None where that cannot be read. Read
+    before and after a batch of requests: the server's share of their cost, which an in-process
+    run does not see (with nothing else using the server meanwhile)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    ticks = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if name.startswith("postgres"):
+            utime, stime = fields.split()[11:13]
+            ticks += int(utime) + int(stime)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def throwaway_database(kind: str, pg_admin: str, name: str) -> Iterator[tuple[str, Path]]:
     """``(url, folder)``: a new SQLite file, or PostgreSQL database ``name`` created on

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import math
 import os
 import pstats
 import statistics
@@ -25,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
-from common import PG_ADMIN, machine_line, throwaway_database
+from common import PG_ADMIN, machine_line, postgres_cpu_seconds, throwaway_database
 from twilio.request_validator import RequestValidator
 from webhook_sms import CONVERSATION, PUBLIC_URL, TOKEN, add_baseline, prepare_database, server_env
 
@@ -95,22 +96,33 @@ def run(kind: str, url: str, instance: Path, args: argparse.Namespace) -> None:
         len(CONVERSATION), args.messages // args.rounds // len(CONVERSATION) * len(CONVERSATION)
     )
     rounds: list[tuple[float, float]] = []  # (baseline, webhook) CPU seconds per message
+    # On PostgreSQL, the server's CPU seconds per message of the same batches (all postgres
+    # processes: nothing else should use the server meanwhile).
+    server_rounds: list[tuple[float, float]] = []
+
+    def server_cpu() -> float:
+        seconds = postgres_cpu_seconds() if kind == "postgresql" else None
+        return float("nan") if seconds is None else seconds
+
     profiler = cProfile.Profile() if args.profile else None
     elapsed = cpu = 0.0
     n = 0
     for r in range(args.rounds):
-        base = float("nan")
+        base = base_server = float("nan")
         if args.only != "webhook":
+            s0 = server_cpu()
             base = post(_requests(size, 7_000_000 + r * size, "/bench/baseline"), "/bench/baseline")
+            base_server = server_cpu() - s0
         if args.only == "baseline":
             rounds.append((base / size, float("nan")))
             continue
         batch = _requests(size, r * size)
         sa.event.listen(runtime.engine, "before_cursor_execute", count)
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, s0 = time.perf_counter(), time.process_time(), server_cpu()
         if profiler is not None:
             profiler.enable()
         post(batch)
+        server_rounds.append((base_server / size, (server_cpu() - s0) / size))
         if profiler is not None:
             profiler.disable()
         elapsed += time.perf_counter() - t0
@@ -139,6 +151,17 @@ def run(kind: str, url: str, instance: Path, args: argparse.Namespace) -> None:
         f"ms CPU/request, webhook min {min(w for _, w in rounds) * 1000:.2f} ms; in-process "
         f"ratio median {statistics.median(ratios):.3f} (rounds {ratios[0]:.3f}-{ratios[-1]:.3f})"
     )
+    if kind == "postgresql" and not any(map(math.isnan, server_rounds[0])):
+        both = sorted(
+            (b + sb) / (w + sw) for (b, w), (sb, sw) in zip(rounds, server_rounds, strict=True)
+        )
+        print(
+            "  PostgreSQL server CPU ms/request (its processes, same batches): baseline median "
+            f"{statistics.median(sb for sb, _ in server_rounds) * 1000:.2f}, webhook median "
+            f"{statistics.median(sw for _, sw in server_rounds) * 1000:.2f}; ratio of this "
+            f"process's and the server's CPU together: median {statistics.median(both):.3f} "
+            f"(rounds {both[0]:.3f}-{both[-1]:.3f})"
+        )
     print(
         "  CPU ms by conversation step: "
         + ", ".join(f"{i + 1}:{t:.2f}" for i, t in enumerate(per_step))
