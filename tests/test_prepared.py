@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from citoyen.engine.types import Input
-from citoyen.models import Contact, Conversation, Message, Report
+from citoyen.models import Contact, Conversation, Message
 from citoyen.prepared import Prepared
 from citoyen.runtime import Runtime
-from citoyen.services import effects, unlocked_step
 from citoyen.services import inbound as inbound_statements
+from citoyen.services import unlocked_step
 from citoyen.services.conversations import Inbound
 from citoyen.services.privacy import normalise_address
 from citoyen.services.setup import ensure_ready
@@ -51,7 +51,7 @@ def known(runtime: Runtime) -> dict[str, Any]:
 def _tables(conn: sa.Connection) -> dict[str, list[tuple]]:
     """Every row of the tables the statements write, each value as the database holds it (cast
     to text: a JSON null and an SQL NULL, or two spellings of one time, differ)."""
-    tables = (Contact.__table__, Conversation.__table__, Message.__table__, Report.__table__)  # type: ignore[attr-defined]
+    tables = (Contact.__table__, Conversation.__table__, Message.__table__)  # type: ignore[attr-defined]
     return {
         table.name: [
             tuple(row)
@@ -305,56 +305,3 @@ def test_a_default_computed_per_row_is_refused(runtime: Runtime) -> None:
     per_row = Prepared(table.insert().values(id=sa.bindparam("p_id")))
     with runtime.engine.connect() as conn, pytest.raises(ValueError, match="computed per row"):
         per_row.execute(conn, {"p_id": 1})
-
-
-def test_a_report_is_inserted_as_sqlalchemy_inserts_it(runtime: Runtime, known: dict) -> None:
-    contact, conversation = known["contact"], known["conversation"]
-    insert_report = effects._INSERT_REPORT[runtime.engine.dialect.name]
-    values = {
-        "reference": "123-4567",
-        "contact_id": contact.id,
-        "conversation_id": conversation.id,
-        "channel": "sms",
-        "language": "fr",
-        "category": "theft",
-        "urgency": "normal",
-        "area_id": None,
-        "description": "Des hommes armés",
-        "recording_url": None,
-        "anonymous": True,
-        "callback_ok": False,
-        "incomplete": False,
-        "status": "new",
-        "answers": {"danger": "no", "places": ["ML-BKO"]},
-        "flow_version": "1",
-        "created_at": NOW,
-        "updated_at": NOW,
-        "merged_into_id": None,
-        "purged_at": None,
-    }
-    through_sqlalchemy, prepared = _both_ways(runtime, insert_report, values)
-    assert prepared == through_sqlalchemy and len(prepared[0]) == 1
-    assert prepared[0][0][0] == "new 0"
-
-
-def test_a_new_report_is_a_persistent_object_of_the_session(runtime: Runtime, known: dict) -> None:
-    with Session(runtime.engine, expire_on_commit=False) as session:
-        contact = session.get(Contact, known["contact"].id)
-        conversation = session.get(Conversation, known["conversation"].id)
-        report = effects.create_report(
-            session,
-            {"category": "theft", "place": None, "urgency": "normal"},
-            contact=contact,
-            conversation=conversation,
-            flow=None,
-            channel="sms",
-            now=NOW,
-        )
-        assert sa.inspect(report).persistent and report.created_at == NOW
-        assert isinstance(report.answers, dict) and report.anonymous is True
-        report.status = "acknowledged"  # changed after: flushed as any loaded object is
-        session.commit()
-    with Session(runtime.engine) as session:
-        stored = session.get(Report, report.id)
-        assert stored is not None and stored.status == "acknowledged"
-        assert stored.reference == report.reference
