@@ -57,7 +57,7 @@ class Result:
 class _Compiled:
     """One statement compiled for one dialect, with everything its executions share."""
 
-    __slots__ = ("constants", "names", "positional", "processors", "results", "row", "sql")
+    __slots__ = ("constants", "order", "processors", "results", "row", "sql")
 
     def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -78,11 +78,9 @@ class _Compiled:
             raise ValueError(f"not a fixed statement ({problem}): {compiled.string}")
         self.sql = compiled.string
         binds = {name: bind for bind, name in compiled.bind_names.items()}
-        self.positional = compiled.positiontup is not None
-        # The parameters in the order the SQL text takes them (by name for named paramstyles).
-        self.names: Sequence[str] = (
-            list(compiled.positiontup) if compiled.positiontup is not None else list(binds)
-        )
+        # For a positional paramstyle (SQLite's ``?``), the names in the order the SQL takes
+        # them; None for a named one (psycopg's ``%(name)s``), which takes a dictionary.
+        self.order = list(compiled.positiontup) if compiled.positiontup is not None else None
         self.processors: dict[str, _Processor] = {}
         self.constants: dict[str, Any] = {}
         for name, bind in binds.items():
@@ -114,8 +112,8 @@ class _Compiled:
             # None goes through the processor too, as SQLAlchemy sends it (JSON's is "null").
             values[name] = processor(value) if processor is not None else value
         values.update(constants)
-        if self.positional:
-            return [values[name] for name in self.names]
+        if self.order is not None:
+            return [values[name] for name in self.order]
         return values
 
     def rows(self, raw: list[Sequence[Any]]) -> list[Any]:

@@ -238,10 +238,11 @@ def store_inbound(session: Session | sa.Connection, params: dict[str, Any]) -> i
     """Insert the inbound message unless its sender already sent ``limit`` in ``window``
     (``params`` from :func:`store_params`).
 
-    ``reply`` and ``conversation_id`` are given when they are known before the message is
+    Its ``reply`` and ``conversation_id`` are given when they are known before the message is
     stored (a step computed ahead, :mod:`citoyen.services.unlocked_step`); otherwise
-    :func:`finish_inbound` sets them once the step is done. ``reply_out``, when given, is
-    stored in the same statement as the outbound message of that reply (kind ``reply``).
+    :func:`finish_inbound` sets them once the step is done. A ``reply_out``, when
+    :func:`store_params` was given one, is stored in the same statement as the outbound message
+    of that reply (kind ``reply``).
     Returns the new inbound message's id, or None when the sender is over the limit (nothing
     stored). The count stops at ``limit`` rows: a flood costs no more to count than a normal
     sender.
