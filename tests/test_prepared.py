@@ -13,13 +13,23 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from citoyen.engine.types import Input
-from citoyen.models import Contact, Conversation, Message
+from citoyen.models import (
+    Contact,
+    Conversation,
+    Message,
+    Outbox,
+    QueueEntry,
+    Report,
+    ReportEvent,
+    Stakeholder,
+)
 from citoyen.prepared import Prepared
 from citoyen.runtime import Runtime
+from citoyen.services import effects, outbox, unlocked_step
 from citoyen.services import inbound as inbound_statements
-from citoyen.services import unlocked_step
 from citoyen.services.conversations import Inbound
 from citoyen.services.privacy import normalise_address
+from citoyen.services.queues import routes
 from citoyen.services.setup import ensure_ready
 
 NUMBER = "+22376000030"
@@ -51,7 +61,7 @@ def known(runtime: Runtime) -> dict[str, Any]:
 def _tables(conn: sa.Connection) -> dict[str, list[tuple]]:
     """Every row of the tables the statements write, each value as the database holds it (cast
     to text: a JSON null and an SQL NULL, or two spellings of one time, differ)."""
-    tables = (Contact.__table__, Conversation.__table__, Message.__table__)  # type: ignore[attr-defined]
+    tables = (Contact, Conversation, Message, Report, QueueEntry, ReportEvent, Outbox)
     return {
         table.name: [
             tuple(row)
@@ -59,21 +69,23 @@ def _tables(conn: sa.Connection) -> dict[str, list[tuple]]:
                 sa.select(*(sa.cast(column, sa.Text) for column in table.c)).order_by(table.c.id)
             )
         ]
-        for table in tables
+        for table in (model.__table__ for model in tables)  # type: ignore[attr-defined]
     }
 
 
 def _both_ways(
-    rt: Runtime, prepared: Prepared, params: dict[str, Any]
+    rt: Runtime, prepared: Prepared, params: dict[str, Any] | list[dict[str, Any]]
 ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """``(rows, rowcount, tables after)`` through SQLAlchemy, then through ``prepared``, each in a
-    transaction rolled back afterwards."""
+    transaction rolled back afterwards. A list of ``params`` runs by executemany."""
 
     def through_sqlalchemy(conn: sa.Connection) -> tuple[list[tuple], int]:
         result = conn.execute(prepared.statement, params)
         return [tuple(row) for row in result.all()] if result.returns_rows else [], result.rowcount
 
     def through_prepared(conn: sa.Connection) -> tuple[list[tuple], int]:
+        if isinstance(params, list):
+            return [], prepared.executemany(conn, params)
         result = prepared.execute(conn, params)
         return [tuple(row) for row in result.all()], result.rowcount
 
@@ -98,10 +110,14 @@ def _both_ways(
             # The ids it returned are those of the rows it inserted (into one table).
             inserted = {k: v for ids in new_ids.values() for k, v in ids.items()}
             rows = [(inserted.get(str(row[0]), row[0]), *row[1:]) for row in rows]
-            # The row count of a statement that returns rows is the driver's to give or not
-            # (psycopg's, -1 through SQLAlchemy): compared for the others only.
+            # The row count of a statement that returns rows, or run by executemany, is the
+            # driver's to give or not (-1 through SQLAlchemy on PostgreSQL): compared for the
+            # others only; the prepared executemany's count is the test's to check.
             returns_rows = prepared.compiled(conn.dialect).row is not None
-            outcomes.append((rows, None if returns_rows else rowcount, tables))
+            many = isinstance(params, list)
+            if returns_rows or (many and run is through_sqlalchemy):
+                rowcount = None
+            outcomes.append((rows, rowcount, tables))
             transaction.rollback()
     return outcomes[0], outcomes[1]
 
@@ -305,3 +321,177 @@ def test_a_default_computed_per_row_is_refused(runtime: Runtime) -> None:
     per_row = Prepared(table.insert().values(id=sa.bindparam("p_id")))
     with runtime.engine.connect() as conn, pytest.raises(ValueError, match="computed per row"):
         per_row.execute(conn, {"p_id": 1})
+
+
+@pytest.fixture
+def reported(runtime: Runtime, known: dict) -> dict[str, Any]:
+    """``known``, with a report of the contact routed (its entries, events, alerts) and a
+    stakeholder that has no entry for it."""
+    contact, conversation = known["contact"], known["conversation"]
+    with Session(runtime.engine, expire_on_commit=False) as session:
+        report = effects.create_report(
+            session,
+            {"category": "theft", "place": None, "urgency": "emergency"},
+            contact=session.get(Contact, contact.id),  # type: ignore[arg-type]
+            conversation=session.get(Conversation, conversation.id),  # type: ignore[arg-type]
+            flow=None,
+            channel="sms",
+            now=NOW,
+        )
+        session.commit()
+        taken = select(QueueEntry.stakeholder_id).where(QueueEntry.report_id == report.id)
+        free = session.exec(select(Stakeholder).where(Stakeholder.id.not_in(taken))).all()  # type: ignore[union-attr]
+    assert len(free) >= 2, "the test configuration has stakeholders the report did not reach"
+    return {**known, "report": report, "free": free}
+
+
+def _report_values(known: dict) -> dict[str, Any]:
+    return {
+        "reference": "123-4567",
+        "contact_id": known["contact"].id,
+        "conversation_id": known["conversation"].id,
+        "channel": "sms",
+        "language": "fr",
+        "category": "theft",
+        "urgency": "normal",
+        "area_id": None,
+        "description": "Des hommes armés",
+        "recording_url": None,
+        "anonymous": True,
+        "callback_ok": False,
+        "incomplete": False,
+        "status": "new",
+        "answers": {"danger": "no", "places": ["ML-BKO"]},
+        "flow_version": "1",
+        "created_at": NOW,
+        "updated_at": NOW,
+        "merged_into_id": None,
+        "purged_at": None,
+    }
+
+
+def test_a_report_is_inserted_as_sqlalchemy_inserts_it(runtime: Runtime, known: dict) -> None:
+    insert_report = effects._INSERT_REPORT[runtime.engine.dialect.name]
+    values = _report_values(known)
+    through_sqlalchemy, prepared = _both_ways(runtime, insert_report, values)
+    assert prepared == through_sqlalchemy and len(prepared[0]) == 1
+    assert prepared[0][0][0] == "new 0"
+    assert _types(prepared[0]) == _types(through_sqlalchemy[0])
+
+
+def test_a_report_taken_reference_returns_no_row(runtime: Runtime, reported: dict) -> None:
+    insert_report = effects._INSERT_REPORT[runtime.engine.dialect.name]
+    values = {**_report_values(reported), "reference": reported["report"].reference}
+    through_sqlalchemy, prepared = _both_ways(runtime, insert_report, values)
+    assert prepared == through_sqlalchemy and prepared[0] == []
+
+
+def test_a_new_report_is_a_persistent_object_of_the_session(runtime: Runtime, known: dict) -> None:
+    with Session(runtime.engine, expire_on_commit=False) as session:
+        contact = session.get(Contact, known["contact"].id)
+        conversation = session.get(Conversation, known["conversation"].id)
+        report = effects.create_report(
+            session,
+            {"category": "theft", "place": None, "urgency": "normal", "answers": {"a": 1}},
+            contact=contact,  # type: ignore[arg-type]
+            conversation=conversation,  # type: ignore[arg-type]
+            flow=None,
+            channel="sms",
+            now=NOW,
+        )
+        assert sa.inspect(report).persistent and report.created_at == NOW
+        assert report.answers == {"a": 1} and report.anonymous is True
+        assert session.get(Report, report.id) is report  # in the identity map, as if loaded
+        assert not session.dirty
+        report.status = "acknowledged"  # changed after: flushed as any loaded object is
+        session.commit()
+    with Session(runtime.engine) as session:
+        stored = session.get(Report, report.id)
+        assert stored is not None and stored.status == "acknowledged"
+        assert stored.reference == report.reference
+
+
+def test_entries_and_events_go_in_by_executemany_as_through_sqlalchemy(
+    runtime: Runtime, reported: dict
+) -> None:
+    report, free = reported["report"], reported["free"]
+    entries = [
+        routes._entry_row(
+            report,
+            stakeholder.id,
+            via="rule",
+            rule_line=3 + i,
+            chain="police" if i else "moderation",
+            due=NOW + timedelta(hours=4),
+            now=NOW,
+        )
+        for i, stakeholder in enumerate(free[:2])
+    ]
+    assert set(entries[0]) == set(routes._ENTRY_COLUMNS)
+    through_sqlalchemy, prepared = _both_ways(runtime, routes._INSERT_ENTRIES, entries)
+    assert prepared[::2] == through_sqlalchemy[::2] and prepared[1] == 2
+    added = [row for row in prepared[2]["queue_entries"] if str(row[0]).startswith("new ")]
+    assert len(added) == 2
+    events = [
+        routes.event_row(report.id, "created", to_status="new", data={"x": None}, created_at=NOW),
+        routes.event_row(
+            report.id, "routed", stakeholder_id=free[0].id, data={"alerts": 1}, created_at=NOW
+        ),
+    ]
+    through_sqlalchemy, prepared = _both_ways(runtime, routes._INSERT_EVENTS, events)
+    assert prepared[::2] == through_sqlalchemy[::2] and prepared[1] == 2
+    assert len([r for r in prepared[2]["report_events"] if str(r[0]).startswith("new ")]) == 2
+
+
+def test_executemany_of_a_statement_that_returns_rows_is_refused(runtime: Runtime) -> None:
+    with runtime.engine.connect() as conn, pytest.raises(ValueError, match="returns rows"):
+        unlocked_step._START.executemany(conn, [{}])
+
+
+def test_stakeholders_are_read_as_with_an_expanding_in(runtime: Runtime, reported: dict) -> None:
+    codes = [stakeholder.code for stakeholder in reported["free"][:2]] + ["not-a-stakeholder"]
+    params = {f"code_{i}": code for i, code in enumerate(codes)}
+    through_sqlalchemy, prepared = _both_ways(runtime, routes._stakeholders(3), params)
+    assert prepared == through_sqlalchemy
+    assert sorted(row[1] for row in prepared[0]) == sorted(codes[:2])
+    assert _types(prepared[0]) == _types(through_sqlalchemy[0])
+    with runtime.engine.connect() as conn:
+        expanding = conn.execute(sa.select(Stakeholder.code).where(Stakeholder.code.in_(codes)))
+        assert sorted(expanding.scalars()) == sorted(codes[:2])
+        row = routes._stakeholders(3).execute(conn, params).rows[0]
+    assert isinstance(row.on_call, list) and isinstance(row.active, bool)
+
+
+def test_alerts_are_queued_as_sqlalchemy_queues_them(runtime: Runtime, reported: dict) -> None:
+    """A few rows by one prepared statement, many by SQLAlchemy's: the same rows, and the same
+    keys back (those not queued already)."""
+    queued = [
+        outbox.queued_row(
+            channel="sms",
+            idempotency_key=f"test:{i}",
+            body="Alerte",
+            payload={"report": "x"},
+            address_enc="enc",
+            kind="alert",
+            now=NOW,
+        )
+        for i in range(outbox.FEW + 2)
+    ]
+    with Session(runtime.engine) as session:
+        first = outbox.enqueue_many(session, queued[:1])  # one row, prepared
+        session.commit()
+    assert first == {"test:0"}
+    dialect = runtime.engine.dialect.name
+    few = queued[:3]
+    params = {f"{name}_{i}": value for i, row in enumerate(few) for name, value in row.items()}
+    through_sqlalchemy, prepared = _both_ways(runtime, outbox._queue_few(dialect, 3), params)
+    assert prepared == through_sqlalchemy
+    assert sorted(key for (key,) in prepared[0]) == ["test:1", "test:2"]  # test:0 was queued
+    with Session(runtime.engine) as session:
+        assert outbox.enqueue_many(session, few) == {"test:1", "test:2"}
+        many = outbox.enqueue_many(session, queued)  # more than FEW: SQLAlchemy's statement
+        session.commit()
+        assert many == {f"test:{i}" for i in range(3, outbox.FEW + 2)}
+        stored = session.exec(select(Outbox).where(Outbox.idempotency_key.like("test:%"))).all()  # type: ignore[attr-defined]
+    assert len(stored) == outbox.FEW + 2
+    assert {row.payload["report"] for row in stored} == {"x"}

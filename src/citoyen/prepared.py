@@ -26,7 +26,7 @@ The results equal ``Connection.execute``'s, row for row and type for type (tests
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,6 +132,19 @@ class _Compiled:
         ]
 
 
+def bound(table: sa.Table, columns: Iterable[str], suffix: str = "") -> dict[str, Any]:
+    """A parameter for each of ``columns``, named after it (and ``suffix``), typed as it is: the
+    ``.values()`` of a fixed INSERT for :class:`Prepared`."""
+    return {name: sa.bindparam(name + suffix, type_=table.c[name].type) for name in columns}
+
+
+def insert_of(table: sa.Table, columns: Iterable[str]) -> sa.Insert:
+    """``INSERT INTO table (columns) VALUES (...)``, its parameters named after the columns, and
+    nothing returned (not even the new id, which PostgreSQL's dialect would otherwise add): a
+    fixed statement for :meth:`Prepared.executemany`."""
+    return table.insert().inline().values(bound(table, columns))
+
+
 class Prepared:
     """A Core statement to run many times on :meth:`execute`, cheaper than
     ``Connection.execute`` and with the same result (see the module's docstring)."""
@@ -150,17 +163,37 @@ class Prepared:
 
     def execute(self, conn: sa.Connection, params: Mapping[str, Any]) -> Result:
         """Run the statement on ``conn``'s driver connection, in ``conn``'s transaction."""
+        compiled = self.compiled(conn.dialect)
+        return self._run(conn, compiled, compiled.parameters(params), many=False)
+
+    def executemany(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run the statement once for each of ``rows`` by the driver's ``executemany`` (psycopg
+        sends them in one pipeline), in ``conn``'s transaction; the driver's row count.
+
+        For statements that return no rows (``INSERT`` without ``RETURNING``): the rows of a
+        report's queue entries and timeline events."""
+        compiled = self.compiled(conn.dialect)
+        if compiled.row is not None:
+            raise ValueError(f"executemany of a statement that returns rows: {compiled.sql}")
+        if not rows:
+            return 0
+        parameters = [compiled.parameters(row) for row in rows]
+        return self._run(conn, compiled, parameters, many=True).rowcount
+
+    @staticmethod
+    def _run(conn: sa.Connection, compiled: _Compiled, parameters: Any, *, many: bool) -> Result:
         dialect = conn.dialect
-        compiled = self.compiled(dialect)
-        parameters = compiled.parameters(params)
         dbapi_connection = conn.connection.dbapi_connection
         assert dbapi_connection is not None
         cursor = dbapi_connection.cursor()
         try:
             dispatch = conn.dispatch
-            dispatch.before_cursor_execute(conn, cursor, compiled.sql, parameters, None, False)
-            cursor.execute(compiled.sql, parameters)
-            dispatch.after_cursor_execute(conn, cursor, compiled.sql, parameters, None, False)
+            dispatch.before_cursor_execute(conn, cursor, compiled.sql, parameters, None, many)
+            if many:
+                cursor.executemany(compiled.sql, parameters)
+            else:
+                cursor.execute(compiled.sql, parameters)
+            dispatch.after_cursor_execute(conn, cursor, compiled.sql, parameters, None, many)
             rows = compiled.rows(cursor.fetchall()) if compiled.row is not None else []
             return Result(cursor.rowcount, rows)
         except dialect.loaded_dbapi.Error as error:

@@ -7,6 +7,7 @@ survey invitation), so a message is queued if and only if its cause is committed
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from citoyen.models import Outbox
+from citoyen.prepared import Prepared, bound
 
 # The dialects citoyen runs on, each with its INSERT ... ON CONFLICT (also used by routing).
 INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -27,6 +29,32 @@ _QUEUE_MANY = {
     .returning(_OUTBOX.c.idempotency_key)
     for name, insert in INSERT.items()
 }
+_QUEUED_COLUMNS = (  # what queued_row gives
+    "idempotency_key",
+    "kind",
+    "channel",
+    "contact_id",
+    "address_enc",
+    "body",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+FEW = 8  # up to this many rows, enqueue_many runs a prepared statement made for their number
+
+
+@functools.lru_cache(maxsize=2 * FEW)
+def _queue_few(dialect: str, count: int) -> Prepared:
+    """:data:`_QUEUE_MANY` for ``count`` rows as one fixed statement (parameters
+    ``<column>_<i>``): the alerts of an emergency, queued as a citizen completes the report."""
+    return Prepared(
+        INSERT[dialect](_OUTBOX)
+        .values([bound(_OUTBOX, _QUEUED_COLUMNS, f"_{i}") for i in range(count)])
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(_OUTBOX.c.idempotency_key)
+    )
 
 
 def queued_row(
@@ -64,6 +92,13 @@ def enqueue_many(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     new (a key queued already, here or concurrently, leaves that row standing)."""
     if not rows:
         return set()
+    if len(rows) <= FEW:
+        session.flush()  # rows the session holds go first, as autoflush would send them
+        conn = session.connection()
+        params = {f"{name}_{i}": value for i, row in enumerate(rows) for name, value in row.items()}
+        return {
+            key for (key,) in _queue_few(conn.dialect.name, len(rows)).execute(conn, params).rows
+        }
     statement = _QUEUE_MANY[session.get_bind().dialect.name]
     return set(session.execute(statement, rows).scalars())
 

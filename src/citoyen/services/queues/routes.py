@@ -8,6 +8,7 @@ queue (the fallback, moderation).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,7 @@ from sqlmodel import Session, select
 
 from citoyen.engine.schema import duration_seconds
 from citoyen.models import QueueEntry, Report, ReportEvent, Stakeholder
+from citoyen.prepared import Prepared, insert_of
 from citoyen.routing import Route, RoutingConfig, database_area_tree, resolve, texts
 from citoyen.routing.schema import DEFAULT_FALLBACK, DEFAULT_SLA
 from citoyen.services.areas import AREA_RECHECK_SECONDS
@@ -36,11 +38,43 @@ OPEN_ENTRY = ("open", "acknowledged")  # entries of stakeholders still on a repo
 
 area_code = places.area_code  # the code of a report's area (from the cached copy of the areas)
 
-# Statements built once, at import (SQLAlchemy caches their compiled form).
+# Statements built once, at import; the hot ones prepared (:mod:`citoyen.prepared`): a new
+# report's stakeholders, entries and events are read and written at every report a citizen
+# completes, where SQLAlchemy's per-execution work through the session cost more than the
+# statements (bench note in docs/performance.md, sixth pass).
 _EVENT_TABLE = ReportEvent.__table__  # type: ignore[attr-defined]
-_INSERT_EVENTS = _EVENT_TABLE.insert()
+_EVENT_COLUMNS = (  # what event_row gives
+    "report_id",
+    "kind",
+    "from_status",
+    "to_status",
+    "user_id",
+    "stakeholder_id",
+    "note",
+    "data",
+    "created_at",
+)
+_INSERT_EVENTS = Prepared(insert_of(_EVENT_TABLE, _EVENT_COLUMNS))
 _ENTRY_TABLE = QueueEntry.__table__  # type: ignore[attr-defined]
-_INSERT_ENTRIES = _ENTRY_TABLE.insert()
+_ENTRY_COLUMNS = (  # what _entry_row gives
+    "report_id",
+    "stakeholder_id",
+    "status",
+    "via",
+    "rule_line",
+    "chain",
+    "escalation_level",
+    "escalated_from_id",
+    "due_at",
+    "created_at",
+    "updated_at",
+    "report_status",
+    "category",
+    "urgency",
+    "area_id",
+    "reported_at",
+)
+_INSERT_ENTRIES = Prepared(insert_of(_ENTRY_TABLE, _ENTRY_COLUMNS))
 # One entry, unless the stakeholder has one for this report already (then no row comes back).
 _INSERT_ENTRY = {
     name: select(QueueEntry).from_statement(
@@ -50,15 +84,26 @@ _INSERT_ENTRY = {
     )
     for name, insert in INSERT.items()
 }
-_STAKEHOLDERS = sa.select(
-    Stakeholder.id,
-    Stakeholder.code,
-    Stakeholder.name,
-    Stakeholder.kind,
-    Stakeholder.language,
-    Stakeholder.on_call,
-    Stakeholder.active,
-).where(Stakeholder.code.in_(sa.bindparam("codes", expanding=True)))
+
+
+@functools.lru_cache(maxsize=16)
+def _stakeholders(count: int) -> Prepared:
+    """The stakeholders of ``count`` codes (parameters ``code_0``...): one fixed statement per
+    count, where an expanding IN list would be rendered again at each execution."""
+    codes = [
+        sa.bindparam(f"code_{i}", type_=Stakeholder.__table__.c.code.type) for i in range(count)
+    ]  # type: ignore[attr-defined]
+    return Prepared(
+        sa.select(
+            Stakeholder.id,
+            Stakeholder.code,
+            Stakeholder.name,
+            Stakeholder.kind,
+            Stakeholder.language,
+            Stakeholder.on_call,
+            Stakeholder.active,
+        ).where(Stakeholder.code.in_(codes))
+    )
 
 
 def event_row(
@@ -371,8 +416,10 @@ def route_and_record(
         _route_to_moderation(session, report, now=now, events=events)
         return
     opened, missing, due, alerts = plan
-    session.execute(
-        _INSERT_ENTRIES,
+    session.flush()  # a stakeholder made active again goes first, as autoflush would send it
+    conn = session.connection()
+    _INSERT_ENTRIES.executemany(
+        conn,
         [
             _entry_row(
                 report,
@@ -402,7 +449,7 @@ def route_and_record(
         rows.append(
             event_row(report.id, "routed", stakeholder_id=stakeholder.id, data=data, created_at=now)
         )
-    session.execute(_INSERT_EVENTS, rows)
+    _INSERT_EVENTS.executemany(conn, rows)
 
 
 def _entry_row(
@@ -465,7 +512,10 @@ def _plan_new_report(session: Session, report: Report, *, now: datetime) -> _Pla
     # The routes' stakeholders and the fallback, in one query.
     codes = list(dict.fromkeys([route.stakeholder for route in resolution.routes]))
     wanted = [*codes, config.fallback] if config.fallback not in codes else codes
-    rows = {row.code: row for row in session.execute(_STAKEHOLDERS, {"codes": wanted})}
+    result = _stakeholders(len(wanted)).execute(
+        session.connection(), {f"code_{i}": code for i, code in enumerate(wanted)}
+    )
+    rows = {row.code: row for row in result.rows}
 
     def stakeholder(code: str) -> Any:
         row = rows.get(code)
@@ -518,7 +568,7 @@ def _route_to_moderation(
 ) -> None:
     """The fallback queue for a report routing failed on (``events`` written first)."""
     if events:
-        session.execute(_INSERT_EVENTS, list(events))
+        _INSERT_EVENTS.executemany(session.connection(), events)
     try:
         router = router_for(session)
         config = router.config
