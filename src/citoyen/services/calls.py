@@ -130,7 +130,7 @@ def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
     """
     with read_connection(runtime.engine) as conn:  # Core: a session's bookkeeping cost more
         status = _CALL_STATUS.execute(
-            conn, {"p_first": provider_id(call_sid, 0), "p_prefix": f"{call_sid}:%"}
+            conn, {"p_first": provider_id(call_sid, 0), "p_prefix": f"{call_sid}:"}
         ).scalar()
         if status is None or status in OPEN_STATUSES:
             return False
@@ -142,6 +142,15 @@ def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
             )
         ).scalar()
         return seen is None  # a retry: the conversation service answers it as the first time
+
+
+def of_call(prefix: Any) -> Any:
+    """The condition "this message is one of the call's": its provider id starts with
+    ``prefix`` (``CallSid:``), compared as it is. Not ``LIKE``: SQLite prepares a statement again
+    at every execution whose ``LIKE`` pattern is a parameter (for its LIKE optimisation), which
+    cost 40 µs of the 50 of the status read below; and SQLite's ``LIKE`` ignores case where
+    PostgreSQL's does not."""
+    return sa.func.substr(Message.provider_id, 1, sa.func.length(prefix)) == prefix
 
 
 def _call_status_statement() -> Any:
@@ -156,10 +165,12 @@ def _call_status_statement() -> Any:
         .join(
             Message,
             sa.and_(
+                # Not the channel too: the call's prefix says it, and PostgreSQL's generic plan
+                # for a young table then read every voice message of the index on (channel,
+                # provider_id) with the caller's (1.0-1.7 ms after 100 calls, growing).
                 Message.contact_id == first.contact_id,
-                Message.channel == VOICE,
                 Message.direction == "in",
-                Message.provider_id.like(sa.bindparam("p_prefix", type_=sa.String)),
+                of_call(sa.bindparam("p_prefix", type_=sa.String)),
                 Message.conversation_id.is_not(None),
             ),
         )
@@ -233,7 +244,7 @@ def call_conversation_id(session: Session, call_sid: str) -> int | None:
             Message.contact_id == contact_id,
             Message.channel == VOICE,
             Message.direction == "in",
-            Message.provider_id.like(f"{call_sid}:%"),
+            of_call(sa.literal(f"{call_sid}:")),
             Message.conversation_id.is_not(None),
         )
         .order_by(Message.id.desc())

@@ -138,6 +138,27 @@ def test_recording_that_arrives_after_the_hang_up_is_kept(client, runtime: Runti
     assert attachment.report_id == report.id
 
 
+def test_a_late_recording_goes_to_its_own_call_when_the_caller_called_again(
+    client, runtime: Runtime
+) -> None:
+    """The late step is told from the call's own messages (its CallSid prefix), not from the
+    caller's latest ones: a second call of the same caller, already going, is not disturbed."""
+    first = call_to(client, "122122")  # asked to record
+    handle_call_status(runtime, status(first))
+    second = Call(client)  # the same caller calls again
+    second.start()
+    heard = first.record()  # the first call's recording, delivered late
+    assert heard.lines == [] and [v.tag for v in first.root] == ["Hangup"]
+    [report] = reports(runtime)
+    with Session(runtime.engine) as session:
+        [attachment] = session.exec(select(Attachment)).all()
+        statuses = session.exec(select(Conversation.status).order_by(Conversation.id)).all()
+    assert attachment.report_id == report.id
+    assert report.conversation_id == attachment.conversation_id
+    assert statuses == ["interrupted", "waiting"]  # the second call at its first menu
+    assert second.press("1").lines  # the second call goes on, answered as before
+
+
 def test_a_finished_call_creates_nothing_more(client, runtime: Runtime) -> None:
     call = call_to(client, "122122")
     call.record()
