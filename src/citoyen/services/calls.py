@@ -28,9 +28,10 @@ from citoyen.db import read_connection, write_session
 from citoyen.engine.schema import ActionNode, PlaceNode
 from citoyen.engine.types import Input
 from citoyen.models import Attachment, Contact, Conversation, Message, Report
-from citoyen.prepared import Prepared
+from citoyen.prepared import Prepared, bound
 from citoyen.services import effects
 from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply, ReplyHook
+from citoyen.services.outbox import INSERT
 from citoyen.services.privacy import alias_label
 
 log = logging.getLogger(__name__)
@@ -193,9 +194,8 @@ _REPORT_OF_CONVERSATION = (
 )
 # The conversation's unlinked attachments joined to its (first) report, when it has one: one
 # statement where looking up the report, then the attachments, then updating each took three
-# or more round trips in the transaction that makes the report. The attachments the session
-# holds are updated with it (synchronize_session: their new report_id is fetched back).
-_LINK_ATTACHMENTS = (
+# or more round trips in the transaction that makes the report.
+_LINK_ATTACHMENTS = Prepared(
     sa.update(Attachment)
     .where(
         Attachment.conversation_id == sa.bindparam("p_conversation_id", type_=sa.Integer),
@@ -203,8 +203,51 @@ _LINK_ATTACHMENTS = (
         _REPORT_OF_CONVERSATION.is_not(None),
     )
     .values(report_id=_REPORT_OF_CONVERSATION)
-    .execution_options(synchronize_session="fetch")
 )
+_ATTACHMENTS = Attachment.__table__  # type: ignore[attr-defined]
+# A recording's attachment, created once per RecordingSid (the unique key): the Record action
+# and the recording-status callback may come in either order, or at once, and whichever comes
+# second fills in what the first did not know (the conversation, the contact, the duration).
+# One statement, instead of a lookup, an ORM insert and a flush (and a retry on a race).
+_KEEP_RECORDING = {
+    name: Prepared(
+        insert(_ATTACHMENTS)
+        .values(
+            {
+                **bound(
+                    _ATTACHMENTS,
+                    (
+                        "conversation_id",
+                        "contact_id",
+                        "provider_ref",
+                        "duration_seconds",
+                        "created_at",
+                    ),
+                ),
+                "channel": VOICE,
+                "kind": "recording",
+                "status": "pending",
+                "attempts": 0,
+            }
+        )
+        .on_conflict_do_update(
+            index_elements=["channel", "provider_ref"],
+            set_={
+                "conversation_id": sa.func.coalesce(
+                    _ATTACHMENTS.c.conversation_id, sa.literal_column("excluded.conversation_id")
+                ),
+                "contact_id": sa.func.coalesce(
+                    _ATTACHMENTS.c.contact_id, sa.literal_column("excluded.contact_id")
+                ),
+                "duration_seconds": sa.func.coalesce(
+                    sa.literal_column("excluded.duration_seconds"), _ATTACHMENTS.c.duration_seconds
+                ),
+            },
+        )
+        .returning(_ATTACHMENTS.c.id)
+    )
+    for name, insert in INSERT.items()
+}
 
 
 def _late_input(runtime: Any, call_sid: str, recording: Recording | None, now: datetime) -> Reply:
@@ -259,37 +302,43 @@ def _upsert_recording(
     recording: Recording,
     conversation_id: int | None,
     contact_id: int | None,
-) -> Attachment:
-    """The attachment row of a recording, created once per RecordingSid (unique key)."""
-    attachment = session.exec(
-        select(Attachment).where(
-            Attachment.channel == VOICE, Attachment.provider_ref == recording.sid
+) -> int:
+    """The id of a recording's attachment row, created once per RecordingSid (unique key) and
+    completed with what this caller knows (see :data:`_KEEP_RECORDING`)."""
+    session.flush()  # rows the session holds go first, as a query's autoflush would send them
+    conn = session.connection()
+    attachment_id = (
+        _KEEP_RECORDING[conn.dialect.name]
+        .execute(
+            conn,
+            {
+                "conversation_id": conversation_id,
+                "contact_id": contact_id,
+                "provider_ref": recording.sid,
+                "duration_seconds": recording.duration,
+                "created_at": datetime.now(UTC),  # as the model's default would
+            },
         )
-    ).first()
-    if attachment is None:
-        attachment = Attachment(
-            channel=VOICE,
-            kind="recording",
-            provider_ref=recording.sid,
-            status="pending",
-            conversation_id=conversation_id,
-            contact_id=contact_id,
-            duration_seconds=recording.duration,  # in the INSERT: no UPDATE after it
-        )
-        session.add(attachment)
-        session.flush()  # a copy racing us fails here; the caller's transaction is retried
-    if attachment.conversation_id is None:
-        attachment.conversation_id = conversation_id
-    if attachment.contact_id is None:
-        attachment.contact_id = contact_id
-    if recording.duration is not None:
-        attachment.duration_seconds = recording.duration
-    return attachment
+        .scalar()
+    )
+    assert attachment_id is not None  # inserted or updated: a row comes back either way
+    _expire_attachments(session)
+    return attachment_id
+
+
+def _expire_attachments(session: Session) -> None:
+    """Attachments the session holds are read again when next used: a statement changed their
+    rows behind the ORM's back."""
+    for instance in list(session.identity_map.values()):
+        if isinstance(instance, Attachment):
+            session.expire(instance)
 
 
 def link_attachments(session: Session, conversation_id: int) -> None:
     """Attach the conversation's unlinked attachments to its report, once it has one."""
-    session.execute(_LINK_ATTACHMENTS, {"p_conversation_id": conversation_id})
+    session.flush()
+    _LINK_ATTACHMENTS.execute(session.connection(), {"p_conversation_id": conversation_id})
+    _expire_attachments(session)
 
 
 def record_recording_status(runtime: Any, form: Mapping[str, str]) -> Attachment | None:
@@ -319,11 +368,14 @@ def record_recording_status(runtime: Any, form: Mapping[str, str]) -> Attachment
                 conversation = (
                     session.get(Conversation, conversation_id) if conversation_id else None
                 )
-                attachment = _upsert_recording(
-                    session,
-                    recording,
-                    conversation_id,
-                    conversation.contact_id if conversation else None,
+                attachment = session.get_one(
+                    Attachment,
+                    _upsert_recording(
+                        session,
+                        recording,
+                        conversation_id,
+                        conversation.contact_id if conversation else None,
+                    ),
                 )
                 if status in NO_RECORDING_STATUSES and attachment.status == "pending":
                     attachment.status = "failed"

@@ -12,7 +12,7 @@ from sqlmodel import Session, func, select
 
 from citoyen.models import Area, Attachment, Conversation, Message, Report
 from citoyen.runtime import Runtime
-from citoyen.services.calls import handle_call_status
+from citoyen.services.calls import Recording, _upsert_recording, handle_call_status
 from tests.channels.twilio_helpers import ACCOUNT_SID, signed_post
 from tests.channels.voice.helpers import CALLER, Call
 
@@ -265,6 +265,37 @@ def test_recording_status_before_the_record_action_makes_one_attachment(
     assert attachment.report_id == report.id
     assert attachment.status == "pending"
     assert attachment.duration_seconds == 30
+
+
+def test_a_recording_is_one_row_completed_by_whoever_comes_second(client, runtime: Runtime) -> None:
+    """The Record action and the status callback each know part of a recording: the row is made
+    once (by the RecordingSid) and completed, never has what it knows overwritten."""
+    call_to(client, "122122")
+    with Session(runtime.engine) as session:
+        conversation = session.exec(select(Conversation)).one()
+    sid = "RE" + "e" * 32
+    with Session(runtime.engine) as session:
+        first = _upsert_recording(session, Recording(sid=sid, duration=31), None, None)
+        session.commit()
+    with Session(runtime.engine) as session:
+        held = session.get_one(Attachment, first)  # an object of the row, in this session
+        assert held.conversation_id is None and held.duration_seconds == 31
+        second = _upsert_recording(
+            session, Recording(sid=sid), conversation.id, conversation.contact_id
+        )
+        # The statement changed the row behind the ORM: the object shows the row as it is now.
+        assert second == first and held.conversation_id == conversation.id
+        assert held.duration_seconds == 31 and held.contact_id == conversation.contact_id
+        session.commit()
+    with Session(runtime.engine) as session:
+        other = conversation.id + 1  # what a confused caller might claim: not taken
+        third = _upsert_recording(session, Recording(sid=sid, duration=30), other, None)
+        session.commit()
+        [attachment] = session.exec(select(Attachment)).all()
+    assert third == first
+    assert attachment.conversation_id == conversation.id  # kept, not overwritten
+    assert attachment.duration_seconds == 30 and attachment.status == "pending"
+    assert attachment.kind == "recording" and attachment.created_at is not None
 
 
 def test_recording_status_absent_marks_the_attachment_failed(client, runtime: Runtime) -> None:
