@@ -353,42 +353,35 @@ def record_recording_status(runtime: Any, form: Mapping[str, str]) -> Attachment
         return None
     status = form.get("RecordingStatus") or ""
     recording = Recording(sid=sid, duration=parse_duration(form.get("RecordingDuration")))
-    for _attempt in range(3):
-        try:
-            with write_session(runtime.engine) as session:
-                conversation_id = call_conversation_id(session, call_sid)
-                existing = session.exec(
-                    select(Attachment.id).where(
-                        Attachment.channel == VOICE, Attachment.provider_ref == sid
-                    )
-                ).first()
-                if existing is None and conversation_id is None:
-                    log.info("voice: recording status for a call we never answered, ignored")
-                    return None
-                conversation = (
-                    session.get(Conversation, conversation_id) if conversation_id else None
-                )
-                attachment = session.get_one(
-                    Attachment,
-                    _upsert_recording(
-                        session,
-                        recording,
-                        conversation_id,
-                        conversation.contact_id if conversation else None,
-                    ),
-                )
-                if status in NO_RECORDING_STATUSES and attachment.status == "pending":
-                    attachment.status = "failed"
-                    code = form.get("ErrorCode")
-                    attachment.error = f"Twilio recording {status}" + (
-                        f" (error {code})" if code and code != "0" else ""
-                    )
-                if attachment.conversation_id is not None:
-                    link_attachments(session, attachment.conversation_id)
-                return attachment
-        except IntegrityError:
-            continue  # the Record action created it at the same moment: update that row
-    return None
+    # No retry on a race with the Record action: both meet in the same upsert of the row.
+    with write_session(runtime.engine) as session:
+        conversation_id = call_conversation_id(session, call_sid)
+        existing = session.exec(
+            select(Attachment.id).where(Attachment.channel == VOICE, Attachment.provider_ref == sid)
+        ).first()
+        if existing is None and conversation_id is None:
+            log.info("voice: recording status for a call we never answered, ignored")
+            return None
+        conversation = session.get(Conversation, conversation_id) if conversation_id else None
+        attachment = session.get_one(
+            Attachment,
+            _upsert_recording(
+                session,
+                recording,
+                conversation_id,
+                conversation.contact_id if conversation else None,
+            ),
+        )
+        if status in NO_RECORDING_STATUSES and attachment.status == "pending":
+            attachment.status = "failed"
+            code = form.get("ErrorCode")
+            attachment.error = f"Twilio recording {status}" + (
+                f" (error {code})" if code and code != "0" else ""
+            )
+        if attachment.conversation_id is not None:
+            link_attachments(session, attachment.conversation_id)
+            session.refresh(attachment)  # its report, read back: the caller gets the row as is
+        return attachment
 
 
 # --- the end of a call ---------------------------------------------------------------------------

@@ -12,7 +12,12 @@ from sqlmodel import Session, func, select
 
 from citoyen.models import Area, Attachment, Conversation, Message, Report
 from citoyen.runtime import Runtime
-from citoyen.services.calls import Recording, _upsert_recording, handle_call_status
+from citoyen.services.calls import (
+    Recording,
+    _upsert_recording,
+    handle_call_status,
+    record_recording_status,
+)
 from tests.channels.twilio_helpers import ACCOUNT_SID, signed_post
 from tests.channels.voice.helpers import CALLER, Call
 
@@ -296,6 +301,11 @@ def test_a_recording_is_one_row_completed_by_whoever_comes_second(client, runtim
     assert attachment.conversation_id == conversation.id  # kept, not overwritten
     assert attachment.duration_seconds == 30 and attachment.status == "pending"
     assert attachment.kind == "recording" and attachment.created_at is not None
+    # The status callback gives the row back as it is, readable once its session is closed.
+    callback = {"CallSid": "CA" + "f" * 32, "RecordingSid": sid, "RecordingStatus": "absent"}
+    returned = record_recording_status(runtime, callback)
+    assert returned is not None and returned.status == "failed"
+    assert returned.conversation_id == conversation.id and returned.duration_seconds == 30
 
 
 def test_recording_status_absent_marks_the_attachment_failed(client, runtime: Runtime) -> None:

@@ -86,13 +86,14 @@ _INSERT_ENTRY = {
 }
 
 
+_CODE_TYPE = Stakeholder.__table__.c.code.type  # type: ignore[attr-defined]
+
+
 @functools.lru_cache(maxsize=16)
 def _stakeholders(count: int) -> Prepared:
     """The stakeholders of ``count`` codes (parameters ``code_0``...): one fixed statement per
     count, where an expanding IN list would be rendered again at each execution."""
-    codes = [
-        sa.bindparam(f"code_{i}", type_=Stakeholder.__table__.c.code.type) for i in range(count)
-    ]  # type: ignore[attr-defined]
+    codes = [sa.bindparam(f"code_{i}", type_=_CODE_TYPE) for i in range(count)]
     return Prepared(
         sa.select(
             Stakeholder.id,
