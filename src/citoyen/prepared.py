@@ -132,6 +132,14 @@ class _Compiled:
         ]
 
 
+def session_connection(session: Any) -> sa.Connection:
+    """The connection of ``session``'s transaction, for prepared statements run in it, with the
+    rows the session holds flushed first: what the session's autoflush would have sent before a
+    statement run through it, so that they still go first."""
+    session.flush()
+    return session.connection()
+
+
 def bound(table: sa.Table, columns: Iterable[str], suffix: str = "") -> dict[str, Any]:
     """A parameter for each of ``columns``, named after it (and ``suffix``), typed as it is: the
     ``.values()`` of a fixed INSERT for :class:`Prepared`."""

@@ -28,7 +28,7 @@ from citoyen.db import read_connection, write_session
 from citoyen.engine.schema import ActionNode, PlaceNode
 from citoyen.engine.types import Input
 from citoyen.models import Attachment, Contact, Conversation, Message, Report
-from citoyen.prepared import Prepared, bound
+from citoyen.prepared import Prepared, bound, session_connection
 from citoyen.services import effects
 from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply, ReplyHook
 from citoyen.services.outbox import INSERT
@@ -305,8 +305,7 @@ def _upsert_recording(
 ) -> int:
     """The id of a recording's attachment row, created once per RecordingSid (unique key) and
     completed with what this caller knows (see :data:`_KEEP_RECORDING`)."""
-    session.flush()  # rows the session holds go first, as a query's autoflush would send them
-    conn = session.connection()
+    conn = session_connection(session)
     attachment_id = (
         _KEEP_RECORDING[conn.dialect.name]
         .execute(
@@ -336,8 +335,7 @@ def _expire_attachments(session: Session) -> None:
 
 def link_attachments(session: Session, conversation_id: int) -> None:
     """Attach the conversation's unlinked attachments to its report, once it has one."""
-    session.flush()
-    _LINK_ATTACHMENTS.execute(session.connection(), {"p_conversation_id": conversation_id})
+    _LINK_ATTACHMENTS.execute(session_connection(session), {"p_conversation_id": conversation_id})
     _expire_attachments(session)
 
 

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from citoyen.engine.types import Effect
 from citoyen.models import Contact, Conversation, Report, SurveyAnswer
-from citoyen.prepared import Prepared, bound
+from citoyen.prepared import Prepared, bound, session_connection
 from citoyen.services.outbox import INSERT
 from citoyen.services.privacy import WITHHELD
 from citoyen.services.queues.places import area_id as _area_id
@@ -101,8 +101,7 @@ def create_report(
         "merged_into_id": None,
         "purged_at": None,
     }
-    session.flush()  # rows the session holds go first, as a query's autoflush would send them
-    conn = session.connection()
+    conn = session_connection(session)
     statement = _INSERT_REPORT[conn.dialect.name]
     for _ in range(10):
         values["reference"] = new_reference()

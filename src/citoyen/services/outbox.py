@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from citoyen.models import Outbox
-from citoyen.prepared import Prepared, bound
+from citoyen.prepared import Prepared, bound, session_connection
 
 # The dialects citoyen runs on, each with its INSERT ... ON CONFLICT (also used by routing).
 INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -93,8 +93,7 @@ def enqueue_many(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     if not rows:
         return set()
     if len(rows) <= FEW:
-        session.flush()  # rows the session holds go first, as autoflush would send them
-        conn = session.connection()
+        conn = session_connection(session)
         params = {f"{name}_{i}": value for i, row in enumerate(rows) for name, value in row.items()}
         return {
             key for (key,) in _queue_few(conn.dialect.name, len(rows)).execute(conn, params).rows

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from citoyen.engine.schema import duration_seconds
 from citoyen.models import QueueEntry, Report, ReportEvent, Stakeholder
-from citoyen.prepared import Prepared, insert_of
+from citoyen.prepared import Prepared, insert_of, session_connection
 from citoyen.routing import Route, RoutingConfig, database_area_tree, resolve, texts
 from citoyen.routing.schema import DEFAULT_FALLBACK, DEFAULT_SLA
 from citoyen.services.areas import AREA_RECHECK_SECONDS
@@ -417,8 +417,7 @@ def route_and_record(
         _route_to_moderation(session, report, now=now, events=events)
         return
     opened, missing, due, alerts = plan
-    session.flush()  # a stakeholder made active again goes first, as autoflush would send it
-    conn = session.connection()
+    conn = session_connection(session)  # a stakeholder made active again goes first
     _INSERT_ENTRIES.executemany(
         conn,
         [
@@ -514,7 +513,7 @@ def _plan_new_report(session: Session, report: Report, *, now: datetime) -> _Pla
     codes = list(dict.fromkeys([route.stakeholder for route in resolution.routes]))
     wanted = [*codes, config.fallback] if config.fallback not in codes else codes
     result = _stakeholders(len(wanted)).execute(
-        session.connection(), {f"code_{i}": code for i, code in enumerate(wanted)}
+        session_connection(session), {f"code_{i}": code for i, code in enumerate(wanted)}
     )
     rows = {row.code: row for row in result.rows}
 
@@ -569,7 +568,7 @@ def _route_to_moderation(
 ) -> None:
     """The fallback queue for a report routing failed on (``events`` written first)."""
     if events:
-        _INSERT_EVENTS.executemany(session.connection(), events)
+        _INSERT_EVENTS.executemany(session_connection(session), events)
     try:
         router = router_for(session)
         config = router.config
