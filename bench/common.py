@@ -3,6 +3,7 @@ line that says on what machine and when a run was made."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
@@ -70,6 +71,46 @@ def throwaway_database(kind: str, pg_admin: str, name: str) -> Iterator[tuple[st
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             admin.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stand_in_for_autovacuum(url: str) -> bool:
+    """On a PostgreSQL server whose autovacuum is off, do its work now: ``VACUUM (ANALYZE)`` of
+    the bench's database; called between load runs. Returns whether it ran.
+
+    A production server runs autovacuum (PostgreSQL's default, and docs/deploy.md asks for it):
+    it analyzes a table once a tenth of it changed, and the new statistics make every cached
+    plan of a statement on that table be planned again. With it off, the plans the workers made
+    in the first seconds, on empty tables without statistics, are kept for the whole run, and
+    dead row versions pile up: the webhook's throughput fell by a third over six rounds of
+    10 seconds (docs/performance.md, "Seventh pass"), which no deployment would see. The line
+    this prints says it was done, so no figure is read as coming from a server left alone.
+    """
+    if not url.startswith("postgresql"):
+        return False
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SHOW autovacuum")).scalar_one() == "on":
+                return False
+            conn.execute(sa.text("VACUUM (ANALYZE)"))
+    finally:
+        engine.dispose()
+    return True
+
+
+AUTOVACUUM_STAND_IN = (
+    "PostgreSQL's autovacuum is off on this server: VACUUM (ANALYZE) of the bench database "
+    "before each measured run, in its place (--no-autovacuum-stand-in: leave it alone)"
+)
+
+
+def add_autovacuum_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-autovacuum-stand-in",
+        dest="autovacuum_stand_in",
+        action="store_false",
+        help="on a PostgreSQL server with autovacuum off, do not vacuum between runs",
+    )
 
 
 def worker_rss_mb(master_pid: int) -> list[float]:

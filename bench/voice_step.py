@@ -37,10 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    AUTOVACUUM_STAND_IN,
     PG_ADMIN,
     ServerTimer,
+    add_autovacuum_option,
     machine_line,
     print_worker_rss,
+    stand_in_for_autovacuum,
     throwaway_database,
 )
 from twilio.request_validator import RequestValidator
@@ -224,12 +227,16 @@ def under_gunicorn(url: str, instance: Path, args: argparse.Namespace) -> None:
     server = start_server(url, instance, args.workers, args.port, app="voice_step:bench_app()")
     try:
         run_load(args.port, signed_calls, args.clients, 2, None, 9_000_000)  # warm-up
+        if args.autovacuum_stand_in and stand_in_for_autovacuum(url):
+            print(AUTOVACUUM_STAND_IN)
         peak = run_load(args.port, signed_calls, args.clients, args.seconds, None, 1_000_000)
         print(
             f"gunicorn {args.workers} sync workers, {args.clients} clients, closed loop: "
             f"{peak['rps']:.1f} req/s, {peak['errors']} errors of {peak['requests']}"
         )
         print_by_kind(peak["samples"])
+        if args.autovacuum_stand_in:
+            stand_in_for_autovacuum(url)
         half = run_load(
             args.port, signed_calls, args.clients, args.seconds, peak["rps"] / 2, 2_000_000
         )
@@ -251,6 +258,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--port", type=int, default=8927)
+    add_autovacuum_option(parser)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
     parser.add_argument("--pg-db", default="citoyen_bench_voice", help="throwaway database's name")
     parser.add_argument("--no-gunicorn", action="store_true")

@@ -204,3 +204,14 @@ def test_read_then_write_commits_the_write_and_rolls_it_back_when_the_block_rais
         assert conn.execute(sa.text("SELECT n FROM rtw")).scalars().all() == [1]
     # One checkout per block (on PostgreSQL: one pre-ping).
     assert len(checkouts) == 3
+
+
+def test_maintenance_warning_follows_the_servers_autovacuum(db_engine: sa.Engine) -> None:
+    """PostgreSQL with autovacuum off gets a warning naming it; on, or SQLite, none."""
+    warning = db.maintenance_warning(db_engine)
+    if db_engine.dialect.name == "sqlite":
+        assert warning is None
+        return
+    with db_engine.connect() as conn:
+        on = conn.execute(sa.text("SHOW autovacuum")).scalar_one() == "on"
+    assert warning == (None if on else db.AUTOVACUUM_OFF)

@@ -18,6 +18,7 @@ from rich.table import Table
 from citoyen.runtime import Runtime, build_runtime
 
 console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 def _runtime(ctx: click.Context) -> Runtime:
@@ -36,6 +37,16 @@ def _progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+def _warn_about_upkeep(runtime: Runtime) -> None:
+    """Warn, in the log (where an operator's monitoring looks), when the database's own upkeep
+    is off: the service runs, but slows down as its tables grow."""
+    from citoyen.db import maintenance_warning
+
+    warning = maintenance_warning(runtime.engine)
+    if warning:
+        log.warning("%s", warning)
 
 
 def _load_bundle_or_exit(runtime: Runtime) -> object:
@@ -94,6 +105,7 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
     runtime = _runtime(ctx)
     _load_bundle_or_exit(runtime)
     result = ensure_ready(runtime)
+    _warn_about_upkeep(runtime)
     host = host or runtime.settings.host
     port = port or runtime.settings.port
     base = f"http://{host}:{port}"
@@ -142,6 +154,7 @@ def worker(ctx: click.Context) -> None:
     if runtime.needs_migration():
         raise SystemExit("database not migrated: run `citoyen db upgrade` first")
     _surveys_or_exit(runtime)
+    _warn_about_upkeep(runtime)
     Worker(runtime).start(background=False)
 
 
@@ -202,6 +215,7 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     runtime = _runtime(ctx)
     dbmod.upgrade(runtime.settings.resolved_database_url, revision)
     console.print(f"database at revision {dbmod.current_revision(runtime.engine)}")
+    _warn_about_upkeep(runtime)
 
 
 @db.command("revision")

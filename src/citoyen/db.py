@@ -320,3 +320,24 @@ def ping(engine: Engine) -> bool:
         return True
     except sa.exc.SQLAlchemyError:
         return False
+
+
+AUTOVACUUM_OFF = (
+    "PostgreSQL's autovacuum is off on this server: plans made while the tables were small are "
+    "kept and dead rows pile up, and each message gets slower as the tables grow (a third "
+    "slower after 100,000 messages in the benchmarks). Turn it on (the default), or run "
+    "VACUUM (ANALYZE) regularly. See docs/deploy.md."
+)
+
+
+def maintenance_warning(engine: Engine) -> str | None:
+    """What to tell the operator about the database's own upkeep, or None when all is well.
+
+    The step's statements are prepared once per connection and kept; PostgreSQL plans them again
+    when a table's statistics change, which autovacuum's ANALYZE does as the tables grow. Off,
+    nothing does (docs/performance.md, "Seventh pass")."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        autovacuum = conn.execute(sa.text("SHOW autovacuum")).scalar_one()
+    return AUTOVACUUM_OFF if autovacuum != "on" else None

@@ -126,7 +126,10 @@ class Conversation(SQLModel, table=True):
     flow_id: str = Field(max_length=80)
     flow_version: str = Field(max_length=64)
     node: str = Field(max_length=120)
-    status: str = Field(max_length=20, index=True)  # active waiting completed expired interrupted
+    # active waiting completed expired interrupted. Not indexed: every reader finds conversations
+    # by contact or by expiry; an index on it led PostgreSQL's generic plans, made while the table
+    # was young, to look a conversation up by its status (migration 0009).
+    status: str = Field(max_length=20)
     state: dict = json_col()
     # The last menu shown, as [option key, label in the citizen's language] pairs: typed text
     # equal to a label selects that option ("Vol" as well as "2").
@@ -164,7 +167,9 @@ class Report(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(max_length=20, unique=True, index=True)
     contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
-    conversation_id: int | None = Field(default=None, foreign_key="conversations.id")
+    # Indexed: a voice call links its recordings to the report of its conversation, and the
+    # admin finds the report of an attachment, by this column (migration 0009).
+    conversation_id: int | None = Field(default=None, foreign_key="conversations.id", index=True)
     channel: str = Field(max_length=20)
     language: str | None = Field(default=None, max_length=10)
     category: str | None = Field(default=None, max_length=40, index=True)
@@ -357,7 +362,9 @@ class Attachment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     report_id: int | None = Field(default=None, foreign_key="reports.id", index=True)
     conversation_id: int | None = Field(default=None, foreign_key="conversations.id", index=True)
-    contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+    # Indexed, as every column that refers to a contact: SQLite's foreign key checks of a new
+    # contact read this table by it (migration 0009).
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
     channel: str = Field(max_length=20)
     kind: str = Field(max_length=20)  # recording | voice | photo | document
     provider_ref: str = Field(max_length=500)  # Twilio RecordingSid/URL, Telegram file_id

@@ -205,3 +205,17 @@ def test_users_create_coordinator_needs_an_area(invoke) -> None:
     )
     assert made.exit_code == 0, made.output
     assert "created coordinator c@example.org" in made.output
+
+
+@pytest.mark.parametrize("upkeep", [None, "autovacuum is off"])
+def test_db_upgrade_warns_when_the_databases_upkeep_is_off(
+    invoke, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, upkeep: str | None
+) -> None:
+    import citoyen.db
+
+    monkeypatch.setattr(citoyen.db, "maintenance_warning", lambda _engine: upkeep)
+    with caplog.at_level("WARNING", logger="citoyen.cli"):
+        result = invoke("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    warned = [r.getMessage() for r in caplog.records if r.name == "citoyen.cli"]
+    assert warned == ([upkeep] if upkeep else [])
