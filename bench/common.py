@@ -81,7 +81,7 @@ def stand_in_for_autovacuum(url: str) -> bool:
     it analyzes a table once a tenth of it changed, and the new statistics make every cached
     plan of a statement on that table be planned again. With it off, the plans the workers made
     in the first seconds, on empty tables without statistics, are kept for the whole run, and
-    dead row versions pile up: the webhook's throughput fell by a third over six rounds of
+    dead row versions pile up: the webhook's throughput fell by 30 % over six rounds of
     10 seconds (docs/performance.md, "Seventh pass"), which no deployment would see. The line
     this prints says it was done, so no figure is read as coming from a server left alone.
     """

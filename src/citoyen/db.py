@@ -324,8 +324,8 @@ def ping(engine: Engine) -> bool:
 
 AUTOVACUUM_OFF = (
     "PostgreSQL's autovacuum is off on this server: plans made while the tables were small are "
-    "kept and dead rows pile up, and each message gets slower as the tables grow (a third "
-    "slower after 100,000 messages in the benchmarks). Turn it on (the default), or run "
+    "kept and dead rows pile up, and each message gets slower as the tables grow (30 % fewer "
+    "messages per second after 75,000 in the benchmarks). Turn it on (the default), or run "
     "VACUUM (ANALYZE) regularly. See docs/deploy.md."
 )
 
