@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from citoyen.engine import Flow, load_bundle
-from citoyen.models import FlowVersion
+from citoyen.models import FlowVersion, utcnow
+from citoyen.services.outbox import INSERT
 
 _bundles: dict[tuple[str, str], Any] = {}
 
@@ -57,13 +58,24 @@ class PinnedFlows:
         return False
 
     def pin(self, session: Session, flow: Flow) -> None:
-        """Store this version's definition if it is not stored yet."""
+        """Store this version's definition if it is not stored yet.
+
+        ``ON CONFLICT DO NOTHING``: the first conversations on a new version may start in two
+        transactions at once (two web workers, two batches of a survey wave); the second waits
+        for the first's row and keeps it, where a plain INSERT failed on the unique key."""
         if (flow.id, flow.version) in self.stored or self._lookup(session, flow):
             return
-        session.add(
-            FlowVersion(flow_id=flow.id, version=flow.version, definition=flow.to_definition())
+        dialect = session.get_bind().dialect.name
+        session.execute(
+            INSERT[dialect](FlowVersion.__table__)
+            .values(
+                flow_id=flow.id,
+                version=flow.version,
+                definition=flow.to_definition(),
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["flow_id", "version"])
         )
-        session.flush()
 
     @staticmethod
     def _lookup(conn: Session | sa.Connection, flow: Flow) -> bool:

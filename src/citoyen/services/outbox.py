@@ -17,7 +17,8 @@ from sqlmodel import Session, select
 from citoyen.models import Outbox
 from citoyen.prepared import Prepared, bound, session_connection
 
-# The dialects citoyen runs on, each with its INSERT ... ON CONFLICT (also used by routing).
+# The dialects citoyen runs on, each with its INSERT ... ON CONFLICT (also used by routing,
+# effects, calls and the flow versions).
 INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 

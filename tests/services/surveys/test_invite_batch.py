@@ -4,6 +4,7 @@ after a crash invites only the contacts the crash left out."""
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -242,3 +243,52 @@ def test_an_invitation_made_meanwhile_by_another_firing_is_left_alone(runtime, m
             contacts = session.execute(sa.select(model.contact_id)).scalars().all()
             assert contacts.count(second) >= 1, model.__name__
             assert contacts.count(first) == (model is SurveyInvitation), model.__name__
+
+
+def test_a_wave_is_written_two_batches_at_once_on_postgresql(runtime, monkeypatch) -> None:
+    """On PostgreSQL two batches are in flight together (each in its own transaction, each
+    contact invited once, the outcomes counted and the progress told in the order drawn); on
+    SQLite, which writes one transaction at a time, one batch after the other."""
+    ids = [
+        add_contact(runtime, f"+2237614{i:04d}", language=("fr", "bm")[i % 2]) for i in range(23)
+    ]
+    monkeypatch.setattr(runs, "BATCH", 5)
+    real = runs.invite_batch
+    parallel = runtime.engine.dialect.name == "postgresql"
+    # The first two batches wait for each other: only two batches in flight together get past.
+    together = threading.Barrier(2, timeout=10)
+    lock = threading.Lock()
+    threads: list[str] = []
+
+    def watched(*args: Any) -> Any:
+        with lock:
+            threads.append(threading.current_thread().name)
+            first_two = len(threads) <= 2
+        if parallel and first_two:
+            together.wait()
+        return real(*args)
+
+    monkeypatch.setattr(runs, "invite_batch", watched)
+    progress: list[tuple[int, int]] = []
+    result = start_run(
+        runtime,
+        definition(channels=["sms"]),
+        MORNING,
+        progress=lambda d, t: progress.append((d, t)),
+    )
+    assert len(threads) == 5
+    if parallel:
+        assert all(name.startswith("survey-batch") for name in threads)
+        assert len(set(threads)) == 2
+    else:
+        assert set(threads) == {threading.current_thread().name}
+    assert result.invited == 23 and result.already == 0 and not result.skipped
+    assert progress == [(0, 23), (5, 23), (10, 23), (15, 23), (20, 23), (23, 23)]
+    assert sorted(i.contact_id for i in invitations(runtime)) == sorted(ids)
+    with Session(runtime.engine) as session:
+        firsts = session.execute(
+            sa.select(Outbox.contact_id).where(Outbox.idempotency_key.like("%:invite:0"))
+        ).all()
+        pinned = session.execute(sa.select(sa.func.count()).select_from(FlowVersion)).scalar()
+    assert sorted(cid for (cid,) in firsts) == sorted(ids)
+    assert pinned == 1  # the flow's version, stored once by whichever batch came first
