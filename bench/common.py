@@ -104,6 +104,19 @@ AUTOVACUUM_STAND_IN = (
 )
 
 
+class AutovacuumStandIn:
+    """Called before each measured run: :func:`stand_in_for_autovacuum` unless the option
+    turned it off, and :data:`AUTOVACUUM_STAND_IN` printed the first time it ran."""
+
+    def __init__(self, url: str, enabled: bool) -> None:
+        self.url, self.enabled, self.told = url, enabled, False
+
+    def __call__(self) -> None:
+        if self.enabled and stand_in_for_autovacuum(self.url) and not self.told:
+            print(AUTOVACUUM_STAND_IN)
+            self.told = True
+
+
 def add_autovacuum_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-autovacuum-stand-in",

@@ -37,13 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    AUTOVACUUM_STAND_IN,
     PG_ADMIN,
+    AutovacuumStandIn,
     ServerTimer,
     add_autovacuum_option,
     machine_line,
     print_worker_rss,
-    stand_in_for_autovacuum,
     throwaway_database,
 )
 from twilio.request_validator import RequestValidator
@@ -227,16 +226,15 @@ def under_gunicorn(url: str, instance: Path, args: argparse.Namespace) -> None:
     server = start_server(url, instance, args.workers, args.port, app="voice_step:bench_app()")
     try:
         run_load(args.port, signed_calls, args.clients, 2, None, 9_000_000)  # warm-up
-        if args.autovacuum_stand_in and stand_in_for_autovacuum(url):
-            print(AUTOVACUUM_STAND_IN)
+        settle = AutovacuumStandIn(url, args.autovacuum_stand_in)
+        settle()
         peak = run_load(args.port, signed_calls, args.clients, args.seconds, None, 1_000_000)
         print(
             f"gunicorn {args.workers} sync workers, {args.clients} clients, closed loop: "
             f"{peak['rps']:.1f} req/s, {peak['errors']} errors of {peak['requests']}"
         )
         print_by_kind(peak["samples"])
-        if args.autovacuum_stand_in:
-            stand_in_for_autovacuum(url)
+        settle()
         half = run_load(
             args.port, signed_calls, args.clients, args.seconds, peak["rps"] / 2, 2_000_000
         )

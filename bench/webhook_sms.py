@@ -48,14 +48,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from common import (
-    AUTOVACUUM_STAND_IN,
     PG_ADMIN,
     SERVER_TIME,
+    AutovacuumStandIn,
     ServerTimer,
     add_autovacuum_option,
     machine_line,
     print_worker_rss,
-    stand_in_for_autovacuum,
     throwaway_database,
 )
 from twilio.request_validator import RequestValidator
@@ -365,14 +364,7 @@ def bench_database(kind: str, args: argparse.Namespace) -> None:
             # Warm-up (imports, pools, caches) on both routes, then the measured runs.
             for path in ("/bench/baseline", "/twilio/sms"):
                 run_load(args.port, partial(_messages, path), args.clients, 2, None, 9_000_000)
-
-            def settle() -> None:
-                if args.autovacuum_stand_in:
-                    settled.append(stand_in_for_autovacuum(url))
-                    if len(settled) == 1 and settled[0]:
-                        print(AUTOVACUUM_STAND_IN)
-
-            settled: list[bool] = []
+            settle = AutovacuumStandIn(url, args.autovacuum_stand_in)
             # Peaks alternate, baseline then webhook, ``--rounds`` times: on a shared machine
             # a slow spell then weighs on both sides of one round's ratio. The median round
             # gives the ratio and the rates the half-load runs aim at.

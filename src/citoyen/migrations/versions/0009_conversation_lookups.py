@@ -1,7 +1,7 @@
 """conversation lookups: reports found by their conversation, conversations never by status
 
 Linking a voice call's recordings to its report looked the report up by ``conversation_id``,
-which had no index: every consent step of a call read the whole reports table. Attachments get
+which had no index: a call's recording and consent steps each read the whole reports table. Attachments get
 an index on ``contact_id`` too, as every other table that refers to a contact has (SQLite's
 foreign key checks of a new contact read it by that column). And the index on
 ``conversations.status`` served no query (each finds conversations by contact, by id or by
