@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -29,6 +30,11 @@ except ImportError:  # pragma: no cover - not on Linux: SQLite's busy handler al
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 _engines: dict[str, Engine] = {}
+
+
+# The dialects citoyen runs on, each with its INSERT ... ON CONFLICT: the outbox, routing, a
+# report's effects, a call's recordings and the flow versions insert-or-skip through it.
+INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -24,14 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from citoyen.db import read_connection, write_session
+from citoyen.db import INSERT, read_connection, write_session
 from citoyen.engine.schema import ActionNode, PlaceNode
 from citoyen.engine.types import Input
 from citoyen.models import Attachment, Contact, Conversation, Message, Report
 from citoyen.prepared import Prepared, bound, session_connection
 from citoyen.services import effects
 from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply, ReplyHook
-from citoyen.services.outbox import INSERT
 from citoyen.services.privacy import alias_label
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, select
 
+from citoyen.db import INSERT
 from citoyen.engine.types import Effect
 from citoyen.models import Contact, Conversation, Report, SurveyAnswer
 from citoyen.prepared import Prepared, bound, session_connection
-from citoyen.services.outbox import INSERT
 from citoyen.services.privacy import WITHHELD
 from citoyen.services.queues.places import area_id as _area_id
 from citoyen.services.queues.routes import event_row, route_and_record

@@ -15,9 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from citoyen.db import INSERT
 from citoyen.engine import Flow, load_bundle
 from citoyen.models import FlowVersion, utcnow
-from citoyen.services.outbox import INSERT
 
 _bundles: dict[tuple[str, str], Any] = {}
 

@@ -11,16 +11,11 @@ import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
+from citoyen.db import INSERT
 from citoyen.models import Outbox
 from citoyen.prepared import Prepared, bound, session_connection
-
-# The dialects citoyen runs on, each with its INSERT ... ON CONFLICT (also used by routing,
-# effects, calls and the flow versions).
-INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-
 
 _OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
 # Many rows in one statement; keys queued already are skipped and the new ones come back.

@@ -19,13 +19,14 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from citoyen.db import INSERT
 from citoyen.engine.schema import duration_seconds
 from citoyen.models import QueueEntry, Report, ReportEvent, Stakeholder
 from citoyen.prepared import Prepared, insert_of, session_connection
 from citoyen.routing import Route, RoutingConfig, database_area_tree, resolve, texts
 from citoyen.routing.schema import DEFAULT_FALLBACK, DEFAULT_SLA
 from citoyen.services.areas import AREA_RECHECK_SECONDS
-from citoyen.services.outbox import INSERT, enqueue_many, queued_row
+from citoyen.services.outbox import enqueue_many, queued_row
 from citoyen.services.queues import places
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.stakeholders import stakeholder_row
