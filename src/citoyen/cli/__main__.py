@@ -1,0 +1,5 @@
+"""``python -m citoyen.cli``: the same command as ``citoyen``."""
+
+from citoyen.cli import main
+
+main()

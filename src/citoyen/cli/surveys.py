@@ -1,0 +1,165 @@
+"""Surveys: run one now, read its indicator."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from citoyen.cli.common import load_bundle_or_exit, progress_bar, runtime_of, surveys_or_exit
+from citoyen.runtime import Runtime
+
+
+def _survey_or_exit(runtime: Runtime, name: str) -> object:
+    surveys = surveys_or_exit(runtime)
+    if name not in surveys:
+        known = ", ".join(sorted(surveys)) or "none"
+        raise SystemExit(f"unknown survey {name!r} (surveys in flows/surveys/: {known})")
+    return surveys[name]
+
+
+@click.group()
+def survey() -> None:
+    """Perceived-safety surveys (flows/surveys/*.yaml)."""
+
+
+@survey.command("run")
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Only say whom it would invite, per channel.")
+@click.pass_context
+def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
+    """Start a run of survey NAME now (quiet hours still defer the messages)."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session, select
+
+    from citoyen.services.surveys.runs import estimated_segments, plan, start_run
+
+    runtime = runtime_of(ctx)
+    load_bundle_or_exit(runtime)
+    if runtime.needs_migration():
+        raise SystemExit("database not migrated: run `citoyen db upgrade` first")
+    definition = _survey_or_exit(runtime, name)
+    now = datetime.now(UTC)
+    if dry_run:
+        from citoyen.models import Contact
+
+        with Session(runtime.engine) as session:
+            the_plan = plan(session, definition, f"dry-run:{now.isoformat()}", now)
+            sms_ids = [c.contact_id for c in the_plan.drawn if c.channel == "sms"]
+            languages = (
+                session.exec(select(Contact.language).where(Contact.id.in_(sms_ids))).all()
+                if sms_ids
+                else []
+            )
+        segments = estimated_segments(runtime.bundle.catalog, runtime.bundle, definition, languages)
+        table = Table("channel", "would be invited")
+        for channel in ("sms", "telegram", "voice"):
+            table.add_row(channel, str(the_plan.per_channel.get(channel, 0)))
+        table.add_row("total", str(len(the_plan.drawn)))
+        Console().print(table)
+        click.echo(
+            f"{the_plan.eligible} eligible contact(s); {len(the_plan.drawn)} drawn; "
+            f"about {segments} SMS segment(s) for the SMS invitations (first message only). "
+            "Nothing was sent."
+        )
+        return
+    with progress_bar() as progress:
+        task = progress.add_task(f"inviting ({name})", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = start_run(runtime, definition, now, progress=tick)
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(result.skipped.items())) or "none"
+    channels = ", ".join(f"{k}: {v}" for k, v in sorted(result.per_channel.items())) or "none"
+    click.echo(
+        f"run {result.key}: {result.eligible} eligible, {result.sampled} drawn, "
+        f"{result.invited} invited ({channels}), skipped: {skipped}"
+    )
+    if result.send_at is not None and result.send_at > now:
+        local = result.send_at.astimezone(definition.timezone)  # type: ignore[attr-defined]
+        click.echo(f"quiet hours: the messages and calls go out from {local:%Y-%m-%d %H:%M} local")
+
+
+@survey.command("results")
+@click.argument("name")
+@click.option(
+    "--by",
+    type=click.Choice(["region", "cercle", "commune", "national"]),
+    default="commune",
+    show_default=True,
+)
+@click.option("--period", type=click.Choice(["week", "month"]), default="month", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--min-n",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Suppress cells below this n (default: the survey's, 10).",
+)
+@click.pass_context
+def survey_results(
+    ctx: click.Context, name: str, by: str, period: str, fmt: str, min_n: int | None
+) -> None:
+    """The perceived-safety indicator of survey NAME per area and period (docs/surveys.md)."""
+    import csv
+    import json
+
+    from sqlmodel import Session
+
+    from citoyen.services.surveys.indicators import series
+
+    runtime = runtime_of(ctx)
+    load_bundle_or_exit(runtime)
+    definition = _survey_or_exit(runtime, name)
+    with Session(runtime.engine) as session:
+        cells = series(session, definition, by, period, min_n=min_n)  # type: ignore[arg-type]
+    rows = [cell.to_dict() for cell in cells]
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if fmt == "csv":
+        fields = list(rows[0]) if rows else cells_fields()
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}%"
+
+    def change(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:+.1f} pts"
+
+    table = Table("area", "period", "n", "feel safe", "95% CI", "change", "don't know")
+    for c in cells:
+        interval = "suppressed (n < min)" if c.suppressed else f"{pct(c.low)} – {pct(c.high)}"
+        table.add_row(
+            f"{c.area_name} ({c.area_code})",
+            c.period,
+            str(c.n),
+            pct(c.share),
+            interval,
+            change(c.change),
+            str(c.excluded),
+        )
+    Console().print(table)
+    if not cells:
+        click.echo("no answers yet")
+
+
+def cells_fields() -> list[str]:
+    from dataclasses import fields
+
+    from citoyen.services.surveys.indicators import Cell
+
+    return [f.name for f in fields(Cell)]
