@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -42,6 +43,14 @@ def warn_about_upkeep(runtime: Runtime) -> None:
         log.warning("%s", warning)
 
 
+def exit_naming_errors(problems: list, what: str) -> NoReturn:
+    """Print every error (file, line, node, problem), then exit saying what to do."""
+    for problem in problems:
+        if problem.level == "error":
+            console.print(f"error: {problem}", markup=False, highlight=False)
+    raise SystemExit(f"{what}: fix them, then run `citoyen flows check`")
+
+
 def load_bundle_or_exit(runtime: Runtime) -> object:
     """The validated flows and routing, or exit naming every problem."""
     from citoyen.engine import FlowError
@@ -52,12 +61,7 @@ def load_bundle_or_exit(runtime: Runtime) -> object:
         _ = runtime.router
         return bundle
     except (FlowError, RoutingError) as exc:
-        for problem in exc.problems:
-            if problem.level == "error":
-                console.print(f"error: {problem}", markup=False, highlight=False)
-        raise SystemExit(
-            "flows or routing are broken: fix them, then run `citoyen flows check`"
-        ) from None
+        exit_naming_errors(exc.problems, "flows or routing are broken")
 
 
 def surveys_or_exit(runtime: Runtime) -> dict:
@@ -67,9 +71,4 @@ def surveys_or_exit(runtime: Runtime) -> dict:
     try:
         return surveys_for(runtime)
     except SurveyConfigError as exc:
-        for problem in exc.problems:
-            if problem.level == "error":
-                console.print(f"error: {problem}", markup=False, highlight=False)
-        raise SystemExit(
-            "survey definitions are broken: fix them, then run `citoyen flows check`"
-        ) from None
+        exit_naming_errors(exc.problems, "survey definitions are broken")
