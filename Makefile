@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check install browsers clean translations
+.PHONY: run test test-clock lint check install browsers clean translations
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/citoyen flows check
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-clock: the tests that read the date, again with the system clock a year ahead (needs
+## libfaketime: apt-get install faketime); CI runs it after `make test`
+test-clock: $(STAMP)
+	faketime -f '+365d' $(BIN)/pytest -m clock $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -33,6 +33,33 @@ REQUIRE_PG = os.environ.get("CITOYEN_REQUIRE_POSTGRES") == "1"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# --- tests that read the clock ------------------------------------------------------------------
+
+# Tests of behaviour that depends on the date: surveys and their quiet hours and expiry,
+# escalation deadlines, conversation expiry, retention, sign-in sessions, leases. `make test-clock`
+# runs them again with the system clock moved a year ahead (libfaketime), so a test that mixes a
+# fixed date with the wall clock fails in CI instead of on the day its date goes by.
+CLOCK_TESTS = (
+    "tests/cli/test_survey_commands.py",
+    "tests/flows/test_survey_transcripts.py",
+    "tests/routing/test_escalation.py",
+    "tests/routing/test_queues.py",
+    "tests/security/test_retention.py",
+    "tests/services/surveys/",
+    "tests/services/test_conversations.py",
+    "tests/services/test_dispatch.py",
+    "tests/services/test_outbox.py",
+    "tests/web/test_admin_access.py",
+    "tests/web/test_admin_dashboard.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(CLOCK_TESTS):
+            item.add_marker(pytest.mark.clock)
+
+
 # --- no internet -----------------------------------------------------------------------------
 
 _real_connect = socket.socket.connect
