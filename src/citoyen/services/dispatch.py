@@ -42,8 +42,9 @@ import math
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,7 +59,7 @@ from citoyen.channels.base import (
     TransientSendError,
 )
 from citoyen.db import write_session
-from citoyen.models import Contact, Outbox
+from citoyen.models import Contact, Outbox, SchedulerLease
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,14 @@ MAX_ATTEMPTS = 8
 # a crash between sending and recording sends twice, while one pass of fast sends costs one
 # transaction instead of one per message.
 RECORD_EVERY_SECONDS = 1.0
+# Sends in flight at once per channel: one second's worth of its rate (a rate of 50/s keeps up to
+# 50 provider calls going, so 50 ms or 500 ms answers alike still make 50 sends a second), at
+# most this many threads; a channel without a rate limit gets DEFAULT_IN_FLIGHT.
+MAX_IN_FLIGHT = 64
+DEFAULT_IN_FLIGHT = 8
+# Every worker's dispatcher registers as ``dispatcher:<id>`` in scheduler_leases (citoyen.worker);
+# a ``sending`` row whose ``claimed_by`` names no live registration is due again at once.
+DISPATCHER_PREFIX = "dispatcher:"
 
 # Sent to opted-out and blocked contacts all the same: an answer to the citizen's own message,
 # and alerts to stakeholders. Everything else is unsolicited and skipped for them.
@@ -259,13 +268,28 @@ def recipient_key(contact_id: int | None, address_enc: str | None) -> str:
     return f"address:{digest}"
 
 
+def live_dispatchers(now: datetime) -> Any:
+    """The registrations of the dispatchers alive at ``now`` (a subquery of names)."""
+    return select(SchedulerLease.name).where(
+        SchedulerLease.name.startswith(DISPATCHER_PREFIX), SchedulerLease.expires_at > now
+    )
+
+
 def _due(now: datetime) -> Any:
+    """Rows to claim: pending and due, or ``sending`` with a lapsed lease, or claimed by a
+    dispatcher whose registration is gone (it died: its restart removed it, or it lapsed)."""
     return sa.or_(
         sa.and_(Outbox.status == "pending", Outbox.next_attempt_at <= now),
         sa.and_(
             Outbox.status == "sending",
             Outbox.locked_until.is_not(None),
-            Outbox.locked_until <= now,
+            sa.or_(
+                Outbox.locked_until <= now,
+                sa.and_(
+                    Outbox.claimed_by.is_not(None),
+                    Outbox.claimed_by.not_in(live_dispatchers(now)),
+                ),
+            ),
         ),
     )
 
@@ -307,6 +331,10 @@ def backoff_seconds(
 class Dispatcher:
     """Sends the outbox for one runtime. Keep one per process: it owns the rate-limit buckets.
 
+    ``name`` is the dispatcher's registration in ``scheduler_leases`` (a worker's
+    ``dispatcher:<id>``), written on every row it claims so that its death releases them; None
+    for an unregistered dispatcher, whose claims wait for their lease.
+    ``max_in_flight`` caps the sends in flight per channel (1: one at a time, in claim order).
     ``senders`` overrides the registry per channel (tests, the simulator). ``channels`` limits
     this dispatcher to those channels (the Telegram bot process delivers ``telegram`` rows only
     and leaves the rest to the worker); None means every channel. ``clock`` is a monotonic clock
@@ -326,8 +354,12 @@ class Dispatcher:
         lease_seconds: float = LEASE_SECONDS,
         send_margin_seconds: float = SEND_MARGIN_SECONDS,
         max_attempts: int = MAX_ATTEMPTS,
+        name: str | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.runtime = runtime
+        self.name = name
+        self.max_in_flight = max_in_flight
         self.engine = runtime.engine
         default_channel, default_recipient = limits_from_settings(runtime.settings)
         self.channel_limits = dict(default_channel if channel_limits is None else channel_limits)
@@ -344,6 +376,8 @@ class Dispatcher:
         self._buckets: dict[str, TokenBucket] = {}
         self._recipient_buckets: dict[tuple[str, str], TokenBucket] = {}
         self._share = 1.0
+        self._bucket_lock = threading.Lock()  # buckets are taken by the sending threads
+        self._pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 
     # -- senders and buckets ------------------------------------------------------------------
 
@@ -367,8 +401,9 @@ class Dispatcher:
         share = 1.0 / max(1, dispatchers)
         if share != self._share:
             self._share = share
-            self._buckets.clear()
-            self._recipient_buckets.clear()
+            with self._bucket_lock:
+                self._buckets.clear()
+                self._recipient_buckets.clear()
             log.info("outbox: this dispatcher is one of %d, rate limits shared", dispatchers)
 
     def _limit(self, limit: RateLimit) -> RateLimit:
@@ -403,8 +438,36 @@ class Dispatcher:
 
     # -- one pass -----------------------------------------------------------------------------
 
-    def run_once(self, now: datetime | None = None, limit: int = 100) -> DispatchStats:
-        """Claim what is due (within rate limits), send it, record the results."""
+    def in_flight(self, channel: str) -> int:
+        """How many sends of ``channel`` this dispatcher keeps going at once."""
+        limit = self.channel_limits.get(channel)
+        wanted = DEFAULT_IN_FLIGHT if limit is None else math.ceil(self._limit(limit).rate)
+        return max(1, min(self.max_in_flight, wanted))
+
+    def _pool(self, channel: str) -> ThreadPoolExecutor:
+        size = self.in_flight(channel)
+        known = self._pools.get(channel)
+        if known is None or known[0] != size:
+            if known is not None:
+                known[1].shutdown(wait=False)
+            pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"outbox-{channel}")
+            known = self._pools[channel] = (size, pool)
+        return known[1]
+
+    def close(self) -> None:
+        """Stop the sending threads (they finish the send they are in)."""
+        for _size, pool in self._pools.values():
+            pool.shutdown(wait=True)
+        self._pools.clear()
+
+    def run_once(self, now: datetime | None = None, limit: int | None = None) -> DispatchStats:
+        """Claim what is due (within rate limits), send it, record the results.
+
+        ``limit`` caps the rows claimed in this pass; None: a second's worth of every channel's
+        limit, and at least 100.
+        """
+        if limit is None:
+            limit = max(100, sum(math.ceil(v.burst) for v in self.channel_limits.values()))
         now = now or datetime.now(UTC)
         started = self.clock()
 
@@ -414,18 +477,60 @@ class Dispatcher:
 
         stats = DispatchStats()
         claims = self._claim(now, limit, stats)
-        results: list[_Result] = []
-        try:
-            for claim in claims:
-                if results and self._record_due(results):
-                    self._record(results, stats)
-                    results = []
-                self._deliver(claim, current, results)
-        finally:
-            self._record(results, stats)
+        self._send_all(claims, current, stats)
         if stats:
             log.info("outbox dispatch: %s", stats)
         return stats
+
+    def _send_all(
+        self, claims: list[_Claim], current: Callable[[], datetime], stats: DispatchStats
+    ) -> None:
+        """Send the claims, each channel's up to :meth:`in_flight` at once on its own threads.
+
+        Results are written together: before a send starts when the oldest waiting result has
+        waited ``RECORD_EVERY_SECONDS`` (by whichever thread starts it), by this thread when it
+        notices the same while every send is slow, and once all are done.
+        """
+        if not claims:
+            return
+        by_channel: dict[str, list[_Claim]] = defaultdict(list)
+        for claim in claims:
+            by_channel[claim.channel].append(claim)
+        results: list[_Result] = []
+        lock = threading.Lock()  # guards results
+        recording = threading.Lock()  # one _record at a time (it counts into stats)
+
+        def record(force: bool = False) -> None:
+            with recording:
+                with lock:
+                    due = bool(results) and (force or self._record_due(results))
+                    batch = list(results) if due else []
+                    del results[: len(batch)]
+                self._record(batch, stats)
+
+        def deliver(claim: _Claim) -> None:
+            record()
+            done: list[_Result] = []
+            self._deliver(claim, current, done)
+            with lock:
+                results.extend(done)
+
+        pending: set[Future[None]] = set()
+        try:
+            for channel, group in by_channel.items():
+                self.sender_for(channel)  # made once, here, not by two threads at a time
+                pool = self._pool(channel)
+                pending |= {pool.submit(deliver, claim) for claim in group}
+            while pending:
+                done, pending = wait(
+                    pending, timeout=RECORD_EVERY_SECONDS / 4, return_when=FIRST_COMPLETED
+                )
+                for future in done:
+                    future.result()  # _deliver keeps a sender's errors; anything else is a bug
+                record()
+        finally:
+            wait(pending)
+            record(force=True)
 
     def _claim(self, now: datetime, limit: int, stats: DispatchStats) -> list[_Claim]:
         claims: list[_Claim] = []
@@ -514,8 +619,10 @@ class Dispatcher:
         if row.status == "sending":
             # Its dispatcher died (or hung) mid-send: the provider may or may not have it.
             log.warning(
-                "outbox %s: lease expired while sending (attempt %s); sending again",
+                "outbox %s: its lease expired or %s is gone while sending (attempt %s); "
+                "sending again",
                 row.id,
+                row.claimed_by or "its dispatcher",
                 row.attempts,
             )
         reason = unsolicited_refusal(row.kind, contact)
@@ -534,6 +641,7 @@ class Dispatcher:
         row.status = "sending"
         row.attempts += 1
         row.locked_until = now + self.lease
+        row.claimed_by = self.name
         stats.claimed += 1
         return _Claim(
             id=row.id,  # type: ignore[arg-type]
@@ -563,19 +671,25 @@ class Dispatcher:
             # Too little lease left to finish a provider call safely: give it back untouched.
             results.append(self._release(claim, now))
             return
-        channel_bucket = self._bucket(claim.channel)
-        recipient_bucket = self._recipient_bucket(claim.channel, claim.recipient_key)
-        blocked_by = next(
-            (b for b in (recipient_bucket, channel_bucket) if b is not None and b.available() < 1),
-            None,
-        )
+        with self._bucket_lock:
+            channel_bucket = self._bucket(claim.channel)
+            recipient_bucket = self._recipient_bucket(claim.channel, claim.recipient_key)
+            blocked_by = next(
+                (
+                    b
+                    for b in (recipient_bucket, channel_bucket)
+                    if b is not None and b.available() < 1
+                ),
+                None,
+            )
+            if blocked_by is None:
+                for bucket in (channel_bucket, recipient_bucket):
+                    if bucket is not None:
+                        bucket.take()
         if blocked_by is not None:
             # Not expected (claims stay within the buckets), but never send over a limit.
             results.append(self._release(claim, now + timedelta(seconds=blocked_by.wait())))
             return
-        for bucket in (channel_bucket, recipient_bucket):
-            if bucket is not None:
-                bucket.take()
 
         if not claim.address_enc:
             results.append(self._fail(claim, "no recipient address", code=None))
