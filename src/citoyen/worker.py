@@ -248,7 +248,9 @@ class Worker:
         )
         # One dispatcher for the life of the process: it holds the rate-limit buckets.
         self.dispatcher_name = DISPATCHER_PREFIX + self.holder.rsplit(":", 1)[-1]
-        self.dispatcher = Dispatcher(runtime, name=self.dispatcher_name)
+        self.dispatcher = Dispatcher(
+            runtime, name=self.dispatcher_name, pace_seconds=DISPATCH_INTERVAL
+        )
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
         self._sender: threading.Thread | None = None

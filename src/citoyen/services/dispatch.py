@@ -152,10 +152,10 @@ class TokenBucket:
         self.tokens = min(self.limit.burst, self.tokens + elapsed * self.limit.rate)
         self.updated = now
 
-    def available(self) -> int:
-        """Whole tokens available now."""
+    def available(self, within: float = 0.0) -> int:
+        """Whole tokens available now, and made in the next ``within`` seconds."""
         self._refill()
-        return math.floor(self.tokens + 1e-9)
+        return math.floor(self.tokens + within * self.limit.rate + 1e-9)
 
     def take(self) -> bool:
         self._refill()
@@ -335,6 +335,10 @@ class Dispatcher:
     ``dispatcher:<id>``), written on every row it claims so that its death releases them; None
     for an unregistered dispatcher, whose claims wait for their lease.
     ``max_in_flight`` caps the sends in flight per channel (1: one at a time, in claim order).
+    ``pace_seconds``: a pass also claims the tokens its channel's bucket makes in that time and
+    each send waits for its token, so that a worker passing every second sends at the full rate
+    (without it a rate of 1/s sends every other pass: the token of the last send is not quite
+    back a second later); 0 (the default): only what the bucket holds now.
     ``senders`` overrides the registry per channel (tests, the simulator). ``channels`` limits
     this dispatcher to those channels (the Telegram bot process delivers ``telegram`` rows only
     and leaves the rest to the worker); None means every channel. ``clock`` is a monotonic clock
@@ -356,10 +360,14 @@ class Dispatcher:
         max_attempts: int = MAX_ATTEMPTS,
         name: str | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
+        pace_seconds: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.runtime = runtime
         self.name = name
         self.max_in_flight = max_in_flight
+        self.pace = pace_seconds
+        self.sleep = sleep
         self.engine = runtime.engine
         default_channel, default_recipient = limits_from_settings(runtime.settings)
         self.channel_limits = dict(default_channel if channel_limits is None else channel_limits)
@@ -543,7 +551,9 @@ class Dispatcher:
                 if remaining <= 0:
                     break
                 bucket = self._bucket(channel)
-                budget = remaining if bucket is None else min(remaining, bucket.available())
+                budget = (
+                    remaining if bucket is None else min(remaining, bucket.available(self.pace))
+                )
                 if budget <= 0:
                     continue
                 claims += self._claim_channel(session, channel, now, budget, remaining, stats)
@@ -671,6 +681,14 @@ class Dispatcher:
             # Too little lease left to finish a provider call safely: give it back untouched.
             results.append(self._release(claim, now))
             return
+        paced_until = self.clock() + self.pace + 0.1
+        while True:
+            with self._bucket_lock:
+                channel_bucket = self._bucket(claim.channel)
+                wait_for = 0.0 if channel_bucket is None else channel_bucket.wait()
+            if wait_for <= 0 or self.clock() + wait_for > paced_until:
+                break
+            self.sleep(wait_for)  # paced: this claim's token comes within the pass
         with self._bucket_lock:
             channel_bucket = self._bucket(claim.channel)
             recipient_bucket = self._recipient_bucket(claim.channel, claim.recipient_key)
