@@ -8,17 +8,18 @@ Why it is shaped like this (details and guarantees in docs/outbox.md):
   before any provider is called, so two dispatchers never send one row, and no database lock is
   held while waiting on the network. A dispatcher that dies mid-send leaves a ``sending`` row
   whose lease expires; it is then claimed again (the providers we use have no idempotency key,
-  so what it sent in its last second, see below, is sent twice).
+  so what it sent in its last quarter second and its sends in flight, see below, are sent
+  twice: :func:`duplicate_bound`).
 - **Results are written only by the lease holder**: the update is guarded by
   ``status = 'sending' AND attempts = <the claim's attempts>``, so a dispatcher that lost its lease
   cannot overwrite a newer claim.
-- **Results are recorded together**, one transaction for the results of up to a second of sends
-  (one pass with a fast provider) instead of one per message: a transaction per message was most
-  of the dispatcher's CPU on PostgreSQL. They are written before the next send whenever a
-  pending result has waited ``RECORD_EVERY_SECONDS``, and always within their lease (the claims
-  of a pass share one lease end, and no send starts without ``send_margin`` of it left). A crash
-  loses at most that second's results: those rows are sent again once their lease expires, as
-  one row was before.
+- **Results are recorded together**, one transaction for the results of up to a quarter second
+  of sends instead of one per message: a transaction per message was most of the dispatcher's
+  CPU on PostgreSQL. They are written before the next send whenever a pending result has waited
+  ``RECORD_EVERY_SECONDS``, and always within their lease (the claims of a pass share one lease
+  end, and no send starts without ``send_margin`` of it left). A crash loses at most those
+  results: the rows are sent again once the dead dispatcher's registration is gone or their
+  lease expires.
 - **Retries** use exponential back-off with jitter (10 s, x2, capped at 1 h, ``retry_after``
   honoured) for at most 8 attempts; permanent errors end the row as ``failed`` with the
   provider's code. A provider's opt-out (Twilio 21610, Telegram "bot was blocked") opts the
@@ -77,7 +78,7 @@ MAX_ATTEMPTS = 8
 # Results wait at most this long (monotonic clock) before they are written together: bounds what
 # a crash between sending and recording sends twice, while one pass of fast sends costs one
 # transaction instead of one per message.
-RECORD_EVERY_SECONDS = 1.0
+RECORD_EVERY_SECONDS = 0.25
 # Sends in flight at once per channel: one second's worth of its rate (a rate of 50/s keeps up to
 # 50 provider calls going, so 50 ms or 500 ms answers alike still make 50 sends a second), at
 # most this many threads; a channel without a rate limit gets DEFAULT_IN_FLIGHT.
@@ -292,6 +293,14 @@ def _due(now: datetime) -> Any:
             ),
         ),
     )
+
+
+def duplicate_bound(rate: float, answer_seconds: float) -> int:
+    """At most how many messages one crash of a dispatcher sends twice, at ``rate`` sends a second
+    with a provider answering in ``answer_seconds``: the sends whose results waited to be written
+    (``RECORD_EVERY_SECONDS``), those in flight while they were written, and those in flight at
+    the crash (docs/outbox.md, "Crash recovery")."""
+    return math.ceil(rate * (RECORD_EVERY_SECONDS + 2 * answer_seconds)) + 1
 
 
 def unsolicited_refusal(kind: str, contact: Contact | None) -> str | None:
