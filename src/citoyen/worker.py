@@ -53,6 +53,7 @@ from sqlmodel import select
 
 from citoyen.db import write_session
 from citoyen.models import Conversation, SchedulerLease
+from citoyen.services import spool
 from citoyen.services.dispatch import DISPATCHER_PREFIX, Dispatcher
 
 log = logging.getLogger(__name__)
@@ -394,6 +395,7 @@ class Worker:
                     self.dispatcher.set_share(alive)
                     registered_at = time.monotonic()
                 self.dispatcher.run_once()
+                spool.replay(self.runtime)  # inbound the web kept while the database was down
             except Exception:
                 log.exception("outbox dispatch pass failed; next pass in a second")
             # A pass every second from the start of the last one, so that a pass of slow sends
