@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -667,3 +668,31 @@ def test_a_channel_keeps_a_second_of_its_rate_in_flight(runtime) -> None:
     assert {row(runtime, i).status for i in ids} == {"sent"}
     d.set_share(2)  # two workers: each keeps half the rate in flight
     assert d.in_flight("sms") == 5
+
+
+def test_a_paced_pass_sends_the_next_second_of_tokens_without_exceeding_the_rate(runtime) -> None:
+    """With ``pace_seconds`` (the worker's) a pass takes what the bucket makes during the next
+    second too, each send waiting for its token: 15 rows at 10/s with a burst of 10 all go in
+    one pass, the last five a tenth of a second apart, never sooner."""
+    cid = make_contact(runtime)
+    ids = [queue(runtime, cid, f"paced{n}") for n in range(15)]
+    times: list[float] = []
+
+    def timed(message: OutboundMessage) -> str:
+        times.append(time.monotonic())
+        return f"SM{message.outbox_id}"
+
+    d = Dispatcher(
+        runtime,
+        {"sms": FakeSender(behaviour=timed)},
+        channel_limits={"sms": RateLimit(10, 10)},
+        pace_seconds=1.0,
+    )
+    started = time.monotonic()
+    try:
+        stats = d.run_once(now=NOW)  # the rows' time; the buckets and pacing use the real clock
+    finally:
+        d.close()
+    assert stats.sent == 15
+    assert {row(runtime, i).status for i in ids} == {"sent"}
+    assert max(times) - started >= 0.45  # 5 tokens at 10/s after the burst

@@ -535,7 +535,11 @@ class Dispatcher:
         pending: set[Future[None]] = set()
         try:
             for channel, group in by_channel.items():
-                self.sender_for(channel)  # made once, here, not by two threads at a time
+                try:
+                    self.sender_for(channel)  # made once, here, not by two threads at a time
+                except Exception:
+                    log.exception("outbox: the sender for %s cannot be made", channel)
+                    # each send asks again and is retried with back-off, as a sender's bug is
                 pool = self._pool(channel)
                 pending |= {pool.submit(deliver, claim) for claim in group}
             while pending:
@@ -690,14 +694,8 @@ class Dispatcher:
             # Too little lease left to finish a provider call safely: give it back untouched.
             results.append(self._release(claim, now))
             return
-        paced_until = self.clock() + self.pace + 0.1
-        while True:
-            with self._bucket_lock:
-                channel_bucket = self._bucket(claim.channel)
-                wait_for = 0.0 if channel_bucket is None else channel_bucket.wait()
-            if wait_for <= 0 or self.clock() + wait_for > paced_until:
-                break
-            self.sleep(wait_for)  # paced: this claim's token comes within the pass
+        if self.pace > 0:
+            self._wait_for_token(claim.channel)
         with self._bucket_lock:
             channel_bucket = self._bucket(claim.channel)
             recipient_bucket = self._recipient_bucket(claim.channel, claim.recipient_key)
@@ -761,6 +759,18 @@ class Dispatcher:
             "locked_until": None,
         }
         results.append(self._result(claim, values, "sent"))
+
+    def _wait_for_token(self, channel: str) -> None:
+        """Paced passes: sleep until the channel's bucket has this send's token, if it comes
+        within the pass (it was claimed for it); otherwise the check below puts the row back."""
+        paced_until = self.clock() + self.pace + 0.1
+        for _ in range(100):  # a bound, should the clock not move
+            with self._bucket_lock:
+                bucket = self._bucket(channel)
+                wait_for = 0.0 if bucket is None else bucket.wait()
+            if wait_for <= 0 or self.clock() + wait_for > paced_until:
+                return
+            self.sleep(wait_for)
 
     # -- recording results ----------------------------------------------------------------------
 
