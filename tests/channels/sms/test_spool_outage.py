@@ -243,3 +243,22 @@ def test_a_spool_replayed_twice_queues_each_reply_once(app, runtime, client) -> 
     assert len(rows) == len({r.idempotency_key for r in rows}) >= 1
     keys = sorted(r.idempotency_key for r in rows)
     assert keys == [f"spool:{_sid(PHONES[0], 2)}:{i}" for i in range(len(rows))]
+
+
+def test_a_full_spool_answers_503(app, runtime, client, proxy, monkeypatch) -> None:
+    """Database down and the spool refusing too (at its size limit, or its disk full): a 503,
+    so that Twilio calls the fallback URL; nothing is pretended received."""
+    outage = Outage(runtime.engine, proxy)
+
+    def full(self, inbound, received_at):
+        raise spool.SpoolFull("the spool holds 10000 bytes already")
+
+    monkeypatch.setattr(spool.Spool, "append", full)
+    outage.start()
+    try:
+        response = Phone(client, PHONES[0]).text("Bonjour")
+    finally:
+        outage.end()
+    assert response.status_code == 503
+    with Session(runtime.engine) as session:
+        assert session.exec(select(Message)).all() == []
