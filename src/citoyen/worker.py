@@ -19,7 +19,12 @@ Why it is built like this:
   (``FOR UPDATE SKIP LOCKED`` and a lease on the row), so every worker, leader or standby, sends
   it, and more workers mean more dispatchers. Each registers itself in ``scheduler_leases``
   (``dispatcher:<id>``, renewed like the scheduler lease) and takes an equal share of every
-  provider rate limit, so together they keep to the limits however many run.
+  provider rate limit, so together they keep to the limits however many run. The outbox rows
+  a worker claims name that registration, so when it dies they are due again at once: a
+  restarted worker removes the registrations of this host's dead processes before its first
+  pass, and another worker sees the registration lapse after ``LEASE_SECONDS`` (docs/outbox.md,
+  "Crash recovery"). Each pass also replays the inbound spool the web kept while the database
+  was down (:mod:`citoyen.services.spool`).
 - **Survey schedules in the project database** (APScheduler's ``SQLAlchemyJobStore``, table
   ``apscheduler_jobs``): a firing missed while no worker ran still happens at restart, within
   its ``misfire_grace_time``, once (``coalesce``). Frequent housekeeping jobs keep to memory:
