@@ -136,6 +136,19 @@ class Settings(BaseSettings):
         description="Neutral wording in every message to citizens (status notices, replies), "
         "so a shared phone does not expose a reporter; contacts can also choose it one by one.",
     )
+    spool_max_bytes: int = Field(
+        default=50_000_000,
+        ge=10_000,
+        validation_alias=AliasChoices("CITOYEN_SPOOL_MAX_BYTES"),
+        description="Most bytes of inbound messages kept in the instance folder's spool while "
+        "the database cannot take them; beyond it webhooks get a 503 (docs/outbox.md).",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_METRICS_TOKEN"),
+        description="Bearer token /metrics asks for (Authorization: Bearer ...); unset, "
+        "/metrics answers 404.",
+    )
     twilio_account_sid: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"),

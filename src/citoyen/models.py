@@ -403,6 +403,9 @@ class Outbox(SQLModel, table=True):
     delivery_status: str | None = Field(default=None, max_length=20)
     error: str | None = None
     locked_until: datetime | None = ts(nullable=True, default=False)
+    # The registration (scheduler_leases) of the worker holding a ``sending`` row: when it is
+    # gone the row is due again without waiting for ``locked_until`` (docs/outbox.md).
+    claimed_by: str | None = Field(default=None, max_length=40)
     created_at: datetime = ts()
     sent_at: datetime | None = ts(nullable=True, default=False)
 

@@ -19,7 +19,12 @@ Why it is built like this:
   (``FOR UPDATE SKIP LOCKED`` and a lease on the row), so every worker, leader or standby, sends
   it, and more workers mean more dispatchers. Each registers itself in ``scheduler_leases``
   (``dispatcher:<id>``, renewed like the scheduler lease) and takes an equal share of every
-  provider rate limit, so together they keep to the limits however many run.
+  provider rate limit, so together they keep to the limits however many run. The outbox rows
+  a worker claims name that registration, so when it dies they are due again at once: a
+  restarted worker removes the registrations of this host's dead processes before its first
+  pass, and another worker sees the registration lapse after ``LEASE_SECONDS`` (docs/outbox.md,
+  "Crash recovery"). Each pass also replays the inbound spool the web kept while the database
+  was down (:mod:`citoyen.services.spool`).
 - **Survey schedules in the project database** (APScheduler's ``SQLAlchemyJobStore``, table
   ``apscheduler_jobs``): a firing missed while no worker ran still happens at restart, within
   its ``misfire_grace_time``, once (``coalesce``). Frequent housekeeping jobs keep to memory:
@@ -53,14 +58,14 @@ from sqlmodel import select
 
 from citoyen.db import write_session
 from citoyen.models import Conversation, SchedulerLease
-from citoyen.services.dispatch import Dispatcher
+from citoyen.services import spool
+from citoyen.services.dispatch import DISPATCHER_PREFIX, Dispatcher
 
 log = logging.getLogger(__name__)
 
 TIMEZONE = "Africa/Bamako"
 LEASE_NAME = "scheduler"
 LEASE_SECONDS = 30.0
-DISPATCHER_PREFIX = "dispatcher:"
 DISPATCH_INTERVAL = 1.0  # seconds between outbox passes
 JOB_TABLE = "apscheduler_jobs"
 
@@ -151,14 +156,18 @@ def register_dispatcher(
     name: str,
     now: datetime | None = None,
     seconds: float = LEASE_SECONDS,
+    holder: str | None = None,
 ) -> int:
     """Say this dispatcher is alive until ``now + seconds``; how many dispatchers are alive.
 
-    One row per worker in ``scheduler_leases`` (``name`` starts with ``dispatcher:``); a worker
-    that died stops counting when its row lapses, and rows lapsed for a day are removed.
+    One row per worker in ``scheduler_leases`` (``name`` starts with ``dispatcher:``, ``holder``
+    is ``host:pid:id``); a worker that died stops counting when its row lapses (or at once when
+    a worker on its host finds it dead, :func:`forget_dead_dispatchers`), and rows lapsed for a
+    day are removed. The outbox rows it claimed are due again as soon as its row is gone or
+    lapsed (docs/outbox.md, "Crash recovery").
     """
     now = now or datetime.now(UTC)
-    acquire_lease(engine, name, now, seconds, name=name)
+    acquire_lease(engine, holder or name, now, seconds, name=name)
     with write_session(engine) as session:
         session.execute(
             sa.delete(SchedulerLease).where(
@@ -175,6 +184,51 @@ def register_dispatcher(
             )
         ).one()
     return max(1, int(alive))
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this host (our own pid: an earlier life of this
+    process, as in a restarted container, where the worker is pid 1 again)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # it exists, as another user
+    return False
+
+
+def forget_dead_dispatchers(engine: sa.Engine, own_name: str, host: str | None = None) -> int:
+    """Remove the registrations of this host's dispatchers whose process is gone; how many.
+
+    A worker restarted after a crash runs this before its first pass: its earlier life no
+    longer counts as one of the dispatchers ("one of 2"), and the outbox rows that life had
+    claimed are due again at once instead of after their lease. Registrations of other hosts
+    are left to lapse (their heartbeat stops).
+    """
+    host = host or socket.gethostname()
+    with write_session(engine) as session:
+        rows = session.exec(
+            select(SchedulerLease).where(
+                SchedulerLease.name.startswith(DISPATCHER_PREFIX),
+                SchedulerLease.name != own_name,
+            )
+        ).all()
+        gone = []
+        for row in rows:
+            parts = row.holder.split(":")
+            local = len(parts) == 3 and parts[0] == host and parts[1].isdigit()
+            if local and _process_gone(int(parts[1])):
+                gone.append(row.name)
+        if gone:
+            session.execute(sa.delete(SchedulerLease).where(SchedulerLease.name.in_(gone)))
+    if gone:
+        log.warning(
+            "outbox: %d dispatcher(s) of this host died; their claims are released", len(gone)
+        )
+    return len(gone)
 
 
 # --- the worker -----------------------------------------------------------------------------------
@@ -199,8 +253,10 @@ class Worker:
             },
         )
         # One dispatcher for the life of the process: it holds the rate-limit buckets.
-        self.dispatcher = Dispatcher(runtime)
         self.dispatcher_name = DISPATCHER_PREFIX + self.holder.rsplit(":", 1)[-1]
+        self.dispatcher = Dispatcher(
+            runtime, name=self.dispatcher_name, pace_seconds=DISPATCH_INTERVAL
+        )
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
         self._sender: threading.Thread | None = None
@@ -325,20 +381,32 @@ class Worker:
     def _dispatch_loop(self) -> None:
         """Send the outbox every second, leader or standby (see the module docstring)."""
         registered_at: float | None = None
+        forgotten = False
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
+                if not forgotten:
+                    forget_dead_dispatchers(self.runtime.engine, self.dispatcher_name)
+                    forgotten = True
                 if registered_at is None or time.monotonic() - registered_at >= (
                     self.lease_seconds / 3
                 ):
                     alive = register_dispatcher(
-                        self.runtime.engine, self.dispatcher_name, seconds=self.lease_seconds
+                        self.runtime.engine,
+                        self.dispatcher_name,
+                        seconds=self.lease_seconds,
+                        holder=self.holder,
                     )
                     self.dispatcher.set_share(alive)
                     registered_at = time.monotonic()
                 self.dispatcher.run_once()
+                spool.replay(self.runtime)  # inbound the web kept while the database was down
             except Exception:
                 log.exception("outbox dispatch pass failed; next pass in a second")
-            self._stop.wait(DISPATCH_INTERVAL)
+            # A pass every second from the start of the last one, so that a pass of slow sends
+            # does not lower the rate (the buckets refill by the second).
+            self._stop.wait(max(0.0, DISPATCH_INTERVAL - (time.monotonic() - started)))
+        self.dispatcher.close()
 
     def start(self, background: bool) -> None:
         self._plug_in_senders()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -410,7 +411,9 @@ def test_results_wait_at_most_a_second_before_they_are_written(runtime) -> None:
         return f"SM{message.outbox_id}"
 
     sender = FakeSender(behaviour=slowish)
-    stats = dispatcher(runtime, sender, clock, channel_limits={}).run_once(now=NOW)
+    # One send at a time, so that "before c's send" is a moment (sends in parallel: below).
+    d = dispatcher(runtime, sender, clock, channel_limits={}, max_in_flight=1)
+    stats = d.run_once(now=NOW)
     assert stats.sent == 3
     # a's result waited during b's send (1 s), and was written before c's.
     assert seen == {a: "sending", b: "sending", c: "sent"}
@@ -640,3 +643,56 @@ def test_sms_uses_twilio_when_configured(runtime) -> None:
     from citoyen.channels.log_sender import LogSender
 
     assert isinstance(Dispatcher(runtime).sender_for("sms"), LogSender)
+
+
+def test_a_channel_keeps_a_second_of_its_rate_in_flight(runtime) -> None:
+    """A rate of 10/s keeps 10 sends going at once: each send here waits until ten are in
+    flight together, which one-at-a-time sending would never reach (the barrier breaks)."""
+    cid = make_contact(runtime)
+    ids = [queue(runtime, cid, f"p{n}") for n in range(10)]
+    together = threading.Barrier(10, timeout=10)
+
+    def parallel(message: OutboundMessage) -> str:
+        together.wait()
+        return f"SM{message.outbox_id}"
+
+    d = dispatcher(
+        runtime, FakeSender(behaviour=parallel), channel_limits={"sms": RateLimit(10, 10)}
+    )
+    assert d.in_flight("sms") == 10
+    try:
+        stats = d.run_once(now=NOW)
+    finally:
+        d.close()
+    assert (stats.sent, stats.retried) == (10, 0)
+    assert {row(runtime, i).status for i in ids} == {"sent"}
+    d.set_share(2)  # two workers: each keeps half the rate in flight
+    assert d.in_flight("sms") == 5
+
+
+def test_a_paced_pass_sends_the_next_second_of_tokens_without_exceeding_the_rate(runtime) -> None:
+    """With ``pace_seconds`` (the worker's) a pass takes what the bucket makes during the next
+    second too, each send waiting for its token: 15 rows at 10/s with a burst of 10 all go in
+    one pass, the last five a tenth of a second apart, never sooner."""
+    cid = make_contact(runtime)
+    ids = [queue(runtime, cid, f"paced{n}") for n in range(15)]
+    times: list[float] = []
+
+    def timed(message: OutboundMessage) -> str:
+        times.append(time.monotonic())
+        return f"SM{message.outbox_id}"
+
+    d = Dispatcher(
+        runtime,
+        {"sms": FakeSender(behaviour=timed)},
+        channel_limits={"sms": RateLimit(10, 10)},
+        pace_seconds=1.0,
+    )
+    started = time.monotonic()
+    try:
+        stats = d.run_once(now=NOW)  # the rows' time; the buckets and pacing use the real clock
+    finally:
+        d.close()
+    assert stats.sent == 15
+    assert {row(runtime, i).status for i in ids} == {"sent"}
+    assert max(times) - started >= 0.45  # 5 tokens at 10/s after the burst

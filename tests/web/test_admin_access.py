@@ -52,7 +52,13 @@ def test_every_other_state_changing_url_refuses_unsigned_requests(settings) -> N
 def test_healthz_reports_database(client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.get_json() == {
+        "status": "ok",
+        "database": "ok",
+        "spool_depth": 0,
+        "oldest_queued_seconds": None,
+        "scheduler_lease_held": False,
+    }
 
 
 def _url(rule) -> str:  # type: ignore[no-untyped-def]

@@ -8,6 +8,8 @@ the dispatcher the recipient refused messages (Twilio 21610, Telegram "bot was b
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,3 +57,42 @@ class Sender(Protocol):
     channel: str
 
     def send(self, message: OutboundMessage) -> SendResult: ...
+
+
+class PerThreadSender:
+    """One sender per calling thread, made by ``make`` on first use in that thread.
+
+    The outbox keeps several sends of a channel in flight, each on its own thread
+    (citoyen.services.dispatch); a client that cannot be shared between threads — a Telegram
+    ``Bot`` runs on one event loop, one call at a time — then gets a copy per thread instead of
+    making them queue behind one lock.
+    """
+
+    def __init__(self, channel: str, make: Callable[[], Any]) -> None:
+        self.channel = channel
+        self._make = make
+        self._local = threading.local()
+        self._made: list[Any] = []
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Any:
+        """The calling thread's sender (made now if it has none)."""
+        sender = getattr(self._local, "sender", None)
+        if sender is None:
+            sender = self._local.sender = self._make()
+            with self._lock:
+                self._made.append(sender)
+        return sender
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        return self.current.send(message)
+
+    def close(self) -> None:
+        """Close every copy that has a ``close`` (their connections and loops)."""
+        with self._lock:
+            made, self._made = self._made, []
+        for sender in made:
+            close = getattr(sender, "close", None)
+            if close is not None:
+                close()

@@ -39,6 +39,9 @@ MAX_SEGMENTS = 3
 TWILIO_MAX_BODY = 1600
 # Where the twilio library sends API calls; CITOYEN_TWILIO_API_URL replaces it (tests, edges).
 TWILIO_API_URL = "https://api.twilio.com"
+# Connections kept open to Twilio: the outbox's largest number of sends in flight per channel
+# (citoyen.services.dispatch.MAX_IN_FLIGHT).
+KEEP_CONNECTIONS = 64
 # Twilio API calls give up after this long: well within the dispatcher's lease (see dispatch.py).
 TWILIO_TIMEOUT_SECONDS = 20.0
 
@@ -157,7 +160,16 @@ def twilio_http_client(
                 url = base + url[len(TWILIO_API_URL) :]
             return super().request(method, url, *args, **kwargs)
 
-    return RebasedTwilioHttpClient(timeout=timeout, logger=quiet)
+    client = RebasedTwilioHttpClient(timeout=timeout, logger=quiet)
+    if client.session is not None:
+        # The outbox sends up to a second of the SMS rate at once (citoyen.services.dispatch):
+        # keep that many connections alive, where requests keeps 10 and reopens the rest.
+        from requests.adapters import HTTPAdapter
+
+        adapter = HTTPAdapter(pool_maxsize=KEEP_CONNECTIONS)
+        client.session.mount("https://", adapter)
+        client.session.mount("http://", adapter)
+    return client
 
 
 def map_twilio_error(exc: Any) -> TransientSendError | PermanentSendError:

@@ -45,6 +45,7 @@ from telegram.error import (
 from citoyen.channels.base import (
     OutboundMessage,
     PermanentSendError,
+    PerThreadSender,
     SendError,
     SendResult,
     TransientSendError,
@@ -229,12 +230,15 @@ class TelegramFileFetcher(TelegramClient):
         return attachment.content_type
 
 
-def make_sender(runtime: Any) -> TelegramSender | None:
-    """The dispatcher's factory: a sender when ``TELEGRAM_BOT_TOKEN`` is set, else None."""
+def make_sender(runtime: Any) -> PerThreadSender | None:
+    """The dispatcher's factory when ``TELEGRAM_BOT_TOKEN`` is set, else None: a
+    :class:`TelegramSender` per sending thread, so that the sends the outbox keeps in flight
+    do not queue on one event loop."""
     token = runtime.settings.telegram_bot_token
     if not token:
         return None
-    return TelegramSender(settings_bot(runtime.settings))
+    settings = runtime.settings
+    return PerThreadSender(CHANNEL, lambda: TelegramSender(settings_bot(settings)))
 
 
 def make_fetcher(runtime: Any) -> TelegramFileFetcher | None:

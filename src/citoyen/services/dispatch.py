@@ -8,17 +8,18 @@ Why it is shaped like this (details and guarantees in docs/outbox.md):
   before any provider is called, so two dispatchers never send one row, and no database lock is
   held while waiting on the network. A dispatcher that dies mid-send leaves a ``sending`` row
   whose lease expires; it is then claimed again (the providers we use have no idempotency key,
-  so what it sent in its last second, see below, is sent twice).
+  so what it sent in its last quarter second and its sends in flight, see below, are sent
+  twice: :func:`duplicate_bound`).
 - **Results are written only by the lease holder**: the update is guarded by
   ``status = 'sending' AND attempts = <the claim's attempts>``, so a dispatcher that lost its lease
   cannot overwrite a newer claim.
-- **Results are recorded together**, one transaction for the results of up to a second of sends
-  (one pass with a fast provider) instead of one per message: a transaction per message was most
-  of the dispatcher's CPU on PostgreSQL. They are written before the next send whenever a
-  pending result has waited ``RECORD_EVERY_SECONDS``, and always within their lease (the claims
-  of a pass share one lease end, and no send starts without ``send_margin`` of it left). A crash
-  loses at most that second's results: those rows are sent again once their lease expires, as
-  one row was before.
+- **Results are recorded together**, one transaction for the results of up to a quarter second
+  of sends instead of one per message: a transaction per message was most of the dispatcher's
+  CPU on PostgreSQL. They are written before the next send whenever a pending result has waited
+  ``RECORD_EVERY_SECONDS``, and always within their lease (the claims of a pass share one lease
+  end, and no send starts without ``send_margin`` of it left). A crash loses at most those
+  results: the rows are sent again once the dead dispatcher's registration is gone or their
+  lease expires.
 - **Retries** use exponential back-off with jitter (10 s, x2, capped at 1 h, ``retry_after``
   honoured) for at most 8 attempts; permanent errors end the row as ``failed`` with the
   provider's code. A provider's opt-out (Twilio 21610, Telegram "bot was blocked") opts the
@@ -42,8 +43,9 @@ import math
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,7 +60,7 @@ from citoyen.channels.base import (
     TransientSendError,
 )
 from citoyen.db import write_session
-from citoyen.models import Contact, Outbox
+from citoyen.models import Contact, Outbox, SchedulerLease
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,15 @@ MAX_ATTEMPTS = 8
 # Results wait at most this long (monotonic clock) before they are written together: bounds what
 # a crash between sending and recording sends twice, while one pass of fast sends costs one
 # transaction instead of one per message.
-RECORD_EVERY_SECONDS = 1.0
+RECORD_EVERY_SECONDS = 0.25
+# Sends in flight at once per channel: one second's worth of its rate (a rate of 50/s keeps up to
+# 50 provider calls going, so 50 ms or 500 ms answers alike still make 50 sends a second), at
+# most this many threads; a channel without a rate limit gets DEFAULT_IN_FLIGHT.
+MAX_IN_FLIGHT = 64
+DEFAULT_IN_FLIGHT = 8
+# Every worker's dispatcher registers as ``dispatcher:<id>`` in scheduler_leases (citoyen.worker);
+# a ``sending`` row whose ``claimed_by`` names no live registration is due again at once.
+DISPATCHER_PREFIX = "dispatcher:"
 
 # Sent to opted-out and blocked contacts all the same: an answer to the citizen's own message,
 # and alerts to stakeholders. Everything else is unsolicited and skipped for them.
@@ -143,10 +153,10 @@ class TokenBucket:
         self.tokens = min(self.limit.burst, self.tokens + elapsed * self.limit.rate)
         self.updated = now
 
-    def available(self) -> int:
-        """Whole tokens available now."""
+    def available(self, within: float = 0.0) -> int:
+        """Whole tokens available now, and made in the next ``within`` seconds."""
         self._refill()
-        return math.floor(self.tokens + 1e-9)
+        return math.floor(self.tokens + within * self.limit.rate + 1e-9)
 
     def take(self) -> bool:
         self._refill()
@@ -259,15 +269,38 @@ def recipient_key(contact_id: int | None, address_enc: str | None) -> str:
     return f"address:{digest}"
 
 
+def live_dispatchers(now: datetime) -> Any:
+    """The registrations of the dispatchers alive at ``now`` (a subquery of names)."""
+    return select(SchedulerLease.name).where(
+        SchedulerLease.name.startswith(DISPATCHER_PREFIX), SchedulerLease.expires_at > now
+    )
+
+
 def _due(now: datetime) -> Any:
+    """Rows to claim: pending and due, or ``sending`` with a lapsed lease, or claimed by a
+    dispatcher whose registration is gone (it died: its restart removed it, or it lapsed)."""
     return sa.or_(
         sa.and_(Outbox.status == "pending", Outbox.next_attempt_at <= now),
         sa.and_(
             Outbox.status == "sending",
             Outbox.locked_until.is_not(None),
-            Outbox.locked_until <= now,
+            sa.or_(
+                Outbox.locked_until <= now,
+                sa.and_(
+                    Outbox.claimed_by.is_not(None),
+                    Outbox.claimed_by.not_in(live_dispatchers(now)),
+                ),
+            ),
         ),
     )
+
+
+def duplicate_bound(rate: float, answer_seconds: float) -> int:
+    """At most how many messages one crash of a dispatcher sends twice, at ``rate`` sends a second
+    with a provider answering in ``answer_seconds``: the sends whose results waited to be written
+    (``RECORD_EVERY_SECONDS``), those in flight while they were written, and those in flight at
+    the crash (docs/outbox.md, "Crash recovery")."""
+    return math.ceil(rate * (RECORD_EVERY_SECONDS + 2 * answer_seconds)) + 1
 
 
 def unsolicited_refusal(kind: str, contact: Contact | None) -> str | None:
@@ -307,6 +340,14 @@ def backoff_seconds(
 class Dispatcher:
     """Sends the outbox for one runtime. Keep one per process: it owns the rate-limit buckets.
 
+    ``name`` is the dispatcher's registration in ``scheduler_leases`` (a worker's
+    ``dispatcher:<id>``), written on every row it claims so that its death releases them; None
+    for an unregistered dispatcher, whose claims wait for their lease.
+    ``max_in_flight`` caps the sends in flight per channel (1: one at a time, in claim order).
+    ``pace_seconds``: a pass also claims the tokens its channel's bucket makes in that time and
+    each send waits for its token, so that a worker passing every second sends at the full rate
+    (without it a rate of 1/s sends every other pass: the token of the last send is not quite
+    back a second later); 0 (the default): only what the bucket holds now.
     ``senders`` overrides the registry per channel (tests, the simulator). ``channels`` limits
     this dispatcher to those channels (the Telegram bot process delivers ``telegram`` rows only
     and leaves the rest to the worker); None means every channel. ``clock`` is a monotonic clock
@@ -326,8 +367,16 @@ class Dispatcher:
         lease_seconds: float = LEASE_SECONDS,
         send_margin_seconds: float = SEND_MARGIN_SECONDS,
         max_attempts: int = MAX_ATTEMPTS,
+        name: str | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        pace_seconds: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.runtime = runtime
+        self.name = name
+        self.max_in_flight = max_in_flight
+        self.pace = pace_seconds
+        self.sleep = sleep
         self.engine = runtime.engine
         default_channel, default_recipient = limits_from_settings(runtime.settings)
         self.channel_limits = dict(default_channel if channel_limits is None else channel_limits)
@@ -344,6 +393,8 @@ class Dispatcher:
         self._buckets: dict[str, TokenBucket] = {}
         self._recipient_buckets: dict[tuple[str, str], TokenBucket] = {}
         self._share = 1.0
+        self._bucket_lock = threading.Lock()  # buckets are taken by the sending threads
+        self._pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 
     # -- senders and buckets ------------------------------------------------------------------
 
@@ -367,8 +418,9 @@ class Dispatcher:
         share = 1.0 / max(1, dispatchers)
         if share != self._share:
             self._share = share
-            self._buckets.clear()
-            self._recipient_buckets.clear()
+            with self._bucket_lock:
+                self._buckets.clear()
+                self._recipient_buckets.clear()
             log.info("outbox: this dispatcher is one of %d, rate limits shared", dispatchers)
 
     def _limit(self, limit: RateLimit) -> RateLimit:
@@ -403,8 +455,36 @@ class Dispatcher:
 
     # -- one pass -----------------------------------------------------------------------------
 
-    def run_once(self, now: datetime | None = None, limit: int = 100) -> DispatchStats:
-        """Claim what is due (within rate limits), send it, record the results."""
+    def in_flight(self, channel: str) -> int:
+        """How many sends of ``channel`` this dispatcher keeps going at once."""
+        limit = self.channel_limits.get(channel)
+        wanted = DEFAULT_IN_FLIGHT if limit is None else math.ceil(self._limit(limit).rate)
+        return max(1, min(self.max_in_flight, wanted))
+
+    def _pool(self, channel: str) -> ThreadPoolExecutor:
+        size = self.in_flight(channel)
+        known = self._pools.get(channel)
+        if known is None or known[0] != size:
+            if known is not None:
+                known[1].shutdown(wait=False)
+            pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"outbox-{channel}")
+            known = self._pools[channel] = (size, pool)
+        return known[1]
+
+    def close(self) -> None:
+        """Stop the sending threads (they finish the send they are in)."""
+        for _size, pool in self._pools.values():
+            pool.shutdown(wait=True)
+        self._pools.clear()
+
+    def run_once(self, now: datetime | None = None, limit: int | None = None) -> DispatchStats:
+        """Claim what is due (within rate limits), send it, record the results.
+
+        ``limit`` caps the rows claimed in this pass; None: a second's worth of every channel's
+        limit, and at least 100.
+        """
+        if limit is None:
+            limit = max(100, sum(math.ceil(v.burst) for v in self.channel_limits.values()))
         now = now or datetime.now(UTC)
         started = self.clock()
 
@@ -414,18 +494,64 @@ class Dispatcher:
 
         stats = DispatchStats()
         claims = self._claim(now, limit, stats)
-        results: list[_Result] = []
-        try:
-            for claim in claims:
-                if results and self._record_due(results):
-                    self._record(results, stats)
-                    results = []
-                self._deliver(claim, current, results)
-        finally:
-            self._record(results, stats)
+        self._send_all(claims, current, stats)
         if stats:
             log.info("outbox dispatch: %s", stats)
         return stats
+
+    def _send_all(
+        self, claims: list[_Claim], current: Callable[[], datetime], stats: DispatchStats
+    ) -> None:
+        """Send the claims, each channel's up to :meth:`in_flight` at once on its own threads.
+
+        Results are written together: before a send starts when the oldest waiting result has
+        waited ``RECORD_EVERY_SECONDS`` (by whichever thread starts it), by this thread when it
+        notices the same while every send is slow, and once all are done.
+        """
+        if not claims:
+            return
+        by_channel: dict[str, list[_Claim]] = defaultdict(list)
+        for claim in claims:
+            by_channel[claim.channel].append(claim)
+        results: list[_Result] = []
+        lock = threading.Lock()  # guards results
+        recording = threading.Lock()  # one _record at a time (it counts into stats)
+
+        def record(force: bool = False) -> None:
+            with recording:
+                with lock:
+                    due = bool(results) and (force or self._record_due(results))
+                    batch = list(results) if due else []
+                    del results[: len(batch)]
+                self._record(batch, stats)
+
+        def deliver(claim: _Claim) -> None:
+            record()
+            done: list[_Result] = []
+            self._deliver(claim, current, done)
+            with lock:
+                results.extend(done)
+
+        pending: set[Future[None]] = set()
+        try:
+            for channel, group in by_channel.items():
+                try:
+                    self.sender_for(channel)  # made once, here, not by two threads at a time
+                except Exception:
+                    log.exception("outbox: the sender for %s cannot be made", channel)
+                    # each send asks again and is retried with back-off, as a sender's bug is
+                pool = self._pool(channel)
+                pending |= {pool.submit(deliver, claim) for claim in group}
+            while pending:
+                done, pending = wait(
+                    pending, timeout=RECORD_EVERY_SECONDS / 4, return_when=FIRST_COMPLETED
+                )
+                for future in done:
+                    future.result()  # _deliver keeps a sender's errors; anything else is a bug
+                record()
+        finally:
+            wait(pending)
+            record(force=True)
 
     def _claim(self, now: datetime, limit: int, stats: DispatchStats) -> list[_Claim]:
         claims: list[_Claim] = []
@@ -438,7 +564,9 @@ class Dispatcher:
                 if remaining <= 0:
                     break
                 bucket = self._bucket(channel)
-                budget = remaining if bucket is None else min(remaining, bucket.available())
+                budget = (
+                    remaining if bucket is None else min(remaining, bucket.available(self.pace))
+                )
                 if budget <= 0:
                     continue
                 claims += self._claim_channel(session, channel, now, budget, remaining, stats)
@@ -514,8 +642,10 @@ class Dispatcher:
         if row.status == "sending":
             # Its dispatcher died (or hung) mid-send: the provider may or may not have it.
             log.warning(
-                "outbox %s: lease expired while sending (attempt %s); sending again",
+                "outbox %s: its lease expired or %s is gone while sending (attempt %s); "
+                "sending again",
                 row.id,
+                row.claimed_by or "its dispatcher",
                 row.attempts,
             )
         reason = unsolicited_refusal(row.kind, contact)
@@ -534,6 +664,7 @@ class Dispatcher:
         row.status = "sending"
         row.attempts += 1
         row.locked_until = now + self.lease
+        row.claimed_by = self.name
         stats.claimed += 1
         return _Claim(
             id=row.id,  # type: ignore[arg-type]
@@ -563,19 +694,27 @@ class Dispatcher:
             # Too little lease left to finish a provider call safely: give it back untouched.
             results.append(self._release(claim, now))
             return
-        channel_bucket = self._bucket(claim.channel)
-        recipient_bucket = self._recipient_bucket(claim.channel, claim.recipient_key)
-        blocked_by = next(
-            (b for b in (recipient_bucket, channel_bucket) if b is not None and b.available() < 1),
-            None,
-        )
+        if self.pace > 0:
+            self._wait_for_token(claim.channel)
+        with self._bucket_lock:
+            channel_bucket = self._bucket(claim.channel)
+            recipient_bucket = self._recipient_bucket(claim.channel, claim.recipient_key)
+            blocked_by = next(
+                (
+                    b
+                    for b in (recipient_bucket, channel_bucket)
+                    if b is not None and b.available() < 1
+                ),
+                None,
+            )
+            if blocked_by is None:
+                for bucket in (channel_bucket, recipient_bucket):
+                    if bucket is not None:
+                        bucket.take()
         if blocked_by is not None:
             # Not expected (claims stay within the buckets), but never send over a limit.
             results.append(self._release(claim, now + timedelta(seconds=blocked_by.wait())))
             return
-        for bucket in (channel_bucket, recipient_bucket):
-            if bucket is not None:
-                bucket.take()
 
         if not claim.address_enc:
             results.append(self._fail(claim, "no recipient address", code=None))
@@ -620,6 +759,18 @@ class Dispatcher:
             "locked_until": None,
         }
         results.append(self._result(claim, values, "sent"))
+
+    def _wait_for_token(self, channel: str) -> None:
+        """Paced passes: sleep until the channel's bucket has this send's token, if it comes
+        within the pass (it was claimed for it); otherwise the check below puts the row back."""
+        paced_until = self.clock() + self.pace + 0.1
+        for _ in range(100):  # a bound, should the clock not move
+            with self._bucket_lock:
+                bucket = self._bucket(channel)
+                wait_for = 0.0 if bucket is None else bucket.wait()
+            if wait_for <= 0 or self.clock() + wait_for > paced_until:
+                return
+            self.sleep(wait_for)
 
     # -- recording results ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ database transaction held open while waiting on the network.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -153,14 +154,31 @@ class TwilioRecordingFetcher:
             raise TransientFetchError(f"network error: {type(exc).__name__}") from None
 
 
+def twilio_recording_fetcher(settings: Any) -> TwilioRecordingFetcher:
+    """The recording fetcher of this deployment, at ``CITOYEN_TWILIO_API_URL`` when it is set
+    (a regional edge, a local fake in tests) like every other Twilio client."""
+    return TwilioRecordingFetcher(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        api_base=settings.twilio_api_url or TWILIO_API,
+    )
+
+
+def readable_error(exc: BaseException) -> str:
+    """What went wrong, in words an operator can act on: an OSError's reason ("OSError: No
+    space left on device"), not only its class. No path: it names the instance folder."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
 def default_fetchers(runtime: Any) -> dict[str, Fetcher]:
     """The fetchers this deployment can use, by channel (none without credentials)."""
     settings = runtime.settings
     fetchers: dict[str, Fetcher] = {}
     if settings.twilio_account_sid and settings.twilio_auth_token:
-        fetchers["voice"] = TwilioRecordingFetcher(
-            settings.twilio_account_sid, settings.twilio_auth_token
-        )
+        fetchers["voice"] = twilio_recording_fetcher(settings)
     if settings.telegram_bot_token:
         from citoyen.channels.telegram_sender import make_fetcher
 
@@ -185,6 +203,12 @@ def _extension(content_type: str | None, channel: str) -> str:
     if kind in EXTENSIONS:
         return EXTENSIONS[kind]
     return ".wav" if channel == "voice" else ".bin"
+
+
+def _discard(tmp: Path | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def fetch_pending_attachments(
@@ -226,26 +250,34 @@ def _fetch_one(runtime: Any, fetcher: Fetcher, attachment: Attachment, now: date
     created = attachment.created_at
     relative_dir = Path("media") / attachment.channel / f"{created:%Y}" / f"{created:%m}"
     folder = instance_dir / relative_dir
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, kept on success
-        dir=folder, prefix=f".{attachment.id}-", suffix=".part", delete=False
-    )
-    tmp = Path(handle.name)
+    tmp: Path | None = None
     try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, kept on success
+            dir=folder, prefix=f".{attachment.id}-", suffix=".part", delete=False
+        )
+        tmp = Path(handle.name)
         with handle:
             content_type = fetcher.fetch(attachment, handle)
+        final = folder / f"{attachment.id}{_extension(content_type, attachment.channel)}"
+        os.replace(tmp, final)
+        final.chmod(0o600)  # recordings can identify a reporter by voice
     except FetchError as exc:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         return _record_failure(runtime, attachment.id, exc, now)
+    except OSError as exc:  # the disk: full, read-only, permissions
+        _discard(tmp)
+        reason = f"cannot store the file: {readable_error(exc)}"
+        log.warning("media: attachment %s: %s", attachment.id, reason)
+        return _record_failure(runtime, attachment.id, TransientFetchError(reason), now)
     except Exception as exc:  # a fetcher bug must not stop the other attachments
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         log.exception(
             "media: fetcher for %s raised on attachment %s", attachment.channel, attachment.id
         )
-        return _record_failure(runtime, attachment.id, TransientFetchError(type(exc).__name__), now)
-    final = folder / f"{attachment.id}{_extension(content_type, attachment.channel)}"
-    os.replace(tmp, final)
-    final.chmod(0o600)  # recordings can identify a reporter by voice
+        return _record_failure(
+            runtime, attachment.id, TransientFetchError(readable_error(exc)), now
+        )
     with write_session(runtime.engine) as session:
         row = session.get(Attachment, attachment.id)
         if row is None or row.status != "pending":

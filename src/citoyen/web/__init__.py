@@ -42,13 +42,15 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
     from citoyen.web import (
         admin,
         health,
+        metrics,
         telegram_webhook,
         twilio_prompts,
         twilio_sms,
         twilio_voice,
     )
 
-    for module in (health, admin, twilio_sms, twilio_voice, twilio_prompts, telegram_webhook):
+    modules = (health, metrics, admin, twilio_sms, twilio_voice, twilio_prompts, telegram_webhook)
+    for module in modules:
         module.init_app(app)
 
     @app.after_request

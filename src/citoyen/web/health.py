@@ -1,20 +1,21 @@
-"""``GET /healthz``: liveness and database check, for load balancers and monitoring."""
+"""``GET /healthz``: 503 unless the database takes a write; spool, outbox and scheduler state.
+
+The checks live in :mod:`citoyen.services.health` (why the database check writes).
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, jsonify
 
-from citoyen import db
+from citoyen.services import health
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
 def healthz():  # type: ignore[no-untyped-def]
-    runtime = current_app.extensions["citoyen"]
-    ok = db.ping(runtime.engine)
-    body = {"status": "ok" if ok else "error", "database": "ok" if ok else "unreachable"}
-    return jsonify(body), 200 if ok else 503
+    state = health.check(current_app.extensions["citoyen"])
+    return jsonify(state.to_dict()), 200 if state.ok else 503
 
 
 def init_app(app: Flask) -> None:

@@ -22,6 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from citoyen.channels.render import render_sms_parts
 from citoyen.channels.sms import split_sms
 from citoyen.engine.types import Input
+from citoyen.services import spool
 from citoyen.services.conversations import Inbound, Reply
 from citoyen.services.privacy import AddressError, normalise_address
 from citoyen.web.twilio_auth import require_twilio_signature
@@ -108,7 +109,11 @@ def inbound_sms() -> Response:
         return Response(str(exc), status=400, mimetype="text/plain")
     runtime = current_app.extensions["citoyen"]
     try:
-        reply = runtime.conversations.handle(inbound)
+        # Kept on disk and answered when the database cannot take it (services/spool.py).
+        reply = spool.handle(runtime, inbound)
+    except spool.SpoolFull as exc:
+        log.error("twilio sms refused (503): the database and the spool are unavailable: %s", exc)
+        return Response("temporarily unavailable", status=503, mimetype="text/plain")
     except AddressError:
         log.warning("twilio sms refused (400): unusable sender address")
         return Response("From is not a phone number", status=400, mimetype="text/plain")

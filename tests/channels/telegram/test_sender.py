@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -169,7 +170,7 @@ def test_factories_need_a_token() -> None:
     sender = make_sender(_Runtime(TOKEN))
     try:
         assert sender is not None
-        assert sender.bot.base_url == f"https://api.telegram.org/bot{TOKEN}"
+        assert sender.current.bot.base_url == f"https://api.telegram.org/bot{TOKEN}"
     finally:
         sender.close()
 
@@ -296,3 +297,30 @@ def test_fetch_network_trouble_is_transient(
     fake_api.fail_next("getFile", 502, "Bad Gateway")
     with pytest.raises(TransientFetchError):
         fetcher.fetch(attachment(), io.BytesIO())
+
+
+def test_each_sending_thread_gets_its_own_bot(fake_api: FakeBotApi) -> None:
+    """The outbox sends in parallel (docs/outbox.md): each thread its own Bot and event loop,
+    where one shared TelegramSender would make them queue on its lock."""
+    root = fake_api.server.url_for("/").rstrip("/")
+    sender = make_sender(_Runtime(TOKEN, api_url=root))
+    assert sender is not None
+    seen: list[Any] = []
+
+    def send() -> None:
+        seen.append(sender.current)
+        assert sender.send(message()).provider_id.isdigit()
+
+    try:
+        threads = [threading.Thread(target=send) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        send()
+        send()  # this thread again: the same sender
+    finally:
+        sender.close()
+    assert len({id(s) for s in seen}) == 4
+    assert seen[3] is seen[4]
+    assert len(fake_api.calls_to("sendMessage")) == 5

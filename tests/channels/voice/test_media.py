@@ -221,3 +221,53 @@ def test_scheduled_jobs_plug_into_apscheduler(runtime: Runtime) -> None:
 def test_no_jobs_without_credentials(runtime: Runtime) -> None:
     runtime.settings.twilio_auth_token = None
     assert scheduled_jobs(runtime) == []
+
+
+def test_the_worker_fetches_recordings_from_the_configured_twilio_url(
+    runtime: Runtime, httpserver: HTTPServer
+) -> None:
+    """CITOYEN_TWILIO_API_URL applies to recording downloads too, as to every Twilio client."""
+    httpserver.expect_request(PATH, method="GET").respond_with_handler(twilio_media)
+    settings = runtime.settings.model_copy(update={"twilio_api_url": httpserver.url_for("/")})
+    configured = Runtime(settings)
+    attachment = pending(configured)
+    summary = fetch_pending_attachments(configured, media.default_fetchers(configured))
+    assert summary.fetched == 1
+    assert reload(configured, attachment).status == "fetched"
+    assert len(httpserver.log) == 1
+
+
+class _FullDisk:
+    """A temporary file on a full disk: writes fail as the kernel says (``/dev/full``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._file = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 - closed in __exit__
+
+    def write(self, data: bytes) -> int:
+        return self._file.write(data)
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._file.close()
+
+
+def test_a_recording_that_cannot_be_stored_says_why(
+    runtime: Runtime, httpserver: HTTPServer, monkeypatch, tmp_path: Path
+) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    httpserver.expect_request(PATH, method="GET").respond_with_handler(twilio_media)
+    monkeypatch.setattr(
+        media.tempfile,
+        "NamedTemporaryFile",
+        lambda **kw: _FullDisk(str(tmp_path / "recording.part")),
+    )
+    attachment = pending(runtime)
+    summary = fetch_pending_attachments(runtime, {"voice": fetcher(httpserver)})
+    assert summary.retrying == 1
+    row = reload(runtime, attachment)
+    assert row.status == "pending"
+    assert row.error == "cannot store the file: OSError: No space left on device"

@@ -20,7 +20,7 @@ from citoyen.services.setup import ensure_ready
 from citoyen.services.surveys import surveys_for
 from citoyen.services.surveys.quiet import is_allowed
 from citoyen.services.surveys.runs import start_run, update_invitations
-from citoyen.services.surveys.voice import TwilioCallPlacer, place_due_calls
+from citoyen.services.surveys.voice import TwilioCallPlacer, place_due_calls, placer_for
 from tests.channels.sms.test_sender import LocalTwilio
 from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, signed_post
 from tests.channels.voice.helpers import Call
@@ -261,3 +261,21 @@ def test_a_contact_who_stopped_while_it_rang_hears_nothing_more(
     answered = SurveyCall(client, "+22376500051", sid=invitation.call_sid).answer(invitation.id)
     assert answered.said == [] and answered.waits == "end"
     assert invitations(runtime)[0].conversation_id is None
+
+
+def test_the_call_placer_uses_the_configured_twilio_url(
+    settings, httpserver: HTTPServer, twilio_calls
+) -> None:
+    """CITOYEN_TWILIO_API_URL applies to outbound survey calls, as to SMS and recordings."""
+    configured = settings.model_copy(
+        update={
+            "twilio_account_sid": ACCOUNT_SID,
+            "twilio_auth_token": AUTH_TOKEN,
+            "twilio_from_number": FROM_NUMBER,
+            "twilio_api_url": httpserver.url_for("/"),
+        }
+    )
+    placer = placer_for(Runtime(configured))
+    sid = placer.create("+22376000001", f"{PUBLIC_URL}/voice", f"{PUBLIC_URL}/status")
+    assert sid.startswith("CA")
+    assert [call["To"] for call in twilio_calls] == [["+22376000001"]]

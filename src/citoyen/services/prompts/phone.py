@@ -31,6 +31,8 @@ from citoyen.services.media import (
     FetchError,
     PermanentFetchError,
     TwilioRecordingFetcher,
+    readable_error,
+    twilio_recording_fetcher,
 )
 from citoyen.services.prompts.audio import AudioError, validate_upload
 from citoyen.services.prompts.catalogue import PromptSpec, catalogue
@@ -289,6 +291,10 @@ def _fetch_one(
         )
     except PromptError as exc:  # the flows changed: this key is no longer played
         return _failure(runtime, take, str(exc), permanent=True)
+    except OSError as exc:  # the disk: full, read-only; kept pending, tried again
+        return _failure(
+            runtime, take, f"cannot store the recording: {readable_error(exc)}", permanent=False
+        )
     with write_session(runtime.engine) as session:
         row = session.get(PromptTake, take.id)
         if row is not None:
@@ -320,7 +326,7 @@ def scheduled_jobs(runtime: Any) -> list[dict[str, Any]]:
     settings = runtime.settings
     if not (settings.twilio_account_sid and settings.twilio_auth_token):
         return []
-    fetcher = TwilioRecordingFetcher(settings.twilio_account_sid, settings.twilio_auth_token)
+    fetcher = twilio_recording_fetcher(settings)
     return [
         {
             "func": fetch_kept_takes,

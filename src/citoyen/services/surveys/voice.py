@@ -62,14 +62,15 @@ class TwilioCallPlacer:
         *,
         http_client: Any | None = None,
         timeout: float = 20.0,
+        api_url: str | None = None,
     ) -> None:
-        from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
+        from citoyen.channels.sms import twilio_http_client
+
         if http_client is None:
-            quiet = logging.getLogger("citoyen.services.surveys.twilio_http")
-            quiet.setLevel(logging.WARNING)
-            http_client = TwilioHttpClient(timeout=timeout, logger=quiet)
+            # Quiet, and at CITOYEN_TWILIO_API_URL when set, like the SMS client.
+            http_client = twilio_http_client(api_url, timeout=timeout)
         self.client = Client(account_sid, auth_token, http_client=http_client)
         self.from_number = from_number
 
@@ -103,7 +104,10 @@ def placer_for(runtime: Any) -> CallPlacer | None:
     if not (settings.twilio_enabled and settings.twilio_from_number):
         return None
     return TwilioCallPlacer(
-        settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_from_number
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_from_number,
+        api_url=settings.twilio_api_url,
     )
 
 
