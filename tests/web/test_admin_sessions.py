@@ -170,6 +170,7 @@ def test_every_admin_page_and_download_is_no_store(desk: Desk) -> None:
         "/admin/prompts",
     ]:
         response = desk.client.get(url)
+        response.get_data()  # downloads stream: read them to the end
         assert response.status_code == 200, url
         assert response.headers["Cache-Control"] == "no-store", url
     assert desk.app.test_client().get("/admin/login").headers["Cache-Control"] == "no-store"
