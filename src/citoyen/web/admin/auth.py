@@ -64,7 +64,7 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _now() -> datetime:
+def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
@@ -107,7 +107,7 @@ def _too_many(wait: timedelta) -> Any:
     return response
 
 
-def _signed_in(user: User, target: str, now: datetime) -> Any:
+def open_session(user: User, target: str, now: datetime) -> Any:
     """Open the session of ``user`` and remember this device for their account."""
     session.pop(PENDING, None)
     login_user(LoginUser(user))
@@ -128,13 +128,13 @@ def _signed_in(user: User, target: str, now: datetime) -> Any:
     return response
 
 
-def _pending() -> dict[str, Any] | None:
+def pending_sign_in() -> dict[str, Any] | None:
     """Who is between the password and the second step, if it is still recent."""
     pending = session.get(PENDING)
     if not isinstance(pending, dict):
         return None
     started = pending.get("at")
-    if not isinstance(started, (int, float)) or _now().timestamp() - started > (
+    if not isinstance(started, (int, float)) or now_utc().timestamp() - started > (
         PENDING_LIFETIME.total_seconds()
     ):
         session.pop(PENDING, None)
@@ -142,7 +142,7 @@ def _pending() -> dict[str, Any] | None:
     return pending
 
 
-def _pending_user(s: Any, pending: dict[str, Any]) -> User | None:
+def pending_user(s: Any, pending: dict[str, Any]) -> User | None:
     user = s.get(User, pending.get("uid"))
     if user is None or not user.active or user.session_version != pending.get("sv"):
         return None
@@ -156,7 +156,7 @@ def login():  # type: ignore[no-untyped-def]
     if request.method == "POST":
         email = (request.form.get("email") or "").strip().lower()
         password = request.form.get("password") or ""
-        now = _now()
+        now = now_utc()
         keys, trusted = _keys(email)
         target = _safe_next(request.args.get("next"))
         with writing() as s:
@@ -181,7 +181,7 @@ def login():  # type: ignore[no-untyped-def]
                         url_for("admin.login_code" if stage == "code" else "admin.two_factor_enrol")
                     )
                 user.last_login_at = now
-                return _signed_in(user, target, now)
+                return open_session(user, target, now)
             signin.record_failure(s, keys, now)
             audit(s, None, "login_failed", data={"known_user": user is not None}, now=now)
         flash(_("Wrong email or password."))
@@ -192,16 +192,16 @@ def login():  # type: ignore[no-untyped-def]
 @bp.route("/login/code", methods=["GET", "POST"])
 def login_code():  # type: ignore[no-untyped-def]
     """The second step: a code from the authenticator app, or a recovery code."""
-    pending = _pending()
+    pending = pending_sign_in()
     if pending is None or pending.get("stage") != "code":
         return redirect(url_for("admin.login"))
     if request.method == "GET":
         return render_template("admin/login_code.html")
-    now = _now()
+    now = now_utc()
     code = request.form.get("code") or ""
     key = signin.code_key(runtime().settings.effective_secret_key(), pending["uid"])
     with writing() as s:
-        user = _pending_user(s, pending)
+        user = pending_user(s, pending)
         if user is None:
             session.pop(PENDING, None)
             return redirect(url_for("admin.login"))
@@ -213,7 +213,7 @@ def login_code():  # type: ignore[no-untyped-def]
             signin.clear_code_failures(s, key)
             user.last_login_at = now
             audit(s, Staff.of(user), "two_factor_used", data={"method": method}, now=now)
-            return _signed_in(user, pending.get("next") or url_for("admin.queues"), now)
+            return open_session(user, pending.get("next") or url_for("admin.queues"), now)
         signin.record_code_failure(s, key, now)
         audit(s, Staff.of(user), "two_factor_failed", now=now)
     flash(_("Wrong code."))

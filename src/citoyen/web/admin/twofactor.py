@@ -24,7 +24,7 @@ from citoyen.services import twofactor
 from citoyen.services.access import Staff
 from citoyen.services.casework import audit
 from citoyen.web.admin import bp, roles_required, runtime, sessions, staff, writing
-from citoyen.web.admin.auth import _now, _pending, _pending_user, _signed_in
+from citoyen.web.admin.auth import now_utc, open_session, pending_sign_in, pending_user
 
 
 def _not_kept(html: str, status: int = 200) -> Any:
@@ -37,10 +37,10 @@ def _enrolling(s: Any) -> tuple[User | None, dict[str, Any] | None]:
     """Who is enrolling: the signed-in user, or the one half-way through signing in."""
     if current_user.is_authenticated:
         return s.get(User, current_user.id), None
-    pending = _pending()
+    pending = pending_sign_in()
     if pending is None or pending.get("stage") != "enrol":
         return None, None
-    return _pending_user(s, pending), pending
+    return pending_user(s, pending), pending
 
 
 def _required(user: User) -> bool:
@@ -49,7 +49,7 @@ def _required(user: User) -> bool:
 
 @bp.route("/two-factor/enrol", methods=["GET", "POST"])
 def two_factor_enrol():  # type: ignore[no-untyped-def]
-    now = _now()
+    now = now_utc()
     with writing() as s:
         user, pending = _enrolling(s)
         if user is None:
@@ -71,7 +71,7 @@ def two_factor_enrol():  # type: ignore[no-untyped-def]
                     user.last_login_at = now
                 target = (pending or {}).get("next") or url_for("admin.queues")
                 # The version moved on (every other session ended): this one reopens with it.
-                response = _signed_in(user, target, now)
+                response = open_session(user, target, now)
                 html = render_template("admin/two_factor_codes.html", codes=codes, target=target)
                 page = _not_kept(html)
                 for cookie in response.headers.getlist("Set-Cookie"):
@@ -110,7 +110,7 @@ def account():  # type: ignore[no-untyped-def]
 @login_required
 def two_factor_off():  # type: ignore[no-untyped-def]
     """Turn the second factor off, where the role allows it, with a current code."""
-    now = _now()
+    now = now_utc()
     with writing() as s:
         user = s.get(User, current_user.id)
         if user is None:
