@@ -110,6 +110,26 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CITOYEN_REVEAL_ROLES"),
         description="Admin roles that may reveal a non-anonymous reporter's number (audited).",
     )
+    session_hours: float = Field(
+        default=8,
+        gt=0,
+        validation_alias=AliasChoices("CITOYEN_SESSION_HOURS"),
+        description="Longest life of a staff session from sign-in, however active (absolute).",
+    )
+    session_idle_minutes: float = Field(
+        default=60,
+        gt=0,
+        validation_alias=AliasChoices("CITOYEN_SESSION_IDLE_MINUTES"),
+        description="A staff session unused this long ends (idle timeout).",
+    )
+    trusted_proxies: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        validation_alias=AliasChoices("CITOYEN_TRUSTED_PROXIES"),
+        description="Reverse proxies in front of the web app whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (0: none, the app faces the network).",
+    )
     retention_days: int = Field(
         default=365,
         ge=0,

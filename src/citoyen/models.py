@@ -334,6 +334,17 @@ class User(SQLModel, table=True):
     active: bool = True
     created_at: datetime = ts()
     last_login_at: datetime | None = ts(nullable=True, default=False)
+    # Every session carries the version it was opened under; raising it (sign-out, password,
+    # role, scope, deactivation, two-factor changes) ends every session of the user at once.
+    session_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Two-factor sign-in (TOTP, RFC 6238): the secret encrypted with the data key; set but not
+    # yet enabled while enrolment waits for its first code.
+    totp_secret_enc: str | None = Field(default=None, max_length=300)
+    totp_enabled_at: datetime | None = ts(nullable=True, default=False)
+    # The last 30-second step whose code was accepted: a code is never accepted twice.
+    totp_last_step: int | None = None
+    # SHA-256 of the unused recovery codes (random, 50 bits each: a slow hash adds nothing).
+    recovery_codes: list = json_col(list)
 
 
 class AuditEvent(SQLModel, table=True):

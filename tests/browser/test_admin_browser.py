@@ -5,8 +5,10 @@ same steps hold in French and English."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
+import pyotp
 from sqlmodel import Session, select
 
 from citoyen.db import write_session
@@ -32,12 +34,37 @@ def _report(live: LiveAdmin, **kwargs) -> Report:  # type: ignore[no-untyped-def
     return make_report(live.runtime, **kwargs)
 
 
+# What each person's authenticator app holds (their secret) and the last 30-second step used.
+_APPS: dict[tuple[int, str], list] = {}
+
+
 def _login(page, email: str) -> None:  # type: ignore[no-untyped-def]
+    """Sign in as a person would: the password, then, when asked, enrol (scan the secret into
+    an app, type its code, note the recovery codes, continue) or type the app's current code."""
     page.goto("/admin/login")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", PASSWORD)
     page.click("form.login button[type=submit]")
     page.wait_for_load_state()
+    app = (id(page.context), email)
+    if page.url.endswith("/admin/two-factor/enrol"):
+        secret = page.inner_text("#totp-secret").replace(" ", "")
+        assert page.locator(".qr svg").count() == 1
+        step = int(time.time()) // 30
+        page.fill("input[name=code]", pyotp.TOTP(secret).at(step * 30))
+        page.click("form.login button[type=submit]")
+        page.wait_for_load_state()
+        assert page.locator("ul.recovery-codes li").count() == 10
+        _APPS[app] = [secret, step]
+        page.click("#continue")
+        page.wait_for_load_state()
+    elif page.url.endswith("/admin/login/code"):
+        secret, last = _APPS[app]
+        step = max(int(time.time()) // 30, last + 1)  # a code is accepted once
+        _APPS[app] = [secret, step]
+        page.fill("input[name=code]", pyotp.TOTP(secret).at(step * 30))
+        page.click("form.login button[type=submit]")
+        page.wait_for_load_state()
 
 
 def _logout(page) -> None:  # type: ignore[no-untyped-def]
@@ -168,3 +195,59 @@ def test_dashboard_charts_draw_and_stay_light(page, live: LiveAdmin) -> None:  #
     assert not errors, errors
     total = sum(size for url, size in loaded if "/admin/login" not in url)
     assert 0 < total < 200 * 1024, loaded
+
+
+def test_two_factor_enrolment_then_sign_in_with_the_app_and_a_recovery_code(  # type: ignore[no-untyped-def]
+    page, live: LiveAdmin
+) -> None:
+    """An administrator must enrol at first sign-in: the QR code and the key are shown, the
+    app's code turns it on, the recovery codes are shown once; then sign-in asks for a code,
+    and a recovery code works once."""
+    _user(live, "admin@example.org", "admin")
+    page.goto("/admin/login?next=%2Fadmin%2Fusers")
+    page.fill("input[name=email]", "admin@example.org")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form.login button[type=submit]")
+    page.wait_for_url("**/admin/two-factor/enrol")
+    assert page.locator(".qr svg path").count() >= 1
+    shot(page, "09-two-factor-enrol")
+    secret = page.inner_text("#totp-secret").replace(" ", "")
+    page.fill("input[name=code]", "000000")
+    page.click("form.login button[type=submit]")
+    page.wait_for_url("**/admin/two-factor/enrol")
+    assert page.locator("p.flash").count() == 1
+    step = int(time.time()) // 30
+    page.fill("input[name=code]", pyotp.TOTP(secret).at(step * 30))
+    page.click("form.login button[type=submit]")
+    page.wait_for_load_state()
+    codes = page.locator("ul.recovery-codes li code").all_inner_texts()
+    assert len(codes) == 10
+    shot(page, "10-two-factor-recovery-codes")
+    page.click("#continue")
+    page.wait_for_url("**/admin/users")
+    _logout(page)
+
+    page.fill("input[name=email]", "admin@example.org")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form.login button[type=submit]")
+    page.wait_for_url("**/admin/login/code")
+    page.fill("input[name=code]", pyotp.TOTP(secret).at((step + 1) * 30))
+    page.click("form.login button[type=submit]")
+    page.wait_for_url("**/admin/")
+    _logout(page)
+
+    for expected in ("**/admin/", "**/admin/login/code"):
+        page.fill("input[name=email]", "admin@example.org")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("form.login button[type=submit]")
+        page.wait_for_url("**/admin/login/code")
+        page.fill("input[name=code]", codes[0])
+        page.click("form.login button[type=submit]")
+        page.wait_for_url(expected)
+        if expected == "**/admin/":
+            _logout(page)
+    with Session(live.runtime.engine) as session:
+        actions = session.exec(select(AuditEvent.action, AuditEvent.data)).all()
+    assert ("two_factor_enrolled", {}) in actions
+    used = [data["method"] for action, data in actions if action == "two_factor_used"]
+    assert used == ["totp", "recovery"]

@@ -79,9 +79,15 @@ ERRORS = {
     ),
     "bad_on_call": (
         "stakeholders.yaml",
-        ('"+22320000002"',),
-        "stakeholder 'police-c1': on-call address '+22320000002': must start with tel: "
+        ('"+22320200002"',),
+        "stakeholder 'police-c1': on-call address '+22320200002': must start with tel: "
         "(a phone number) or telegram: (a chat id)",
+    ),
+    # Possible (eight digits) but no such number in Mali's plan: a typo, alerts would go nowhere.
+    "invalid_on_call": (
+        "stakeholders.yaml",
+        ('"tel:+22344000002"',),
+        "stakeholder 'police-c1': on-call address 'tel:+22344000002': not a valid phone number",
     ),
     "language_not_enabled": (
         "stakeholders.yaml",

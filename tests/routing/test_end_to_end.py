@@ -41,8 +41,8 @@ def test_sms_report_in_bambara_reaches_the_queues_and_the_citizen_hears_back(
     # One alert per on-call phone, at once, saying nothing of who reported.
     alerts = outbox(runtime, kind="alert")
     assert sorted(runtime.vault.decrypt(a.address_enc) for a in alerts) == [
-        "tel:+22320000010",
-        "tel:+22320000014",
+        "tel:+22320200010",
+        "tel:+22320200014",
     ]
     contact = citizen.contact()
     number = citizen.address.removeprefix("+")

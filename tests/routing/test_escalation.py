@@ -57,7 +57,7 @@ def test_an_unacknowledged_emergency_escalates_after_its_sla(runtime: Runtime) -
     assert event.created_at == T0 + timedelta(minutes=15)
     # One alert to the district police's on-call phone, saying it was escalated.
     [alert] = outbox(runtime, kind="alert")[alerts_before:]
-    assert runtime.vault.decrypt(alert.address_enc) == "tel:+22320000010"
+    assert runtime.vault.decrypt(alert.address_enc) == "tel:+22320200010"
     assert alert.body.startswith(f"ESCALADE citoyen - signalement {report.reference} : ")
     assert "avant le 02/03 09:30" in alert.body
 

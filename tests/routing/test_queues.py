@@ -84,7 +84,7 @@ def test_emergency_alerts_each_on_call_address_once_without_the_reporter(
     alerts = outbox(runtime, kind="alert")
     assert len(alerts) == 2
     decrypted = sorted(runtime.vault.decrypt(a.address_enc) for a in alerts)
-    assert decrypted == ["tel:+22320000010", "tel:+22320000014"]
+    assert decrypted == ["tel:+22320200010", "tel:+22320200014"]
     with Session(runtime.engine) as session:
         contact = session.exec(select(Contact)).one()
         catalog = runtime.bundle.catalog
@@ -124,7 +124,7 @@ def test_stakeholders_sharing_an_on_call_address_alert_it_once(
     shared = (
         (FIXTURES / "base" / "stakeholders.yaml")
         .read_text()
-        .replace('"tel:+22320000002"', '"tel:+22320000001"')
+        .replace('"tel:+22320200002"', '"tel:+22320200001"')
     )
     routing = (
         (FIXTURES / "base" / "routing.yaml")
@@ -137,7 +137,7 @@ def test_stakeholders_sharing_an_on_call_address_alert_it_once(
     report = make_report(runtime, category="violence", area="ML-BKO.commune-i", urgency="emergency")
     assert queue_codes(runtime, report) == ["police-c1", "police-bko"]
     [alert] = outbox(runtime, kind="alert")
-    assert runtime.vault.decrypt(alert.address_enc) == "tel:+22320000001"
+    assert runtime.vault.decrypt(alert.address_enc) == "tel:+22320200001"
     assert alert.payload["stakeholder"] == "police-c1"
     # The first stakeholder's event counts the alert, the other's does not.
     with Session(runtime.engine) as session:
@@ -220,7 +220,7 @@ def test_configured_stakeholders_missing_from_the_database_still_get_their_entri
         row = session.exec(
             select(Stakeholder).where(Stakeholder.code == "seg-gendarmerie-san")
         ).one()
-    assert [rt.vault.decrypt(i["address_enc"]) for i in row.on_call] == ["tel:+22320000036"]
+    assert [rt.vault.decrypt(i["address_enc"]) for i in row.on_call] == ["tel:+22320200036"]
 
 
 def test_sync_creates_updates_and_deactivates(runtime: Runtime, tmp_path: Path) -> None:
@@ -231,8 +231,8 @@ def test_sync_creates_updates_and_deactivates(runtime: Runtime, tmp_path: Path) 
     assert police.kind == "police" and police.area_id is not None
     [on_call] = police.on_call
     assert on_call["channel"] == "sms" and on_call["hint"] == "tel:…14"
-    assert "22320000014" not in str(police.on_call)  # encrypted at rest
-    assert runtime.vault.decrypt(on_call["address_enc"]) == "tel:+22320000014"
+    assert "22320200014" not in str(police.on_call)  # encrypted at rest
+    assert runtime.vault.decrypt(on_call["address_enc"]) == "tel:+22320200014"
 
     # Same files again: nothing changes, ciphertexts included.
     again = queues.sync_from_settings(runtime)

@@ -60,7 +60,7 @@ from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PUBLIC_URL = "https://multiprocess.citoyen.example"
-FROM_NUMBER = "+22320000000"
+FROM_NUMBER = "+22320200000"
 WEBHOOK_SECRET = "multiprocess-webhook-secret"
 DATA_KEY = "q3zkx8cQoB9o6c1ZCqbsb9Uu3mC1uHnP0E0y0F4l1yM="
 SECRET_KEY = "multiprocess-secret"

@@ -26,7 +26,7 @@ def web_settings(settings: Any) -> Any:
         update={
             "twilio_account_sid": ACCOUNT_SID,
             "twilio_auth_token": AUTH_TOKEN,
-            "twilio_from_number": "+22320000000",
+            "twilio_from_number": "+22320200000",
             "public_url": PUBLIC_URL,
             "telegram_bot_token": TELEGRAM_TOKEN,
             "telegram_webhook_secret": TELEGRAM_SECRET,

@@ -37,8 +37,8 @@ def _seed(engine) -> None:  # type: ignore[no-untyped-def]
                 on_call=[
                     {
                         "channel": "sms",
-                        "address_enc": old.encrypt("tel:+22320000001"),
-                        "hash": old.hash("tel:+22320000001"),
+                        "address_enc": old.encrypt("tel:+22320200001"),
+                        "hash": old.hash("tel:+22320200001"),
                         "hint": "tel:…01",
                     },
                     {"note": "an entry without an address is kept as is"},
@@ -49,7 +49,7 @@ def _seed(engine) -> None:  # type: ignore[no-untyped-def]
             Outbox(
                 idempotency_key="alert:1",
                 channel="sms",
-                address_enc=old.encrypt("tel:+22320000002"),
+                address_enc=old.encrypt("tel:+22320200002"),
                 body="alert",
             )
         )
@@ -82,11 +82,11 @@ def test_rotation_moves_everything_to_the_new_key(db_url: str) -> None:
                 Vault(OLD).decrypt(contact.address_enc)
         stakeholder = session.exec(select(Stakeholder)).one()
         entry = stakeholder.on_call[0]
-        assert new_only.decrypt(entry["address_enc"]) == "tel:+22320000001"
-        assert entry["hash"] == new_only.hash("tel:+22320000001")
+        assert new_only.decrypt(entry["address_enc"]) == "tel:+22320200001"
+        assert entry["hash"] == new_only.hash("tel:+22320200001")
         assert stakeholder.on_call[1] == {"note": "an entry without an address is kept as is"}
         outbox = session.exec(select(Outbox)).one()
-        assert new_only.decrypt(outbox.address_enc) == "tel:+22320000002"
+        assert new_only.decrypt(outbox.address_enc) == "tel:+22320200002"
 
     again = rotate_keys(engine, both)
     assert again.changed == 0 and again.unchanged == len(NUMBERS) + 2

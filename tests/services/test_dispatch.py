@@ -631,7 +631,7 @@ def test_sms_uses_twilio_when_configured(runtime) -> None:
             update={
                 "twilio_account_sid": "AC" + "1" * 32,
                 "twilio_auth_token": "secret",
-                "twilio_from_number": "+22320000000",
+                "twilio_from_number": "+22320200000",
                 "public_url": "https://citoyen.example.ml/",
             }
         )

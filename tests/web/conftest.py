@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import re
-
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -9,6 +7,7 @@ from flask.testing import FlaskClient
 from citoyen.db import write_session
 from citoyen.services.users import create_user
 from citoyen.web import create_app
+from tests.web.signin import csrf_token, enrol, needs_factor, sign_in_as
 
 PASSWORD = "correct horse battery"
 
@@ -23,11 +22,11 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def csrf_token(client: FlaskClient, path: str = "/admin/login") -> str:
-    html = client.get(path).get_data(as_text=True)
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
+def _created(app: Flask, email: str, role: str) -> str:
+    """A new account of a role that requires a second factor is enrolled (tests/web/signin)."""
+    if needs_factor(app, role):
+        enrol(app, email)
+    return email
 
 
 class Auth:
@@ -38,13 +37,10 @@ class Auth:
     def create(self, email: str = "moderateur@example.org", role: str = "admin") -> str:
         with write_session(self.app.extensions["citoyen"].engine) as session:
             create_user(session, email, role, PASSWORD)
-        return email
+        return _created(self.app, email, role)
 
     def login(self, email: str = "moderateur@example.org", password: str = PASSWORD):
-        token = csrf_token(self.client)
-        return self.client.post(
-            "/admin/login", data={"email": email, "password": password, "csrf_token": token}
-        )
+        return sign_in_as(self.app, self.client, email, password)
 
 
 @pytest.fixture
@@ -76,16 +72,13 @@ class Desk:
     ) -> str:
         with write_session(self.runtime.engine) as session:
             create_user(session, email, role, PASSWORD, stakeholder, area_code=area)
-        return email
+        return _created(self.app, email, role)
 
     def login(self, email: str, client: FlaskClient | None = None):
         """Sign in as ``email`` (signing out whoever was signed in)."""
         client = client or self.client
         client.delete_cookie("session")
-        token = csrf_token(client)
-        return client.post(
-            "/admin/login", data={"email": email, "password": PASSWORD, "csrf_token": token}
-        )
+        return sign_in_as(self.app, client, email, PASSWORD)
 
     def report(self, **kwargs):
         from tests.routing.support import make_report
@@ -136,10 +129,8 @@ def sign_in(app: Flask, email: str, role: str, **scope: str | None) -> FlaskClie
         create_user(
             s, email, role, PASSWORD, scope.get("stakeholder"), scope.get("area"), language="en"
         )
+    _created(app, email, role)
     client = app.test_client()
-    token = csrf_token(client)
-    response = client.post(
-        "/admin/login", data={"email": email, "password": PASSWORD, "csrf_token": token}
-    )
+    response = sign_in_as(app, client, email, PASSWORD)
     assert response.status_code == 302
     return client

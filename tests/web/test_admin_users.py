@@ -13,6 +13,7 @@ from citoyen.models import AuditEvent, Stakeholder, User
 from citoyen.runtime import Runtime
 from citoyen.web import create_app
 from tests.web.conftest import PASSWORD, csrf_token, sign_in
+from tests.web.signin import sign_in_as
 
 
 @pytest.fixture
@@ -22,10 +23,7 @@ def app(rt: Runtime) -> Flask:
 
 def login(app: Flask, email: str, password: str = PASSWORD) -> tuple[FlaskClient, int]:
     client = app.test_client()
-    token = csrf_token(client)
-    response = client.post(
-        "/admin/login", data={"email": email, "password": password, "csrf_token": token}
-    )
+    response = sign_in_as(app, client, email, password)
     return client, response.status_code
 
 

@@ -16,6 +16,8 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Protocol
 
+import phonenumbers
+
 from citoyen.channels.base import (
     OutboundMessage,
     PermanentSendError,
@@ -71,10 +73,23 @@ class SmsProvider(Protocol):
     def send(self, to: str, body: str) -> str: ...
 
 
+def _is_valid_number(e164: str) -> bool:
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(e164))
+    except phonenumbers.NumberParseException:
+        return False
+
+
 def phone_number(address: str) -> str:
-    """The E.164 number of a ``tel:`` address; anything else cannot receive an SMS."""
+    """The E.164 number of a ``tel:`` address; anything else cannot receive an SMS, and neither
+    can a number that does not exist in its country's plan: it fails here with that reason,
+    without a provider call (which would be billed or count against the account's error rate)."""
     if not address.startswith("tel:+"):
         raise PermanentSendError("recipient has no phone number", code="no_phone_number")
+    if not _is_valid_number(address.removeprefix("tel:")):
+        raise PermanentSendError(
+            "recipient's number is not a valid phone number", code="invalid_number"
+        )
     return address.removeprefix("tel:")
 
 

@@ -244,7 +244,7 @@ class _Checker:
     # -- stakeholders.yaml ----------------------------------------------------------------------
 
     def _load_stakeholders(self) -> None:
-        from citoyen.services.privacy import AddressError, normalise_address
+        from citoyen.services.privacy import AddressError, staff_address
 
         source = self._read(STAKEHOLDERS_FILE, self.s_file)
         spec = self._validate(StakeholdersFile, source) if source is not None else None
@@ -285,7 +285,7 @@ class _Checker:
                     message = "must start with tel: (a phone number) or telegram: (a chat id)"
                 else:
                     try:
-                        normalise_address(address)
+                        staff_address(address)
                     except AddressError as exc:
                         message = str(exc)
                 if message:

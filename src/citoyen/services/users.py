@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlmodel import Session, col, delete, func, select
+from sqlmodel import Session, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from citoyen.models import Area, LoginFailure, Stakeholder, User
+from citoyen.models import Area, Stakeholder, User
 
 ROLES = ("admin", "coordinator", "agent", "analyst")
 MIN_PASSWORD = 10
@@ -119,6 +116,14 @@ def update_user(
     _check_scope(session, role, stakeholder_id, area_id)
     if acting_user_id == user.id and (role != "admin" or not active):
         raise UserError("you cannot remove your own administrator access")
+    if (user.role, user.stakeholder_id, user.area_id, user.active) != (
+        role,
+        stakeholder_id,
+        area_id,
+        active,
+    ):
+        # A session opened under the old powers must not keep them.
+        end_sessions(user)
     user.role, user.stakeholder_id, user.area_id, user.active = (
         role,
         stakeholder_id,
@@ -131,61 +136,17 @@ def update_user(
 
 
 def set_password(user: User, password: str) -> None:
+    """A new password; every session opened with the old one ends."""
     if len(password) < MIN_PASSWORD:
         raise UserError(f"password too short (at least {MIN_PASSWORD} characters)")
     user.password_hash = hash_password(password)
+    end_sessions(user)
 
 
-# --- sign-in throttling ---------------------------------------------------------------------
-# Failed sign-ins are rows, so the limit holds across web workers and restarts. Keys are keyed
-# hashes: the table never holds an email or a client address in clear.
-
-THROTTLE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_EMAIL = 5
-MAX_FAILURES_PER_ADDRESS = 30
-
-
-@dataclass(frozen=True)
-class ThrottleKeys:
-    email: str
-    address: str
-
-    @classmethod
-    def of(cls, secret: str, email: str, address: str | None) -> ThrottleKeys:
-        def digest(kind: str, value: str) -> str:
-            mac = hmac.new(secret.encode(), f"{kind}:{value}".encode(), hashlib.sha256)
-            return f"{kind}:{mac.hexdigest()[:64]}"
-
-        return cls(digest("email", email.strip().lower()), digest("ip", address or "?"))
-
-
-def throttled(session: Session, keys: ThrottleKeys, now: datetime) -> bool:
-    """Whether sign-in is refused for now: too many failures for this email or address."""
-    since = now - THROTTLE_WINDOW
-
-    def failures(key: str) -> int:
-        return session.exec(
-            select(func.count())
-            .select_from(LoginFailure)
-            .where(LoginFailure.key == key, LoginFailure.created_at >= since)
-        ).one()
-
-    return (
-        failures(keys.email) >= MAX_FAILURES_PER_EMAIL
-        or failures(keys.address) >= MAX_FAILURES_PER_ADDRESS
-    )
-
-
-def record_failure(session: Session, keys: ThrottleKeys, now: datetime) -> None:
-    session.add(LoginFailure(key=keys.email, created_at=now))
-    session.add(LoginFailure(key=keys.address, created_at=now))
-    # Old rows are worthless: keep the table small.
-    session.exec(delete(LoginFailure).where(col(LoginFailure.created_at) < now - timedelta(days=1)))
-    session.flush()
-
-
-def clear_failures(session: Session, keys: ThrottleKeys) -> None:
-    session.exec(delete(LoginFailure).where(LoginFailure.key == keys.email))
+def end_sessions(user: User) -> None:
+    """End every session of ``user``, on every device: each carries the version it was opened
+    under, and the admin refuses a session whose version is not the user's current one."""
+    user.session_version = (user.session_version or 0) + 1
 
 
 def count_users(session: Session) -> int:

@@ -7,9 +7,11 @@ schedule anything: the scheduler lives in the worker process only.
 from __future__ import annotations
 
 import gc
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from citoyen.config import get_settings
 from citoyen.runtime import Runtime
@@ -34,9 +36,16 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=runtime.settings.public_url.startswith("https://"),
+        # Staff sessions end after this however active (web/admin/sessions.py checks it too).
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=runtime.settings.session_hours),
     )
     app.config.update(test_config)
     app.extensions["citoyen"] = runtime
+    if runtime.settings.trusted_proxies:
+        # Behind N reverse proxies the client's address and scheme are what the Nth proxy from
+        # the app saw: sign-in throttling counts per real client, not per proxy.
+        n = runtime.settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     _ = runtime.router  # validate routing at start; reports made here are routed with it
 
     from citoyen.web import (
@@ -53,6 +62,8 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
     for module in modules:
         module.init_app(app)
 
+    https = runtime.settings.public_url.startswith("https://")
+
     @app.after_request
     def security_headers(response):  # type: ignore[no-untyped-def]
         response.headers.setdefault("X-Frame-Options", "DENY")
@@ -61,6 +72,9 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
         response.headers.setdefault(
             "Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"
         )
+        if https:
+            # Browsers that saw the service over https never try plain http for a year.
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
 
     _settle_heap()

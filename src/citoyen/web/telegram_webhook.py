@@ -4,7 +4,10 @@ Telegram proves a request is its own with the secret given to setWebhook, sent b
 ``X-Telegram-Bot-Api-Secret-Token``; it is compared in constant time. A missing or wrong secret
 gets 403 with nothing stored and a log line that names no user; so does every request while
 ``TELEGRAM_WEBHOOK_SECRET`` (or the bot token) is not configured, because then no request can be
-told apart from a forgery. A body that is not an update gets 400, never 500.
+told apart from a forgery. A body that is not an update gets 400, never 500: that includes JSON
+nested deeper than any update (:data:`MAX_DEPTH`; Python's parser fails with ``RecursionError``
+around 1,000 levels, which Flask's ``get_json(silent=True)`` does not catch) and text holding a
+lone UTF-16 surrogate (``"\ud800"`` is valid JSON but no UTF-8 text, so no database stores it).
 
 The answer is quick: the update goes through the conversation service (one short transaction)
 and the replies are queued in the outbox for the worker to send. A button press is answered in
@@ -15,6 +18,7 @@ the button's loading indicator at once without any outgoing request.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from typing import Any
 
@@ -30,6 +34,47 @@ log = logging.getLogger(__name__)
 bp = Blueprint("telegram_webhook", __name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _BOT_KEY = "citoyen.telegram_bot"
+# Telegram's updates nest a few levels (update > message > reply_to_message > chat...); 32 leaves
+# room for any of them and refuses bodies made to exhaust the parser or the stack.
+MAX_DEPTH = 32
+
+
+class NotAnUpdate(ValueError):
+    """A body that cannot be a Telegram update; the text is the reason (never a value)."""
+
+
+def _check_values(data: Any) -> None:
+    """Walk the decoded JSON without recursion: too deep, or a string that is no UTF-8 text
+    (a lone surrogate, in keys too), is :class:`NotAnUpdate`."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise NotAnUpdate(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            pending.extend((key, depth) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise NotAnUpdate("a string holds a lone UTF-16 surrogate") from None
+
+
+def read_update_json(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object fit to be an update, or :class:`NotAnUpdate`."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise NotAnUpdate(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # also UnicodeDecodeError: bytes that are not UTF-8
+        raise NotAnUpdate("body is not JSON") from None
+    if not isinstance(data, dict):
+        raise NotAnUpdate("body is not a JSON object")
+    _check_values(data)
+    return data
 
 
 def _bot(app: Flask, token: str) -> Bot:
@@ -67,9 +112,10 @@ def webhook() -> Any:
     if not hmac.compare_digest(given.encode(), secret.encode()):
         return _refuse("wrong secret token")
 
-    data = request.get_json(force=True, silent=True)
-    if not isinstance(data, dict):
-        return _bad("body is not a JSON object")
+    try:
+        data = read_update_json(request.get_data(cache=False))
+    except NotAnUpdate as exc:
+        return _bad(str(exc))
     update_id = data.get("update_id")
     if type(update_id) is not int or update_id < 0:
         return _bad("update_id missing or not a non-negative integer")

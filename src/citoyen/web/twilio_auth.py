@@ -5,6 +5,12 @@ form. The service runs behind a TLS proxy, so ``request.url`` is not what Twilio
 is rebuilt from ``CITOYEN_PUBLIC_URL`` + the request's path and query string. A request that
 fails the check gets 403 before the view runs, so nothing is stored (DESIGN.md section 3).
 
+The signature covers names and values run together without separators, so a captured request
+can be re-split into another that bears the same signature (``NumMedia0`` moved to the end of
+``MessageSid``, ``NumMedia`` removed): a new message id that passes dedupe. Every provider id in
+a signed request is therefore checked against Twilio's own format (two letters and 32 hex
+digits, see :data:`PROVIDER_IDS`) and a request with one malformed gets 400 before the view.
+
 Usage::
 
     from citoyen.web.twilio_auth import require_twilio_signature
@@ -18,10 +24,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Request, abort, current_app, request
+from flask import Request, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 
 try:  # newer twilio releases name the algorithm (HMAC_SHA1 / HMAC_SHA256) in a header
@@ -36,6 +43,31 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Twilio's ids: a two-letter type prefix and 32 hex digits (Twilio's "SID" documentation).
+PROVIDER_IDS: dict[str, re.Pattern[str]] = {
+    "AccountSid": re.compile(r"AC[0-9a-fA-F]{32}"),
+    "MessageSid": re.compile(r"(SM|MM)[0-9a-fA-F]{32}"),
+    "SmsSid": re.compile(r"(SM|MM)[0-9a-fA-F]{32}"),
+    "SmsMessageSid": re.compile(r"(SM|MM)[0-9a-fA-F]{32}"),
+    "MessagingServiceSid": re.compile(r"MG[0-9a-fA-F]{32}"),
+    "CallSid": re.compile(r"CA[0-9a-fA-F]{32}"),
+    "ParentCallSid": re.compile(r"CA[0-9a-fA-F]{32}"),
+    "RecordingSid": re.compile(r"RE[0-9a-fA-F]{32}"),
+}
+
+
+def malformed_provider_id(form: Any) -> str | None:
+    """Why a provider id in ``form`` is refused (given twice, or not in Twilio's format), else
+    None. Absent or empty ids are the views' business: not every webhook has each, and each
+    view says "missing" for its own."""
+    for name, pattern in PROVIDER_IDS.items():
+        values = form.getlist(name)
+        if len(values) > 1:
+            return f"{name} given more than once"
+        if values and values[0].strip() and not pattern.fullmatch(values[0]):
+            return f"{name} is not a Twilio id"
+    return None
 
 
 def signed_url(public_url: str, req: Request) -> str:
@@ -94,6 +126,11 @@ def require_twilio_signature(view: F) -> F:
             _refuse("missing X-Twilio-Signature")
         elif not twilio_signature_valid(request, token, settings.public_url):
             _refuse("invalid X-Twilio-Signature")
+        malformed = malformed_provider_id(request.form)
+        if malformed is not None:
+            # The reason names the field only: a value is whatever the sender typed.
+            log.warning("twilio webhook refused (400): %s on %s", malformed, request.path)
+            return Response(malformed, status=400, mimetype="text/plain")
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

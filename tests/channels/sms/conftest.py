@@ -17,7 +17,7 @@ from citoyen.services.setup import ensure_ready
 from citoyen.web import create_app
 from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, signed_post
 
-FROM_NUMBER = "+22320000000"
+FROM_NUMBER = "+22320200000"
 
 
 @pytest.fixture

@@ -134,6 +134,18 @@ def test_twilio_errors_are_mapped(httpserver, sender, code, status, kind, opt_ou
         assert caught.value.opt_out is opt_out
 
 
+@pytest.mark.parametrize("number", ["+22344000002", "+22320000001", "+15550000000"])
+def test_an_invalid_number_fails_with_its_reason_before_the_provider(httpserver, sender, number):
+    """Possible but not valid (no such number in its country's plan): a permanent failure that
+    says so, and no request to the provider."""
+    with pytest.raises(PermanentSendError) as caught:
+        sender.send(outbound(f"tel:{number}"))
+    assert caught.value.code == "invalid_number"
+    assert "not a valid phone number" in str(caught.value)
+    assert number not in str(caught.value)
+    assert httpserver.log == []
+
+
 def test_the_api_url_setting_sends_to_another_twilio_api(httpserver, settings) -> None:
     """CITOYEN_TWILIO_API_URL: the sender built from settings posts there, not to Twilio."""
     httpserver.expect_oneshot_request(MESSAGES_PATH, method="POST").respond_with_response(

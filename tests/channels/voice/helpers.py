@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from tests.channels.twilio_helpers import ACCOUNT_SID, PUBLIC_URL, signed_post
 
 CALLER = "+22376123456"
-TO = "+22320000000"
+TO = "+22320200000"
 
 # Verbs and attributes citoyen may emit; anything else is a bug (or a TwiML Twilio rejects).
 ALLOWED = {

@@ -27,7 +27,7 @@ def status(call: Call, value: str = "completed") -> dict[str, str]:
         "CallSid": call.sid,
         "AccountSid": ACCOUNT_SID,
         "From": CALLER,
-        "To": "+22320000000",
+        "To": "+22320200000",
         "CallStatus": value,
         "CallDuration": "42",
     }

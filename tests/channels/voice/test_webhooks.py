@@ -16,7 +16,7 @@ from tests.channels.voice.helpers import CALLER, Call
 
 SID = "CA" + "a" * 32
 RECORDING = "RE" + "b" * 32
-BASE = {"CallSid": SID, "AccountSid": ACCOUNT_SID, "From": CALLER, "To": "+22320000000"}
+BASE = {"CallSid": SID, "AccountSid": ACCOUNT_SID, "From": CALLER, "To": "+22320200000"}
 ROUTES = [
     ("/twilio/voice", BASE),
     ("/twilio/voice/step?n=1", {**BASE, "Digits": "1"}),

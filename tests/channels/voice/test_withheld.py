@@ -115,7 +115,7 @@ def test_sms_from_anonymous_is_still_refused(client, runtime: Runtime) -> None:
         "MessageSid": "SM" + "c" * 32,
         "AccountSid": ACCOUNT_SID,
         "From": "anonymous",
-        "To": "+22320000000",
+        "To": "+22320200000",
         "Body": "Bonjour",
     }
     response = signed_post(client, "/twilio/sms", params)

@@ -22,7 +22,7 @@ from citoyen.services.surveys.definitions import SurveyDef
 from citoyen.web import create_app
 from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL
 
-FROM_NUMBER = "+22320000000"
+FROM_NUMBER = "+22320200000"
 TG_TOKEN = "7000000001:AAFakeTokenForTests_0123456789abcdef"
 TG_SECRET = "s3cret-Webhook_token-for-tests"
 # Saturday 28 November 2026, 10:00 in Bamako (UTC+0 all year): inside the default quiet hours.

@@ -43,12 +43,12 @@ class SyncError(ValueError):
 def _on_call(addresses: Iterable[str], vault: Any, previous: Iterable[Any]) -> list[dict]:
     """On-call addresses as stored: encrypted, with a keyed hash (to compare and dedupe alerts)
     and a masked hint for the admin. An unchanged address keeps its stored ciphertext."""
-    from citoyen.services.privacy import mask, normalise_address
+    from citoyen.services.privacy import mask, staff_address
 
     known = {p["hash"]: p for p in previous if isinstance(p, dict) and p.get("hash")}
     items = []
     for address in addresses:
-        canonical = normalise_address(address)
+        canonical = staff_address(address)
         digest = vault.hash(canonical)
         if digest in known:
             items.append(known[digest])

@@ -6,7 +6,8 @@ server-rendered HTML with one small stylesheet and no external asset, for slow c
 dashboard alone loads the vendored chart library. French by default, English available
 (Flask-Babel; catalogues in ``web/translations``). Reporters appear as aliases, never as numbers.
 
-Modules: ``auth`` (sign-in, throttling, language), ``queues`` (the queue list), ``reports``
+Modules: ``auth`` (sign-in, throttling, language), ``sessions`` (when a session ends),
+``twofactor`` (enrolment, the account page), ``queues`` (the queue list), ``reports``
 (a report's page and every action on it), ``dashboard``, ``users``, ``monitor`` (outbox and audit
 log), ``export``.
 """
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Flask, abort, current_app, g, session
+from flask import Blueprint, Flask, abort, current_app, g, request, session
 from flask_babel import Babel
 from flask_login import LoginManager, current_user, login_required
 from flask_wtf.csrf import CSRFProtect
@@ -91,11 +92,27 @@ def roles_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
 
 @login_manager.user_loader
 def load_user(user_id: str) -> LoginUser | None:
+    """The signed-in user, unless their session ended (:mod:`citoyen.web.admin.sessions`)."""
+    from citoyen.web.admin import sessions
+
     if not user_id.isdigit():
         return None
     with reading() as s:
         user = s.get(User, int(user_id))
-        return LoginUser(user) if user and user.active else None
+    if user is None or not user.active:
+        return None
+    if not sessions.still_valid(user, runtime().settings, datetime.now(UTC)):
+        return None
+    return LoginUser(user)
+
+
+@bp.after_request
+def not_kept(response: Any) -> Any:
+    """Admin pages and downloads show report content: no browser or proxy keeps them.
+    The vendored scripts alone (versioned URLs, no report content) are cached."""
+    if request.endpoint != "admin.asset":
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def select_locale() -> str:
@@ -112,7 +129,6 @@ def select_locale() -> str:
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "fr")
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=8))
     app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
     app.config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
     app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
@@ -136,6 +152,7 @@ def init_app(app: Flask) -> None:
         prompts,
         queues,
         reports,
+        twofactor,
         users,
     )
 

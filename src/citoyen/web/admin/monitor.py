@@ -49,6 +49,11 @@ WORDS = {
     "password_reset": _l("password reset"),
     "export": _l("export"),
     "outbox_retry": _l("message retried"),
+    "two_factor_enrolled": _l("two-factor sign-in turned on"),
+    "two_factor_used": _l("signed in with a second factor"),
+    "two_factor_failed": _l("wrong second-factor code"),
+    "two_factor_off": _l("two-factor sign-in turned off"),
+    "two_factor_reset": _l("two-factor sign-in reset"),
 }
 
 
