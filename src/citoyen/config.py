@@ -136,6 +136,19 @@ class Settings(BaseSettings):
         description="Neutral wording in every message to citizens (status notices, replies), "
         "so a shared phone does not expose a reporter; contacts can also choose it one by one.",
     )
+    publication_min_count: int = Field(
+        default=10,
+        ge=1,
+        validation_alias=AliasChoices("CITOYEN_PUBLICATION_MIN_COUNT"),
+        description="Published cells (public pages, open data, bulletin, survey results) with "
+        "fewer answers or reports are suppressed, with their complements.",
+    )
+    public_cache_seconds: int = Field(
+        default=300,
+        ge=0,
+        validation_alias=AliasChoices("CITOYEN_PUBLIC_CACHE_SECONDS"),
+        description="How long the public pages' figures are kept before being recomputed.",
+    )
     twilio_account_sid: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"),
