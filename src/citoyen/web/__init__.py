@@ -42,6 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
     from citoyen.web import (
         admin,
         health,
+        public,
         telegram_webhook,
         twilio_prompts,
         twilio_sms,
@@ -50,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
 
     for module in (health, admin, twilio_sms, twilio_voice, twilio_prompts, telegram_webhook):
         module.init_app(app)
+    public.init_app(app)  # last: it takes `/` only if nothing else did
 
     @app.after_request
     def security_headers(response):  # type: ignore[no-untyped-def]

@@ -29,12 +29,15 @@ def year_of(label: str) -> str:
 
 
 def span(labels: Iterable[str], last: str | None = None) -> list[str]:
-    """Every period from the earliest of ``labels`` to ``last`` (default: the latest)."""
+    """Every period from the start of the year of the earliest of ``labels`` to ``last``
+    (default: the latest). Whole years: a year whose only shown month is the one with data
+    would give its other (hidden) months away as zeros, and hide that month in turn."""
     wanted = sorted(set(labels))
     if not wanted:
         return []
     end = last or wanted[-1]
-    out = [wanted[0]]
+    first = wanted[0]
+    out = [f"{first[:4]}-W01" if "-W" in first else f"{first[:4]}-01"]
     while out[-1] < end and len(out) < 10_000:
         out.append(next_period(out[-1]))
     return out
