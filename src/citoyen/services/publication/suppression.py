@@ -113,25 +113,39 @@ def relations(dims: Sequence[Hierarchy]) -> list[tuple[Cell, tuple[Cell, ...]]]:
 
 
 def protect(
-    leaf_counts: Mapping[Cell, int], dims: Sequence[Hierarchy], threshold: int
+    leaf_counts: Mapping[Cell, int],
+    dims: Sequence[Hierarchy],
+    threshold: int,
+    *,
+    hide: Iterable[Cell] = (),
+    keep: Iterable[Cell] = (),
 ) -> Protected:
     """The cube of ``leaf_counts`` with the cells to hide so that none under ``threshold`` can be
-    read or recovered from the others (see the module's docstring)."""
+    read or recovered from the others (see the module's docstring).
+
+    ``hide`` and ``keep`` tie this cube to another one already published that shares cells
+    (the bulletin's weeks under the public pages' months): cells hidden there stay hidden,
+    cells shown there are known anyway and are never chosen as complements."""
     if threshold < 1:
         raise ValueError("the threshold is at least 1")
     counts = cube(leaf_counts, dims)
     hidden = {cell for cell, n in counts.items() if n < threshold}
+    hidden |= {cell for cell in hide if cell in counts}
+    kept = frozenset(keep) - hidden
     rels = relations(dims)
     if threshold > 1:
         while True:
-            _close_relations(rels, counts, hidden)
-            if not _audit(rels, counts, hidden, threshold):
+            _close_relations(rels, counts, hidden, kept)
+            if not _audit(rels, counts, hidden, threshold, kept):
                 break
     return Protected(tuple(dims), counts, frozenset(hidden), threshold)
 
 
 def _close_relations(
-    rels: Sequence[tuple[Cell, tuple[Cell, ...]]], counts: Mapping[Cell, int], hidden: set[Cell]
+    rels: Sequence[tuple[Cell, tuple[Cell, ...]]],
+    counts: Mapping[Cell, int],
+    hidden: set[Cell],
+    kept: frozenset[Cell] = frozenset(),
 ) -> None:
     """Hide more cells until no relation has exactly one hidden member."""
     changed = True
@@ -141,7 +155,9 @@ def _close_relations(
             members = (parent, *kids)
             if sum(m in hidden for m in members) != 1:
                 continue
-            shown = [k for k in kids if k not in hidden]
+            shown = [k for k in kids if k not in hidden and k not in kept]
+            if not shown and parent in kept:
+                raise ValueError(f"{members} cannot be protected: every other member is published")
             pick = min(shown, key=lambda k: (counts[k], k)) if shown else parent
             hidden.add(pick)
             changed = True
@@ -152,6 +168,7 @@ def _audit(
     counts: Mapping[Cell, int],
     hidden: set[Cell],
     threshold: int,
+    kept: frozenset[Cell] = frozenset(),
 ) -> bool:
     """Hide one more cell beside each hidden cell the published relations still determine.
 
@@ -167,7 +184,7 @@ def _audit(
             for parent, kids in rels
             if pinned == parent or pinned in kids
             for m in (parent, *kids)
-            if m not in hidden
+            if m not in hidden and m not in kept
         ]
         if neighbours:
             hidden.add(min(neighbours, key=lambda m: (counts[m], m)))
