@@ -639,3 +639,4 @@ class Bulletin(SQLModel, table=True):
     error: str | None = None
     created_at: datetime = ts()
     made_at: datetime | None = ts(nullable=True, default=False)
+    emailed_at: datetime | None = ts(nullable=True, default=False)  # sent to the CCS (SMTP)

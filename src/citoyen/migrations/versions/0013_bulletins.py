@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("created_at", citoyen.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("made_at", citoyen.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("emailed_at", citoyen.models.UTCDateTime(timezone=True), nullable=True),
         sa.UniqueConstraint("area_code", "month", name="uq_bulletins_area_month"),
     )
 

@@ -16,7 +16,6 @@ reports and answers go through :mod:`citoyen.services.publication` like everywhe
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from citoyen.models import QueueEntry, Report, Stakeholder
 from citoyen.services.publication.areas import UNSTATED, PublicArea
 from citoyen.services.publication.figures import ALL, PublicFigures, month_of
 from citoyen.services.publication.suppression import Hierarchy, protect
+from citoyen.services.scorecards import scorecards
 
 OPEN = ("new", "acknowledged", "in_progress")
 
@@ -195,60 +195,25 @@ def _open_cases(session: Session, in_area: Any, end: datetime) -> list[OpenCase]
 def _stakeholders(
     session: Session, in_area: Any, start: datetime, end: datetime, threshold: int
 ) -> list[StakeholderLine]:
-    rows = session.exec(
-        select(
-            Stakeholder.name,
-            QueueEntry.area_id,
-            QueueEntry.created_at,
-            QueueEntry.due_at,
-            QueueEntry.acknowledged_at,
-            QueueEntry.closed_at,
-            QueueEntry.via,
-            QueueEntry.status,
-        )
-        .join(Stakeholder, Stakeholder.id == QueueEntry.stakeholder_id)
-        .where(QueueEntry.created_at < end, QueueEntry.status != "declined")
-    ).all()
-    per: dict[str, dict[str, Any]] = {}
-    for name, area_id, created, due, acked, closed, via, _status in rows:
-        if not in_area(area_id):
-            continue
-        s = per.setdefault(
-            name, {"n": 0, "decided": 0, "on_time": 0, "ack": [], "esc": 0, "open": 0, "late": 0}
-        )
-        if created >= start:
-            s["n"] += 1
-            s["esc"] += via == "escalation"
-            if acked is not None or closed is not None or due < end:
-                s["decided"] += 1
-                s["on_time"] += (acked is not None and acked <= due) or (
-                    closed is not None and closed <= due
-                )
-            if acked is not None:
-                s["ack"].append((acked - created).total_seconds() / 3600)
-        if closed is None or closed >= end:  # still open at the month's end
-            s["open"] += 1
-            s["late"] += (acked is None or acked >= end) and due < end  # not taken in hand in time
-    counts = {(name,): s["n"] for name, s in per.items()}
-    names = Hierarchy("stakeholder", {ALL: None, **dict.fromkeys(per, ALL)})
-    protected = protect(counts, [names], threshold)
+    """The scorecards of the entries for reports of the area; entries received go through the
+    publication module, the share and median only on at least the threshold of entries."""
+    cards = scorecards(session, start, end, area_filter=in_area)
+    names = Hierarchy("stakeholder", {ALL: None, **{c.name: ALL for c in cards}})
+    protected = protect({(c.name,): c.received for c in cards}, [names], threshold)
     out = []
-    for name, s in sorted(per.items()):
-        n = protected.visible((name,))
-        enough = n is not None and s["decided"] >= threshold
+    for c in cards:
+        n = protected.visible((c.name,))
         out.append(
             StakeholderLine(
-                name=name,
+                name=c.name,
                 entries=n,
-                on_time=s["on_time"] / s["decided"] if enough else None,
+                on_time=c.on_time_share if n is not None and c.decided >= threshold else None,
                 median_ack_hours=(
-                    round(statistics.median(s["ack"]), 1)
-                    if n is not None and len(s["ack"]) >= threshold
-                    else None
+                    c.median_ack_hours if n is not None and len(c.ack_hours) >= threshold else None
                 ),
-                escalations=s["esc"],
-                open=s["open"],
-                late=s["late"],
+                escalations=c.escalations,
+                open=c.open,
+                late=c.late,
             )
         )
     return out

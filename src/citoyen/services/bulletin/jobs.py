@@ -11,6 +11,7 @@ A row left ``making`` by a worker that died is retaken after :data:`STALE_AFTER`
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from citoyen.db import write_session
-from citoyen.models import Bulletin, Report
-from citoyen.services.bulletin import contents, render
+from citoyen.models import Area, Bulletin, Report
+from citoyen.services.bulletin import contents, mail, render
 from citoyen.services.publication.areas import UNSTATED
 from citoyen.services.publication.figures import compute
 
@@ -105,9 +106,41 @@ def make_monthly(runtime: Any, now: datetime | None = None) -> dict[str, int]:
             row.file_name = f"{month}/{code}.pdf"
             row.size_bytes = len(data)
         outcome["made"] += 1
+    if runtime.settings.smtp_host:
+        outcome["emailed"] = mail_pending(runtime, month)
     if codes:
         log.info("bulletins of %s: %s", month, outcome)
     return outcome
+
+
+def mail_pending(runtime: Any, month: str) -> int:
+    """E-mail the made bulletins of ``month`` not sent yet; returns how many were sent. A
+    bulletin whose area has no CCS account is marked sent to nobody (and not tried again)."""
+    sent = 0
+    with Session(runtime.engine) as session:
+        rows = session.exec(
+            select(Bulletin).where(
+                Bulletin.month == month, Bulletin.status == "done", Bulletin.emailed_at.is_(None)
+            )
+        ).all()
+        names = dict(session.exec(select(Area.code, Area.name)).all())
+        todo = [
+            (r.id, r.area_code, r.file_name, mail.recipients(session, r.area_code)) for r in rows
+        ]
+    for row_id, code, file_name, to in todo:
+        if to:
+            pdf = (runtime.settings.instance_dir / "bulletins" / (file_name or "")).read_bytes()
+            try:
+                mail.send(
+                    runtime.settings, runtime.bundle.catalog, to, names.get(code, code), month, pdf
+                )
+            except (OSError, smtplib.SMTPException):
+                log.exception("bulletin %s %s: e-mail failed, tried again later", code, month)
+                continue
+            sent += 1
+        with write_session(runtime.engine) as session:
+            session.get(Bulletin, row_id).emailed_at = datetime.now(UTC)
+    return sent
 
 
 def scheduled_jobs(runtime: Any) -> list[dict[str, Any]]:

@@ -136,6 +136,7 @@ def init_app(app: Flask) -> None:
         prompts,
         queues,
         reports,
+        transparency,
         users,
     )
 
