@@ -161,3 +161,31 @@ def test_page_weight_stays_small(public_app: Flask, rt) -> None:
         css = client.get("/static/public/public.css").data
         assert len(html) + len(css) < 100_000, path
         assert b"<script" not in html and b"style=" not in html
+
+
+def test_stale_figures_are_served_while_the_next_are_computed(rt) -> None:
+    """Past the cache time, readers get the last figures at once and one background thread
+    computes the next (a country's figures take seconds); the following readers get those."""
+    import time
+
+    from citoyen.services.publication import figures as figures_module
+    from citoyen.services.publication.figures import public_figures
+
+    clear_cache()
+    seed(rt)
+    rt.settings.public_cache_seconds = 0  # every figure is already stale
+    first = public_figures(rt, NOW)
+    assert first.reports_count("ML-BKO.commune-iv", "2026") == 15
+    for _ in range(10):
+        make_report(rt, category="theft", area="ML-BKO.commune-iv", now=MARCH)
+    assert public_figures(rt, NOW) is first  # stale, returned without waiting
+    for _ in range(300):
+        latest = public_figures(rt, NOW)
+        if latest is not first:
+            break
+        time.sleep(0.1)
+    assert latest is not first
+    assert latest.reports_count("ML-BKO.commune-iv", "2026") == 25
+    while figures_module._refreshing:  # let a refresh started meanwhile end before teardown
+        time.sleep(0.1)
+    clear_cache()

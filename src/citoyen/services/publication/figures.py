@@ -20,6 +20,7 @@ crowd of readers costs one computation.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import threading
 import time
@@ -256,23 +257,59 @@ def _safety(session: Session, runtime: Any, floor: int) -> list[SafetyTable]:
 
 
 _cache: dict[int, tuple[Any, float, PublicFigures]] = {}
-_cache_lock = threading.Lock()
+_cache_lock = threading.Lock()  # guards _cache and _refreshing
+_compute_lock = threading.Lock()  # one computation at a time per process
+_refreshing: set[int] = set()
+
+
+def _fresh(runtime: Any, now: datetime | None, *, reuse: bool = False) -> PublicFigures:
+    """Compute and keep the figures; with ``reuse``, first take those another reader may have
+    computed while this one waited for the lock."""
+    with _compute_lock:
+        if reuse:
+            with _cache_lock:
+                hit = _cache.get(id(runtime))
+            if hit is not None and hit[0] is runtime:
+                return hit[2]
+        with Session(runtime.engine) as session:
+            figures = compute(session, runtime, now or datetime.now(UTC))
+        with _cache_lock:
+            # The runtime is held with its figures: its id cannot be reused by another meanwhile.
+            _cache[id(runtime)] = (runtime, time.monotonic(), figures)
+    return figures
+
+
+def _refresh(runtime: Any, now: datetime | None) -> None:
+    try:
+        _fresh(runtime, now)
+    except Exception:
+        logging.getLogger(__name__).exception("public figures: refresh failed, kept the last")
+    finally:
+        with _cache_lock:
+            _refreshing.discard(id(runtime))
 
 
 def public_figures(runtime: Any, now: datetime | None = None) -> PublicFigures:
-    """The figures, computed at most once per ``CITOYEN_PUBLIC_CACHE_SECONDS`` per process
-    (one computation at a time: readers arriving meanwhile wait for it, not the database)."""
+    """The figures, recomputed at most once per ``CITOYEN_PUBLIC_CACHE_SECONDS`` per process.
+
+    Computing them takes seconds for a whole country (docs/transparency.md): once they are
+    older than that, readers keep getting the last ones while one background thread computes
+    the next; only the very first readers of a process wait, one computation for all of them.
+    """
     ttl = runtime.settings.public_cache_seconds
     key = id(runtime)
     with _cache_lock:
         hit = _cache.get(key)
-        # The runtime is held with its figures, so its id cannot be reused by another meanwhile.
-        if hit is not None and hit[0] is runtime and time.monotonic() - hit[1] < ttl:
+        if hit is not None and hit[0] is runtime:
+            if time.monotonic() - hit[1] < ttl:
+                return hit[2]
+            if key not in _refreshing:
+                _refreshing.add(key)
+                threading.Thread(
+                    target=_refresh, args=(runtime, now), name="public-figures", daemon=True
+                ).start()
             return hit[2]
-        with Session(runtime.engine) as session:
-            figures = compute(session, runtime, now or datetime.now(UTC))
-        _cache[key] = (runtime, time.monotonic(), figures)
-        return figures
+    return _fresh(runtime, now, reuse=True)  # the first readers: one computes for all
 
 
 def clear_cache() -> None:
