@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request
 
 from citoyen.services.publication.figures import ALL, public_figures
+from citoyen.services.publication.texts import texts
 from citoyen.services.publication.views import OPEN_DATA_COLUMNS, area_view
 
 bp = Blueprint("public", __name__, url_prefix="/public")
@@ -44,23 +45,7 @@ def _lang() -> str:
 
 
 def _texts(lang: str) -> Any:
-    catalog = _runtime().bundle.catalog
-
-    def t(key: str, **params: Any) -> str:
-        if not catalog.has(key, lang) and not catalog.has(key, "fr"):
-            return key.rsplit(".", 1)[-1]
-        return catalog.render(key, lang if catalog.has(key, lang) else "fr", params)
-
-    def category(code: str) -> str:
-        if code == ALL:
-            return t("public.total")
-        key = f"report.category.{code}"
-        return t(key) if catalog.has(key, lang) or catalog.has(key, "fr") else code
-
-    def kind(code: str) -> str:
-        return t("public.total") if code == ALL else t(f"public.kind.{code}")
-
-    return t, category, kind
+    return texts(_runtime().bundle.catalog, lang)
 
 
 def _cached(response: Response) -> Response:

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from citoyen.services.bulletin.contents import Bulletin
-from citoyen.services.publication.figures import ALL
+from citoyen.services.publication.texts import texts
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -24,16 +24,7 @@ class PdfUnavailable(RuntimeError):
 
 
 def html(bulletin: Bulletin, catalog: Any, lang: str = "fr") -> str:
-    def t(key: str, **params: Any) -> str:
-        use = lang if catalog.has(key, lang) else "fr"
-        return catalog.render(key, use, params) if catalog.has(key, use) else key
-
-    def category(code: str) -> str:
-        if code == ALL:
-            return t("public.total")
-        key = f"report.category.{code}"
-        return t(key) if catalog.has(key, "fr") else code
-
+    t, category, _kind = texts(catalog, lang)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
     values = [v for v in bulletin.by_week.values() if v is not None]
     top = max(values or [1])
