@@ -46,11 +46,15 @@ CLOCK_TESTS = (
     "tests/routing/test_queues.py",
     "tests/security/test_retention.py",
     "tests/services/surveys/",
+    "tests/services/publication/",
+    "tests/services/bulletin/",
     "tests/services/test_conversations.py",
     "tests/services/test_dispatch.py",
     "tests/services/test_outbox.py",
     "tests/web/test_admin_access.py",
     "tests/web/test_admin_dashboard.py",
+    "tests/web/test_admin_transparency.py",
+    "tests/web/test_public.py",
 )
 
 

@@ -169,6 +169,49 @@ class Settings(BaseSettings):
         description="Bearer token /metrics asks for (Authorization: Bearer ...); unset, "
         "/metrics answers 404.",
     )
+    publication_min_count: int = Field(
+        default=10,
+        ge=1,
+        validation_alias=AliasChoices("CITOYEN_PUBLICATION_MIN_COUNT"),
+        description="Published cells (public pages, open data, bulletin, survey results) with "
+        "fewer answers or reports are suppressed, with their complements.",
+    )
+    public_cache_seconds: int = Field(
+        default=300,
+        ge=0,
+        validation_alias=AliasChoices("CITOYEN_PUBLIC_CACHE_SECONDS"),
+        description="How long the public pages' figures are kept before being recomputed.",
+    )
+    smtp_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_SMTP_HOST"),
+        description="SMTP server the monthly bulletins are e-mailed through; unset: no e-mail.",
+    )
+    smtp_port: int = Field(
+        default=587,
+        validation_alias=AliasChoices("CITOYEN_SMTP_PORT"),
+        description="SMTP port.",
+    )
+    smtp_user: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_SMTP_USER"),
+        description="SMTP login, if the server asks for one.",
+    )
+    smtp_password: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_SMTP_PASSWORD"),
+        description="SMTP password.",
+    )
+    smtp_from: str = Field(
+        default="citoyen@localhost",
+        validation_alias=AliasChoices("CITOYEN_SMTP_FROM"),
+        description="Sender address of the bulletins.",
+    )
+    smtp_starttls: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("CITOYEN_SMTP_STARTTLS"),
+        description="Upgrade the SMTP connection with STARTTLS (false for a local relay).",
+    )
     twilio_account_sid: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"),

@@ -636,3 +636,21 @@ class SchedulerJob(SQLModel, table=True):
     id: str = Field(sa_column=Column(sa.Unicode(191), primary_key=True))
     next_run_time: float | None = Field(default=None, sa_column=Column(sa.Float(25), index=True))
     job_state: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+
+
+class Bulletin(SQLModel, table=True):
+    """One monthly CCS bulletin of an area: made once per area and month, whichever worker
+    claims the row first (the unique key), kept as a PDF in the instance folder."""
+
+    __tablename__ = "bulletins"
+    __table_args__ = (sa.UniqueConstraint("area_code", "month", name="uq_bulletins_area_month"),)
+    id: int | None = Field(default=None, primary_key=True)
+    area_code: str = Field(max_length=120)
+    month: str = Field(max_length=7)  # YYYY-MM
+    status: str = Field(default="making", max_length=20)  # making | done | failed
+    file_name: str | None = Field(default=None, max_length=300)  # under instance/bulletins/
+    size_bytes: int | None = None
+    error: str | None = None
+    created_at: datetime = ts()
+    made_at: datetime | None = ts(nullable=True, default=False)
+    emailed_at: datetime | None = ts(nullable=True, default=False)  # sent to the CCS (SMTP)

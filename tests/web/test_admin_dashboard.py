@@ -154,7 +154,7 @@ def test_every_role_may_open_it_without_inline_script(app, role: str) -> None:
 
 def test_perceived_safety_series_from_survey_answers(app, rt) -> None:
     """Answers to the shipped survey's invitations appear as the region's monthly share, with
-    its Wilson interval; a region with too few answers is suppressed (share None)."""
+    its Wilson interval; a region with too few answers is suppressed (share and n None)."""
     from citoyen.db import write_session
     from citoyen.models import SurveyRun
     from tests.services.surveys.test_indicators import _answer, add_contact_in
@@ -183,4 +183,7 @@ def test_perceived_safety_series_from_survey_answers(app, rt) -> None:
     assert bamako["share"] == pytest.approx(75.0)  # per cent
     assert bamako["low"] == pytest.approx(46.77, abs=0.1)  # Wilson 95 %, 9 of 12, by hand
     assert bamako["high"] == pytest.approx(91.11, abs=0.1)
-    assert points["Kayes"]["share"] is None and points["Kayes"]["n"] == 2
+    # Suppressed: neither the share nor the number of answers (issue 23: n beside a hidden
+    # share was a leak), and every region is listed, so a missing row tells nothing either.
+    assert points["Kayes"]["share"] is None and points["Kayes"]["n"] is None
+    assert points["Koulikoro"]["n"] is None

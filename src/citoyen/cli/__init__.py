@@ -13,6 +13,7 @@ import click
 
 from citoyen.cli import (
     areas,
+    bulletin,
     chat,
     database,
     flows,
@@ -62,3 +63,4 @@ main.add_command(reports.reports)
 main.add_command(keys.keys)
 main.add_command(areas.areas)
 main.add_command(surveys.survey)
+main.add_command(bulletin.bulletin)

@@ -110,26 +110,36 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
 def survey_results(
     ctx: click.Context, name: str, by: str, period: str, fmt: str, min_n: int | None
 ) -> None:
-    """The perceived-safety indicator of survey NAME per area and period (docs/surveys.md)."""
+    """The perceived-safety indicator of survey NAME per area and period (docs/surveys.md).
+
+    Through the publication module: a cell under the threshold (the survey's min_n, never below
+    CITOYEN_PUBLICATION_MIN_COUNT) and the cells that would give it away show no figure at all.
+    """
     import csv
     import json
 
     from sqlmodel import Session
 
-    from citoyen.services.surveys.indicators import series
+    from citoyen.services.publication.safety import FIELDS, published_series
 
     runtime = runtime_of(ctx)
     load_bundle_or_exit(runtime)
     definition = _survey_or_exit(runtime, name)
     with Session(runtime.engine) as session:
-        cells = series(session, definition, by, period, min_n=min_n)  # type: ignore[arg-type]
+        cells = published_series(
+            session,
+            definition,
+            by,  # type: ignore[arg-type]
+            period,  # type: ignore[arg-type]
+            floor=runtime.settings.publication_min_count,
+            min_n=min_n,
+        )
     rows = [cell.to_dict() for cell in cells]
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     if fmt == "csv":
-        fields = list(rows[0]) if rows else cells_fields()
-        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(FIELDS), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return
@@ -141,25 +151,22 @@ def survey_results(
         return "—" if value is None else f"{100 * value:+.1f} pts"
 
     table = Table("area", "period", "n", "feel safe", "95% CI", "change", "don't know")
-    for c in cells:
-        interval = "suppressed (n < min)" if c.suppressed else f"{pct(c.low)} – {pct(c.high)}"
+    shown = [c for c in cells if not c.suppressed]
+    for c in shown:
         table.add_row(
             f"{c.area_name} ({c.area_code})",
             c.period,
             str(c.n),
             pct(c.share),
-            interval,
+            f"{pct(c.low)} – {pct(c.high)}",
             change(c.change),
             str(c.excluded),
         )
-    Console().print(table)
     if not cells:
         click.echo("no answers yet")
-
-
-def cells_fields() -> list[str]:
-    from dataclasses import fields
-
-    from citoyen.services.surveys.indicators import Cell
-
-    return [f.name for f in fields(Cell)]
+        return
+    Console().print(table)
+    click.echo(
+        f"{len(cells) - len(shown)} of {len(cells)} cell(s) suppressed (too few answers, or "
+        "would give a small cell away)"
+    )

@@ -61,8 +61,8 @@ class SafetyPoint:
     survey: str
     area: str
     period: str
-    n: int
-    share: float | None  # None when the cell is suppressed (n below the survey's minimum)
+    n: int | None  # None, like the share, when the cell is suppressed
+    share: float | None
     low: float | None
     high: float | None
 
@@ -245,20 +245,28 @@ def perceived_safety(session: Session, runtime: Any) -> list[SafetyPoint]:
 def _safety_points(
     session: Session, runtime: Any, indicators: Any, load_surveys: Any
 ) -> list[SafetyPoint]:
-    """The one place that knows the survey service's interface (``indicators.series`` returning
-    cells with area, period, n, share, low, high, suppressed): adjust here if it changes."""
+    """The published cells (:mod:`citoyen.services.publication.safety`) of each survey: a
+    suppressed cell shows no n and no share, like everywhere else."""
+    from citoyen.services.publication.safety import published_series
+
     points: list[SafetyPoint] = []
     for name, survey in sorted(load_surveys(runtime.settings.flows_dir).surveys.items()):
-        for cell in indicators.series(session, survey, by="region", period="month"):
+        for cell in published_series(
+            session,
+            survey,
+            "region",
+            "month",
+            floor=runtime.settings.publication_min_count,
+        ):
             points.append(
                 SafetyPoint(
                     survey=name,
                     area=cell.area_name,
                     period=cell.period,
                     n=cell.n,
-                    share=None if cell.suppressed else cell.share,
-                    low=None if cell.suppressed else cell.low,
-                    high=None if cell.suppressed else cell.high,
+                    share=cell.share,
+                    low=cell.low,
+                    high=cell.high,
                 )
             )
     return points

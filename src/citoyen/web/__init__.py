@@ -52,6 +52,7 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
         admin,
         health,
         metrics,
+        public,
         telegram_webhook,
         twilio_prompts,
         twilio_sms,
@@ -61,6 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
     modules = (health, metrics, admin, twilio_sms, twilio_voice, twilio_prompts, telegram_webhook)
     for module in modules:
         module.init_app(app)
+    public.init_app(app)  # last: it takes `/` only if nothing else did
 
     https = runtime.settings.public_url.startswith("https://")
 

@@ -92,6 +92,7 @@ class Observation:
     areas: dict[str, AreaRef]
     period: str
     answer: str
+    area_id: int | None = None  # the stored area, for the publication's area tree
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,7 @@ def observations(session: Session, survey: Any, period: Period) -> list[Observat
             else {NATIONAL: COUNTRY},
             period_of(created_at, period, zone),
             answer,
+            area_id,
         )
         for area_id, created_at, answer in rows
     ]

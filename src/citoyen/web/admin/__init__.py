@@ -152,6 +152,7 @@ def init_app(app: Flask) -> None:
         prompts,
         queues,
         reports,
+        transparency,
         twofactor,
         users,
     )
