@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -34,14 +35,13 @@ from citoyen.models import (
     Conversation,
     InboundThrottle,
     Message,
-    is_open,
 )
 from citoyen.services import effects as effect_handlers
 from citoyen.services import inbound as messages
 from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
-from citoyen.services.contacts import get_or_create_contact
+from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
-from citoyen.services.privacy import Vault, alias_label
+from citoyen.services.privacy import Vault, alias_label, normalise_address
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,17 @@ MENU_SIZE = {"voice": 9, "sms": 9, "telegram": 9}
 # How many times a step is run when it conflicts with a concurrent one (each run sees the
 # rows the other committed, so the second run succeeds unless a third copy raced it too).
 ATTEMPTS = 4
+
+# The contact's latest open conversation (built once; SQLAlchemy's compiled cache serves it).
+_OPEN_CONVERSATION = (
+    select(Conversation)
+    .where(
+        Conversation.contact_id == bindparam("contact_id"),
+        col(Conversation.status).in_(OPEN_STATUSES),
+    )
+    .order_by(col(Conversation.id).desc())
+    .limit(1)
+)
 
 # ``on_reply(session, reply, contact_id)``: a channel's own rows, in the step's transaction.
 OnReply = Callable[[Session, "Reply", int], None]
@@ -347,10 +358,15 @@ class ConversationService:
             # A provider retry: the same answer, and nothing written (not even last_seen_at).
             session.rollback()
             return Reply.from_dict(stored, duplicate=True)
-        # Locked (SELECT ... FOR UPDATE; on SQLite the transaction holds the write lock): two
-        # messages of one sender are stepped one after the other, each on the state the other
-        # left. A concurrent first message of a new sender fails here on the address hash.
-        contact, created = get_or_create_contact(session, self.vault, inbound.address, now)
+        # Locked (its row, by the UPDATE that sets last_seen_at; on SQLite the transaction holds
+        # the write lock): two messages of one sender are stepped one after the other, each on
+        # the state the other left. A concurrent first message of a new sender fails here on
+        # the address hash, and the step is run again.
+        canonical = normalise_address(inbound.address)
+        contact = messages.claim_contact(session, self.vault.hashes(canonical), now)
+        created = contact is None
+        if contact is None:
+            contact = new_contact(session, self.vault, canonical, now)
         assert contact.id is not None
         limit = self.limit
         if messages.over_limit(session, contact.id, now, limit.messages, limit.window):
@@ -508,12 +524,7 @@ class ConversationService:
     def _open_conversation(
         self, session: Session, contact: Contact, channel: str, now: datetime
     ) -> Conversation | None:
-        conversation = session.exec(
-            select(Conversation)
-            .where(Conversation.contact_id == contact.id, is_open(col(Conversation.status)))
-            .order_by(col(Conversation.id).desc())
-            .limit(1)
-        ).first()
+        conversation = session.exec(_OPEN_CONVERSATION, params={"contact_id": contact.id}).first()
         if conversation is None:
             return None
         if conversation.expires_at is not None and conversation.expires_at <= now:
