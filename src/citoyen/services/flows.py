@@ -61,7 +61,7 @@ class PinnedFlows:
         """Store this version's definition if it is not stored yet.
 
         ``ON CONFLICT DO NOTHING``: the first conversations on a new version may start in two
-        transactions at once (two web workers, two batches of a survey wave); the second waits
+        transactions at once (two web workers, a survey wave and a webhook); the second waits
         for the first's row and keeps it, where a plain INSERT failed on the unique key."""
         if (flow.id, flow.version) in self.stored or self._lookup(session, flow):
             return
