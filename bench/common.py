@@ -3,14 +3,15 @@ line that says on what machine and when a run was made."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,57 +74,59 @@ def throwaway_database(kind: str, pg_admin: str, name: str) -> Iterator[tuple[st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def stand_in_for_autovacuum(url: str) -> bool:
-    """On a PostgreSQL server whose autovacuum is off, do its work now: ``VACUUM (ANALYZE)`` of
-    the bench's database; called between load runs. Returns whether it ran.
-
-    A production server runs autovacuum (PostgreSQL's default, and docs/deploy.md asks for it):
-    it analyzes a table once a tenth of it changed, and the new statistics make every cached
-    plan of a statement on that table be planned again. With it off, the plans the workers made
-    in the first seconds, on empty tables without statistics, are kept for the whole run, and
-    dead row versions pile up: the webhook's throughput fell by 30 % over six rounds of
-    10 seconds (docs/performance.md, "Seventh pass"), which no deployment would see. The line
-    this prints says it was done, so no figure is read as coming from a server left alone.
-    """
-    if not url.startswith("postgresql"):
-        return False
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+def autovacuum_on(pg_admin: str) -> bool:
+    """Whether the PostgreSQL server of ``pg_admin`` runs autovacuum (as a deployment does)."""
+    engine = sa.create_engine(pg_admin)
     try:
         with engine.connect() as conn:
-            if conn.execute(sa.text("SHOW autovacuum")).scalar_one() == "on":
-                return False
-            conn.execute(sa.text("VACUUM (ANALYZE)"))
+            return conn.execute(sa.text("SHOW autovacuum")).scalar_one() == "on"
     finally:
         engine.dispose()
-    return True
 
 
-AUTOVACUUM_STAND_IN = (
-    "PostgreSQL's autovacuum is off on this server: VACUUM (ANALYZE) of the bench database "
-    "before each measured run, in its place (--no-autovacuum-stand-in: leave it alone)"
-)
+@contextmanager
+def deployed_postgres(pg_admin: str, port: int = 5499) -> Iterator[str]:
+    """The admin URL of a PostgreSQL server run as a deployment runs it (autovacuum on).
 
-
-class AutovacuumStandIn:
-    """Called before each measured run: :func:`stand_in_for_autovacuum` unless the option
-    turned it off, and :data:`AUTOVACUUM_STAND_IN` printed the first time it ran."""
-
-    def __init__(self, url: str, enabled: bool) -> None:
-        self.url, self.enabled, self.told = url, enabled, False
-
-    def __call__(self) -> None:
-        if self.enabled and stand_in_for_autovacuum(self.url) and not self.told:
-            print(AUTOVACUUM_STAND_IN)
-            self.told = True
-
-
-def add_autovacuum_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--no-autovacuum-stand-in",
-        dest="autovacuum_stand_in",
-        action="store_false",
-        help="on a PostgreSQL server with autovacuum off, do not vacuum between runs",
+    ``pg_admin``'s server when its autovacuum is on; otherwise a private server started for the
+    run (``initdb`` into a temporary folder, PostgreSQL's defaults, as the ``postgres`` user
+    when run as root) and stopped afterwards. A server with autovacuum off keeps the plans made
+    on the first seconds' empty tables and piles up dead rows: its figures are no deployment's.
+    """
+    if autovacuum_on(pg_admin):
+        yield pg_admin
+        return
+    bindir = _pg_bindir()
+    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    data = folder / "data"
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    run = partial(subprocess.run, check=True, stdout=subprocess.DEVNULL)
+    run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"])
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-w"]
+    run([*pg_ctl, "-o", options, "-l", str(folder / "server.log"), "start"])
+    print(
+        f"PostgreSQL at {pg_admin.rsplit('@', 1)[-1]} has autovacuum off: a private server "
+        f"(initdb, defaults, autovacuum on) on port {port} for this run"
     )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run([*pg_ctl, "-m", "fast", "stop"])
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pg_bindir() -> Path:
+    """The folder of the newest installed PostgreSQL's ``initdb`` and ``pg_ctl``."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not candidates:
+        raise SystemExit("no initdb found: install PostgreSQL's server package")
+    return candidates[-1].parent
 
 
 def worker_rss_mb(master_pid: int) -> list[float]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from common import PG_ADMIN, machine_line, postgres_cpu_seconds, throwaway_database
 from twilio.request_validator import RequestValidator
-from webhook_sms import CONVERSATION, PUBLIC_URL, TOKEN, add_baseline, prepare_database, server_env
+from webhook_sms import CONVERSATION, PUBLIC_URL, TOKEN, prepare_database, server_env
 
 PG_DB = "citoyen_bench_sms_profile_inbound"
 
@@ -64,8 +64,13 @@ def run(kind: str, url: str, instance: Path, args: argparse.Namespace) -> None:
 
     prepare_database(url, instance)
     runtime = Runtime(Settings())
-    app = add_baseline(create_app(runtime=runtime))
-    client = app.test_client()
+    import baseline_app
+
+    clients = {
+        "/twilio/sms": create_app(runtime=runtime).test_client(),
+        # The separate minimal app (bench/baseline_app.py), as under gunicorn.
+        "/bench/baseline": baseline_app.create().test_client(),
+    }
     statements: Counter[str] = Counter()
 
     def count(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
@@ -79,7 +84,7 @@ def run(kind: str, url: str, instance: Path, args: argparse.Namespace) -> None:
         c0 = time.process_time()
         for i, (params, signature) in enumerate(batch):
             c = time.process_time()
-            resp = client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+            resp = clients[path].post(path, data=params, headers={"X-Twilio-Signature": signature})
             if path == "/twilio/sms":
                 by_step[i % len(CONVERSATION)] += time.process_time() - c
             assert resp.status_code == 200, resp.data
@@ -89,7 +94,7 @@ def run(kind: str, url: str, instance: Path, args: argparse.Namespace) -> None:
     post(_requests(args.warmup, 8_000_000, "/bench/baseline"), "/bench/baseline")
     post(_requests(args.warmup, 9_000_000))
     by_step[:] = [0.0] * len(CONVERSATION)
-    # The baseline route in the same process is the server-side share of the throughput ratio.
+    # The baseline app in the same process is the server-side share of the throughput ratio.
     # Rounds alternate a baseline batch and a webhook batch of the same size, so that a slower
     # spell of a shared machine weighs on both sides of a round's ratio.
     size = max(

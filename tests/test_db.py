@@ -130,80 +130,23 @@ def test_generated_secrets_are_created_once_for_all_processes(tmp_path) -> None:
     assert (tmp_path / "data_key").stat().st_mode & 0o777 == 0o600
 
 
-def test_read_connection_runs_each_statement_on_its_own_and_leaves_the_pool_as_it_was(
-    db_engine: sa.Engine,
-) -> None:
-    statements: list[str] = []
-
-    def record(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement.split(None, 1)[0].upper())
-
-    sa.event.listen(db_engine, "before_cursor_execute", record)
-    try:
-        with db.read_connection(db_engine) as conn:
-            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
-            # Committed writes of others are seen at once (no snapshot held across statements).
-            with db.write_connection(db_engine) as other:
-                other.execute(sa.text("CREATE TABLE read_check (n INTEGER)"))
-                other.execute(sa.text("INSERT INTO read_check VALUES (7)"))
-            assert conn.execute(sa.text("SELECT n FROM read_check")).scalar() == 7
-    finally:
-        sa.event.remove(db_engine, "before_cursor_execute", record)
-    reads = statements[:1] + statements[-1:]
-    assert reads == ["SELECT", "SELECT"] and "ROLLBACK" not in statements
-    # A connection from the same pool afterwards is transactional again: a rolled-back write
-    # leaves nothing.
+def test_write_session_commits_and_rolls_back_when_the_block_raises(db_engine: sa.Engine) -> None:
+    with db.write_session(db_engine) as session:
+        session.execute(sa.text("CREATE TABLE ws (n INTEGER)"))
+    with db.write_session(db_engine) as session:
+        if db_engine.dialect.name == "sqlite":
+            # The write lock is taken at BEGIN, before any statement of the block.
+            session.connection()
+            other = sqlite3.connect(db_engine.url.database, timeout=0)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+        session.execute(sa.text("INSERT INTO ws VALUES (1)"))
+    with pytest.raises(LookupError), db.write_session(db_engine) as session:
+        session.execute(sa.text("INSERT INTO ws VALUES (2)"))
+        raise LookupError("the step failed")
     with db_engine.connect() as conn:
-        conn.execute(sa.text("INSERT INTO read_check VALUES (8)"))
-        conn.rollback()
-        assert conn.execute(sa.text("SELECT count(*) FROM read_check")).scalar() == 1
-
-
-def test_sqlite_connections_keep_their_transaction_handling_after_a_read(tmp_path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'read.db'}")
-    with db.read_connection(engine) as conn:
-        conn.execute(sa.text("SELECT 1"))
-        raw = conn.connection.dbapi_connection
-    # Back in the pool as set up at connect: BEGIN is sent by citoyen, not by pysqlite.
-    assert raw.isolation_level is None
-    engine.dispose()
-
-
-def test_read_then_write_commits_the_write_and_rolls_it_back_when_the_block_raises(
-    db_engine: sa.Engine,
-) -> None:
-    with db.write_connection(db_engine) as conn:
-        conn.execute(sa.text("CREATE TABLE rtw (n INTEGER)"))
-    checkouts: list[object] = []
-
-    def checkout(dbapi_connection, *_rest) -> None:  # type: ignore[no-untyped-def]
-        checkouts.append(dbapi_connection)
-
-    sa.event.listen(db_engine.pool, "checkout", checkout)
-    try:
-        with db.read_then_write(db_engine) as (conn, writing):
-            assert conn.execute(sa.text("SELECT count(*) FROM rtw")).scalar() == 0
-            with writing() as write:
-                if db_engine.dialect.name == "sqlite":
-                    # The write lock is taken at BEGIN, before any statement of the block.
-                    other = sqlite3.connect(db_engine.url.database, timeout=0)
-                    with pytest.raises(sqlite3.OperationalError, match="locked"):
-                        other.execute("BEGIN IMMEDIATE")
-                    other.close()
-                write.execute(sa.text("INSERT INTO rtw VALUES (1)"))
-        with pytest.raises(LookupError), db.read_then_write(db_engine) as (conn, writing):
-            conn.execute(sa.text("SELECT count(*) FROM rtw"))
-            with writing() as write:
-                write.execute(sa.text("INSERT INTO rtw VALUES (2)"))
-                raise LookupError("changed meanwhile")
-        with db.read_then_write(db_engine) as (conn, writing):
-            assert conn.execute(sa.text("SELECT count(*) FROM rtw")).scalar() == 1
-    finally:
-        sa.event.remove(db_engine.pool, "checkout", checkout)
-    with db.read_connection(db_engine) as conn:
-        assert conn.execute(sa.text("SELECT n FROM rtw")).scalars().all() == [1]
-    # One checkout per block (on PostgreSQL: one pre-ping).
-    assert len(checkouts) == 3
+        assert conn.execute(sa.text("SELECT n FROM ws")).scalars().all() == [1]
 
 
 def test_maintenance_warning_follows_the_servers_autovacuum(db_engine: sa.Engine) -> None:

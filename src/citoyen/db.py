@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from functools import partial
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +47,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _json_dumps(value: Any) -> str:
     """JSON text of a column value, by orjson: conversation state, menus and replies are written
-    with every inbound message, and the standard library took some 10 µs a value. Integer keys
-    become strings as with ``json``; text is kept as UTF-8 rather than ``\\u`` escapes."""
+    with every inbound message, and orjson is the faster encoder. Integer keys become strings as with ``json``; text is kept as UTF-8 rather than ``\\u`` escapes."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
@@ -71,13 +69,7 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_begin(conn: sa.Connection) -> None:
     options = conn.get_execution_options()
-    if options.get("citoyen_read", False):
-        return  # read_connection: each statement is its own transaction
-    # Straight to the driver: through SQLAlchemy's execute this cost as much Python as the
-    # statements of a short write transaction (and BEGIN has no parameters or rows).
-    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-        "BEGIN IMMEDIATE" if options.get("citoyen_write", False) else "BEGIN"
-    )
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("citoyen_write", False) else "BEGIN")
 
 
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
@@ -123,96 +115,47 @@ def write_session(engine: Engine) -> Iterator[Session]:
         with session_scope(engine) as session:
             yield session
         return
-    with writer_gate(engine), session_scope(engine.execution_options(citoyen_write=True)) as s:
+    with writer_gate(engine), session_scope(_writer(engine)) as s:
         yield s
 
 
 _write_engines: dict[int, tuple[Engine, Engine]] = {}
-_read_engines: dict[int, tuple[Engine, Engine]] = {}
 
 
-def _with_options(
-    cache: dict[int, tuple[Engine, Engine]], engine: Engine, **options: Any
-) -> Engine:
-    """``engine.execution_options(**options)``, made once per engine (each call makes a new one)."""
-    known = cache.get(id(engine))
+def _writer(engine: Engine) -> Engine:
+    """``engine`` whose transactions begin with ``BEGIN IMMEDIATE`` (SQLite), made once per
+    engine (each ``execution_options`` call makes a new one)."""
+    known = _write_engines.get(id(engine))
     if known is None or known[0] is not engine:
-        known = cache[id(engine)] = (engine, engine.execution_options(**options))
+        known = _write_engines[id(engine)] = (engine, engine.execution_options(citoyen_write=True))
     return known[1]
 
 
-@contextmanager
-def read_connection(engine: Engine) -> Iterator[sa.Connection]:
-    """A connection whose statements each run in their own transaction (autocommit): for a hot
-    path that reads a statement or two and needs no snapshot across them, without the round
-    trips of BEGIN and of the ROLLBACK a pooled connection gets when it is returned."""
-    if engine.dialect.name == "sqlite":
-        # No BEGIN (see _sqlite_begin): pysqlite runs each statement on its own, as the
-        # connections are set up to (isolation_level None); SQLAlchemy's AUTOCOMMIT would
-        # hand them back to the pool with pysqlite's own transaction handling switched on.
-        reader = _with_options(_read_engines, engine, citoyen_read=True)
-    else:
-        reader = _with_options(_read_engines, engine, isolation_level="AUTOCOMMIT")
-    with reader.connect() as conn:
-        yield conn
+def insert_or_skip(bind: Session | sa.Connection | Engine, table: Any, keys: list[str]) -> Any:
+    """``INSERT INTO table ... ON CONFLICT (keys) DO NOTHING`` in the dialect of ``bind``:
+    a row whose unique ``keys`` exist already (inserted here or by a concurrent transaction)
+    is skipped, where a plain INSERT would fail. ``table`` is a Table or a mapped class."""
+    return insert(bind, table).on_conflict_do_nothing(index_elements=keys)
 
 
-@contextmanager
-def write_connection(engine: Engine) -> Iterator[sa.Connection]:
-    """:func:`write_session` without the ORM: a Core transaction that will write, committed on
-    success. For the hot paths that write a few prepared statements and no objects (a session's
-    bookkeeping cost more than their statements)."""
-    if engine.dialect.name != "sqlite":
-        with engine.begin() as conn:
-            yield conn
-        return
-    writer = _with_options(_write_engines, engine, citoyen_write=True)
-    with writer_gate(engine), writer.begin() as conn:
-        yield conn
+def insert(bind: Session | sa.Connection | Engine, table: Any) -> Any:
+    """The INSERT of ``bind``'s dialect for ``table``, which has ``on_conflict_do_nothing`` and
+    ``on_conflict_do_update`` (and ``.excluded``): for an upsert."""
+    return INSERT[_dialect(bind)](table)
 
 
-@contextmanager
-def read_then_write(
-    engine: Engine,
-) -> Iterator[tuple[sa.Connection, Callable[[], AbstractContextManager[sa.Connection]]]]:
-    """``(conn, writing)``: one connection (one pool checkout) whose statements each run in
-    their own transaction, as :func:`read_connection`'s do, and ``writing()`` for a write
-    transaction on it, committed when the ``writing()`` block ends (rolled back if it raises).
-
-    A statement run on ``conn`` outside ``writing()`` commits on its own: a read, or (on
-    PostgreSQL) a write that is one statement, atomic by itself, which then costs no BEGIN and
-    no COMMIT round trip. On SQLite ``writing()`` sends ``BEGIN IMMEDIATE`` behind the writer
-    gate: a read inside ``BEGIN IMMEDIATE`` would hold the database's one write lock while the
-    caller computes, and a deferred ``BEGIN`` cannot turn into a write once another writer has
-    committed. On PostgreSQL it switches the connection from autocommit to READ COMMITTED and
-    begins (each statement then sees what was committed before it, as the reads before did).
-    """
-    with read_connection(engine) as conn:
-        if engine.dialect.name == "sqlite":
-            yield conn, partial(_sqlite_writing, engine, conn)
-        else:
-            yield conn, partial(_transaction_on, conn)
+def among(bind: Session | sa.Connection | Engine, column: Any, ids: list[int]) -> Any:
+    """``column IN ids``; on PostgreSQL one array parameter (``= ANY``) instead of thousands of
+    placeholders, which psycopg would parse for every statement (a survey's batches)."""
+    if _dialect(bind) == "postgresql":
+        return column == sa.any_(sa.literal(ids, postgresql.ARRAY(sa.Integer)))
+    return column.in_(ids)
 
 
-@contextmanager
-def _transaction_on(conn: sa.Connection) -> Iterator[sa.Connection]:
-    """A transaction on the autocommit connection ``conn`` (given back to the pool in autocommit:
-    SQLAlchemy restores a connection's isolation level when it is returned)."""
-    if conn.in_transaction():
-        conn.commit()  # SQLAlchemy's marker of the autocommit statements: nothing is sent
-    conn.execution_options(isolation_level=conn.default_isolation_level)
-    with conn.begin():
-        yield conn
-
-
-@contextmanager
-def _sqlite_writing(engine: Engine, conn: sa.Connection) -> Iterator[sa.Connection]:
-    """:func:`write_connection` on the reading connection ``conn`` (no second checkout)."""
-    if conn.in_transaction():
-        conn.commit()  # the reads' autobegun transaction sent no BEGIN: nothing to end
-    conn.execution_options(citoyen_read=False, citoyen_write=True)  # this connection only
-    with writer_gate(engine), conn.begin():
-        yield conn
+def _dialect(bind: Session | sa.Connection | Engine) -> str:
+    if isinstance(bind, Session):
+        return bind.get_bind().dialect.name
+    return bind.dialect.name
 
 
 class WriterGate:
@@ -220,9 +163,9 @@ class WriterGate:
 
     SQLite lets one writer in at a time; the others wait in its busy handler, which polls with
     sleeps growing to 100 ms (1, 2, 5, 10 ... ms): under a steady load of web workers a writer
-    that could have started 1 ms later may sleep tens of milliseconds (a likely part of the SMS
-    webhook's p99 of some 200 ms, docs/performance.md). Waiting on an ``flock`` of a file beside
-    the database instead wakes the next writer as soon as the lock is released. Reentrant within a thread (a nested
+    that could have started 1 ms later may sleep tens of milliseconds. Waiting on an ``flock``
+    of a file beside the database instead wakes the next writer as soon as the lock is
+    released. Reentrant within a thread (a nested
     write transaction keeps the lock it already holds). Where ``fcntl`` is missing the gate
     does nothing and SQLite's busy handler alone serialises writers, as before.
     """
@@ -330,8 +273,7 @@ def ping(engine: Engine) -> bool:
 
 AUTOVACUUM_OFF = (
     "PostgreSQL's autovacuum is off on this server: plans made while the tables were small are "
-    "kept and dead rows pile up, and each message gets slower as the tables grow (30 % fewer "
-    "messages per second after 75,000 in the benchmarks). Turn it on (the default), or run "
+    "kept and dead rows pile up, and each message gets slower as the tables grow. Turn it on (the default), or run "
     "VACUUM (ANALYZE) regularly. See docs/deploy.md."
 )
 
@@ -339,9 +281,9 @@ AUTOVACUUM_OFF = (
 def maintenance_warning(engine: Engine) -> str | None:
     """What to tell the operator about the database's own upkeep, or None when all is well.
 
-    The step's statements are prepared once per connection and kept; PostgreSQL plans them again
-    when a table's statistics change, which autovacuum's ANALYZE does as the tables grow. Off,
-    nothing does (docs/performance.md, "Seventh pass")."""
+    PostgreSQL plans statements from the tables' statistics, which autovacuum's ANALYZE keeps
+    current as the tables grow, and its VACUUM reclaims the rows each step's updates leave
+    dead. Off, nothing does."""
     if engine.dialect.name != "postgresql":
         return None
     with engine.connect() as conn:

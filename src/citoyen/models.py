@@ -109,13 +109,6 @@ class FlowVersion(SQLModel, table=True):
 OPEN_CONVERSATION_STATUSES = ("active", "waiting")
 
 
-def is_open(status: Any) -> sa.ColumnElement[bool]:
-    """``status IN ('active', 'waiting')`` for statements built once and run per message: each
-    value its own fixed parameter, so the SQL is rendered once. A plain ``in_`` of a list is an
-    "expanding" parameter, whose SQL SQLAlchemy renders again at every execution."""
-    return status.in_([sa.literal(value) for value in OPEN_CONVERSATION_STATUSES])
-
-
 class Conversation(SQLModel, table=True):
     """One run of a flow for a contact."""
 

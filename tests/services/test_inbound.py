@@ -78,9 +78,8 @@ def test_the_limit_lets_exactly_limit_messages_in(runtime: Runtime) -> None:
 def test_each_message_in_the_limit_has_its_reply_stored_after_it_and_one_over_has_neither(
     runtime: Runtime,
 ) -> None:
-    """The unlocked step stores the inbound message and its outbound reply in one statement
-    (store_inbound with ``reply_out``): the reply follows its message, and a message over the
-    limit leaves no reply either."""
+    """The step stores the inbound message and then its outbound reply: the reply follows its
+    message, and a message over the limit leaves no reply either."""
     for n in range(LIMIT + 1):
         send(runtime, "Bonjour" if n == 0 else "9", f"SM{n}", T0 + timedelta(seconds=n))
     with Session(runtime.engine) as s:
@@ -156,8 +155,8 @@ def test_the_last_message_of_a_report_delivered_twice_at_once_makes_one_report(s
 
 
 def test_the_step_that_makes_a_report_stores_its_reply_after_its_message(settings) -> None:  # type: ignore[no-untyped-def]
-    """The locking path (a report is created) stores the reply with the inbound message and its
-    outbound row after it, as the unlocked path does."""
+    """The step that creates a report stores the reply with the inbound message and its
+    outbound row after it, as every step does."""
     runtime = Runtime(settings)  # the default limit: a whole report fits
     ensure_ready(runtime)
     for i, value in enumerate(REPORT):

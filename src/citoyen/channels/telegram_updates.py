@@ -49,7 +49,8 @@ from citoyen.channels.render import render_telegram
 from citoyen.channels.telegram_sender import MAX_DOWNLOAD_BYTES
 from citoyen.db import session_scope, write_session
 from citoyen.engine.types import Input
-from citoyen.models import Attachment, Contact, Conversation, Message, Report
+from citoyen.models import Attachment, Contact, Conversation, Message
+from citoyen.services.attachments import link_to_report
 from citoyen.services.contacts import find_contact
 from citoyen.services.conversations import Inbound, Reply
 from citoyen.services.outbox import enqueue
@@ -382,27 +383,6 @@ def _keep_media(
         pass  # the same file stored by a concurrent update: that row stands
 
 
-def _link_report(session: Session, reply: Reply) -> None:
-    """Give the conversation's attachments to the report this step created, if any."""
-    reference = reply.params.get("reference")
-    if not isinstance(reference, str) or reply.conversation_id is None:
-        return
-    report = session.exec(
-        select(Report).where(
-            Report.reference == reference, Report.conversation_id == reply.conversation_id
-        )
-    ).first()
-    if report is None:
-        return
-    rows = session.exec(
-        select(Attachment).where(
-            Attachment.conversation_id == reply.conversation_id, Attachment.report_id.is_(None)
-        )
-    ).all()
-    for row in rows:
-        row.report_id = report.id
-
-
 @dataclass
 class _Queue:
     """The ``on_reply`` hook: queue the reply and keep the media, in the input's transaction."""
@@ -416,7 +396,8 @@ class _Queue:
     def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
         if self.media is not None:
             _keep_media(session, self.media, contact_id, reply.conversation_id)
-        _link_report(session, reply)
+            if reply.conversation_id is not None:
+                link_to_report(session, reply.conversation_id)
         for i, (text, payload) in enumerate(reply_payloads(self.catalog, reply)):
             row = enqueue(
                 session,

@@ -98,7 +98,7 @@ def step(flow: Flow, state: State, inp: Input, ctx: Context) -> StepResult:
 def _working_copy(state: State) -> State:
     """A copy of ``state`` that the run may change without touching ``state``.
 
-    Shallow on purpose (a deep copy cost a fifth of a step): the run only ever replaces the
+    Shallow on purpose (a deep copy would cost more than the step): the run only ever replaces the
     top-level entries of ``answers`` and ``scratch``, never changes a value nested in them (place
     paths are rebuilt, a saved scratch is copied when restored), so the nested values may be
     shared with ``state``.

@@ -842,7 +842,7 @@ def load_area_context(session: Session, *, max_age: float = 0.0) -> tuple[AreaMa
     with P-codes stay, because the official table stops above them.
 
     Cached per database and change marker: when nothing changed it costs one aggregate query
-    over the areas (some 0.7 ms on SQLite with the shipped 836 areas). ``max_age`` (seconds)
+    over the areas. ``max_age`` (seconds)
     skips even that when this process checked the marker that recently: the conversation
     service, which calls this on every step, passes a few seconds, so an area edited in another
     process reaches its menus that much later (in this process :func:`invalidate_area_cache`

@@ -24,13 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from citoyen.db import INSERT, read_connection, write_session
+from citoyen.db import insert, write_session
 from citoyen.engine.schema import ActionNode, PlaceNode
 from citoyen.engine.types import Input
 from citoyen.models import Attachment, Contact, Conversation, Message, Report
-from citoyen.prepared import Prepared, bound, session_connection
 from citoyen.services import effects
-from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply, ReplyHook
+from citoyen.services.attachments import expire_attachments, link_to_report
+from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply
 from citoyen.services.privacy import alias_label
 
 log = logging.getLogger(__name__)
@@ -97,67 +97,56 @@ def voice_turn(
     if n > 0 and _is_late(runtime, call_sid, n):
         return _late_input(runtime, call_sid, recording, now)
 
-    def needed(reply: Reply) -> bool:
-        # A recording to keep, a report this step may have made (its reference is in the
-        # reply: the conversation's pending recordings join it), or a conversation given up.
-        # At any other step there is nothing to do (the recording-status callback links the
-        # recordings that arrive after the report), and looking would cost a query per keypress.
-        return recording is not None or reply.status == "interrupted" or "reference" in reply.params
-
     def on_reply(session: Session, reply: Reply, contact_id: int) -> None:
+        # A recording is kept, and joins the report if the conversation has one by now (one
+        # made at this step or before; a report made later links it when it is created).
         if reply.conversation_id is None:
             return
         if recording is not None:
             _upsert_recording(session, recording, reply.conversation_id, contact_id)
+            link_to_report(session, reply.conversation_id)
         if reply.status == "interrupted":
             # The engine gave up (silence twice, too many invalid keys): keep what was said.
             conversation = session.get(Conversation, reply.conversation_id)
             contact = session.get(Contact, contact_id)
             if conversation is not None and contact is not None:
                 keep_unfinished(session, runtime, conversation, contact, now)
-        link_attachments(session, reply.conversation_id)
 
     inbound = Inbound(VOICE, address, inp, provider_id=provider_id(call_sid, n))
-    return runtime.conversations.handle(inbound, now=now, on_reply=ReplyHook(on_reply, needed))
+    return runtime.conversations.handle(inbound, now=now, on_reply=on_reply)
 
 
 def _is_late(runtime: Any, call_sid: str, n: int) -> bool:
     """True for a new step of a call whose conversation already ended (hang-up seen first).
 
-    Runs on every turn of every call, so the usual case (the call's conversation still open)
-    costs one statement: the status of the conversation the call last spoke to. Only when it has
-    ended is the step looked up, because a retry of a step already answered is not late.
+    The usual case (the call's conversation still open) costs one statement: the status of the
+    conversation the call last spoke to. Only when it has ended is the step looked up, because
+    a retry of a step already answered is not late.
     """
-    with read_connection(runtime.engine) as conn:  # Core: a session's bookkeeping cost more
-        status = _CALL_STATUS.execute(
-            conn, {"p_first": provider_id(call_sid, 0), "p_prefix": f"{call_sid}:"}
-        ).scalar()
+    with Session(runtime.engine) as session:
+        status = session.exec(_call_status(call_sid)).first()
         if status is None or status in OPEN_STATUSES:
             return False
-        seen = conn.execute(
+        seen = session.exec(
             select(Message.id).where(
                 Message.channel == VOICE,
                 Message.provider_id == provider_id(call_sid, n),
                 Message.direction == "in",
             )
-        ).scalar()
+        ).first()
         return seen is None  # a retry: the conversation service answers it as the first time
 
 
 def of_call(prefix: Any) -> Any:
     """The condition "this message is one of the call's": its provider id starts with
-    ``prefix`` (``CallSid:``), compared as it is. Not ``LIKE``: SQLite prepares a statement again
-    at every execution whose ``LIKE`` pattern is a parameter (for its LIKE optimisation), which
-    cost 40 µs of the 50 of the status read below; and SQLite's ``LIKE`` ignores case where
-    PostgreSQL's does not."""
+    ``prefix`` (``CallSid:``), compared as it is. Not ``LIKE``: SQLite's ``LIKE`` ignores case
+    where PostgreSQL's does not, and a pattern given as a parameter cannot use an index."""
     return sa.func.substr(Message.provider_id, 1, sa.func.length(prefix)) == prefix
 
 
-def _call_status_statement() -> Any:
+def _call_status(call_sid: str) -> Any:
     """The status of the conversation a call last spoke to (see call_conversation_id): its first
-    message (``CallSid:0``) names the caller, whose messages of that call name the conversation.
-    Built once (with parameters ``p_first`` and ``p_prefix``): building it cost more than
-    running it."""
+    message (``CallSid:0``) names the caller, whose messages of that call name the conversation."""
     first = aliased(Message)
     return (
         select(Conversation.status)
@@ -165,88 +154,20 @@ def _call_status_statement() -> Any:
         .join(
             Message,
             sa.and_(
-                # Not the channel too: the call's prefix says it, and PostgreSQL's generic plan
-                # for a young table then read every voice message of the index on (channel,
-                # provider_id) with the caller's (1.0-1.7 ms after 100 calls, growing).
+                # The caller's messages (by contact), not the channel's: the call's prefix says
+                # the channel, and an index on (channel, provider_id) would read every voice
+                # message with the caller's.
                 Message.contact_id == first.contact_id,
                 Message.direction == "in",
-                of_call(sa.bindparam("p_prefix", type_=sa.String)),
+                of_call(sa.literal(f"{call_sid}:")),
                 Message.conversation_id.is_not(None),
             ),
         )
         .join(Conversation, Conversation.id == Message.conversation_id, isouter=True)
-        .where(
-            first.channel == VOICE, first.provider_id == sa.bindparam("p_first", type_=sa.String)
-        )
+        .where(first.channel == VOICE, first.provider_id == provider_id(call_sid, 0))
         .order_by(Message.id.desc())
         .limit(1)
     )
-
-
-_CALL_STATUS = Prepared(_call_status_statement())
-_REPORT_OF_CONVERSATION = (
-    select(Report.id)
-    .where(Report.conversation_id == sa.bindparam("p_conversation_id", type_=sa.Integer))
-    .order_by(Report.id)
-    .limit(1)
-    .scalar_subquery()
-)
-# The conversation's unlinked attachments joined to its (first) report, when it has one: one
-# statement where looking up the report, then the attachments, then updating each took three
-# or more round trips in the transaction that makes the report.
-_LINK_ATTACHMENTS = Prepared(
-    sa.update(Attachment)
-    .where(
-        Attachment.conversation_id == sa.bindparam("p_conversation_id", type_=sa.Integer),
-        Attachment.report_id.is_(None),
-        _REPORT_OF_CONVERSATION.is_not(None),
-    )
-    .values(report_id=_REPORT_OF_CONVERSATION)
-)
-_ATTACHMENTS = Attachment.__table__  # type: ignore[attr-defined]
-# A recording's attachment, created once per RecordingSid (the unique key): the Record action
-# and the recording-status callback may come in either order, or at once, and whichever comes
-# second fills in what the first did not know (the conversation, the contact, the duration).
-# One statement, instead of a lookup, an ORM insert and a flush (and a retry on a race).
-_KEEP_RECORDING = {
-    name: Prepared(
-        insert(_ATTACHMENTS)
-        .values(
-            {
-                **bound(
-                    _ATTACHMENTS,
-                    (
-                        "conversation_id",
-                        "contact_id",
-                        "provider_ref",
-                        "duration_seconds",
-                        "created_at",
-                    ),
-                ),
-                "channel": VOICE,
-                "kind": "recording",
-                "status": "pending",
-                "attempts": 0,
-            }
-        )
-        .on_conflict_do_update(
-            index_elements=["channel", "provider_ref"],
-            set_={
-                "conversation_id": sa.func.coalesce(
-                    _ATTACHMENTS.c.conversation_id, sa.literal_column("excluded.conversation_id")
-                ),
-                "contact_id": sa.func.coalesce(
-                    _ATTACHMENTS.c.contact_id, sa.literal_column("excluded.contact_id")
-                ),
-                "duration_seconds": sa.func.coalesce(
-                    sa.literal_column("excluded.duration_seconds"), _ATTACHMENTS.c.duration_seconds
-                ),
-            },
-        )
-        .returning(_ATTACHMENTS.c.id)
-    )
-    for name, insert in INSERT.items()
-}
 
 
 def _late_input(runtime: Any, call_sid: str, recording: Recording | None, now: datetime) -> Reply:
@@ -263,7 +184,7 @@ def _late_input(runtime: Any, call_sid: str, recording: Recording | None, now: d
             language = conversation.state.get("language") or language
             if recording is not None:
                 _upsert_recording(session, recording, conversation.id, conversation.contact_id)
-                link_attachments(session, conversation.id)
+                link_to_report(session, conversation.id)
     return Reply(prompts=[], language=language, status="interrupted")
 
 
@@ -302,40 +223,40 @@ def _upsert_recording(
     conversation_id: int | None,
     contact_id: int | None,
 ) -> int:
-    """The id of a recording's attachment row, created once per RecordingSid (unique key) and
-    completed with what this caller knows (see :data:`_KEEP_RECORDING`)."""
-    conn = session_connection(session)
-    attachment_id = (
-        _KEEP_RECORDING[conn.dialect.name]
-        .execute(
-            conn,
-            {
-                "conversation_id": conversation_id,
-                "contact_id": contact_id,
-                "provider_ref": recording.sid,
-                "duration_seconds": recording.duration,
-                "created_at": datetime.now(UTC),  # as the model's default would
-            },
-        )
-        .scalar()
+    """The id of a recording's attachment row, created once per RecordingSid (the unique key).
+
+    The Record action and the recording-status callback may come in either order, or at once,
+    and whichever comes second fills in what the first did not know (the conversation, the
+    contact, the duration): one upsert, which also meets a concurrent one on the unique key.
+    """
+    table = Attachment.__table__  # type: ignore[attr-defined]
+    upsert = insert(session, table).values(
+        conversation_id=conversation_id,
+        contact_id=contact_id,
+        provider_ref=recording.sid,
+        duration_seconds=recording.duration,
+        created_at=datetime.now(UTC),
+        channel=VOICE,
+        kind="recording",
+        status="pending",
+        attempts=0,
     )
-    assert attachment_id is not None  # inserted or updated: a row comes back either way
-    _expire_attachments(session)
+    attachment_id = session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["channel", "provider_ref"],
+            set_={
+                "conversation_id": sa.func.coalesce(
+                    table.c.conversation_id, upsert.excluded.conversation_id
+                ),
+                "contact_id": sa.func.coalesce(table.c.contact_id, upsert.excluded.contact_id),
+                "duration_seconds": sa.func.coalesce(
+                    upsert.excluded.duration_seconds, table.c.duration_seconds
+                ),
+            },
+        ).returning(table.c.id)
+    ).scalar_one()
+    expire_attachments(session)
     return attachment_id
-
-
-def _expire_attachments(session: Session) -> None:
-    """Attachments the session holds are read again when next used: a statement changed their
-    rows behind the ORM's back."""
-    for instance in list(session.identity_map.values()):
-        if isinstance(instance, Attachment):
-            session.expire(instance)
-
-
-def link_attachments(session: Session, conversation_id: int) -> None:
-    """Attach the conversation's unlinked attachments to its report, once it has one."""
-    _LINK_ATTACHMENTS.execute(session_connection(session), {"p_conversation_id": conversation_id})
-    _expire_attachments(session)
 
 
 def record_recording_status(runtime: Any, form: Mapping[str, str]) -> Attachment | None:
@@ -376,7 +297,7 @@ def record_recording_status(runtime: Any, form: Mapping[str, str]) -> Attachment
                 f" (error {code})" if code and code != "0" else ""
             )
         if attachment.conversation_id is not None:
-            link_attachments(session, attachment.conversation_id)
+            link_to_report(session, attachment.conversation_id)
             session.refresh(attachment)  # its report, read back: the caller gets the row as is
         return attachment
 
@@ -516,7 +437,6 @@ def keep_unfinished(
     )
     if report.area_id is not None:
         contact.area_id = contact.area_id or report.area_id
-    link_attachments(session, conversation.id)
     return report
 
 

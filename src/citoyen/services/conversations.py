@@ -1,11 +1,13 @@
 """The conversation service: one inbound input in, one reply out, state in the database.
 
-Every channel (Twilio SMS and voice, Telegram, the terminal simulator) calls :func:`handle`. It
-dedupes by provider id, finds or creates the contact, resumes the conversation pinned to its flow
-version (or starts the flow a trigger selects), runs one pure engine step, applies the effects
-(reports, consent, language...) and stores the new state, all in one transaction. The reply is
-kept with the inbound message, so a provider retrying the same request gets the same answer and
-nothing is recorded twice.
+Every channel (Twilio SMS and voice, Telegram, the terminal simulator) calls
+:meth:`ConversationService.handle`. One step, the same on every database, in one transaction:
+read the state (the stored reply of this provider id, the sender's contact locked, its open
+conversation), step the pure engine, apply the effects (reports, consent, language...), write
+the new state with the inbound message and its reply. On a conflict (a copy of the same message
+or a first message of the same sender committed first) the step is rolled back and run again,
+and then finds the winner's rows. So a provider retrying the same request gets the same answer
+and nothing is recorded twice. docs/conversations.md tells the whole walk.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -33,20 +35,12 @@ from citoyen.models import (
     Conversation,
     InboundThrottle,
     Message,
-    is_open,
 )
 from citoyen.services import effects as effect_handlers
-from citoyen.services import unlocked_step
+from citoyen.services import inbound as messages
 from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
 from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
-from citoyen.services.inbound import (
-    claim_contact,
-    finish_inbound,
-    store_inbound,
-    store_params,
-    stored_reply,
-)
 from citoyen.services.privacy import Vault, alias_label, normalise_address
 
 log = logging.getLogger(__name__)
@@ -55,41 +49,23 @@ OPEN_STATUSES = OPEN_CONVERSATION_STATUSES
 # Voice menus have keys 1-9; text channels keep menus short enough to read on a small phone.
 MENU_SIZE = {"voice": 9, "sms": 9, "telegram": 9}
 
+# How many times a step is run when it conflicts with a concurrent one (each run sees the
+# rows the other committed, so the second run succeeds unless a third copy raced it too).
+ATTEMPTS = 4
 
-# The contact's latest open conversation; built once (it runs for every inbound message).
+# The contact's latest open conversation (built once; SQLAlchemy's compiled cache serves it).
 _OPEN_CONVERSATION = (
     select(Conversation)
     .where(
-        Conversation.contact_id == bindparam("p_contact_id"),
-        is_open(col(Conversation.status)),
+        Conversation.contact_id == bindparam("contact_id"),
+        col(Conversation.status).in_(OPEN_STATUSES),
     )
     .order_by(col(Conversation.id).desc())
     .limit(1)
 )
 
-# ``on_reply(session, reply, contact_id)``: a channel's own rows, in the step's transaction. The
-# contact's id, not its row: most steps load no ORM object at all (services/unlocked_step.py).
+# ``on_reply(session, reply, contact_id)``: a channel's own rows, in the step's transaction.
 OnReply = Callable[[Session, "Reply", int], None]
-
-
-@dataclass(frozen=True)
-class ReplyHook:
-    """An ``on_reply`` that knows which replies it has work for (``needed``): it is called for
-    those only, and a step whose reply it has none for may be written without a transaction
-    around it (PostgreSQL's one-statement step, services/unlocked_step.py). A voice step runs
-    one, which has work only when a recording came, a report may have been made or the engine
-    gave the call up."""
-
-    run: OnReply
-    needed: Callable[[Reply], bool]
-
-    def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
-        self.run(session, reply, contact_id)
-
-
-def needs_hook(on_reply: OnReply, reply: Reply) -> bool:
-    """Whether ``on_reply`` must run for ``reply``."""
-    return not isinstance(on_reply, ReplyHook) or on_reply.needed(reply)
 
 
 @dataclass
@@ -194,24 +170,13 @@ def _new_conversation(
     return conversation
 
 
-def state_values(
-    state: State, flow: Any, now: datetime, previous: datetime | None = None
-) -> dict[str, Any]:
-    """A conversation's columns after a step that left it in ``state``.
-
-    ``previous`` is the ``updated_at`` of the conversation as the step read it (None for a
-    conversation the step starts). ``updated_at`` always moves forward, to a microsecond past
-    ``previous`` when ``now`` is not later: the unlocked step writes a conversation only if its
-    ``updated_at`` is still the one it read, and two steps stamped with the same time (a fixed
-    time in tests, two machines' clocks) must not leave it looking unchanged.
-    """
+def state_values(state: State, flow: Any, now: datetime) -> dict[str, Any]:
+    """A conversation's columns after a step that left it in ``state``."""
     return {
         "state": state.to_dict(),
         "node": state.node,
         "status": state.status,
-        "updated_at": (
-            now if previous is None or now > previous else previous + timedelta(microseconds=1)
-        ),
+        "updated_at": now,
         "expires_at": (
             now + timedelta(seconds=flow.expiry_seconds) if state.status in OPEN_STATUSES else None
         ),
@@ -284,20 +249,14 @@ class ConversationService:
         now = now or datetime.now(UTC)
         inbound = _without_nul(inbound)
         last_error: Exception | None = None
-        for _attempt in range(4):
+        for _attempt in range(ATTEMPTS):
             try:
-                # Most steps are computed unlocked and written in a short transaction; the rest
-                # (and any step whose rows changed meanwhile) lock the contact first.
-                reply = unlocked_step.try_step(self, inbound, now, on_reply)
-                if reply is not None:
-                    return reply
                 with write_session(self.engine) as session:
-                    return self._handle(session, inbound, now, on_reply)
+                    return self._step(session, inbound, now, on_reply)
             except IntegrityError as exc:
-                # A copy of this request committed first (same provider id), or this contact's
-                # first two messages raced to create it: the next attempt sees the winner's rows.
+                # A copy of this message committed first (same provider id), or this sender's
+                # first two messages raced to create its contact: the next run sees the winner.
                 last_error = exc
-                continue
         raise RuntimeError("inbound message could not be stored") from last_error
 
     def start(
@@ -376,56 +335,6 @@ class ConversationService:
         """The contact's open, unexpired conversation, if any (expired ones are closed)."""
         return self._open_conversation(session, contact, "", now)
 
-    def store_message(
-        self,
-        session: Session | Connection,
-        contact_id: int,
-        inbound: Inbound,
-        now: datetime,
-        *,
-        reply: dict[str, Any] | None = None,
-        conversation_id: int | None = None,
-        reply_out: dict[str, Any] | None = None,
-    ) -> int | None:
-        """Store ``inbound`` unless its sender is over the inbound limit (then None, nothing
-        stored): :func:`citoyen.services.inbound.store_inbound` with this service's limit."""
-        return store_inbound(
-            session,
-            store_params(
-                **self._message_values(contact_id, inbound, now),
-                reply=reply,
-                conversation_id=conversation_id,
-                reply_out=reply_out,
-            ),
-        )
-
-    def message_params(
-        self,
-        contact_id: int,
-        inbound: Inbound,
-        now: datetime,
-        *,
-        reply: dict[str, Any],
-        reply_out: dict[str, Any],
-    ) -> dict[str, Any]:
-        """The parameters with which :meth:`store_message` would store ``inbound`` and its
-        reply, for a statement that stores them along with other work."""
-        return store_params(
-            **self._message_values(contact_id, inbound, now), reply=reply, reply_out=reply_out
-        )
-
-    def _message_values(self, contact_id: int, inbound: Inbound, now: datetime) -> dict[str, Any]:
-        return {
-            "contact_id": contact_id,
-            "channel": inbound.channel,
-            "provider_id": inbound.provider_id,
-            "kind": inbound.input.kind,
-            "body": inbound.input.value,
-            "now": now,
-            "limit": self.limit.messages,
-            "window": self.limit.window,
-        }
-
     def emergency_params(self) -> dict[str, Any]:
         return dict(self.bundle.settings.emergency_numbers)
 
@@ -440,33 +349,34 @@ class ConversationService:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _handle(
+    def _step(
         self, session: Session, inbound: Inbound, now: datetime, on_reply: OnReply | None
     ) -> Reply:
-        contact, created, stored = self._claim(session, inbound, now)
+        """One step of the sender's conversation, in ``session``'s transaction."""
+        stored = messages.stored_reply(session, inbound.channel, inbound.provider_id)
         if stored is not None:
             # A provider retry: the same answer, and nothing written (not even last_seen_at).
             session.rollback()
             return Reply.from_dict(stored, duplicate=True)
-        assert contact is not None and contact.id is not None
-        blocked = (
-            Reply(prompts=[], language=self._lang(contact), status="blocked")
-            if contact.blocked
-            else None
-        )
-        message_id = self.store_message(
-            session,
-            contact.id,
-            inbound,
-            now,
-            # A blocked contact's message is kept, with its (empty) reply, and goes no further.
-            reply=blocked.to_dict() if blocked is not None else None,
-        )
-        if message_id is None:
+        # Locked (its row, by the UPDATE that sets last_seen_at; on SQLite the transaction holds
+        # the write lock): two messages of one sender are stepped one after the other, each on
+        # the state the other left. A concurrent first message of a new sender fails here on
+        # the address hash, and the step is run again.
+        canonical = normalise_address(inbound.address)
+        contact = messages.claim_contact(session, self.vault.hashes(canonical), now)
+        created = contact is None
+        if contact is None:
+            contact = new_contact(session, self.vault, canonical, now)
+        assert contact.id is not None
+        limit = self.limit
+        if messages.over_limit(session, contact.id, now, limit.messages, limit.window):
             # Not stored, not stepped: a flood never becomes reports or fills the database.
             self._count_throttled(session, contact, inbound.channel, now)
             return Reply(prompts=[], language=self._lang(contact), status="throttled")
-        if blocked is not None:
+        if contact.blocked:
+            # A blocked contact's message is kept, with its (empty) reply, and goes no further.
+            blocked = Reply(prompts=[], language=self._lang(contact), status="blocked")
+            self._store(session, contact.id, inbound, now, blocked)
             log.info("inbound from blocked contact %s ignored", alias_label(contact.alias))
             return blocked
 
@@ -479,13 +389,9 @@ class ConversationService:
             conversation.updated_at = now
             conversation = None
         ctx = self._context(session, contact.language, inbound.channel)
-        read = conversation
-        result, conversation, flow = self._step(
+        result, conversation, flow = self._engine_step(
             session, contact, conversation, inbound, ctx, now, created
         )
-        # The updated_at this step replaces (None: the step started the conversation).
-        previous = conversation.updated_at if conversation is read else None
-
         params = self.reply_params(result)
         language = result.state.language or self._lang(contact)
         reply = self._reply(
@@ -500,17 +406,11 @@ class ConversationService:
             now,
             render=lambda key: self.bundle.catalog.render(key, language, {}),
         )
-        self._save_state(conversation, result.state, flow, now, previous)
+        for name, value in state_values(result.state, flow, now).items():
+            setattr(conversation, name, value)
         conversation.menu = self._menu(result.prompts, language, params)
-        stored = reply.to_dict()
-        finish_inbound(
-            session,
-            message_id,
-            conversation.id,
-            stored,
-            reply_out={"prompts": stored["prompts"], "language": language},
-        )
-        if on_reply is not None and needs_hook(on_reply, reply):
+        self._store(session, contact.id, inbound, now, reply, conversation.id)
+        if on_reply is not None:
             on_reply(session, reply, contact.id)
         log.info(
             "%s %s: flow %s node %s -> %s",
@@ -522,37 +422,38 @@ class ConversationService:
         )
         return reply
 
-    def _claim(
-        self, session: Session, inbound: Inbound, now: datetime
-    ) -> tuple[Contact | None, bool, dict[str, Any] | None]:
-        """``(contact, created, stored reply)``: the sender's contact, locked (created on first
-        contact), or the reply already stored for this provider id (then no contact).
-
-        A known sender costs one statement (:func:`claim_contact`); a new one a dedupe query and
-        the insert (a concurrent first message of the same sender fails on the address hash and
-        the caller retries).
-        """
-        canonical = normalise_address(inbound.address)
-        contact, stored = claim_contact(
-            session, self.vault.hashes(canonical), now, inbound.channel, inbound.provider_id
+    def _store(
+        self,
+        session: Session,
+        contact_id: int,
+        inbound: Inbound,
+        now: datetime,
+        reply: Reply,
+        conversation_id: int | None = None,
+    ) -> None:
+        """Keep ``inbound`` with ``reply`` (and the reply's outbound row, when it continued a
+        conversation), so that a retry of the same provider id gets the same answer."""
+        stored = reply.to_dict()
+        messages.store(
+            session,
+            contact_id=contact_id,
+            channel=inbound.channel,
+            provider_id=inbound.provider_id,
+            kind=inbound.input.kind,
+            body=inbound.input.value,
+            now=now,
+            reply=stored,
+            conversation_id=conversation_id,
+            reply_out=_message_reply(reply) if conversation_id is not None else None,
         )
-        if contact is not None or stored is not None:
-            return contact, False, stored
-        stored = stored_reply(session, inbound.channel, inbound.provider_id)
-        if stored is not None:
-            return None, False, stored
-        return new_contact(session, self.vault, canonical, now), True, None
 
     def _count_throttled(
         self, session: Session, contact: Contact, channel: str, now: datetime
     ) -> None:
         """Count an input dropped because its sender is over the inbound limit.
 
-        The limit itself is checked where the message would be stored (:func:`store_inbound`),
-        against the sender's stored inbound messages in the window: no state outside the
-        database, so it holds across web workers; the contact row is locked, so two requests of
-        one sender are counted one after the other. The flood is logged once, when it starts,
-        then counted in ``inbound_throttles``.
+        The limit itself is :func:`citoyen.services.inbound.over_limit`. The flood is logged
+        once, when it starts, then counted in ``inbound_throttles``.
         """
         since = now - self.limit.window
         burst = session.exec(
@@ -623,7 +524,7 @@ class ConversationService:
     def _open_conversation(
         self, session: Session, contact: Contact, channel: str, now: datetime
     ) -> Conversation | None:
-        conversation = session.exec(_OPEN_CONVERSATION, params={"p_contact_id": contact.id}).first()
+        conversation = session.exec(_OPEN_CONVERSATION, params={"contact_id": contact.id}).first()
         if conversation is None:
             return None
         if conversation.expires_at is not None and conversation.expires_at <= now:
@@ -633,7 +534,7 @@ class ConversationService:
             return None
         return conversation
 
-    def _step(
+    def _engine_step(
         self,
         session: Session,
         contact: Contact,
@@ -673,17 +574,6 @@ class ConversationService:
             # A global keyword as first message (STOP, AIDE...): let the engine act on it.
             result = flow_engine.step(flow, result.state, inbound.input, ctx)
         return result
-
-    def _save_state(
-        self,
-        conversation: Conversation,
-        state: State,
-        flow: Any,
-        now: datetime,
-        previous: datetime | None = None,
-    ) -> None:
-        for name, value in state_values(state, flow, now, previous).items():
-            setattr(conversation, name, value)
 
     def _is_keyword(self, text: str | None, ctx: Context) -> bool:
         norm = normalise(text or "")

@@ -11,14 +11,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, select
 
-from citoyen.db import INSERT
+from citoyen.db import insert_or_skip
 from citoyen.engine.types import Effect
 from citoyen.models import Contact, Conversation, Report, SurveyAnswer
-from citoyen.prepared import Prepared, bound, session_connection
+from citoyen.services.attachments import link_to_report
 from citoyen.services.privacy import WITHHELD
 from citoyen.services.queues.places import area_id as _area_id
 from citoyen.services.queues.routes import event_row, route_and_record
@@ -29,34 +27,6 @@ log = logging.getLogger(__name__)
 
 def _yes(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in ("yes", "true", "1"))
-
-
-# A new report: one INSERT that skips a reference already taken (drawn again then) and returns
-# the row, instead of a savepoint, a Report built field by field and a flush. Prepared once per
-# dialect (:mod:`citoyen.prepared`), then the row joins the session as a persistent Report, as a
-# query would load it: through the ORM (``from_statement``) the same INSERT cost 0.34 ms of CPU,
-# prepared and attached 0.13 ms (bench note in docs/performance.md, sixth pass).
-_REPORTS = Report.__table__  # type: ignore[attr-defined]
-_INSERT_REPORT = {
-    name: Prepared(
-        insert(_REPORTS)
-        .values(bound(_REPORTS, [column.name for column in _REPORTS.c if column.name != "id"]))
-        .on_conflict_do_nothing(index_elements=["reference"])
-        .returning(*_REPORTS.c)
-    )
-    for name, insert in INSERT.items()
-}
-_NEW_REPORT = sa.inspect(Report).class_manager.new_instance
-
-
-def _persistent_report(session: Session, row: Any) -> Report:
-    """``row`` (every column of a report just inserted) as a Report of ``session``, as if a
-    query had loaded it: later changes to it are flushed as UPDATEs."""
-    report = _NEW_REPORT()  # what the ORM's loading makes: no __init__, no validation
-    report.__dict__.update(row._asdict())
-    make_transient_to_detached(report)  # the identity key, from the id
-    session.add(report)
-    return report
 
 
 def create_report(
@@ -101,16 +71,16 @@ def create_report(
         "merged_into_id": None,
         "purged_at": None,
     }
-    conn = session_connection(session)
-    statement = _INSERT_REPORT[conn.dialect.name]
+    # A reference drawn at random may exist already: the INSERT skips it and another is drawn.
+    insert = insert_or_skip(session, Report, ["reference"])
     for _ in range(10):
-        values["reference"] = new_reference()
-        rows = statement.execute(conn, values).rows
-        if rows:
-            break  # else the same random reference exists: draw another one
+        report = session.scalars(
+            insert.values(**values, reference=new_reference()).returning(Report)
+        ).first()
+        if report is not None:
+            break
     else:
         raise RuntimeError("could not draw a unique report reference")
-    report = _persistent_report(session, rows[0])
     created = event_row(
         report.id,
         "created",
@@ -122,6 +92,8 @@ def create_report(
     # is routed (emergencies alert the on-call addresses through the outbox). The created event
     # goes in with the routed ones, in one statement.
     route_and_record(session, report, now=now, events=[created])
+    # What the citizen sent before the report (a recording, a voice note, a photo) joins it.
+    link_to_report(session, conversation.id)
     return report
 
 
@@ -151,11 +123,7 @@ CONTACT_EFFECTS = frozenset({"set_language", "set_consent", "opt_out", "opt_in",
 
 
 def contact_values(effect: Effect) -> dict[str, Any]:
-    """The contact columns an effect of :data:`CONTACT_EFFECTS` sets, by name.
-
-    Kept apart from :func:`apply` so a step computed before any row is locked
-    (:mod:`citoyen.services.unlocked_step`) writes exactly what :func:`apply` would set.
-    """
+    """The contact columns an effect of :data:`CONTACT_EFFECTS` sets, by name."""
     data = effect.data
     if effect.kind == "set_language":
         return {"language": data["language"]}
@@ -168,18 +136,6 @@ def contact_values(effect: Effect) -> dict[str, Any]:
     if effect.kind == "set_discreet":
         return {"discreet": bool(data.get("discreet"))}
     raise ValueError(f"{effect.kind!r} is not a contact effect")
-
-
-# Effects that read or write rows other than the contact's: reports, survey answers, lookups.
-ROW_EFFECTS = frozenset({"create_report", "save_answers", "lookup_report"})
-
-
-def report_place(session: Session, effect: Effect) -> int | None:
-    """The area a ``create_report`` effect gives its contact (the report's place, when it is a
-    known area); None when the effect leaves the contact's area as it was."""
-    if effect.kind != "create_report" or not isinstance(effect.data.get("place"), str):
-        return None
-    return _area_id(session, effect.data["place"])
 
 
 def apply(
@@ -215,9 +171,10 @@ def apply(
                 now=now,
             )
             params["reference"] = report.reference
-            place = report_place(session, effect)
-            if place is not None:
-                contact.area_id = place
+            if isinstance(data.get("place"), str):
+                place = _area_id(session, data["place"])
+                if place is not None:
+                    contact.area_id = place
         elif effect.kind == "save_answers":
             area_id = contact.area_id
             answers = data.get("answers") or {}

@@ -8,14 +8,14 @@ changed and the service restarted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from citoyen.db import INSERT
+from citoyen.db import insert_or_skip
 from citoyen.engine import Flow, load_bundle
 from citoyen.models import FlowVersion, utcnow
 
@@ -39,42 +39,25 @@ class PinnedFlows:
     """Looks up a flow by id and version: the current file first, then stored versions."""
 
     bundle: Any
-    # Versions seen stored (committed): rows of flow_versions are never deleted, so once seen
-    # a version needs no second look in this process.
-    stored: set[tuple[str, str]] = field(default_factory=set)
 
     def current(self, flow_id: str) -> Flow:
         return self.bundle.flows[flow_id]
-
-    def is_stored(self, conn: Session | sa.Connection, flow: Flow) -> bool:
-        """Whether this version is stored already. ``conn`` must be a read of its own (not a
-        transaction that may have stored it and then roll back): a version seen stored is
-        remembered, so this costs one query per version and process."""
-        if (flow.id, flow.version) in self.stored:
-            return True
-        if self._lookup(conn, flow):
-            self.stored.add((flow.id, flow.version))
-            return True
-        return False
 
     def pin(self, session: Session, flow: Flow) -> None:
         """Store this version's definition if it is not stored yet.
 
         ``ON CONFLICT DO NOTHING``: the first conversations on a new version may start in two
-        transactions at once (two web workers, two batches of a survey wave); the second waits
+        transactions at once (two web workers, a survey wave and a webhook); the second waits
         for the first's row and keeps it, where a plain INSERT failed on the unique key."""
-        if (flow.id, flow.version) in self.stored or self._lookup(session, flow):
+        if self._lookup(session, flow):
             return
-        dialect = session.get_bind().dialect.name
         session.execute(
-            INSERT[dialect](FlowVersion.__table__)
-            .values(
+            insert_or_skip(session, FlowVersion.__table__, ["flow_id", "version"]).values(
                 flow_id=flow.id,
                 version=flow.version,
                 definition=flow.to_definition(),
                 created_at=utcnow(),
             )
-            .on_conflict_do_nothing(index_elements=["flow_id", "version"])
         )
 
     @staticmethod

@@ -7,50 +7,15 @@ survey invitation), so a message is queued if and only if its cause is committed
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, select
 
-from citoyen.db import INSERT
+from citoyen.db import insert_or_skip
 from citoyen.models import Outbox
-from citoyen.prepared import Prepared, bound, session_connection
 
 _OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
-# Many rows in one statement; keys queued already are skipped and the new ones come back.
-_QUEUE_MANY = {
-    name: insert(_OUTBOX)
-    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(_OUTBOX.c.idempotency_key)
-    for name, insert in INSERT.items()
-}
-_QUEUED_COLUMNS = (  # what queued_row gives
-    "idempotency_key",
-    "kind",
-    "channel",
-    "contact_id",
-    "address_enc",
-    "body",
-    "payload",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "created_at",
-)
-FEW = 8  # up to this many rows, enqueue_many runs a prepared statement made for their number
-
-
-@functools.lru_cache(maxsize=2 * FEW)
-def _queue_few(dialect: str, count: int) -> Prepared:
-    """:data:`_QUEUE_MANY` for ``count`` rows as one fixed statement (parameters
-    ``<column>_<i>``): the alerts of an emergency, queued as a citizen completes the report."""
-    return Prepared(
-        INSERT[dialect](_OUTBOX)
-        .values([bound(_OUTBOX, _QUEUED_COLUMNS, f"_{i}") for i in range(count)])
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(_OUTBOX.c.idempotency_key)
-    )
 
 
 def queued_row(
@@ -63,9 +28,10 @@ def queued_row(
     address_enc: str | None = None,
     kind: str = "reply",
     now: datetime,
+    send_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The columns of a newly queued message (what :func:`enqueue` and :func:`enqueue_many`
-    insert)."""
+    insert), to be sent from ``send_at`` (default: ``now``)."""
     if contact_id is None and address_enc is None:
         raise ValueError("an outbox message needs a contact or an address")
     return {
@@ -78,7 +44,7 @@ def queued_row(
         "payload": payload or {},
         "status": "pending",
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": send_at or now,
         "created_at": now,
     }
 
@@ -88,13 +54,9 @@ def enqueue_many(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     new (a key queued already, here or concurrently, leaves that row standing)."""
     if not rows:
         return set()
-    if len(rows) <= FEW:
-        conn = session_connection(session)
-        params = {f"{name}_{i}": value for i, row in enumerate(rows) for name, value in row.items()}
-        return {
-            key for (key,) in _queue_few(conn.dialect.name, len(rows)).execute(conn, params).rows
-        }
-    statement = _QUEUE_MANY[session.get_bind().dialect.name]
+    statement = insert_or_skip(session, _OUTBOX, ["idempotency_key"]).returning(
+        _OUTBOX.c.idempotency_key
+    )
     return set(session.execute(statement, rows).scalars())
 
 
@@ -112,10 +74,9 @@ def enqueue(
 ) -> Outbox:
     """Queue one message (to a contact, or to an encrypted address such as an on-call phone).
 
-    One ``INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING`` (the key queued already,
-    here or by a concurrent transaction, leaves that row standing and it is returned): it runs
-    for every Telegram reply and every notice, where a lookup, a savepoint and a flush cost
-    four round trips. The row is loaded into the session, so callers may still change it.
+    One ``INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING``: the key queued already,
+    here or by a concurrent transaction, leaves that row standing and it is returned. The row is
+    loaded into the session, so callers may still change it.
     """
     values = queued_row(
         channel=channel,
@@ -127,12 +88,8 @@ def enqueue(
         kind=kind,
         now=now or datetime.now(UTC),
     )
-    insert = INSERT[session.get_bind().dialect.name]
     row = session.scalars(
-        insert(Outbox)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Outbox)
+        insert_or_skip(session, Outbox, ["idempotency_key"]).values(**values).returning(Outbox)
     ).first()
     if row is not None:
         return row

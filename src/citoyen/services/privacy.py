@@ -40,10 +40,10 @@ def normalise_address(raw: str, default_region: str = DEFAULT_REGION) -> str:
     """Canonical channel address: ``tel:+22376000000``, ``telegram:123456`` or
     ``withheld:CA…`` (a call without caller id, see :func:`withheld_address`).
 
-    Phone numbers are parsed with libphonenumber (Malian numbers may come without +223). Parsing
-    costs some 40 µs and a webhook needs the answer twice (the form's check, then the contact
-    lookup), and a conversation's senders come back a message after another: the answers of
-    the last few thousand addresses are kept (an invalid one raises each time, never cached).
+    Phone numbers are parsed with libphonenumber (Malian numbers may come without +223). A
+    webhook needs the answer twice (the form's check, then the contact lookup), and a
+    conversation's senders come back a message after another: the answers of the last few
+    thousand addresses are kept (an invalid one raises each time, never cached).
     These stay in the process's memory only, like the request that brought them.
     """
     raw = raw.strip()

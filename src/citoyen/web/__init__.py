@@ -91,8 +91,7 @@ def _settle_heap() -> None:
 
     The flows, texts, routing rules, ORM mappings and imported modules are some 180,000 objects
     that live as long as the process. Python's oldest-generation collection walked all of them
-    every few thousand requests: 50-120 ms during which one webhook waited (measured in
-    bench/webhook_sms_profile.py; it was the webhook's p99). ``gc.freeze()`` after a collection
+    every few thousand requests, and a webhook waited meanwhile. ``gc.freeze()`` after a collection
     keeps them out of every later collection; objects freed later are still freed by their
     reference counts. Once per process: a test run builds many apps, and only the first one's
     objects are kept out.

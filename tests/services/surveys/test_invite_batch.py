@@ -1,5 +1,5 @@
-"""The batch invitation path writes exactly what the per-contact path writes, and a run resumed
-after a crash invites only the contacts the crash left out."""
+"""A batch of invitations writes exactly what inviting each contact alone writes, and a run
+resumed after a crash invites only the contacts the crash left out."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from citoyen.models import (
 )
 from citoyen.services.conversations import Inbound
 from citoyen.services.surveys import invite, runs
-from citoyen.services.surveys.invite import Candidate, invite_batch, invite_one
+from citoyen.services.surveys.invite import Candidate, invite_batch
 from citoyen.services.surveys.runs import plan, start_run
 from tests.services.surveys.conftest import MORNING, add_contact, definition, invitations
 
@@ -117,7 +117,13 @@ def _max_ids(runtime: Any) -> dict[str, int]:
         }
 
 
-def test_a_batch_writes_the_rows_the_per_contact_path_writes(runtime) -> None:
+def invite_one(session, runtime, survey, run_id, candidate, now, send_at) -> str:  # type: ignore[no-untyped-def]
+    """The outcome of inviting ``candidate`` in a batch of its own."""
+    batch = invite_batch(session, runtime, survey, run_id, [candidate], now, send_at)
+    return batch[candidate.contact_id]
+
+
+def test_a_batch_writes_the_rows_each_contact_alone_gets(runtime) -> None:
     ids = _mixed_batch(runtime)
     survey = definition()
     send_at = MORNING + timedelta(hours=1)
@@ -163,26 +169,41 @@ def test_a_batch_writes_the_rows_the_per_contact_path_writes(runtime) -> None:
     assert len(got["outbox"]) > len(expected["survey_invitations"])  # the rows were compared
 
 
-def test_a_first_step_with_effects_takes_the_per_contact_path(runtime, monkeypatch) -> None:
-    """The shared first step is only for flows whose start writes nothing per contact."""
+def test_a_first_step_with_effects_is_applied_to_each_contact(runtime, monkeypatch) -> None:
+    """The shared first step is only for flows whose start writes nothing per contact: with
+    effects, each contact's conversation is started on its own and gets them."""
     from citoyen.engine.types import Effect
 
-    for i in range(3):
-        add_contact(runtime, f"+2237611{i:04d}")
+    ids = [add_contact(runtime, f"+2237611{i:04d}") for i in range(3)]
     conversations = runtime.conversations
-    real = conversations.opening
+    real_opening, real_start = conversations.opening, conversations.start
 
     def with_effects(*args: Any, **kwargs: Any) -> Any:
-        opening = real(*args, **kwargs)
-        result = replace(opening.result, effects=[Effect("noop", {})])
-        return replace(opening, result=result)
+        opening = real_opening(*args, **kwargs)
+        effects = [Effect("set_discreet", {"discreet": True})]
+        return replace(opening, result=replace(opening.result, effects=effects))
+
+    started = []
+
+    def start(session: Any, contact: Any, *args: Any, **kwargs: Any) -> Any:
+        started.append(contact.id)
+        return real_start(session, contact, *args, **kwargs)
 
     monkeypatch.setattr(conversations, "opening", with_effects)
-    one_by_one = []
-    monkeypatch.setattr(invite, "invite_one", lambda *a: one_by_one.append(a[4]) or "invited")
+    monkeypatch.setattr(conversations, "start", start)
     result = start_run(runtime, definition(channels=["sms"]), MORNING)
-    assert result.invited == 3 and len(one_by_one) == 3
-    assert invitations(runtime) == []  # the stand-in invited no one
+    assert result.invited == 3 and sorted(started) == sorted(ids)
+    rows = invitations(runtime)
+    assert sorted(i.contact_id for i in rows) == sorted(ids)
+    with Session(runtime.engine) as session:
+        assert all(session.get(Contact, cid).discreet for cid in ids)
+        for row in rows:
+            conversation = session.get(Conversation, row.conversation_id)
+            assert conversation.contact_id == row.contact_id
+            keys = session.execute(
+                sa.select(Outbox.idempotency_key).where(Outbox.contact_id == row.contact_id)
+            ).scalars()
+            assert f"survey:{row.id}:invite:0" in set(keys)
 
 
 @pytest.mark.parametrize("crash_after", [1])
@@ -245,27 +266,18 @@ def test_an_invitation_made_meanwhile_by_another_firing_is_left_alone(runtime, m
             assert contacts.count(first) == (model is SurveyInvitation), model.__name__
 
 
-def test_a_wave_is_written_two_batches_at_once_on_postgresql(runtime, monkeypatch) -> None:
-    """On PostgreSQL two batches are in flight together (each in its own transaction, each
-    contact invited once, the outcomes counted and the progress told in the order drawn); on
-    SQLite, which writes one transaction at a time, one batch after the other."""
+def test_a_wave_is_written_one_batch_after_the_other(runtime, monkeypatch) -> None:
+    """Each batch in its own transaction, one after the other on every database: each contact
+    invited once, the outcomes counted and the progress told in the order drawn."""
     ids = [
         add_contact(runtime, f"+2237614{i:04d}", language=("fr", "bm")[i % 2]) for i in range(23)
     ]
     monkeypatch.setattr(runs, "BATCH", 5)
     real = runs.invite_batch
-    parallel = runtime.engine.dialect.name == "postgresql"
-    # The first two batches wait for each other: only two batches in flight together get past.
-    together = threading.Barrier(2, timeout=10)
-    lock = threading.Lock()
     threads: list[str] = []
 
     def watched(*args: Any) -> Any:
-        with lock:
-            threads.append(threading.current_thread().name)
-            first_two = len(threads) <= 2
-        if parallel and first_two:
-            together.wait()
+        threads.append(threading.current_thread().name)
         return real(*args)
 
     monkeypatch.setattr(runs, "invite_batch", watched)
@@ -276,12 +288,7 @@ def test_a_wave_is_written_two_batches_at_once_on_postgresql(runtime, monkeypatc
         MORNING,
         progress=lambda d, t: progress.append((d, t)),
     )
-    assert len(threads) == 5
-    if parallel:
-        assert all(name.startswith("survey-batch") for name in threads)
-        assert len(set(threads)) == 2
-    else:
-        assert set(threads) == {threading.current_thread().name}
+    assert threads == [threading.current_thread().name] * 5
     assert result.invited == 23 and result.already == 0 and not result.skipped
     assert progress == [(0, 23), (5, 23), (10, 23), (15, 23), (20, 23), (23, 23)]
     assert sorted(i.contact_id for i in invitations(runtime)) == sorted(ids)

@@ -8,7 +8,6 @@ queue (the fallback, moderation).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
@@ -19,10 +18,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from citoyen.db import INSERT
+from citoyen.db import insert_or_skip
 from citoyen.engine.schema import duration_seconds
 from citoyen.models import QueueEntry, Report, ReportEvent, Stakeholder
-from citoyen.prepared import Prepared, insert_of, session_connection
 from citoyen.routing import Route, RoutingConfig, database_area_tree, resolve, texts
 from citoyen.routing.schema import DEFAULT_FALLBACK, DEFAULT_SLA
 from citoyen.services.areas import AREA_RECHECK_SECONDS
@@ -39,73 +37,16 @@ OPEN_ENTRY = ("open", "acknowledged")  # entries of stakeholders still on a repo
 
 area_code = places.area_code  # the code of a report's area (from the cached copy of the areas)
 
-# Statements built once, at import; the hot ones prepared (:mod:`citoyen.prepared`): a new
-# report's stakeholders, entries and events are read and written at every report a citizen
-# completes, where SQLAlchemy's per-execution work through the session cost more than the
-# statements (bench note in docs/performance.md, sixth pass).
 _EVENT_TABLE = ReportEvent.__table__  # type: ignore[attr-defined]
-_EVENT_COLUMNS = (  # what event_row gives
-    "report_id",
-    "kind",
-    "from_status",
-    "to_status",
-    "user_id",
-    "stakeholder_id",
-    "note",
-    "data",
-    "created_at",
-)
-_INSERT_EVENTS = Prepared(insert_of(_EVENT_TABLE, _EVENT_COLUMNS))
 _ENTRY_TABLE = QueueEntry.__table__  # type: ignore[attr-defined]
-_ENTRY_COLUMNS = (  # what _entry_row gives
-    "report_id",
-    "stakeholder_id",
-    "status",
-    "via",
-    "rule_line",
-    "chain",
-    "escalation_level",
-    "escalated_from_id",
-    "due_at",
-    "created_at",
-    "updated_at",
-    "report_status",
-    "category",
-    "urgency",
-    "area_id",
-    "reported_at",
-)
-_INSERT_ENTRIES = Prepared(insert_of(_ENTRY_TABLE, _ENTRY_COLUMNS))
-# One entry, unless the stakeholder has one for this report already (then no row comes back).
-_INSERT_ENTRY = {
-    name: select(QueueEntry).from_statement(
-        insert(_ENTRY_TABLE)
-        .on_conflict_do_nothing(index_elements=["report_id", "stakeholder_id"])
-        .returning(*_ENTRY_TABLE.c)
-    )
-    for name, insert in INSERT.items()
-}
 
 
-_CODE_TYPE = Stakeholder.__table__.c.code.type  # type: ignore[attr-defined]
-
-
-@functools.lru_cache(maxsize=16)
-def _stakeholders(count: int) -> Prepared:
-    """The stakeholders of ``count`` codes (parameters ``code_0``...): one fixed statement per
-    count, where an expanding IN list would be rendered again at each execution."""
-    codes = [sa.bindparam(f"code_{i}", type_=_CODE_TYPE) for i in range(count)]
-    return Prepared(
-        sa.select(
-            Stakeholder.id,
-            Stakeholder.code,
-            Stakeholder.name,
-            Stakeholder.kind,
-            Stakeholder.language,
-            Stakeholder.on_call,
-            Stakeholder.active,
-        ).where(Stakeholder.code.in_(codes))
-    )
+def _insert_rows(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) in one executemany, after the session's own
+    pending rows (a stakeholder made active again goes first)."""
+    if rows:
+        session.flush()
+        session.execute(table.insert(), list(rows))
 
 
 def event_row(
@@ -170,7 +111,11 @@ def add_entry(
         due=due,
         now=now,
     )
-    entry = session.scalars(_INSERT_ENTRY[session.get_bind().dialect.name], row).first()
+    entry = session.scalars(
+        insert_or_skip(session, QueueEntry, ["report_id", "stakeholder_id"])
+        .values(**row)
+        .returning(QueueEntry)
+    ).first()
     if entry is not None:
         return entry
     # This stakeholder has an entry already (perhaps added by a concurrent transaction).
@@ -418,9 +363,9 @@ def route_and_record(
         _route_to_moderation(session, report, now=now, events=events)
         return
     opened, missing, due, alerts = plan
-    conn = session_connection(session)  # a stakeholder made active again goes first
-    _INSERT_ENTRIES.executemany(
-        conn,
+    _insert_rows(
+        session,
+        _ENTRY_TABLE,
         [
             _entry_row(
                 report,
@@ -450,7 +395,7 @@ def route_and_record(
         rows.append(
             event_row(report.id, "routed", stakeholder_id=stakeholder.id, data=data, created_at=now)
         )
-    _INSERT_EVENTS.executemany(conn, rows)
+    _insert_rows(session, _EVENT_TABLE, rows)
 
 
 def _entry_row(
@@ -513,10 +458,19 @@ def _plan_new_report(session: Session, report: Report, *, now: datetime) -> _Pla
     # The routes' stakeholders and the fallback, in one query.
     codes = list(dict.fromkeys([route.stakeholder for route in resolution.routes]))
     wanted = [*codes, config.fallback] if config.fallback not in codes else codes
-    result = _stakeholders(len(wanted)).execute(
-        session_connection(session), {f"code_{i}": code for i, code in enumerate(wanted)}
+    session.flush()
+    found = session.execute(
+        sa.select(
+            Stakeholder.id,
+            Stakeholder.code,
+            Stakeholder.name,
+            Stakeholder.kind,
+            Stakeholder.language,
+            Stakeholder.on_call,
+            Stakeholder.active,
+        ).where(Stakeholder.code.in_(wanted))
     )
-    rows = {row.code: row for row in result.rows}
+    rows = {row.code: row for row in found}
 
     def stakeholder(code: str) -> Any:
         row = rows.get(code)
@@ -568,8 +522,7 @@ def _route_to_moderation(
     session: Session, report: Report, *, now: datetime, events: Sequence[dict[str, Any]]
 ) -> None:
     """The fallback queue for a report routing failed on (``events`` written first)."""
-    if events:
-        _INSERT_EVENTS.executemany(session_connection(session), events)
+    _insert_rows(session, _EVENT_TABLE, events)
     try:
         router = router_for(session)
         config = router.config

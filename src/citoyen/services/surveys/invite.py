@@ -2,45 +2,41 @@
 
 One invitation is: the contact re-checked under a row lock (consent may have been withdrawn
 since the draw), the ``survey_invitations`` row (unique per run and contact: the guarantee that
-nobody is invited twice), a conversation started on the survey's flow with its "start" message,
-and the first prompts queued in the outbox under ``survey:{invitation}:invite:{i}``.
+nobody is invited twice) and, for a text invitation, a conversation started on the survey's flow
+with its "start" message and the first prompts queued in the outbox under
+``survey:{invitation}:invite:{i}``. A voice invitation is the row alone: the call is placed later
+by the survey calls job (:mod:`.voice`, docs/surveys.md says why calls do not go through the
+outbox).
 
-Done one contact at a time that is some ten statements and ORM flushes per contact (100,000
-contacts took ten minutes). :func:`invite_batch` does the same for a whole batch of text
-invitations in a fixed number of statements:
+:func:`invite_batch` is the one way to invite, for a batch of any size:
 
-- the contacts are read and locked (``FOR UPDATE`` on PostgreSQL, so a STOP arriving meanwhile
-  waits for this transaction and the dispatcher then skips the queued rows) in one query; the
+- the contacts are read and locked in one query (``FOR UPDATE`` on PostgreSQL, so a STOP arriving
+  meanwhile waits for this transaction and the dispatcher then skips the queued rows); the
   invitations already made in this run and the open conversations in two more;
 - the flow's first step is computed once per language and channel: the engine is pure and sees
   a contact only through its language (:meth:`ConversationService.opening`), so every contact of
-  a group gets the same conversation state, menu, message and texts;
-- invitations, conversations, messages and outbox rows are inserted in bulk, the invitations and
-  outbox rows with ``ON CONFLICT DO NOTHING``: a second firing or another worker inviting the same
-  contacts concurrently inserts nothing for them, and they count as "already" invited.
-
-A flow whose first step has effects (it writes, per contact), and voice invitations (a call is
-placed later by the voice dispatcher), take :func:`invite_one`, the per-contact path. Both write
-the same rows with the same values.
+  a group gets the same conversation state, menu, message and texts. A first step with effects
+  writes per contact (:meth:`ConversationService.start` for each);
+- invitations, conversations and messages are inserted in bulk, the invitations with
+  ``ON CONFLICT DO NOTHING``: a second firing or another worker inviting the same contacts
+  concurrently inserts nothing for them, and they count as "already" invited; the outbox rows
+  go through :func:`~citoyen.services.outbox.enqueue_many`, as every other queued message.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from citoyen.models import Contact, Conversation, Message, Outbox, SurveyInvitation
+from citoyen.db import among, insert_or_skip
+from citoyen.models import Contact, Conversation, Message, SurveyInvitation
 from citoyen.services.conversations import OPEN_STATUSES, Opening
-from citoyen.services.outbox import enqueue
-from citoyen.services.privacy import alias_label
+from citoyen.services.outbox import enqueue_many, queued_row
 from citoyen.services.surveys.definitions import SurveyDef
 
 log = logging.getLogger(__name__)
@@ -101,122 +97,33 @@ def _invitation_row(
     }
 
 
-def _outbox_row(
+def _queued_rows(
     survey: SurveyDef,
     channel: str,
-    invitation_id: int,
-    contact_id: int,
-    index: int,
-    message: tuple[str, dict[str, Any]],
+    invitations: dict[int, int],
+    messages: list[tuple[str, dict[str, Any]]],
     now: datetime,
     send_at: datetime,
-) -> dict[str, Any]:
-    """The columns of one queued invitation message (as :func:`enqueue` writes them)."""
-    text, payload = message
-    return {
-        "idempotency_key": f"survey:{invitation_id}:invite:{index}",
-        "kind": "survey",
-        "channel": channel,
-        "contact_id": contact_id,
-        "address_enc": None,
-        "body": text,
-        "payload": {**payload, "survey": survey.id, "invitation": invitation_id},
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": send_at,
-        "created_at": now,
-    }
-
-
-# --- one contact -------------------------------------------------------------------------------
-
-
-class _Skip(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def invite_one(
-    session: Session,
-    runtime: Any,
-    survey: SurveyDef,
-    run_id: int,
-    candidate: Candidate,
-    now: datetime,
-    send_at: datetime,
-) -> str:
-    """Invite one contact in a savepoint: 'invited', 'already', or why it was skipped."""
-    exists = session.exec(
-        select(SurveyInvitation.id).where(
-            SurveyInvitation.run_id == run_id, SurveyInvitation.contact_id == candidate.contact_id
+) -> list[dict[str, Any]]:
+    """The outbox rows of these invitations (contact id -> invitation id), one per message of
+    the invitation (an SMS cut in two: two), to be sent from ``send_at``."""
+    return [
+        queued_row(
+            channel=channel,
+            idempotency_key=f"survey:{invitation_id}:invite:{index}",
+            body=text,
+            payload={**payload, "survey": survey.id, "invitation": invitation_id},
+            contact_id=contact_id,
+            kind="survey",
+            now=now,
+            send_at=send_at,
         )
-    ).first()
-    if exists is not None:
-        return "already"
-    try:
-        with session.begin_nested():
-            contact = session.exec(
-                select(Contact).where(Contact.id == candidate.contact_id).with_for_update()
-            ).one()
-            if not _consents(contact):
-                return "no_consent"  # changed since the draw
-            invitation = SurveyInvitation(
-                **_invitation_row(survey, run_id, candidate, now, send_at)
-            )
-            session.add(invitation)
-            session.flush()  # a concurrent invitation of this contact in this run fails here
-            if candidate.channel != "voice":
-                conversations = runtime.conversations
-                if conversations.open_conversation(session, contact, now) is not None:
-                    raise _Skip("busy")
-                reply, conversation = conversations.start(
-                    session,
-                    contact,
-                    survey.flow,
-                    candidate.channel,
-                    now,
-                    expires_at=invitation.expires_at,
-                )
-                invitation.conversation_id = conversation.id
-                messages = invitation_messages(runtime.bundle.catalog, reply, candidate.channel)
-                for i, (text, payload) in enumerate(messages):
-                    row = enqueue(
-                        session,
-                        channel=candidate.channel,
-                        idempotency_key=f"survey:{invitation.id}:invite:{i}",
-                        body=text,
-                        payload={**payload, "survey": survey.id, "invitation": invitation.id},
-                        contact_id=contact.id,
-                        kind="survey",
-                        now=now,
-                    )
-                    row.next_attempt_at = send_at
-            log.debug(
-                "survey %s: %s invited by %s",
-                survey.id,
-                alias_label(contact.alias),
-                candidate.channel,
-            )
-            return "invited"
-    except _Skip as skip:
-        return skip.reason
-    except IntegrityError:
-        return "already"
+        for contact_id, invitation_id in invitations.items()
+        for index, (text, payload) in enumerate(messages)
+    ]
 
 
 # --- a batch -----------------------------------------------------------------------------------
-
-
-def _insert(conn: sa.Connection, table: sa.Table, conflict: Iterable[str] | None = None) -> Any:
-    """An INSERT of ``table`` that skips rows violating the unique ``conflict`` columns."""
-    if conflict is None:
-        return table.insert()
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=list(conflict))
 
 
 def _locked_contacts(session: Session, ids: list[int]) -> dict[int, Any]:
@@ -229,7 +136,7 @@ def _locked_contacts(session: Session, ids: list[int]) -> dict[int, Any]:
             Contact.opted_out,
             Contact.blocked,
         )
-        .where(among(session.connection(), Contact.id, ids))
+        .where(among(session, Contact.id, ids))
         .order_by(Contact.id)  # one lock order for every worker: no deadlock between two
         .with_for_update()
     )
@@ -239,7 +146,7 @@ def _locked_contacts(session: Session, ids: list[int]) -> dict[int, Any]:
 def _already_invited(session: Session, run_id: int, ids: list[int]) -> set[int]:
     stmt = select(SurveyInvitation.contact_id).where(
         SurveyInvitation.run_id == run_id,
-        among(session.connection(), SurveyInvitation.contact_id, ids),
+        among(session, SurveyInvitation.contact_id, ids),
     )
     return set(session.exec(stmt).all())
 
@@ -252,7 +159,7 @@ def _open_conversations(
     stmt = (
         select(Conversation.id, Conversation.contact_id, Conversation.expires_at)
         .where(
-            among(session.connection(), Conversation.contact_id, ids),
+            among(session, Conversation.contact_id, ids),
             Conversation.status.in_(OPEN_STATUSES),
         )
         .order_by(Conversation.id)
@@ -289,44 +196,60 @@ def invite_batch(
     send_at: datetime,
 ) -> dict[int, str]:
     """Invite a batch in the session's transaction: contact id -> 'invited', 'already', or why it
-    was skipped ('no_consent', 'busy'), the same outcomes and rows as :func:`invite_one`."""
+    was skipped ('no_consent', 'busy')."""
     outcomes: dict[int, str] = {}
-    text = [c for c in batch if c.channel != "voice"]
-    ids = [c.contact_id for c in text]
+    ids = [c.contact_id for c in batch]
     contacts = _locked_contacts(session, ids) if ids else {}
     already = _already_invited(session, run_id, ids) if ids else set()
     conversations = runtime.conversations
     openings: dict[tuple[str | None, str], Opening] = {}
-    bulk: list[Candidate] = []
-    one_by_one = [c for c in batch if c.channel == "voice"]
-    for candidate in text:
+    calls: list[Candidate] = []
+    texts: list[Candidate] = []
+    for candidate in batch:
         cid = candidate.contact_id
         contact = contacts.get(cid)
         if cid in already:
             outcomes[cid] = "already"
         elif contact is None or not _consents(contact):
             outcomes[cid] = "no_consent"
+        elif candidate.channel == "voice":
+            calls.append(candidate)
         else:
             key = (contact.language, candidate.channel)
             if key not in openings:
                 openings[key] = conversations.opening(
                     session, survey.flow, candidate.channel, contact.language
                 )
-            # A first step with effects writes per contact: that contact takes the slow path.
-            (one_by_one if openings[key].result.effects else bulk).append(candidate)
-    busy, stale = _open_conversations(session, [c.contact_id for c in bulk], now)
+            texts.append(candidate)
+    invited = _insert_calls(session, survey, run_id, calls, now, send_at)
+    busy, stale = _open_conversations(session, [c.contact_id for c in texts], now)
     for cid in busy:
         outcomes[cid] = "busy"
-    free = [c for c in bulk if c.contact_id not in busy]
-    invited = _write(session, runtime, survey, run_id, free, contacts, openings, now, send_at)
-    for candidate in free:
+    free = [c for c in texts if c.contact_id not in busy]
+    started = _write(session, runtime, survey, run_id, free, contacts, openings, now, send_at)
+    _close_expired(session, [stale[cid] for cid in started if cid in stale], now)
+    invited |= started
+    for candidate in [*calls, *free]:
         outcomes[candidate.contact_id] = "invited" if candidate.contact_id in invited else "already"
-    _close_expired(session, [stale[cid] for cid in invited if cid in stale], now)
-    for candidate in one_by_one:
-        outcomes[candidate.contact_id] = invite_one(
-            session, runtime, survey, run_id, candidate, now, send_at
-        )
     return outcomes
+
+
+def _insert_calls(
+    session: Session,
+    survey: SurveyDef,
+    run_id: int,
+    candidates: list[Candidate],
+    now: datetime,
+    send_at: datetime,
+) -> set[int]:
+    """The invitations of these voice candidates (the call is placed later); who was invited
+    (not meanwhile by another firing)."""
+    if not candidates:
+        return set()
+    table = SurveyInvitation.__table__  # type: ignore[attr-defined]
+    rows = [_invitation_row(survey, run_id, c, now, send_at) for c in candidates]
+    stmt = insert_or_skip(session, table, ["run_id", "contact_id"]).returning(table.c.contact_id)
+    return set(session.execute(stmt, rows).scalars())
 
 
 def _by(candidates: list[Candidate], key: Any) -> dict[Any, list[int]]:
@@ -341,32 +264,6 @@ def _constants(table: sa.Table, values: dict[str, Any]) -> list[Any]:
     """``values`` as bound parameters of their column's type, for a SELECT feeding an INSERT:
     converted once for the thousands of rows of the statement."""
     return [sa.literal(value, table.c[name].type).label(name) for name, value in values.items()]
-
-
-def among(conn: sa.Connection, column: Any, ids: list[int]) -> Any:
-    """``column IN ids``; on PostgreSQL one array parameter (``= ANY``) instead of thousands of
-    placeholders, which psycopg would parse for every statement."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == sa.any_(sa.literal(ids, ARRAY(sa.Integer)))
-    return column.in_(ids)
-
-
-def _as_text(expr: Any) -> Any:
-    return sa.cast(expr, sa.String)
-
-
-def _json_with_id(conn: sa.Connection, value: dict[str, Any], key: str, id_column: Any) -> Any:
-    """SQL for the JSON of ``{**value, key: <id_column>}``, the very text json.dumps gives."""
-    marker = 0
-    dumped = json.dumps({**value, key: marker})
-    tail = f"{marker}}}"
-    assert dumped.endswith(f'"{key}": {tail}')
-    expr = sa.literal(dumped[: -len(tail)]) + _as_text(id_column) + sa.literal("}")
-    if conn.dialect.name == "postgresql":
-        return sa.cast(expr, Outbox.__table__.c.payload.type)
-    return expr  # SQLite stores JSON as its text
 
 
 def _write(
@@ -387,6 +284,7 @@ def _write(
     (no update of thousands of rows after); a contact whose invitation another firing inserted
     meanwhile loses the conversation just started for them, in this same transaction.
     """
+    session.flush()  # rows the session holds go before the statements below
     conn = session.connection()
     expires_at = send_at + survey.expiry_delta
     catalog = runtime.bundle.catalog
@@ -394,6 +292,10 @@ def _write(
     invited: set[int] = set()
     for key, ids in _by(candidates, lambda c: (contacts[c.contact_id].language, c.channel)).items():
         opening, channel = openings[key], key[1]
+        if opening.result.effects:
+            # A first step that writes per contact (its effects): each contact's own start.
+            invited |= _start_each(session, runtime, survey, run_id, channel, ids, now, send_at)
+            continue
         started = _insert_conversations(conn, opening, channel, ids, now, expires_at)
         invitations = _insert_invitations(
             conn, survey, run_id, channel, list(started.values()), now, send_at
@@ -405,8 +307,51 @@ def _write(
             continue
         _insert_start_messages(conn, opening, channel, [started[c] for c in invitations], now)
         messages = invitation_messages(catalog, opening.reply, channel)
-        _queue_texts(conn, survey, channel, messages, list(invitations.values()), now, send_at)
+        enqueue_many(session, _queued_rows(survey, channel, invitations, messages, now, send_at))
         invited.update(invitations)
+    return invited
+
+
+def _start_each(
+    session: Session,
+    runtime: Any,
+    survey: SurveyDef,
+    run_id: int,
+    channel: str,
+    contact_ids: list[int],
+    now: datetime,
+    send_at: datetime,
+) -> set[int]:
+    """Invite these contacts one at a time, each conversation started by
+    :meth:`ConversationService.start` (which applies the first step's effects to the contact):
+    the same rows as the bulk path. Returns who was invited (not meanwhile by another)."""
+    table = SurveyInvitation.__table__  # type: ignore[attr-defined]
+    catalog = runtime.bundle.catalog
+    invited: set[int] = set()
+    for contact_id in contact_ids:
+        row = _invitation_row(survey, run_id, Candidate(contact_id, channel), now, send_at)
+        invitation_id = session.execute(
+            insert_or_skip(session, table, ["run_id", "contact_id"])
+            .values(**row)
+            .returning(table.c.id)
+        ).scalar()
+        if invitation_id is None:
+            continue
+        contact = session.get_one(Contact, contact_id)
+        reply, conversation = runtime.conversations.start(
+            session, contact, survey.flow, channel, now, expires_at=row["expires_at"]
+        )
+        session.execute(
+            sa.update(table)
+            .where(table.c.id == invitation_id)
+            .values(conversation_id=conversation.id)
+        )
+        messages = invitation_messages(catalog, reply, channel)
+        enqueue_many(
+            session,
+            _queued_rows(survey, channel, {contact_id: invitation_id}, messages, now, send_at),
+        )
+        invited.add(contact_id)
     return invited
 
 
@@ -429,7 +374,7 @@ def _insert_invitations(
         among(conn, conversations.c.id, conversation_ids)
     )
     stmt = (
-        _insert(conn, table, ("run_id", "contact_id"))
+        insert_or_skip(conn, table, ["run_id", "contact_id"])
         .from_select(["contact_id", "conversation_id", *row], rows)
         .returning(table.c.contact_id, table.c.id)
     )
@@ -483,42 +428,3 @@ def _insert_start_messages(
         conversations.c.contact_id, conversations.c.id, *_constants(table, values)
     ).where(among(conn, conversations.c.id, conversation_ids))
     conn.execute(table.insert().from_select(["contact_id", "conversation_id", *values], rows))
-
-
-def _queue_texts(
-    conn: sa.Connection,
-    survey: SurveyDef,
-    channel: str,
-    messages: list[tuple[str, dict[str, Any]]],
-    invitation_ids: list[int],
-    now: datetime,
-    send_at: datetime,
-) -> None:
-    """The outbox rows of these invitations, as :func:`enqueue` writes them: one statement per
-    message of the invitation (an SMS cut in two: two), keys and payloads built in SQL."""
-    table = Outbox.__table__
-    invitations = SurveyInvitation.__table__
-    for index, (text, payload) in enumerate(messages):
-        values = {
-            "kind": "survey",
-            "channel": channel,
-            "body": text,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": send_at,
-            "created_at": now,
-        }
-        key = sa.literal("survey:") + _as_text(invitations.c.id) + f":invite:{index}"
-        payload_sql = _json_with_id(
-            conn, {**payload, "survey": survey.id}, "invitation", invitations.c.id
-        )
-        rows = sa.select(
-            key.label("idempotency_key"),
-            invitations.c.contact_id,
-            payload_sql.label("payload"),
-            *_constants(table, values),
-        ).where(among(conn, invitations.c.id, invitation_ids))
-        stmt = _insert(conn, table, ("idempotency_key",)).from_select(
-            ["idempotency_key", "contact_id", "payload", *values], rows
-        )
-        conn.execute(stmt)

@@ -26,9 +26,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from citoyen.db import write_session
+from citoyen.db import among, write_session
 from citoyen.engine.sms import segments
 from citoyen.models import Area, Contact, Conversation, SurveyAnswer, SurveyInvitation, SurveyRun
 from citoyen.services.outbox import enqueue
@@ -45,7 +44,6 @@ from citoyen.services.surveys.definitions import SurveyDef
 from citoyen.services.surveys.invite import (  # noqa: F401  (invitation_messages: re-exported)
     STOP_NOTICE,
     Candidate,
-    among,
     invitation_messages,
     invite_batch,
     with_notice,
@@ -59,8 +57,6 @@ OPEN_INVITATION = ("invited", "calling")
 # Invitations per transaction: thousands take a few statements (see :mod:`.invite`) and well
 # under a second, short enough for the webhooks waiting on SQLite's write lock.
 BATCH = 2_000
-# Batches written at once on PostgreSQL (see _invite_in_batches).
-PARALLEL_BATCHES = 2
 # Ids per ``IN (...)`` list: PostgreSQL (psycopg) refuses more than 65,535 parameters in one
 # statement and older SQLite builds 32,766, while a wave may draw 100,000 contacts.
 IN_CHUNK = 10_000
@@ -204,7 +200,7 @@ def _last_channels(session: Session, ids: list[int]) -> dict[int, str]:
     for chunk in _chunks(ids):
         latest = (
             select(sa.func.max(Conversation.id))
-            .where(among(session.connection(), Conversation.contact_id, chunk))
+            .where(among(session, Conversation.contact_id, chunk))
             .group_by(Conversation.contact_id)
         )
         rows = session.exec(
@@ -227,9 +223,7 @@ def plan(
         contacts.update(
             (row.id, row)
             for row in session.exec(
-                select(Contact.id, Contact.channel).where(
-                    among(session.connection(), Contact.id, chunk)
-                )
+                select(Contact.id, Contact.channel).where(among(session, Contact.id, chunk))
             ).all()
         )
     last = _last_channels(session, drawn)
@@ -311,35 +305,13 @@ def _invite_in_batches(
     done: Callable[[list[Candidate], dict[int, str]], None],
 ) -> None:
     """Invite ``drawn`` in batches of :data:`BATCH`, one transaction each, ``done`` called with
-    each batch's outcomes in the order drawn.
-
-    On PostgreSQL :data:`PARALLEL_BATCHES` batches are written at once: most of a batch's time
-    is the server's (its inserts and their foreign key checks, some 70 % of a wave of 100,000),
-    and while one batch waits on the server the next one builds its rows. Batches hold disjoint
-    contacts, and a contact invited by two at once would be kept once by the unique (run,
-    contact), as for two firings. SQLite writes one transaction at a time, so there one batch
-    at a time."""
-
-    def one(batch: list[Candidate]) -> tuple[list[Candidate], dict[int, str]]:
+    each batch's outcomes in the order drawn. A failed batch stops the run: a new firing of the
+    same key resumes, counting the batches written as already invited."""
+    for start in range(0, len(drawn), BATCH):
+        batch = drawn[start : start + BATCH]
         with write_session(runtime.engine) as session:
-            return batch, invite_batch(session, runtime, survey, run_id, batch, now, send_at)
-
-    batches = (drawn[start : start + BATCH] for start in range(0, len(drawn), BATCH))
-    width = PARALLEL_BATCHES if runtime.engine.dialect.name == "postgresql" else 1
-    if width == 1:
-        for batch in batches:
-            done(*one(batch))
-        return
-    # A failed batch stops the run: the ones in flight finish (the pool waits for them), and
-    # a new firing of the same key resumes, counting them as already invited.
-    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="survey-batch") as pool:
-        pending: deque[Future] = deque()
-        for batch in batches:
-            pending.append(pool.submit(one, batch))
-            if len(pending) == width:
-                done(*pending.popleft().result())
-        while pending:
-            done(*pending.popleft().result())
+            outcomes = invite_batch(session, runtime, survey, run_id, batch, now, send_at)
+        done(batch, outcomes)
 
 
 def start_run(

@@ -1,0 +1,45 @@
+"""Linking a conversation's attachments (recordings, voice notes, photos) to its report.
+
+One way for every channel: an attachment is kept with the conversation it came in (its
+``conversation_id``), and joins the conversation's report either when the report is created
+(:func:`citoyen.services.effects.create_report` links what was kept before) or, for an
+attachment kept after the report exists (a recording whose status callback comes late, a photo
+sent after the last question), when it is kept. Both call :func:`link_to_report`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from citoyen.models import Attachment, Report
+
+
+def link_to_report(session: Session, conversation_id: int) -> None:
+    """Give the conversation's unlinked attachments to its (first) report, when it has one."""
+    report = (
+        select(Report.id)
+        .where(Report.conversation_id == conversation_id)
+        .order_by(Report.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    session.execute(
+        sa.update(Attachment)
+        .where(
+            Attachment.conversation_id == conversation_id,
+            Attachment.report_id.is_(None),
+            report.is_not(None),
+        )
+        .values(report_id=report)
+        .execution_options(synchronize_session=False)
+    )
+    expire_attachments(session)
+
+
+def expire_attachments(session: Session) -> None:
+    """Attachments the session holds are read again when next used: a statement changed their
+    rows behind the ORM's back."""
+    for instance in list(session.identity_map.values()):
+        if isinstance(instance, Attachment):
+            session.expire(instance)
