@@ -504,6 +504,9 @@ class Dispatcher:
     ) -> None:
         """Send the claims, each channel's up to :meth:`in_flight` at once on its own threads.
 
+        One recipient's messages go one after the other, in claim order: a citizen reads the
+        question after the text that leads to it, and a chat is never sent two at once.
+
         Results are written together: before a send starts when the oldest waiting result has
         waited ``RECORD_EVERY_SECONDS`` (by whichever thread starts it), by this thread when it
         notices the same while every send is slow, and once all are done.
@@ -525,12 +528,13 @@ class Dispatcher:
                     del results[: len(batch)]
                 self._record(batch, stats)
 
-        def deliver(claim: _Claim) -> None:
-            record()
-            done: list[_Result] = []
-            self._deliver(claim, current, done)
-            with lock:
-                results.extend(done)
+        def deliver(queue: list[_Claim]) -> None:
+            for claim in queue:
+                record()
+                done: list[_Result] = []
+                self._deliver(claim, current, done)
+                with lock:
+                    results.extend(done)
 
         pending: set[Future[None]] = set()
         try:
@@ -541,7 +545,10 @@ class Dispatcher:
                     log.exception("outbox: the sender for %s cannot be made", channel)
                     # each send asks again and is retried with back-off, as a sender's bug is
                 pool = self._pool(channel)
-                pending |= {pool.submit(deliver, claim) for claim in group}
+                by_recipient: dict[str, list[_Claim]] = defaultdict(list)
+                for claim in group:
+                    by_recipient[claim.recipient_key].append(claim)
+                pending |= {pool.submit(deliver, queue) for queue in by_recipient.values()}
             while pending:
                 done, pending = wait(
                     pending, timeout=RECORD_EVERY_SECONDS / 4, return_when=FIRST_COMPLETED

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from citoyen.db import INSERT, write_connection
+from citoyen.db import insert, write_session
 from citoyen.models import Outbox, SchedulerLease
 from citoyen.services import spool
 
@@ -31,9 +31,9 @@ def database_writable(engine: sa.Engine, now: datetime | None = None) -> bool:
     now = now or datetime.now(UTC)
     values = {"name": HEALTH_ROW, "holder": "healthz", "acquired_at": now, "expires_at": now}
     try:
-        with write_connection(engine) as conn:
-            conn.execute(
-                INSERT[engine.dialect.name](_LEASES)
+        with write_session(engine) as session:
+            session.execute(
+                insert(session, _LEASES)
                 .values(values)
                 .on_conflict_do_update(index_elements=["name"], set_={"expires_at": now})
             )
