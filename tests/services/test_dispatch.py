@@ -646,10 +646,11 @@ def test_sms_uses_twilio_when_configured(runtime) -> None:
 
 
 def test_a_channel_keeps_a_second_of_its_rate_in_flight(runtime) -> None:
-    """A rate of 10/s keeps 10 sends going at once: each send here waits until ten are in
-    flight together, which one-at-a-time sending would never reach (the barrier breaks)."""
-    cid = make_contact(runtime)
-    ids = [queue(runtime, cid, f"p{n}") for n in range(10)]
+    """A rate of 10/s keeps 10 sends going at once: each send here (to ten citizens) waits until
+    ten are in flight together, which one-at-a-time sending would never reach (the barrier
+    breaks)."""
+    cids = [make_contact(runtime, f"+2237650{n:04d}") for n in range(10)]
+    ids = [queue(runtime, cid, f"p{n}") for n, cid in enumerate(cids)]
     together = threading.Barrier(10, timeout=10)
 
     def parallel(message: OutboundMessage) -> str:
@@ -668,6 +669,34 @@ def test_a_channel_keeps_a_second_of_its_rate_in_flight(runtime) -> None:
     assert {row(runtime, i).status for i in ids} == {"sent"}
     d.set_share(2)  # two workers: each keeps half the rate in flight
     assert d.in_flight("sms") == 5
+
+
+def test_one_citizens_messages_go_one_after_the_other_in_order(runtime) -> None:
+    """Sends run in parallel across citizens, never for one: the question must not overtake the
+    text that leads to it, and a chat gets one message at a time."""
+    cid = make_contact(runtime)
+    ids = [queue(runtime, cid, f"o{n}") for n in range(6)]
+    busy = threading.Lock()
+    order: list[int] = []
+
+    def one_at_a_time(message: OutboundMessage) -> str:
+        assert busy.acquire(blocking=False), "two sends to one citizen at once"
+        try:
+            time.sleep(0.02)
+            order.append(message.outbox_id)
+        finally:
+            busy.release()
+        return f"SM{message.outbox_id}"
+
+    d = dispatcher(
+        runtime, FakeSender(behaviour=one_at_a_time), channel_limits={"sms": RateLimit(10, 10)}
+    )
+    try:
+        stats = d.run_once(now=NOW)
+    finally:
+        d.close()
+    assert (stats.sent, stats.retried) == (6, 0)
+    assert order == ids
 
 
 def test_a_paced_pass_sends_the_next_second_of_tokens_without_exceeding_the_rate(runtime) -> None:
