@@ -5,7 +5,7 @@ on SQLite (``--postgres`` for PostgreSQL too), then prints the time taken and th
 status codes per endpoint as a Markdown table. The invariants are the test's: no 5xx, and a
 refused request leaves every table as it was. Record the figures in docs/security.md.
 
-It takes hours on a shared machine (18 endpoints): ``--report FILE`` keeps each endpoint's line
+It takes hours on a shared machine (17 endpoints): ``--report FILE`` keeps each endpoint's line
 as it finishes, so a run stopped early still has the figures of the endpoints it completed.
 
     .venv/bin/python bench/fuzz_webhooks.py [--examples 10000] [--postgres] [-k EXPR]
