@@ -146,6 +146,7 @@ def init_app(app: Flask) -> None:
     from citoyen.web.admin import (  # noqa: F401
         assets,
         auth,
+        authoring,
         dashboard,
         export,
         monitor,

@@ -1,0 +1,57 @@
+"""Pages for the people who adapt citoyen to a region: see a flow ("Parcours").
+
+The flows page draws each loaded flow (:mod:`citoyen.services.flowmap` and
+:mod:`citoyen.services.diagram`, the same diagram as ``citoyen flows diagram``), lists beside each
+node its texts in every language with their SMS cost and whether the voice prompt is recorded,
+and shows what ``citoyen flows check`` finds in the files on disk, with file, line and node.
+"""
+
+from __future__ import annotations
+
+from flask import abort, render_template, request
+from flask_babel import gettext
+from markupsafe import Markup
+
+from citoyen.services import flowcheck, flowmap
+from citoyen.services import prompts as library
+from citoyen.web.admin import bp, roles_required, runtime
+
+AUTHORS = ("admin", "coordinator")
+
+
+def _(text: str, **params: object) -> str:
+    """Flask-Babel's gettext with the signature flowmap's words expect."""
+    return gettext(text, **params)  # type: ignore[arg-type]
+
+
+@bp.get("/flows")
+@bp.get("/flows/<flow_id>")
+@roles_required(*AUTHORS)
+def flows(flow_id: str | None = None):  # type: ignore[no-untyped-def]
+    rt = runtime()
+    bundle = rt.bundle
+    ids = sorted(bundle.flows)
+    if flow_id is None:
+        flow_id = ids[0]
+    if flow_id not in bundle.flows:
+        abort(404)
+    languages = list(bundle.settings.languages.enabled)
+    lang = request.args.get("language")
+    if lang not in languages:
+        lang = bundle.settings.languages.default
+    fmap = flowmap.flow_map(bundle, flow_id, _)
+    svg = flowmap.diagram_svg(bundle, flow_id, lang, _)
+    voice = {(s.language, s.key): s.status for s in library.coverage(rt)}
+    problems = flowcheck.problems(rt)
+    return render_template(
+        "admin/flows.html",
+        ids=ids,
+        flow_id=flow_id,
+        fmap=fmap,
+        svg=Markup(svg),  # built by services.diagram, every text escaped
+        languages=languages,
+        lang=lang,
+        voice=voice,
+        errors=[p for p in problems if p.level == "error"],
+        warnings=[p for p in problems if p.level != "error"],
+    )
