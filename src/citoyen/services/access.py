@@ -21,7 +21,8 @@ from sqlmodel import Session, select
 from citoyen.models import Area, QueueEntry, Report, Stakeholder, User
 from citoyen.services.trial import real_reports
 
-ROLES: tuple[str, ...] = ("admin", "coordinator", "agent", "analyst")
+# reviewer: corrects and approves the texts citizens read and hear (no report, no figure).
+ROLES: tuple[str, ...] = ("admin", "coordinator", "agent", "analyst", "reviewer")
 # Roles that see individual reports (the analyst sees aggregates only).
 CASEWORK_ROLES = frozenset({"admin", "coordinator", "agent"})
 # Roles that may ask to see a non-anonymous reporter's number (with a reason, audited). A

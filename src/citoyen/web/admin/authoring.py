@@ -1,4 +1,5 @@
-"""Pages for the people who adapt citoyen to a region: see a flow ("Parcours"), try it.
+"""Pages for the people who adapt citoyen to a region: see a flow ("Parcours"), try it, and
+review its texts.
 
 The flows page draws each loaded flow (:mod:`citoyen.services.flowmap` and
 :mod:`citoyen.services.diagram`, the same diagram as ``citoyen flows diagram``), lists beside each
@@ -9,6 +10,10 @@ The try page chats with any flow as a citizen on SMS, Telegram or a call would, 
 language, through the conversation service (:mod:`citoyen.services.trial`): the test
 conversation's address is kept in the signed session cookie, and what it makes never leaves the
 simulator (no queue, no count, removed after a day).
+
+The texts page lets reviewers (and administrators) correct a text and mark it reviewed: the
+change is written to ``locales/<lang>.yaml`` (:mod:`citoyen.services.translations`, the same
+checks as a PO import) and kept in the history with who and when.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from flask_babel import gettext
 from markupsafe import Markup
 
 from citoyen.engine.types import Input
-from citoyen.services import flowcheck, flowmap, trial
+from citoyen.i18n import Catalog
+from citoyen.services import flowcheck, flowmap, translations, trial
 from citoyen.services import prompts as library
 from citoyen.services.prompts import PromptAudio
-from citoyen.web.admin import bp, roles_required, runtime
+from citoyen.web.admin import bp, reading, roles_required, runtime, staff
 
 AUTHORS = ("admin", "coordinator")
 
@@ -168,3 +174,81 @@ def try_send():  # type: ignore[no-untyped-def]
 def try_end():  # type: ignore[no-untyped-def]
     session.pop(TRIAL_KEY, None)
     return redirect(url_for("admin.try_flow"), 303)
+
+
+# -- review texts -------------------------------------------------------------------------------
+
+REVIEWERS = ("admin", "reviewer")
+TEXT_STATES = ("needs-review", "reviewed")
+
+
+@bp.get("/texts")
+@roles_required(*REVIEWERS)
+def texts():  # type: ignore[no-untyped-def]
+    rt = runtime()
+    settings = rt.bundle.settings
+    catalog = Catalog.load(rt.settings.locales_dir)  # the files as they are now
+    enabled = [lang for lang in settings.languages.enabled if lang in catalog.languages]
+    coverage = catalog.coverage(tuple(enabled))
+    lang = request.args.get("language")
+    if lang not in enabled:
+        lang = next((x for x in enabled if coverage[x]["needs_review"]), enabled[0])
+    state = request.args.get("state")
+    state = state if state in TEXT_STATES else None
+    reference = settings.languages.default
+    params = translations.sample_params(settings)
+    rows = []
+    for key in catalog.keys(lang):
+        entry = catalog.entry(key, lang)
+        if state and entry.review != state:
+            continue
+        parts, enc = translations.cost(entry.text, params)
+        source = catalog.text(key, reference) if catalog.has(key, reference) else ""
+        rows.append(
+            {"key": key, "entry": entry, "source": source, "segments": parts, "encoding": enc}
+        )
+    with reading() as s:
+        changes = translations.history(s, lang)
+    return render_template(
+        "admin/texts.html",
+        lang=lang,
+        state=state,
+        reference=reference,
+        languages=enabled,
+        coverage=coverage,
+        rows=rows,
+        changes=changes,
+    )
+
+
+@bp.post("/texts/<lang>/<key>")
+@roles_required(*REVIEWERS)
+def text_review(lang: str, key: str):  # type: ignore[no-untyped-def]
+    form = request.form
+    try:
+        change = translations.review_text(
+            runtime(),
+            lang,
+            key,
+            form.get("text", ""),
+            reviewed=form.get("reviewed") == "1",
+            note=form.get("note"),
+            user_id=staff().id,
+        )
+    except translations.TranslationError as exc:
+        flash(_("Not saved: %(reason)s", reason=str(exc)), "error")
+    else:
+        if change is None:
+            flash(_("Nothing changed for %(key)s.", key=key))
+        else:
+            flash(
+                _(
+                    "Saved %(key)s: now %(n)s SMS (%(encoding)s). Citizens get it once the "
+                    "service restarts.",
+                    key=key,
+                    n=change.segments,
+                    encoding=change.encoding,
+                )
+            )
+    back = url_for("admin.texts", language=lang, state=form.get("state") or None)
+    return redirect(f"{back}#text-{key}", 303)
