@@ -85,9 +85,7 @@ def test_errors_of_the_files_name_file_line_and_node(rt: Runtime, tmp_path: Path
     flows = tmp_path / "flows"
     shutil.copytree(rt.settings.flows_dir, flows)
     report = flows / "report.yaml"
-    report.write_text(
-        report.read_text().replace("text: report.category.theft", "text: report.category.thef")
-    )
+    report.write_text(report.read_text().replace("text: report.danger\n", "text: report.dangr\n"))
     assert rt.bundle.flows and rt.router  # the service keeps what it started with
     rt.settings = rt.settings.model_copy(update={"flows_dir": flows})
     app = create_app({"TESTING": True}, runtime=rt)
@@ -95,8 +93,9 @@ def test_errors_of_the_files_name_file_line_and_node(rt: Runtime, tmp_path: Path
     html = client.get("/admin/flows").get_data(as_text=True)
     section = html[html.index('id="check"') : html.index("</section>")]
     assert "1 error" in section
-    line = next(i for i, t in enumerate(report.read_text().splitlines(), 1) if ".thef" in t)
+    line = next(i for i, t in enumerate(report.read_text().splitlines(), 1) if "report.dangr" in t)
     assert (
-        f"<td>flows/report.yaml</td><td>{line}</td><td>category</td>"
-        "<td>unknown text key &#39;report.category.thef&#39;</td>"
+        f"<td>flows/report.yaml</td><td>{line}</td><td>danger</td>"
+        "<td>unknown text key &#39;report.dangr&#39;: add it to locales/fr.yaml, "
+        "locales/bm.yaml, locales/en.yaml</td>"
     ) in section

@@ -40,10 +40,10 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
     errors = [p for p in problems if p.level == "error"]
     warnings = [p for p in problems if p.level != "error"]
     out = Console()
-    for p in errors:
-        out.print(f"error: {p}", markup=False, highlight=False)
+    for p in errors:  # one line each, never wrapped: editors and grep jump to file:line
+        out.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)
     for p in warnings:
-        out.print(f"warning: {p}", markup=False, highlight=False)
+        out.print(f"warning: {p}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"{len(errors)} error(s), {len(warnings)} warning(s)", highlight=False)
     sys.exit(1 if errors else 0)
 

@@ -56,7 +56,11 @@ def flows(flow_id: str | None = None):  # type: ignore[no-untyped-def]
         lang = bundle.settings.languages.default
     fmap = flowmap.flow_map(bundle, flow_id, _)
     svg = flowmap.diagram_svg(bundle, flow_id, lang, _)
-    voice = {(s.language, s.key): s.status for s in library.coverage(rt)}
+    # A missing recording matters only where the language has no text-to-speech.
+    voice = {
+        (s.language, s.key): s.status if s.status != "missing" or s.needed else "tts"
+        for s in library.coverage(rt)
+    }
     problems = flowcheck.problems(rt)
     return render_template(
         "admin/flows.html",
