@@ -126,3 +126,22 @@ def test_test_conversations_are_removed_after_a_day(app: Flask, rt: Runtime) -> 
     after = {m: count(m) for m in (Contact, Conversation, Message, Report)}
     assert after[Report] == before[Report] - 1 and after[Contact] == before[Contact] - 2
     assert after[Conversation] < before[Conversation] and after[Message] < before[Message]
+
+
+def test_a_test_survey_never_reaches_the_indicator(app: Flask, rt: Runtime) -> None:
+    from citoyen.models import SurveyAnswer
+    from citoyen.services.surveys import surveys_for
+    from citoyen.services.surveys.indicators import observations
+
+    client = sign_in(app, "admin@example.org", "admin")
+    html = start(client, "perceived_safety", "sms", "fr")
+    for line in ("1", "1", "1"):  # very safe, never, never
+        html = send(client, text=line)
+    assert "Merci" in html
+    [survey] = surveys_for(rt).values()
+    with Session(rt.engine) as s:
+        answers = s.exec(select(SurveyAnswer)).all()
+        assert answers, "the test conversation's answers are stored like any other"
+        assert {s.get(Contact, a.contact_id).channel for a in answers} == {"test"}
+        # the indicator counts answers to invitations only: none for a test conversation
+        assert observations(s, survey, "month") == []
