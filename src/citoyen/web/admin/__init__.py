@@ -9,7 +9,8 @@ dashboard alone loads the vendored chart library. French by default, English ava
 Modules: ``auth`` (sign-in, throttling, language), ``sessions`` (when a session ends),
 ``twofactor`` (enrolment, the account page), ``queues`` (the queue list), ``reports``
 (a report's page and every action on it), ``dashboard``, ``users``, ``monitor`` (outbox and audit
-log), ``export``.
+log), ``export``; for flow authors and translators ``flows`` (the flows page), ``trial`` (try a
+flow) and ``texts`` (review texts).
 """
 
 from __future__ import annotations
@@ -146,13 +147,15 @@ def init_app(app: Flask) -> None:
     from citoyen.web.admin import (  # noqa: F401
         assets,
         auth,
-        authoring,
         dashboard,
         export,
+        flows,
         monitor,
         prompts,
         queues,
         reports,
+        texts,
+        trial,
         transparency,
         twofactor,
         users,
