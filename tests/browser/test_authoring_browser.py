@@ -14,19 +14,17 @@ from citoyen.db import write_session
 from citoyen.models import Contact, QueueEntry, Report
 from citoyen.services.users import create_user
 from tests.browser.conftest import LiveAdmin, shot
+from tests.browser.test_admin_browser import _login as sign_in
 
 PASSWORD = "correct horse battery"
 REFERENCE = re.compile(r"\b(\d{3}-\d{4})\b")
 
 
 def _login(page, live: LiveAdmin, email: str = "author@example.org") -> None:  # type: ignore[no-untyped-def]
+    """An administrator, signed in as a person would (two-factor enrolment included)."""
     with write_session(live.runtime.engine) as session:
         create_user(session, email, "admin", PASSWORD)
-    page.goto("/admin/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form.login button[type=submit]")
-    page.wait_for_load_state()
+    sign_in(page, email)
 
 
 def test_flows_page_draws_every_shipped_flow(page, live: LiveAdmin) -> None:  # type: ignore[no-untyped-def]
