@@ -1,7 +1,7 @@
 """text changes: the history of texts corrected or reviewed (who, when, before and after)
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-07 05:40:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import citoyen.models
 
 revision: str = "0016"
-down_revision: str | None = "0011"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

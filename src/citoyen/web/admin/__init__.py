@@ -155,8 +155,8 @@ def init_app(app: Flask) -> None:
         queues,
         reports,
         texts,
-        trial,
         transparency,
+        trial,
         twofactor,
         users,
     )
