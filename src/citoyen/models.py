@@ -318,7 +318,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True, index=True)
     password_hash: str = Field(max_length=300)
-    role: str = Field(max_length=20)  # admin coordinator agent analyst
+    role: str = Field(max_length=20)  # admin coordinator agent analyst reviewer
     stakeholder_id: int | None = Field(default=None, foreign_key="stakeholders.id")
     # A coordinator sees every queue of this area and below (None: their stakeholder's area).
     area_id: int | None = Field(default=None, foreign_key="areas.id")
@@ -422,6 +422,25 @@ class LoginFailure(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=80, index=True)  # "email:<hmac>" or "ip:<hmac>"
     created_at: datetime = ts(index=True)
+
+
+class TextChange(SQLModel, table=True):
+    """A change to a text citizens read or hear, made by a reviewer in the admin or by a PO
+    import: who, when, the text and review state before and after (the files in ``locales/``
+    hold the text itself; this is its history)."""
+
+    __tablename__ = "text_changes"
+    id: int | None = Field(default=None, primary_key=True)
+    language: str = Field(max_length=10, index=True)
+    key: str = Field(max_length=120)
+    old_text: str | None = None
+    new_text: str
+    old_review: str | None = Field(default=None, max_length=20)
+    new_review: str = Field(max_length=20)
+    note: str | None = None
+    source: str = Field(max_length=10)  # admin | import
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = ts()
 
 
 class VoicePrompt(SQLModel, table=True):

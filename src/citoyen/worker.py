@@ -266,7 +266,7 @@ class Worker:
 
     def _specs(self) -> list[dict[str, Any]]:
         """Every job as ``{id, call, store, trigger, trigger_args, misfire_grace_time}``."""
-        from citoyen.services import media, queues, retention
+        from citoyen.services import media, queues, retention, trial
         from citoyen.services.bulletin import jobs as bulletin_jobs
         from citoyen.services.prompts import phone
         from citoyen.services.surveys import jobs as survey_jobs
@@ -288,6 +288,7 @@ class Worker:
             *phone.scheduled_jobs(runtime),
             *retention.scheduled_jobs(runtime),
             *bulletin_jobs.scheduled_jobs(runtime),
+            *trial.scheduled_jobs(runtime),
         ]:
             func, args, kwargs = job["func"], job.get("args", []), job.get("kwargs", {})
             trigger_args = {k: job[k] for k in TRIGGER_ARGS if k in job}

@@ -19,6 +19,15 @@ from citoyen.engine.types import Option, Prompt
 WAITING_KINDS = ("choice", "language", "place", "number", "text")
 
 
+def stored_prompts(reply: Mapping[str, Any]) -> list[Prompt]:
+    """The prompts of a reply as stored with its message (``Reply.to_dict``), to render again."""
+    prompts = []
+    for p in reply.get("prompts", ()):
+        options = tuple(Option(**o) for o in p.get("options", ()))
+        prompts.append(Prompt(**{**p, "options": options}))
+    return prompts
+
+
 def option_label(catalog: Any, option: Option, lang: str, params: Mapping[str, Any]) -> str:
     if option.label is not None:
         return option.label

@@ -18,6 +18,7 @@ from citoyen.cli import (
     database,
     flows,
     keys,
+    locales,
     prompts,
     reports,
     service,
@@ -55,7 +56,7 @@ main.add_command(database.db)
 main.add_command(database.purge)
 main.add_command(flows.flows)
 main.add_command(flows.stakeholders)
-main.add_command(flows.locales)
+main.add_command(locales.locales)
 main.add_command(prompts.prompts)
 main.add_command(chat.chat)
 main.add_command(users.users)

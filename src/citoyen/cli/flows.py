@@ -1,15 +1,14 @@
-"""Flows and texts: checking flows, syncing stakeholders, locale status."""
+"""Flows: checking them (with stakeholders and routing), drawing them, syncing stakeholders."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
-from citoyen.cli.common import console, runtime_of
-from citoyen.runtime import Runtime
+from citoyen.cli.common import console, load_bundle_or_exit, runtime_of
 
 
 @click.group()
@@ -27,61 +26,58 @@ def flows() -> None:
 def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
     """Validate flows, locales, stakeholders and routing rules; exit 1 on any error."""
     from citoyen import routing
-    from citoyen.engine import check
+    from citoyen.services.flowcheck import problems as all_problems
 
     runtime = runtime_of(ctx)
-    settings = runtime.settings
-    # Recordings are counted from the prompt library below, not per text from shipped files.
-    problems = check(settings.flows_dir, settings.locales_dir, audio=False)
-    if not any(p.level == "error" for p in problems):
-        problems += _prompt_problems(runtime)
     areas: routing.AreaTree | str = "shipped"
     if areas_from_db:
         from sqlmodel import Session
 
         with Session(runtime.engine) as session:
             areas = routing.database_area_tree(session)
-    problems += routing.check(settings.flows_dir, settings.locales_dir, areas=areas)
-    problems += _survey_problems(settings, areas)
+    problems = all_problems(runtime, areas)
     errors = [p for p in problems if p.level == "error"]
     warnings = [p for p in problems if p.level != "error"]
     out = Console()
-    for p in errors:
-        out.print(f"error: {p}", markup=False, highlight=False)
+    for p in errors:  # one line each, never wrapped: editors and grep jump to file:line
+        out.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)
     for p in warnings:
-        out.print(f"warning: {p}", markup=False, highlight=False)
+        out.print(f"warning: {p}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"{len(errors)} error(s), {len(warnings)} warning(s)", highlight=False)
     sys.exit(1 if errors else 0)
 
 
-def _prompt_problems(runtime: Runtime) -> list:
-    """Warnings per language from the prompt library (shipped files only when the database is
-    not migrated: the check must work before the first start)."""
-    from citoyen.engine import Problem
-    from citoyen.services.prompts import check_warnings
+@flows.command("diagram")
+@click.argument("name")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="SVG file to write (default: standard output).",
+)
+@click.option("--language", help="Language of the texts in the boxes (default: the default one).")
+@click.pass_context
+def flows_diagram(ctx: click.Context, name: str, output: str | None, language: str | None) -> None:
+    """Draw flow NAME as an SVG diagram (the admin's flows page shows the same)."""
+    from citoyen.services.flowmap import diagram_svg
 
-    try:
-        database = not runtime.needs_migration()
-    except Exception:  # an unreachable database: check what is shipped
-        database = False
-    return [
-        Problem("warning", runtime.bundle.catalog.file(lang), None, None, message)
-        for lang, message in check_warnings(runtime, database=database)
-    ]
-
-
-def _survey_problems(settings: object, areas: object) -> list:
-    """Problems of flows/surveys/*.yaml, checked against the flows when these load."""
-    from citoyen import routing
-    from citoyen.engine import FlowError, load_bundle
-    from citoyen.services.surveys import load_surveys
-
-    try:
-        bundle = load_bundle(settings.flows_dir, settings.locales_dir)  # type: ignore[attr-defined]
-    except FlowError:
-        bundle = None  # the flows' own errors are printed already
-    tree = routing.shipped_area_tree() if areas == "shipped" else areas
-    return load_surveys(settings.flows_dir, bundle, tree).problems  # type: ignore[attr-defined]
+    runtime = runtime_of(ctx)
+    bundle = load_bundle_or_exit(runtime)
+    if name not in bundle.flows:  # type: ignore[attr-defined]
+        known = ", ".join(sorted(bundle.flows))  # type: ignore[attr-defined]
+        raise click.BadParameter(f"no flow '{name}' (flows: {known})", param_hint="NAME")
+    languages = bundle.settings.languages  # type: ignore[attr-defined]
+    if language is not None and language not in languages.enabled:
+        raise click.BadParameter(
+            f"'{language}' is not enabled ({', '.join(languages.enabled)})",
+            param_hint="--language",
+        )
+    svg = diagram_svg(bundle, name, language or languages.default)
+    if output is None:
+        click.echo(svg)
+        return
+    Path(output).write_text(svg, encoding="utf-8")
+    console.print(f"{output}: diagram of flow '{name}' written")
 
 
 @click.group()
@@ -110,27 +106,3 @@ def stakeholders_sync(ctx: click.Context) -> None:
             console.print(f"error: {problem}", markup=False, highlight=False)
         raise SystemExit("unknown areas (import or seed them first): nothing was loaded") from None
     console.print(f"stakeholders: {result}")
-
-
-@click.group()
-def locales() -> None:
-    """Texts per language."""
-
-
-@locales.command("status")
-@click.pass_context
-def locales_status(ctx: click.Context) -> None:
-    """Coverage and review state per language."""
-    from citoyen.i18n import Catalog
-
-    catalog = Catalog.load(runtime_of(ctx).settings.locales_dir)
-    table = Table("language", "texts", "missing", "needs review", "recorded audio")
-    for lang, row in catalog.coverage().items():
-        table.add_row(
-            f"{lang} ({catalog.meta(lang).name})",
-            str(row["keys"]),
-            str(row["missing"]),
-            str(row["needs_review"]),
-            str(row["audio"]),
-        )
-    Console().print(table)

@@ -15,7 +15,9 @@ def users() -> None:
 @users.command("create")
 @click.option("--email", required=True)
 @click.option(
-    "--role", type=click.Choice(["admin", "coordinator", "agent", "analyst"]), required=True
+    "--role",
+    type=click.Choice(["admin", "coordinator", "agent", "analyst", "reviewer"]),
+    required=True,
 )
 @click.option("--stakeholder", default=None, help="Stakeholder code (agents and coordinators).")
 @click.option(

@@ -858,7 +858,8 @@ class _FlowChecker:
             for key, path in _texts(name, node):
                 having = [lang for lang in langs if parent.catalog.has(key, lang)]
                 if not having and langs:
-                    self.error(name, path, f"unknown text key '{key}'")
+                    files = ", ".join(parent.catalog.file(lang) for lang in langs)
+                    self.error(name, path, f"unknown text key '{key}': add it to {files}")
                     continue
                 if not having or parent.settings is None:
                     continue

@@ -328,6 +328,8 @@ NODE_TYPES: tuple[str, ...] = (
     "action",
     "end",
 )
+# Node types whose ``text`` may be left out: it is then ``<flow>.<node>`` (Flow below).
+TEXT_KEY_TYPES = frozenset({"message", "choice", "place", "number", "text", "reference"})
 WAITING_TYPES = frozenset({"choice", "language", "place", "number", "text", "reference"})
 
 
@@ -376,6 +378,35 @@ class Flow(_Model):
     triggers: list[Trigger] = Field(default_factory=list)
     start: str
     nodes: dict[str, Node] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_text_keys(cls, data: Any) -> Any:
+        """Text keys not written follow from the flow, node and option: node ``category`` of
+        flow ``report`` says ``report.category``, its option ``theft`` ``report.category.theft``.
+
+        Filled in before validation, so a derived key is part of the definition (and of the
+        version hash) exactly as if it had been written. End nodes keep ``text`` optional: an
+        end without one says nothing.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("nodes"), dict):
+            return data
+        flow_id = data.get("id")
+        if not isinstance(flow_id, str) or not flow_id:
+            return data
+        nodes = {}
+        for name, node in data["nodes"].items():
+            if isinstance(node, dict) and node.get("type") in TEXT_KEY_TYPES:
+                node = {"text": f"{flow_id}.{name}", **node}
+                if node.get("type") == "choice" and isinstance(node.get("options"), list):
+                    node["options"] = [
+                        {"text": f"{flow_id}.{name}.{opt['key']}", **opt}
+                        if isinstance(opt, dict) and isinstance(opt.get("key"), str | int)
+                        else opt
+                        for opt in node["options"]
+                    ]
+            nodes[name] = node
+        return {**data, "nodes": nodes}
 
     @property
     def expiry_seconds(self) -> int:

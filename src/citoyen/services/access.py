@@ -19,8 +19,10 @@ from typing import Any
 from sqlmodel import Session, select
 
 from citoyen.models import Area, QueueEntry, Report, Stakeholder, User
+from citoyen.services.trial import real_reports
 
-ROLES: tuple[str, ...] = ("admin", "coordinator", "agent", "analyst")
+# reviewer: corrects and approves the texts citizens read and hear (no report, no figure).
+ROLES: tuple[str, ...] = ("admin", "coordinator", "agent", "analyst", "reviewer")
 # Roles that see individual reports (the analyst sees aggregates only).
 CASEWORK_ROLES = frozenset({"admin", "coordinator", "agent"})
 # Roles that may ask to see a non-anonymous reporter's number (with a reason, audited). A
@@ -112,7 +114,13 @@ def report_in_scope(session: Session, staff: Staff, report: Report | int) -> boo
         return False
     scope = visible_stakeholders(session, staff)
     if scope is None:
-        return True
+        # Every report but those of staff's test conversations, which have no queue entry
+        # (services/trial.py) and are seen in the simulator only.
+        report_id = report if isinstance(report, int) else report.id
+        return (
+            session.exec(select(Report.id).where(Report.id == report_id, real_reports())).first()
+            is not None
+        )
     if not scope:
         return False
     report_id = report if isinstance(report, int) else report.id
@@ -130,7 +138,9 @@ def reports_in_scope(session: Session, staff: Staff, report_ids: list[int]) -> s
         return set()
     scope = visible_stakeholders(session, staff)
     if scope is None:
-        return set(report_ids)
+        return set(
+            session.exec(select(Report.id).where(Report.id.in_(report_ids), real_reports())).all()
+        )
     if not scope:
         return set()
     return set(

@@ -14,8 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from citoyen.channels.render import render_sms
-from citoyen.engine.types import Option, Prompt
+from citoyen.channels.render import render_sms, stored_prompts
 from citoyen.models import (
     Attachment,
     Contact,
@@ -79,14 +78,6 @@ class CaseFile:
     reachable: bool = False
 
 
-def _prompts(reply: dict[str, Any]) -> list[Prompt]:
-    prompts = []
-    for p in reply.get("prompts", ()):
-        options = tuple(Option(**o) for o in p.get("options", ()))
-        prompts.append(Prompt(**{**p, "options": options}))
-    return prompts
-
-
 def transcript(
     session: Session, catalog: Any, report: Report, emergency: dict[str, Any]
 ) -> list[TranscriptLine]:
@@ -109,7 +100,7 @@ def transcript(
             lang = reply.get("language") or "fr"
             params = {**emergency, **(reply.get("params") or {})}
             try:
-                text = render_sms(catalog, _prompts(reply), lang, params)
+                text = render_sms(catalog, stored_prompts(reply), lang, params)
             except (KeyError, TypeError, ValueError):  # a text removed since: show the keys
                 text = " / ".join(p.get("text") or p.get("node", "") for p in reply["prompts"])
             lines.append(TranscriptLine(message.created_at, "service", "reply", text))

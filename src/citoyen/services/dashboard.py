@@ -24,6 +24,7 @@ from sqlmodel import Session, func, select
 
 from citoyen.models import Area, QueueEntry, Report
 from citoyen.services.access import Staff, visible_stakeholders
+from citoyen.services.trial import real_reports
 
 WEEKS = 12
 # Roles whose dashboard counts every report: the analyst's job is the whole picture, in counts.
@@ -154,7 +155,8 @@ def build(session: Session, staff: Staff, now: datetime | None = None) -> Dashbo
 
     # Bounded on both sides so SQLite reads the window's range of ix_reports_window (its planner
     # rates a one-sided range as a quarter of the table and scans another index instead).
-    in_window = Report.created_at.between(start, FAR_FUTURE)
+    # Reports of staff's test conversations never count (services/trial.py).
+    in_window = and_(Report.created_at.between(start, FAR_FUTURE), real_reports())
     week = _week_of(Report.created_at, start)
     per_category: Counter[str] = Counter()
     per_week: Counter[int] = Counter()

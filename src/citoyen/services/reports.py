@@ -14,6 +14,7 @@ from citoyen.models import Area, Contact, QueueEntry, Report
 from citoyen.services.access import Staff, visible_stakeholders
 from citoyen.services.areas import area_path
 from citoyen.services.privacy import alias_label
+from citoyen.services.trial import real_reports
 
 EXPORT_FIELDS = (
     "reference",
@@ -50,7 +51,7 @@ def export_rows(
             select(Report, Area, Contact)
             .join(Area, Area.id == Report.area_id, isouter=True)
             .join(Contact, Contact.id == Report.contact_id, isouter=True)
-            .where(Report.id > last_id)
+            .where(Report.id > last_id, real_reports())
             .order_by(Report.id)
             .limit(batch)
         )

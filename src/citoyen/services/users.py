@@ -11,7 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from citoyen.models import Area, Stakeholder, User
 
-ROLES = ("admin", "coordinator", "agent", "analyst")
+ROLES = ("admin", "coordinator", "agent", "analyst", "reviewer")
 MIN_PASSWORD = 10
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

@@ -10,6 +10,7 @@ from citoyen.models import Area, Report
 from citoyen.routing import database_area_tree
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.routes import area_code
+from citoyen.services.trial import real_reports
 
 
 def suggest_duplicates(
@@ -42,6 +43,7 @@ def suggest_duplicates(
             Report.status != "closed",
             Report.created_at >= report.created_at - window,
             Report.created_at <= report.created_at + window,
+            real_reports(),
         )
     ).all()
     rows = sorted(

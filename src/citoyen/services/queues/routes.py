@@ -28,6 +28,7 @@ from citoyen.services.outbox import enqueue_many, queued_row
 from citoyen.services.queues import places
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.stakeholders import stakeholder_row
+from citoyen.services.trial import is_test_report
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +356,13 @@ def route_and_record(
     entries, alerts and events are written in one statement each (the report is new: none of its
     stakeholders can have an entry yet). So no savepoint is needed to undo half a routing: a
     failure before the writes leaves nothing to undo, and the report goes to moderation.
+
+    A report made in a test conversation (staff trying a flow, :mod:`citoyen.services.trial`)
+    gets its events and no queue entry: no stakeholder ever sees it.
     """
+    if is_test_report(session, report):
+        _insert_rows(session, _EVENT_TABLE, list(events))
+        return
     try:
         plan = _plan_new_report(session, report, now=now)
     except Exception:

@@ -9,7 +9,8 @@ dashboard alone loads the vendored chart library. French by default, English ava
 Modules: ``auth`` (sign-in, throttling, language), ``sessions`` (when a session ends),
 ``twofactor`` (enrolment, the account page), ``queues`` (the queue list), ``reports``
 (a report's page and every action on it), ``dashboard``, ``users``, ``monitor`` (outbox and audit
-log), ``export``.
+log), ``export``; for flow authors and translators ``flows`` (the flows page), ``trial`` (try a
+flow) and ``texts`` (review texts).
 """
 
 from __future__ import annotations
@@ -148,11 +149,14 @@ def init_app(app: Flask) -> None:
         auth,
         dashboard,
         export,
+        flows,
         monitor,
         prompts,
         queues,
         reports,
+        texts,
         transparency,
+        trial,
         twofactor,
         users,
     )

@@ -21,6 +21,7 @@ ROLES = {
     "coordinator": _l("coordinator"),
     "agent": _l("agent"),
     "analyst": _l("analyst"),
+    "reviewer": _l("reviewer"),
 }
 STATUSES = {
     "new": _l("new"),
