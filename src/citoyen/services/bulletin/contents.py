@@ -28,6 +28,7 @@ from citoyen.services.publication.areas import UNSTATED, PublicArea
 from citoyen.services.publication.figures import ALL, PublicFigures, month_of
 from citoyen.services.publication.suppression import Hierarchy, protect
 from citoyen.services.scorecards import scorecards
+from citoyen.services.trial import real_reports
 
 OPEN = ("new", "acknowledged", "in_progress")
 
@@ -98,7 +99,10 @@ def build(session: Session, fig: PublicFigures, code: str, month: str) -> Bullet
     week_counts: Counter[tuple[str, str]] = Counter()
     reports = session.exec(
         select(Report.area_id, Report.created_at).where(
-            Report.merged_into_id.is_(None), Report.created_at >= start, Report.created_at < end
+            Report.merged_into_id.is_(None),
+            real_reports(),
+            Report.created_at >= start,
+            Report.created_at < end,
         )
     ).all()
     for area_id, created in reports:
@@ -165,7 +169,12 @@ def _open_cases(session: Session, in_area: Any, end: datetime) -> list[OpenCase]
             Report.status,
             Report.area_id,
         )
-        .where(Report.merged_into_id.is_(None), Report.created_at < end, Report.status.in_(OPEN))
+        .where(
+            Report.merged_into_id.is_(None),
+            real_reports(),
+            Report.created_at < end,
+            Report.status.in_(OPEN),
+        )
         .order_by(Report.created_at)
     ).all()
     cases = [r for r in rows if in_area(r[5])]

@@ -38,6 +38,7 @@ from citoyen.services.publication.periods import span, time_hierarchy
 from citoyen.services.publication.safety import protected_answers, threshold_for
 from citoyen.services.publication.suppression import Hierarchy, Protected, protect
 from citoyen.services.surveys.indicators import previous_period, wilson
+from citoyen.services.trial import real_reports
 
 ALL = "*"
 
@@ -139,7 +140,8 @@ def compute(session: Session, runtime: Any, now: datetime) -> PublicFigures:
     resolved_leaf: Counter[tuple[str, str]] = Counter()
     for area_id, created_at, category, status in session.exec(
         select(Report.area_id, Report.created_at, Report.category, Report.status).where(
-            Report.merged_into_id.is_(None)
+            Report.merged_into_id.is_(None),
+            real_reports(),
         )
     ):
         month = month_of(created_at)
