@@ -82,9 +82,6 @@ class AreaTree:
                 return ancestor
         return None
 
-    def top_level(self) -> list[str]:
-        return [a.code for a in self._areas.values() if a.parent is None]
-
     def children(self, code: str | None) -> list[str]:
         return [a.code for a in self._areas.values() if a.parent == code]
 
@@ -93,7 +90,7 @@ class AreaTree:
 def shipped_area_tree() -> AreaTree:
     """The areas a first start creates from the shipped sample (``data/mali-areas.csv``).
 
-    Built by running the real seeding (:func:`citoyen.services.areas.seed_shipped_areas`) into a
+    Built by running the real seeding (:func:`citoyen.services.areas.seeding.seed_shipped_areas`) into a
     private in-memory SQLite database, so the codes are the ones a deployment gets, by
     construction rather than by a second implementation of the code rules.
     """
@@ -101,7 +98,7 @@ def shipped_area_tree() -> AreaTree:
     from sqlmodel import Session
 
     from citoyen.models import Area
-    from citoyen.services.areas import seed_shipped_areas
+    from citoyen.services.areas.seeding import seed_shipped_areas
 
     engine = sa.create_engine("sqlite://")
     try:
@@ -132,7 +129,7 @@ def database_area_tree(session: Any, *, max_age: float = 0.0) -> AreaTree:
     """The deployment's areas (cached per database by :func:`load_area_context`; ``max_age`` as
     there). The tree is built again only when the areas changed: building it from some
     thousand areas cost more than routing a report."""
-    from citoyen.services.areas import load_area_context
+    from citoyen.services.areas.menus import load_area_context
 
     nodes, _roots = load_area_context(session, max_age=max_age)
     with _trees_lock:

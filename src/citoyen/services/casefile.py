@@ -28,7 +28,7 @@ from citoyen.models import (
 )
 from citoyen.routing import texts
 from citoyen.services.access import Staff, reports_in_scope
-from citoyen.services.areas import area_path
+from citoyen.services.areas.labels import area_path
 from citoyen.services.casework import staff_of
 from citoyen.services.privacy import alias_label
 from citoyen.services.queues.config import Router, router_for

@@ -38,7 +38,7 @@ from citoyen.models import (
 )
 from citoyen.services import effects as effect_handlers
 from citoyen.services import inbound as messages
-from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
+from citoyen.services.areas.menus import AREA_RECHECK_SECONDS, load_area_context
 from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
 from citoyen.services.privacy import Vault, alias_label, normalise_address

@@ -97,10 +97,6 @@ def withheld_address(call_sid: str) -> str:
     return address
 
 
-def is_withheld(address: str) -> bool:
-    return address.startswith(f"{WITHHELD}:")
-
-
 class Vault:
     """Encrypts, decrypts and hashes addresses with the deployment's data key(s).
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from citoyen.models import Area, Contact, QueueEntry, Report
 from citoyen.services.access import Staff, visible_stakeholders
-from citoyen.services.areas import area_path
+from citoyen.services.areas.labels import area_path
 from citoyen.services.privacy import alias_label
 
 EXPORT_FIELDS = (

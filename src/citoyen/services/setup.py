@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from citoyen.db import write_session
 from citoyen.runtime import Runtime
-from citoyen.services.areas import seed_shipped_areas
+from citoyen.services.areas.seeding import seed_shipped_areas
 from citoyen.services.places import load_area_points
 from citoyen.services.queues import sync_from_settings
 from citoyen.services.users import count_users, create_user, generate_password

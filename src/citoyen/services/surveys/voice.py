@@ -254,12 +254,6 @@ def _place(
         )
 
 
-def _survey_of(
-    session: Session, invitation: SurveyInvitation, surveys: Mapping[str, SurveyDef]
-) -> SurveyDef | None:
-    return surveys.get(invitation.survey)
-
-
 def call_status(
     runtime: Any,
     surveys: Mapping[str, SurveyDef],
