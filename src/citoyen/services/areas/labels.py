@@ -54,3 +54,17 @@ def label_of_path(names: list[str]) -> str:
         if not kept or kept[-1] != name:
             kept.append(name)
     return ", ".join(kept)
+
+
+def areas_of_levels(session: Session, levels: tuple[str, ...]) -> list[Area]:
+    """Every area of these levels, by name (the admin's menus)."""
+    return list(session.exec(select(Area).where(Area.level.in_(levels)).order_by(Area.name)).all())
+
+
+def names_by_code(session: Session, codes: list[str]) -> dict[str, str]:
+    """The names of these areas by code (unknown codes left out)."""
+    wanted = [c for c in codes if c]
+    if not wanted:
+        return {}
+    rows = session.exec(select(Area.code, Area.name).where(Area.code.in_(wanted))).all()
+    return {code: name for code, name in rows}

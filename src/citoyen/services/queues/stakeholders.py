@@ -154,3 +154,8 @@ def stakeholder_row(session: Session, config: RoutingConfig, code: str) -> Stake
         code,
     )
     return row
+
+
+def stakeholders_by_name(session: Session) -> list[Stakeholder]:
+    """Every stakeholder, by name (the admin's menus)."""
+    return list(session.exec(select(Stakeholder).order_by(Stakeholder.name)).all())
