@@ -28,6 +28,7 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
     """Validate flows, locales, stakeholders and routing rules; exit 1 on any error."""
     from citoyen import routing
     from citoyen.engine import check
+    from citoyen.services.areas.trees import database_area_tree, shipped_area_tree
 
     runtime = runtime_of(ctx)
     settings = runtime.settings
@@ -35,12 +36,13 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
     problems = check(settings.flows_dir, settings.locales_dir, audio=False)
     if not any(p.level == "error" for p in problems):
         problems += _prompt_problems(runtime)
-    areas: routing.AreaTree | str = "shipped"
     if areas_from_db:
         from sqlmodel import Session
 
         with Session(runtime.engine) as session:
-            areas = routing.database_area_tree(session)
+            areas = database_area_tree(session)
+    else:
+        areas = shipped_area_tree()
     problems += routing.check(settings.flows_dir, settings.locales_dir, areas=areas)
     problems += _survey_problems(settings, areas)
     errors = [p for p in problems if p.level == "error"]
@@ -72,7 +74,6 @@ def _prompt_problems(runtime: Runtime) -> list:
 
 def _survey_problems(settings: object, areas: object) -> list:
     """Problems of flows/surveys/*.yaml, checked against the flows when these load."""
-    from citoyen import routing
     from citoyen.engine import FlowError, load_bundle
     from citoyen.services.surveys import load_surveys
 
@@ -80,8 +81,7 @@ def _survey_problems(settings: object, areas: object) -> list:
         bundle = load_bundle(settings.flows_dir, settings.locales_dir)  # type: ignore[attr-defined]
     except FlowError:
         bundle = None  # the flows' own errors are printed already
-    tree = routing.shipped_area_tree() if areas == "shipped" else areas
-    return load_surveys(settings.flows_dir, bundle, tree).problems  # type: ignore[attr-defined]
+    return load_surveys(settings.flows_dir, bundle, areas).problems  # type: ignore[attr-defined]
 
 
 @click.group()

@@ -26,6 +26,6 @@ import all-or-nothing.
 
 Modules: :mod:`.names` (comparing and sorting names, ISO regions), :mod:`.rows` (the rows already
 stored and how new ones are written), :mod:`.seeding` (the shipped sample), :mod:`.cod_ab` (the
-official table), :mod:`.menus` (the cached map the engine and routing read), :mod:`.labels`
-(lookups and display names).
+official table), :mod:`.menus` (the cached map the engine reads), :mod:`.trees` (the tree routing
+reads), :mod:`.labels` (lookups and display names).
 """
