@@ -12,10 +12,10 @@ from ruamel.yaml import YAML
 from sqlmodel import Session, func, select
 
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound
 from citoyen.models import Contact, Conversation, FlowVersion, Message, Report
 from citoyen.runtime import Runtime
 from citoyen.services import flows as flows_service
-from citoyen.services.conversations import Inbound
 from citoyen.services.setup import ensure_ready
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -39,10 +39,10 @@ from typing import Any
 
 from telegram import Update
 
-from citoyen.channels.render import render_telegram
 from citoyen.channels.telegram_sender import MAX_DOWNLOAD_BYTES
 from citoyen.engine.types import Input
-from citoyen.services.conversations import Reply
+from citoyen.messages.render import render_telegram
+from citoyen.messages.types import Reply
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from citoyen.channels.render import render_sms
 from citoyen.engine.types import Option, Prompt
+from citoyen.messages.render import render_sms
 from citoyen.models import (
     Attachment,
     Contact,

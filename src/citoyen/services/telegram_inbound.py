@@ -2,7 +2,7 @@
 
 The channel (:mod:`citoyen.channels.telegram_updates`) reads a Bot API ``Update`` into a
 :class:`~citoyen.channels.telegram_updates.ParsedUpdate` without touching the database; here it
-becomes a neutral :class:`~citoyen.services.conversations.Inbound` (looking up what the input
+becomes a neutral :class:`~citoyen.messages.types.Inbound` (looking up what the input
 means where that needs the database: /start after /stop, a shared location, a hashed button) and
 goes to the conversation service with ``provider_id = str(update_id)``, so Telegram re-sending an
 update (it does, when a webhook answer is late) changes nothing. Replies are not sent from here:
@@ -37,10 +37,10 @@ from citoyen.channels.telegram_updates import (
 )
 from citoyen.db import session_scope, write_session
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound, Reply
 from citoyen.models import Attachment, Contact, Conversation, Message
 from citoyen.services.attachments import link_to_report
 from citoyen.services.contacts import find_contact
-from citoyen.services.conversations import Inbound, Reply
 from citoyen.services.outbox import enqueue
 from citoyen.services.places import nearest_area
 

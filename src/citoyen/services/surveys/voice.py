@@ -242,8 +242,8 @@ def answered(
 
     None when the invitation is unknown or the call is not the one we placed for it.
     """
+    from citoyen.messages.types import Inbound
     from citoyen.services.calls import provider_id
-    from citoyen.services.conversations import Inbound
 
     now = now or datetime.now(UTC)
     with Session(runtime.engine) as session:
@@ -258,7 +258,7 @@ def answered(
         flow_id = run.flow_id
         if contact.opted_out or contact.blocked:
             # STOP arrived while the phone was ringing: say nothing more, hang up.
-            from citoyen.services.conversations import Reply
+            from citoyen.messages.types import Reply
 
             language = contact.language or runtime.bundle.settings.languages.default
             return Reply(prompts=[], language=language, status="completed")
