@@ -206,7 +206,7 @@ def test_conversation_finishes_on_its_pinned_version_after_the_flow_changes(
 
 
 def test_unparseable_address_is_refused_before_anything_is_stored(runtime: Runtime) -> None:
-    from citoyen.services.privacy import AddressError
+    from citoyen.messages.addresses import AddressError
 
     with pytest.raises(AddressError):
         send(runtime, "Bonjour", "SM1", address="not a number")

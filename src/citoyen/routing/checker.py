@@ -244,7 +244,7 @@ class _Checker:
     # -- stakeholders.yaml ----------------------------------------------------------------------
 
     def _load_stakeholders(self) -> None:
-        from citoyen.services.privacy import AddressError, staff_address
+        from citoyen.messages.addresses import AddressError, staff_address
 
         source = self._read(STAKEHOLDERS_FILE, self.s_file)
         spec = self._validate(StakeholdersFile, source) if source is not None else None

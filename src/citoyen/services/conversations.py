@@ -28,6 +28,7 @@ from citoyen.db import write_session
 from citoyen.engine import Flow
 from citoyen.engine.textnorm import normalise
 from citoyen.engine.types import Context, Input, Prompt, State, StepResult
+from citoyen.messages.addresses import normalise_address
 from citoyen.messages.render import option_label
 from citoyen.messages.types import Inbound, Reply
 from citoyen.models import (
@@ -42,7 +43,7 @@ from citoyen.services import inbound as messages
 from citoyen.services.areas.menus import AREA_RECHECK_SECONDS, load_area_context
 from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
-from citoyen.services.privacy import Vault, alias_label, normalise_address
+from citoyen.services.privacy import Vault, alias_label
 
 log = logging.getLogger(__name__)
 

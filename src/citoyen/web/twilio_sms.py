@@ -21,10 +21,10 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from citoyen.channels.sms import split_sms
 from citoyen.engine.types import Input
+from citoyen.messages.addresses import AddressError, normalise_address
 from citoyen.messages.render import render_sms_parts
 from citoyen.messages.types import Inbound, Reply
 from citoyen.services import spool
-from citoyen.services.privacy import AddressError, normalise_address
 from citoyen.web.twilio_auth import require_twilio_signature
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,8 @@ class SyncError(ValueError):
 def _on_call(addresses: Iterable[str], vault: Any, previous: Iterable[Any]) -> list[dict]:
     """On-call addresses as stored: encrypted, with a keyed hash (to compare and dedupe alerts)
     and a masked hint for the admin. An unchanged address keeps its stored ciphertext."""
-    from citoyen.services.privacy import mask, staff_address
+    from citoyen.messages.addresses import staff_address
+    from citoyen.services.privacy import mask
 
     known = {p["hash"]: p for p in previous if isinstance(p, dict) and p.get("hash")}
     items = []
