@@ -20,10 +20,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/citoyen run
 
-## test: install, then lint and the whole test suite (PostgreSQL cases skip if no server is running)
+## test: install, then lint (ruff, the import layers) and the whole test suite (PostgreSQL cases skip if no server is running)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 	$(BIN)/citoyen flows check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -36,6 +37,7 @@ test-clock: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 ## translations: extract the admin's strings, update the French catalogue, compile it
 translations: $(STAMP)

@@ -23,7 +23,8 @@ from sqlmodel import Session
 from citoyen import db
 from citoyen.engine import load_bundle, start, step
 from citoyen.engine.types import Context, Input, State
-from citoyen.services.areas import load_area_context, seed_shipped_areas
+from citoyen.services.areas.menus import load_area_context
+from citoyen.services.areas.seeding import seed_shipped_areas
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -58,12 +58,12 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from citoyen.channels.render import render_sms, render_telegram, render_voice
 from citoyen.engine.types import Input
+from citoyen.messages.render import render_sms, render_telegram, render_voice
+from citoyen.messages.types import Inbound, Reply
 from citoyen.models import Area, Contact, Conversation, Message, Report, SurveyAnswer
 from citoyen.runtime import Runtime
 from citoyen.services.contacts import find_contact
-from citoyen.services.conversations import Inbound, Reply
 from citoyen.services.setup import ensure_ready
 
 DEFAULT = "default"  # lang=DEFAULT: the deployment's default language (settings.yaml)

@@ -24,9 +24,9 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound
 from citoyen.runtime import Runtime
 from citoyen.services import calls
-from citoyen.services.conversations import Inbound
 from citoyen.services.setup import ensure_ready
 
 TABLES = set(SQLModel.metadata.tables)

@@ -2,6 +2,11 @@
 
 A :class:`Runtime` bundles the settings, the database engine, the validated flows and texts, and
 the vault for contact identifiers; faces ask it for services instead of wiring them themselves.
+
+It is also where providers are wired to services: the outbox senders per channel
+(:attr:`Runtime.sender_factories`, registered here and nowhere else), the media fetchers and the
+call placer, each built from the deployment's credentials and handed to services behind the
+protocols of :mod:`citoyen.channels.base`. Services never import a provider's module.
 """
 
 from __future__ import annotations
@@ -13,18 +18,83 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from citoyen import db
+from citoyen.channels.base import CallPlacer, MediaFetcher, SenderFactory
 from citoyen.config import Settings, get_settings
 from citoyen.services.privacy import Vault
+
+
+def default_sender_factories() -> dict[str, SenderFactory]:
+    """The outbox sender of every channel that has one (each returns None without credentials).
+
+    Channels not listed (``voice_call`` rows are placed by the survey calls job, ``log``) and
+    channels without credentials go to the log channel: never silently nowhere.
+    """
+    from citoyen.channels.sms import twilio_sms_sender
+    from citoyen.channels.telegram_sender import make_sender
+
+    return {"sms": twilio_sms_sender, "telegram": make_sender}
 
 
 @dataclass
 class Runtime:
     settings: Settings
     engine: Engine = field(init=False)
+    sender_factories: dict[str, SenderFactory] = field(default_factory=default_sender_factories)
 
     def __post_init__(self) -> None:
         self.settings.ensure_instance_dir()
         self.engine = db.get_engine(self.settings.resolved_database_url)
+
+    def register_sender(self, channel: str, factory: SenderFactory) -> None:
+        """Plug a sender in for ``channel`` (a new provider, or a test's fake)."""
+        self.sender_factories[channel] = factory
+
+    # The providers below are built on each use, from the settings as they are then: cheap
+    # (no connection is opened), and a settings change is seen at once.
+
+    @property
+    def recording_fetcher(self) -> MediaFetcher | None:
+        """Twilio call recordings (citizens' and prompt takes); None without credentials."""
+        from citoyen.channels.twilio_rest import TWILIO_API, TwilioRecordingFetcher
+
+        settings = self.settings
+        if not (settings.twilio_account_sid and settings.twilio_auth_token):
+            return None
+        # At CITOYEN_TWILIO_API_URL when it is set (a regional edge, a local fake in tests), like
+        # every other Twilio client.
+        return TwilioRecordingFetcher(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            api_base=settings.twilio_api_url or TWILIO_API,
+        )
+
+    @property
+    def media_fetchers(self) -> dict[str, MediaFetcher]:
+        """The fetchers this deployment can use, by attachment channel (none without credentials)."""
+        from citoyen.channels.telegram_sender import make_fetcher
+
+        fetchers: dict[str, MediaFetcher] = {}
+        if self.recording_fetcher is not None:
+            fetchers["voice"] = self.recording_fetcher
+        telegram = make_fetcher(self)
+        if telegram is not None:
+            fetchers["telegram"] = telegram
+        return fetchers
+
+    @property
+    def call_placer(self) -> CallPlacer | None:
+        """Twilio's Calls API for survey calls; None without credentials and a caller number."""
+        from citoyen.channels.twilio_rest import TwilioCallPlacer
+
+        settings = self.settings
+        if not (settings.twilio_enabled and settings.twilio_from_number):
+            return None
+        return TwilioCallPlacer(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_from_number,
+            api_url=settings.twilio_api_url,
+        )
 
     @cached_property
     def bundle(self) -> Any:

@@ -336,15 +336,6 @@ class Worker:
                 log.info("scheduled job %s is no longer configured: removed", job.id)
                 job.remove()
 
-    def _plug_in_senders(self) -> None:
-        """Channels whose outbox sender registers at start (SMS registers on import).
-
-        Without credentials a channel registers nothing and its rows go to the log channel.
-        """
-        from citoyen.channels import telegram_sender
-
-        telegram_sender.register(self.runtime)
-
     # -- leadership -----------------------------------------------------------------------------
 
     def _become_leader(self) -> None:
@@ -412,7 +403,6 @@ class Worker:
         self.dispatcher.close()
 
     def start(self, background: bool) -> None:
-        self._plug_in_senders()
         self._specs()  # configuration problems stop the worker now, not at the first firing
         self._keeper = threading.Thread(
             target=self._keep_lease, name="scheduler-lease", daemon=True

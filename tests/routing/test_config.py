@@ -18,6 +18,7 @@ from citoyen.cli import main
 from citoyen.config import Settings
 from citoyen.engine import Problem
 from citoyen.routing import RoutingError, check, load_routing
+from citoyen.services.areas.trees import shipped_area_tree
 from tests.routing.support import FIXTURES, FLOWS, LOCALES, flows_dir, line_of
 
 BASE = FIXTURES / "base"
@@ -101,11 +102,11 @@ ERRORS = {
 def problems_of(tmp_path: Path, case: str | None) -> tuple[Path, list[Problem]]:
     overlays = [BASE] + ([FIXTURES / case] if case else [])
     folder = flows_dir(tmp_path, *overlays)
-    return folder, check(folder, LOCALES)
+    return folder, check(folder, LOCALES, areas=shipped_area_tree())
 
 
 def test_shipped_configuration_has_no_problem() -> None:
-    assert check(FLOWS, LOCALES) == []
+    assert check(FLOWS, LOCALES, areas=shipped_area_tree()) == []
 
 
 def test_base_fixture_has_no_problem(tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_each_error_names_file_line_and_problem(tmp_path: Path, case: str) -> No
     assert error.message.startswith(message), error.message
     assert str(error).startswith(f"flows/{name}:{error.line}: ")
     with pytest.raises(RoutingError) as raised:
-        load_routing(folder, LOCALES, areas="shipped")
+        load_routing(folder, LOCALES, areas=shipped_area_tree())
     assert raised.value.errors == [error]
 
 
@@ -158,7 +159,9 @@ def test_rule_shadowed_by_several_rules_together(tmp_path: Path) -> None:
     )
     routing = (BASE / "routing.yaml").read_text() + extra
     folder = flows_dir(tmp_path, BASE, **{"routing.yaml": routing})
-    [warning] = [p for p in check(folder, LOCALES) if p.level == "warning"]
+    [warning] = [
+        p for p in check(folder, LOCALES, areas=shipped_area_tree()) if p.level == "warning"
+    ]
     theft = line_of(folder / "routing.yaml", "category: theft")
     violence = line_of(folder / "routing.yaml", "category: violence")
     assert warning.line == line_of(folder / "routing.yaml", "category: [theft, violence]")
@@ -178,7 +181,7 @@ def test_a_rule_for_any_category_is_never_shadowed_by_rules_naming_categories(
         "  - {area: ML-4, to: [moderation]}\n"
     )
     folder = flows_dir(tmp_path, BASE, **{"routing.yaml": routing})
-    assert check(folder, LOCALES) == []
+    assert check(folder, LOCALES, areas=shipped_area_tree()) == []
 
 
 def test_categories_no_rule_reaches(tmp_path: Path) -> None:
@@ -246,7 +249,7 @@ def test_fallback_that_is_not_a_moderation_queue(tmp_path: Path) -> None:
 
 def test_missing_files(tmp_path: Path) -> None:
     neither = flows_dir(tmp_path / "a")
-    [warning] = check(neither, LOCALES)
+    [warning] = check(neither, LOCALES, areas=shipped_area_tree())
     assert (warning.level, warning.file) == ("warning", "flows/routing.yaml")
     assert "every report goes to the 'moderation' queue" in warning.message
     assert load_routing(neither, LOCALES).fallback == "moderation"
@@ -254,7 +257,9 @@ def test_missing_files(tmp_path: Path) -> None:
     only_routing = flows_dir(
         tmp_path / "b", **{"routing.yaml": (BASE / "routing.yaml").read_text()}
     )
-    [error] = [p for p in check(only_routing, LOCALES) if p.level == "error"]
+    [error] = [
+        p for p in check(only_routing, LOCALES, areas=shipped_area_tree()) if p.level == "error"
+    ]
     assert (error.file, error.message) == (
         "flows/stakeholders.yaml",
         "not found, but routing.yaml needs it",
@@ -292,7 +297,7 @@ def test_texts_notifications_need(tmp_path: Path) -> None:
         )
     }
     locales = _locales(tmp_path, removed)
-    [error] = [p for p in check(FLOWS, locales) if p.level == "error"]
+    [error] = [p for p in check(FLOWS, locales, areas=shipped_area_tree()) if p.level == "error"]
     assert error.file == "flows/routing.yaml"
     assert error.line == line_of(FLOWS / "routing.yaml", "notify: [")
     assert error.message.startswith("text 'notify.closed' is missing in every language")
@@ -307,7 +312,9 @@ def test_notification_texts_with_unused_keys_placeholders_or_too_long(tmp_path: 
     )
     locales = _locales(tmp_path, {"fr.yaml": (old, new)})
     warnings = {
-        p.message.split(":")[0]: p for p in check(FLOWS, locales) if p.file == "locales/fr.yaml"
+        p.message.split(":")[0]: p
+        for p in check(FLOWS, locales, areas=shipped_area_tree())
+        if p.file == "locales/fr.yaml"
     }
     unknown = next(p for p in warnings.values() if "theftt" in p.message)
     assert unknown.message == (

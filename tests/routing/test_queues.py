@@ -200,7 +200,7 @@ def test_a_report_is_never_dropped_even_when_routing_breaks(
 def test_configured_stakeholders_missing_from_the_database_still_get_their_entries(
     settings: object,
 ) -> None:
-    from citoyen.services.areas import seed_shipped_areas
+    from citoyen.services.areas.seeding import seed_shipped_areas
 
     rt = Runtime(settings)  # migrated and seeded, but no `stakeholders sync` (not ensure_ready)
     rt.migrate()
@@ -283,7 +283,7 @@ def test_stakeholders_sync_command(settings: object) -> None:
     from click.testing import CliRunner
 
     from citoyen.cli import main
-    from citoyen.services.areas import seed_shipped_areas
+    from citoyen.services.areas.seeding import seed_shipped_areas
 
     rt = Runtime(settings)  # migrated and seeded; first start's sync not run yet
     rt.migrate()

@@ -18,8 +18,8 @@ from citoyen.routing import (
     nearest,
     next_escalation,
     resolve,
-    shipped_area_tree,
 )
+from citoyen.services.areas.trees import shipped_area_tree
 from tests.routing.support import FLOWS, LOCALES, flows_dir
 
 TREE = AreaTree(
@@ -279,7 +279,7 @@ def test_sla_defaults_and_overrides(config: RoutingConfig, tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def shipped() -> RoutingConfig:
-    return load_routing(FLOWS, LOCALES, areas="shipped")
+    return load_routing(FLOWS, LOCALES, areas=shipped_area_tree())
 
 
 @pytest.mark.parametrize(

@@ -13,13 +13,13 @@ from sqlmodel import Session
 
 from citoyen.db import write_session
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound
 from citoyen.models import Contact, Report
 from citoyen.runtime import Runtime
 from citoyen.services import queues
 from citoyen.services.access import Staff
 from citoyen.services.casework import reply_to_citizen
 from citoyen.services.contacts import find_contact
-from citoyen.services.conversations import Inbound
 from citoyen.services.users import create_user
 from tests.dialog import ready_runtime
 from tests.routing.support import T0, make_report, outbox

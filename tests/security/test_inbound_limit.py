@@ -10,8 +10,8 @@ import pytest
 from sqlmodel import Session, func, select
 
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound
 from citoyen.models import InboundThrottle, Message, Report
-from citoyen.services.conversations import Inbound
 from tests.channels.sms.conftest import twiml_messages
 from tests.channels.twilio_helpers import ACCOUNT_SID, signed_post
 

@@ -21,14 +21,11 @@ from sqlmodel import Session, select
 
 from citoyen.engine.places import AreaMap
 from citoyen.models import Area, Report
-from citoyen.services import areas
-from citoyen.services.areas import (
-    area_label,
-    area_path,
-    import_cod_ab,
-    load_area_context,
-    seed_shipped_areas,
-)
+from citoyen.services.areas import names as area_names
+from citoyen.services.areas.cod_ab import import_cod_ab
+from citoyen.services.areas.labels import AreaNotFound, area_label, area_path
+from citoyen.services.areas.menus import load_area_context
+from citoyen.services.areas.seeding import seed_shipped_areas
 from tests.engine.support import assert_menus_match
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,27 +73,29 @@ def _by_code(session: Session, code: str) -> Area:
 
 
 def test_slugs_are_ascii_lowercase_with_hyphens() -> None:
-    assert areas.slugify("Commune IV") == "commune-iv"
-    assert areas.slugify("Ségou") == "segou"
-    assert areas.slugify("N’Gabacoro") == areas.slugify("N'Gabacoro") == "ngabacoro"
-    assert areas.slugify("Diédougou kati") == "diedougou-kati"
-    assert areas.slugify("Abeïbara") == "abeibara"
-    assert areas.slugify("  ") == "area"
+    assert area_names.slugify("Commune IV") == "commune-iv"
+    assert area_names.slugify("Ségou") == "segou"
+    assert area_names.slugify("N’Gabacoro") == area_names.slugify("N'Gabacoro") == "ngabacoro"
+    assert area_names.slugify("Diédougou kati") == "diedougou-kati"
+    assert area_names.slugify("Abeïbara") == "abeibara"
+    assert area_names.slugify("  ") == "area"
 
 
 def test_match_key_ignores_accents_case_spacing_and_prefixes() -> None:
     assert (
-        areas.match_key("Ségou") == areas.match_key("SEGOU") == areas.match_key("Région de Ségou")
+        area_names.match_key("Ségou")
+        == area_names.match_key("SEGOU")
+        == area_names.match_key("Région de Ségou")
     )
-    assert areas.match_key("Kalaban Coro") == areas.match_key("Kalaban-coro")
-    assert areas.match_key("District de Bamako") == areas.match_key("Bamako")
-    assert areas.match_key("Timbuktu") == areas.match_key("Tombouctou")
-    assert areas.match_key("Commune I") != areas.match_key("Commune II")
+    assert area_names.match_key("Kalaban Coro") == area_names.match_key("Kalaban-coro")
+    assert area_names.match_key("District de Bamako") == area_names.match_key("Bamako")
+    assert area_names.match_key("Timbuktu") == area_names.match_key("Tombouctou")
+    assert area_names.match_key("Commune I") != area_names.match_key("Commune II")
 
 
 def test_menu_order_reads_roman_numerals_as_numbers() -> None:
     names = ["Commune X", "Commune II", "Commune IX", "Commune I", "Commune VI", "Commune IV"]
-    assert sorted(names, key=areas.menu_sort_key) == [
+    assert sorted(names, key=area_names.menu_sort_key) == [
         "Commune I",
         "Commune II",
         "Commune IV",
@@ -105,7 +104,7 @@ def test_menu_order_reads_roman_numerals_as_numbers() -> None:
         "Commune X",
     ]
     # The first word is never a numeral (a place called "Mil" or "Di" stays a word).
-    assert sorted(["Zégoua", "Éléla", "Dioro"], key=areas.menu_sort_key) == [
+    assert sorted(["Zégoua", "Éléla", "Dioro"], key=area_names.menu_sort_key) == [
         "Dioro",
         "Éléla",
         "Zégoua",
@@ -113,7 +112,7 @@ def test_menu_order_reads_roman_numerals_as_numbers() -> None:
 
 
 def test_iso_regions_come_from_pycountry() -> None:
-    codes = {r.code: r for r in areas.iso_regions()}
+    codes = {r.code: r for r in area_names.iso_regions()}
     assert codes["ML-BKO"].level == "district"
     assert codes["ML-1"].name == "Kayes"
     assert codes["ML-10"].level == "region"
@@ -144,7 +143,7 @@ def test_seed_twice_changes_nothing(db_session: Session) -> None:
 
 
 def test_seed_is_fast(db_session: Session) -> None:
-    areas.iso_regions()  # pycountry's one-time load is not the seeding's cost
+    area_names.iso_regions()  # pycountry's one-time load is not the seeding's cost
     start = time.perf_counter()
     seed_shipped_areas(db_session)
     db_session.commit()
@@ -220,7 +219,7 @@ def test_area_context_tree_shape(db_session: Session) -> None:
     assert roots[0] == "ML-BKO"
     regions = [tree[c] for c in roots[1:]]
     assert all(r.level == "region" for r in regions)
-    folded = [areas.fold(r.name) for r in regions]
+    folded = [area_names.fold(r.name) for r in regions]
     assert folded == sorted(folded)
     assert "ML-10" in roots and tree["ML-10"].children == ()
 
@@ -230,7 +229,7 @@ def test_area_context_tree_shape(db_session: Session) -> None:
         node = tree[code]
         assert node.code == code and node.parent == parent
         seen.add(code)
-        names = [areas.menu_sort_key(tree[c].name) for c in node.children]
+        names = [area_names.menu_sort_key(tree[c].name) for c in node.children]
         assert names == sorted(names)
         for child in node.children:
             walk(child, code)
@@ -302,7 +301,7 @@ def test_labels_and_paths(db_session: Session) -> None:
         "ML-2.kati",
         "ML-2.kati.siby",
     ]
-    with pytest.raises(areas.AreaNotFound):
+    with pytest.raises(AreaNotFound):
         area_label(db_session, "ML-99")
 
 

@@ -12,10 +12,10 @@ from ruamel.yaml import YAML
 from sqlmodel import Session, func, select
 
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound
 from citoyen.models import Contact, Conversation, FlowVersion, Message, Report
 from citoyen.runtime import Runtime
 from citoyen.services import flows as flows_service
-from citoyen.services.conversations import Inbound
 from citoyen.services.setup import ensure_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,7 +206,7 @@ def test_conversation_finishes_on_its_pinned_version_after_the_flow_changes(
 
 
 def test_unparseable_address_is_refused_before_anything_is_stored(runtime: Runtime) -> None:
-    from citoyen.services.privacy import AddressError
+    from citoyen.messages.addresses import AddressError
 
     with pytest.raises(AddressError):
         send(runtime, "Bonjour", "SM1", address="not a number")

@@ -35,7 +35,6 @@ from citoyen.services.dispatch import (
     RateLimit,
     backoff_seconds,
     dispatch_once,
-    register_sender,
 )
 from citoyen.services.outbox import enqueue
 
@@ -604,10 +603,9 @@ def test_without_credentials_messages_go_to_the_log_channel_by_alias(runtime, ca
 def test_registered_senders_are_used_and_unconfigured_ones_fall_back_to_the_log(
     runtime, monkeypatch, caplog
 ) -> None:
-    monkeypatch.setattr(dispatch_module, "_factories", dict(dispatch_module._factories))
     pigeon = FakeSender("pigeon")
-    register_sender("pigeon", lambda rt: pigeon)
-    register_sender("smoke", lambda rt: None)  # e.g. no credentials
+    runtime.register_sender("pigeon", lambda rt: pigeon)
+    runtime.register_sender("smoke", lambda rt: None)  # e.g. no credentials
     cid = make_contact(runtime)
     p = queue(runtime, cid, "p", channel="pigeon")
     s = queue(runtime, cid, "s", channel="smoke")
@@ -640,7 +638,7 @@ def test_sms_uses_twilio_when_configured(runtime) -> None:
     assert isinstance(sender, SmsSender)
     assert isinstance(sender.provider, TwilioSmsProvider)
     assert sender.provider.status_callback == "https://citoyen.example.ml/twilio/status"
-    from citoyen.channels.log_sender import LogSender
+    from citoyen.services.log_sender import LogSender
 
     assert isinstance(Dispatcher(runtime).sender_for("sms"), LogSender)
 

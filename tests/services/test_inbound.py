@@ -14,11 +14,11 @@ from sqlmodel import Session, func, select
 
 from citoyen import db
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound, Reply
 from citoyen.models import Area, Contact, Message, Report
-from citoyen.routing import database_area_tree
 from citoyen.runtime import Runtime
-from citoyen.services.areas import invalidate_area_cache, load_area_context
-from citoyen.services.conversations import Inbound, Reply
+from citoyen.services.areas.menus import invalidate_area_cache, load_area_context
+from citoyen.services.areas.trees import database_area_tree
 from citoyen.services.setup import ensure_ready
 
 NUMBER = "+22376000020"

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from citoyen.services.privacy import AddressError, Vault, mask, normalise_address
+from citoyen.messages.addresses import AddressError, normalise_address
+from citoyen.services.privacy import Vault, mask
 from citoyen.services.refcodes import damm_digit, new_reference, parse_reference
 
 

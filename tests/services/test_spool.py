@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from citoyen.engine.types import Input
-from citoyen.services.conversations import Inbound
+from citoyen.messages.types import Inbound
 from citoyen.services.privacy import Vault
 from citoyen.services.spool import Spool, SpoolFull
 

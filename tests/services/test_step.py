@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from citoyen import engine as flow_engine
 from citoyen.engine.types import Effect, Input
+from citoyen.messages.types import Inbound
 from citoyen.models import (
     Contact,
     Conversation,
@@ -28,7 +29,7 @@ from citoyen.models import (
 )
 from citoyen.runtime import Runtime
 from citoyen.services import conversations
-from citoyen.services.conversations import Inbound, InboundLimit
+from citoyen.services.conversations import InboundLimit
 from citoyen.services.effects import CONTACT_EFFECTS, apply, contact_values
 from citoyen.services.setup import ensure_ready
 

@@ -20,7 +20,7 @@ from citoyen.models import QueueEntry, Report
 from citoyen.runtime import Runtime
 from citoyen.services import dashboard
 from citoyen.services.access import Staff
-from citoyen.services.areas import area_path, get_area
+from citoyen.services.areas.labels import area_path, get_area
 from citoyen.services.users import create_user
 from tests.routing.support import make_report
 

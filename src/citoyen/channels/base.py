@@ -1,17 +1,27 @@
-"""What every outbound sender (Twilio SMS, Twilio calls, Telegram, the log channel) agrees on.
+"""What services ask of providers: the protocols every sender, media fetcher and call placer keeps.
 
-The outbox dispatcher hands a sender one :class:`OutboundMessage` at a time and reads the result
+Services never import a provider's module: the runtime (:mod:`citoyen.runtime`) builds the
+providers this deployment has credentials for and hands them over behind these protocols, so a
+service can be tested with any object that keeps them, and a provider can change without a
+service noticing.
+
+**Senders.** The outbox dispatcher hands a sender one :class:`OutboundMessage` at a time and reads the result
 or the error: a :class:`TransientSendError` is retried with back-off (``retry_after`` honoured), a
 :class:`PermanentSendError` ends the row as failed with the provider's code, and ``opt_out`` tells
 the dispatcher the recipient refused messages (Twilio 21610, Telegram "bot was blocked").
+
+**Media fetchers** copy what a citizen sent (a call recording, a Telegram voice note or photo)
+from its provider into a file: a :class:`TransientFetchError` is tried again later, a
+:class:`PermanentFetchError` marks the attachment failed. **Call placers** start an outbound call
+and raise the senders' errors.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
@@ -96,3 +106,60 @@ class PerThreadSender:
             close = getattr(sender, "close", None)
             if close is not None:
                 close()
+
+
+SenderFactory = Callable[[Any], Sender | None]
+"""``factory(runtime)``: the channel's sender, or None when the deployment has no credentials for
+it (its messages then go to the log channel)."""
+
+
+# --- media fetchers -----------------------------------------------------------------------------
+
+# A 2-minute WAV is about 2 MB; anything this big is not ours.
+MAX_MEDIA_BYTES = 50 * 1024 * 1024
+
+
+class FetchError(Exception):
+    """Fetching failed; the message is stored on the attachment (no secrets in it)."""
+
+
+class TransientFetchError(FetchError):
+    """Worth trying again later (network, 5xx, not ready yet, rate limited)."""
+
+
+class PermanentFetchError(FetchError):
+    """Will never work as it is (malformed reference, gone for good)."""
+
+
+class MediaFetcher(Protocol):
+    """Gets one attachment's bytes from its provider."""
+
+    def fetch(self, attachment: Any, dest: BinaryIO) -> str | None:
+        """Write the media of ``attachment`` (its ``provider_ref``, ``content_type``) to
+        ``dest``; return its content type if the provider said it.
+
+        Raise :class:`TransientFetchError` or :class:`PermanentFetchError` on failure.
+        """
+        ...
+
+
+def copy_limited(chunks: Iterable[bytes], dest: BinaryIO, limit: int = MAX_MEDIA_BYTES) -> int:
+    """Copy a download to ``dest``, refusing more than ``limit`` bytes; returns the size."""
+    size = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        size += len(chunk)
+        if size > limit:
+            raise PermanentFetchError(f"media larger than {limit} bytes")
+        dest.write(chunk)
+    return size
+
+
+# --- call placers -------------------------------------------------------------------------------
+
+
+class CallPlacer(Protocol):
+    """Places one call; returns its CallSid. Raises Transient/PermanentSendError."""
+
+    def create(self, to: str, url: str, status_callback: str) -> str: ...

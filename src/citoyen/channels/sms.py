@@ -6,8 +6,8 @@ number and a text to an :class:`SmsProvider`. Twilio is one provider; a local ga
 operator's HTTP API, an Android gateway, Kannel...) is another class with the same ``send`` and
 its errors mapped to :class:`TransientSendError` / :class:`PermanentSendError` (see docs/sms.md).
 
-Importing this module registers the ``"sms"`` sender factory with the dispatcher: Twilio when
-credentials are configured, else nothing (the dispatcher then uses the log channel).
+:func:`twilio_sms_sender` is the ``"sms"`` sender factory the runtime registers: Twilio when
+credentials are configured, else None (the dispatcher then uses the log channel).
 """
 
 from __future__ import annotations
@@ -291,12 +291,3 @@ def _hard_split(text: str, fits: Any) -> list[str]:
     if current:
         out.append(current)
     return out
-
-
-def _register() -> None:
-    from citoyen.services.dispatch import register_sender
-
-    register_sender("sms", twilio_sms_sender)
-
-
-_register()

@@ -44,10 +44,12 @@ from telegram.error import (
 
 from citoyen.channels.base import (
     OutboundMessage,
+    PermanentFetchError,
     PermanentSendError,
     PerThreadSender,
     SendError,
     SendResult,
+    TransientFetchError,
     TransientSendError,
 )
 
@@ -198,7 +200,7 @@ class TelegramSender(TelegramClient):
 
 
 class TelegramFileFetcher(TelegramClient):
-    """Fetches voice notes and photos for :mod:`citoyen.services.media` (getFile + download).
+    """Fetches voice notes and photos for the media service (getFile + download).
 
     ``Attachment.provider_ref`` is the ``file_id`` the update carried. Telegram keeps files for
     bots only for a while (a download link lasts at least an hour; a ``file_id`` longer), which is
@@ -206,8 +208,6 @@ class TelegramFileFetcher(TelegramClient):
     """
 
     def fetch(self, attachment: Any, dest: BinaryIO) -> str | None:
-        from citoyen.services.media import PermanentFetchError, TransientFetchError
-
         file_id = attachment.provider_ref
         if not file_id:
             raise PermanentFetchError("no Telegram file_id")
@@ -244,24 +244,9 @@ def make_sender(runtime: Any) -> PerThreadSender | None:
 def make_fetcher(runtime: Any) -> TelegramFileFetcher | None:
     """The media fetcher for channel ``telegram`` when ``TELEGRAM_BOT_TOKEN`` is set, else None.
 
-    The worker adds it to the fetchers it gives :func:`citoyen.services.media.
-    fetch_pending_attachments` (``{"telegram": make_fetcher(runtime)}``).
+    The runtime lists it in its ``media_fetchers``, which the worker's media job uses.
     """
     token = runtime.settings.telegram_bot_token
     if not token:
         return None
     return TelegramFileFetcher(settings_bot(runtime.settings))
-
-
-def register(runtime: Any) -> bool:
-    """Plug the Telegram sender into the outbox dispatcher; False when Telegram is off.
-
-    Called by the worker (and by ``citoyen telegram``) at start. Without a token nothing is
-    registered and Telegram rows go to the log channel, as every unconfigured channel does.
-    """
-    from citoyen.services.dispatch import register_sender
-
-    if not runtime.settings.telegram_bot_token:
-        return False
-    register_sender(CHANNEL, make_sender)
-    return True

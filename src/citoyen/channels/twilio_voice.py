@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from citoyen.channels.render import VoiceSegment, option_label, render_voice
 from citoyen.engine.types import Option, Prompt
+from citoyen.messages.render import VoiceSegment, option_label, render_voice
 
 log = logging.getLogger(__name__)
 # A prompt without a recording is a gap in the deployment (shown on the admin's prompts page),

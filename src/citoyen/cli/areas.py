@@ -20,7 +20,7 @@ def areas() -> None:
 def areas_import(ctx: click.Context, path: Path) -> None:
     """Load an OCHA COD-AB style table (admin1/2/3 names and P-codes)."""
     from citoyen.db import write_session
-    from citoyen.services.areas import import_cod_ab
+    from citoyen.services.areas.cod_ab import import_cod_ab
 
     runtime = runtime_of(ctx)
     with progress_bar() as progress, write_session(runtime.engine) as session:
@@ -44,7 +44,7 @@ def areas_import(ctx: click.Context, path: Path) -> None:
 def areas_seed(ctx: click.Context) -> None:
     """Load the shipped sample areas (idempotent)."""
     from citoyen.db import write_session
-    from citoyen.services.areas import seed_shipped_areas
+    from citoyen.services.areas.seeding import seed_shipped_areas
 
     runtime = runtime_of(ctx)
     with write_session(runtime.engine) as session:

@@ -23,7 +23,7 @@ from citoyen.cli.common import load_bundle_or_exit, runtime_of
 @click.pass_context
 def chat(ctx: click.Context, channel: str, sender: str) -> None:
     """Talk to the flows in a terminal, as that channel would show them."""
-    from citoyen.channels.simulator import Simulator
+    from citoyen.cli.simulator import Simulator
     from citoyen.services.setup import ensure_ready
 
     if logging.getLogger().level > logging.DEBUG:

@@ -25,16 +25,17 @@ def flows() -> None:
 @click.pass_context
 def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
     """Validate flows, locales, stakeholders and routing rules; exit 1 on any error."""
-    from citoyen import routing
+    from citoyen.services.areas.trees import database_area_tree, shipped_area_tree
     from citoyen.services.flowcheck import problems as all_problems
 
     runtime = runtime_of(ctx)
-    areas: routing.AreaTree | str = "shipped"
     if areas_from_db:
         from sqlmodel import Session
 
         with Session(runtime.engine) as session:
-            areas = routing.database_area_tree(session)
+            areas = database_area_tree(session)
+    else:
+        areas = shipped_area_tree()
     problems = all_problems(runtime, areas)
     errors = [p for p in problems if p.level == "error"]
     warnings = [p for p in problems if p.level != "error"]
@@ -59,7 +60,7 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
 @click.pass_context
 def flows_diagram(ctx: click.Context, name: str, output: str | None, language: str | None) -> None:
     """Draw flow NAME as an SVG diagram (the admin's flows page shows the same)."""
-    from citoyen.services.flowmap import diagram_svg
+    from citoyen.services.diagram import diagram_svg
 
     runtime = runtime_of(ctx)
     bundle = load_bundle_or_exit(runtime)

@@ -101,7 +101,7 @@ def telegram(ctx: click.Context) -> None:
     load_bundle_or_exit(runtime)
     if runtime.needs_migration():
         raise SystemExit("database not migrated: run `citoyen db upgrade` first")
-    from citoyen.channels.telegram_bot import run_polling
+    from citoyen.telegram_bot import run_polling
 
     run_polling(runtime)
 
@@ -110,7 +110,7 @@ def telegram(ctx: click.Context) -> None:
 @click.pass_context
 def telegram_set_webhook(ctx: click.Context) -> None:
     """Register CITOYEN_PUBLIC_URL/telegram/webhook (https) with TELEGRAM_WEBHOOK_SECRET."""
-    from citoyen.channels.telegram_bot import TelegramSetupError, set_webhook
+    from citoyen.telegram_bot import TelegramSetupError, set_webhook
 
     runtime = runtime_of(ctx)
     try:

@@ -7,7 +7,7 @@ resolves a report's category, area and urgency into stakeholders, without a data
 :mod:`citoyen.services.queues` turns that into queue entries, alerts and notifications.
 """
 
-from citoyen.routing.areas import AreaInfo, AreaTree, database_area_tree, shipped_area_tree
+from citoyen.routing.areas import AreaInfo, AreaTree
 from citoyen.routing.checker import RoutingError, check, flow_categories, load_routing
 from citoyen.routing.schema import (
     CLOSE_REASONS,
@@ -48,7 +48,6 @@ __all__ = [
     "Rule",
     "StakeholderDef",
     "check",
-    "database_area_tree",
     "expand",
     "flow_categories",
     "load_routing",
@@ -56,5 +55,4 @@ __all__ = [
     "next_escalation",
     "resolve",
     "select_rule",
-    "shipped_area_tree",
 ]

@@ -1,17 +1,14 @@
 """The area tree as routing sees it: codes and parents, no database rows.
 
 Routing rules inherit down region > cercle > commune (> quartier), so resolving one needs a
-report's area and its ancestors. Validation needs the same tree without a database
-(``citoyen flows check`` runs anywhere), so it is built from the shipped sample exactly as a
-first start would seed it; at run time it comes from the database.
+report's area and its ancestors. The tree is given to routing: built from the shipped sample
+for validation, from the database at run time (:mod:`citoyen.services.areas.trees`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 
@@ -82,65 +79,5 @@ class AreaTree:
                 return ancestor
         return None
 
-    def top_level(self) -> list[str]:
-        return [a.code for a in self._areas.values() if a.parent is None]
-
     def children(self, code: str | None) -> list[str]:
         return [a.code for a in self._areas.values() if a.parent == code]
-
-
-@lru_cache(maxsize=1)
-def shipped_area_tree() -> AreaTree:
-    """The areas a first start creates from the shipped sample (``data/mali-areas.csv``).
-
-    Built by running the real seeding (:func:`citoyen.services.areas.seed_shipped_areas`) into a
-    private in-memory SQLite database, so the codes are the ones a deployment gets, by
-    construction rather than by a second implementation of the code rules.
-    """
-    import sqlalchemy as sa
-    from sqlmodel import Session
-
-    from citoyen.models import Area
-    from citoyen.services.areas import seed_shipped_areas
-
-    engine = sa.create_engine("sqlite://")
-    try:
-        Area.__table__.create(engine)  # type: ignore[attr-defined]
-        with Session(engine) as session:
-            seed_shipped_areas(session)
-            rows = session.execute(
-                sa.select(Area.id, Area.code, Area.name, Area.level, Area.parent_id)
-            ).all()
-    finally:
-        engine.dispose()
-    codes = {row.id: row.code for row in rows}
-    return AreaTree(
-        {
-            row.code: AreaInfo(row.code, row.name, row.level, codes.get(row.parent_id))
-            for row in rows
-        }
-    )
-
-
-# (snapshot dict, tree built from it); the dict is compared by identity, so it is kept alive here.
-_trees: list[tuple[Mapping[str, Any], AreaTree]] = []
-_trees_lock = threading.Lock()
-_TREES_KEPT = 4
-
-
-def database_area_tree(session: Any, *, max_age: float = 0.0) -> AreaTree:
-    """The deployment's areas (cached per database by :func:`load_area_context`; ``max_age`` as
-    there). The tree is built again only when the areas changed: building it from some
-    thousand areas cost more than routing a report."""
-    from citoyen.services.areas import load_area_context
-
-    nodes, _roots = load_area_context(session, max_age=max_age)
-    with _trees_lock:
-        for cached_nodes, tree in _trees:
-            if cached_nodes is nodes:
-                return tree
-    tree = AreaTree.from_nodes(nodes)
-    with _trees_lock:
-        # One per database in use (a process normally has one): the oldest goes first.
-        _trees[:] = [*_trees[-(_TREES_KEPT - 1) :], (nodes, tree)]
-    return tree

@@ -9,8 +9,8 @@ author meant (a category or area no rule reaches, a rule that never applies beca
 every report it matches, a rule whose stakeholders cover none of some communes, texts too long
 for two SMS).
 
-Area codes are checked against the shipped sample areas by default (no database needed); a
-deployment that imported other areas checks against its database instead.
+Area codes are checked against the tree the caller gives: the shipped sample's (no database
+needed), or the database's for a deployment that imported other areas.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml.error import YAMLError
@@ -37,7 +37,7 @@ from citoyen.engine.schema import ActionNode, ChoiceNode, Flow, duration_seconds
 from citoyen.engine.schema import Settings as FlowSettings
 from citoyen.i18n import Catalog, read_yaml, yaml_error_line
 from citoyen.routing import texts
-from citoyen.routing.areas import AreaInfo, AreaTree, shipped_area_tree
+from citoyen.routing.areas import AreaInfo, AreaTree
 from citoyen.routing.schema import (
     CLOSE_REASONS,
     DEFAULT_FALLBACK,
@@ -64,8 +64,6 @@ MAX_SMS_SEGMENTS = 2
 # More examples than this in one message would bury it.
 _EXAMPLES = 5
 
-AreaSource = AreaTree | Literal["shipped"] | None
-
 
 class RoutingError(FlowError):
     """Stakeholders or routing rules have errors; ``problems`` holds every finding.
@@ -74,16 +72,18 @@ class RoutingError(FlowError):
     """
 
 
-def check(flows_dir: Path, locales_dir: Path, *, areas: AreaSource = "shipped") -> list[Problem]:
+def check(flows_dir: Path, locales_dir: Path, *, areas: AreaTree | None) -> list[Problem]:
     """Every problem (errors and warnings) of the stakeholders and routing files; never raises.
 
-    ``areas``: the tree area codes must exist in (``"shipped"``: the shipped sample; None: area
-    codes are not checked).
+    ``areas``: the tree area codes must exist in (the shipped sample's is
+    :func:`citoyen.services.areas.trees.shipped_area_tree`; None: area codes are not checked).
     """
     return _Checker(Path(flows_dir), Path(locales_dir), areas).run()[0]
 
 
-def load_routing(flows_dir: Path, locales_dir: Path, *, areas: AreaSource = None) -> RoutingConfig:
+def load_routing(
+    flows_dir: Path, locales_dir: Path, *, areas: AreaTree | None = None
+) -> RoutingConfig:
     """The validated routing configuration; :class:`RoutingError` on any error.
 
     The service loads it without an area tree by default: at run time rules are resolved against
@@ -135,10 +135,10 @@ def _names(values: Iterable[str]) -> str:
 class _Checker:
     """Collects the problems of one check; builds the configuration when it is sound."""
 
-    def __init__(self, flows_dir: Path, locales_dir: Path, areas: AreaSource) -> None:
+    def __init__(self, flows_dir: Path, locales_dir: Path, areas: AreaTree | None) -> None:
         self.flows_dir = flows_dir
         self.locales_dir = locales_dir
-        self.tree: AreaTree | None = shipped_area_tree() if areas == "shipped" else areas
+        self.tree = areas
         self.problems: list[Problem] = []
         self.enabled: list[str] = []
         self.emergency: dict[str, str] = {}
@@ -244,7 +244,7 @@ class _Checker:
     # -- stakeholders.yaml ----------------------------------------------------------------------
 
     def _load_stakeholders(self) -> None:
-        from citoyen.services.privacy import AddressError, staff_address
+        from citoyen.messages.addresses import AddressError, staff_address
 
         source = self._read(STAKEHOLDERS_FILE, self.s_file)
         spec = self._validate(StakeholdersFile, source) if source is not None else None

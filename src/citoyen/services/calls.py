@@ -27,10 +27,11 @@ from sqlmodel import Session, select
 from citoyen.db import insert, write_session
 from citoyen.engine.schema import ActionNode, PlaceNode
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound, Reply
 from citoyen.models import Attachment, Contact, Conversation, Message, Report
 from citoyen.services import effects
 from citoyen.services.attachments import expire_attachments, link_to_report
-from citoyen.services.conversations import OPEN_STATUSES, Inbound, Reply
+from citoyen.services.conversations import OPEN_STATUSES
 from citoyen.services.privacy import alias_label
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from citoyen.channels.render import render_sms, stored_prompts
+from citoyen.messages.render import render_sms, stored_prompts
 from citoyen.models import (
     Attachment,
     Contact,
@@ -27,7 +27,7 @@ from citoyen.models import (
 )
 from citoyen.routing import texts
 from citoyen.services.access import Staff, reports_in_scope
-from citoyen.services.areas import area_path
+from citoyen.services.areas.labels import area_path
 from citoyen.services.casework import staff_of
 from citoyen.services.privacy import alias_label
 from citoyen.services.queues.config import Router, router_for

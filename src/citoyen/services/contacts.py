@@ -7,8 +7,9 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from citoyen.messages.addresses import normalise_address
 from citoyen.models import Contact
-from citoyen.services.privacy import Vault, normalise_address
+from citoyen.services.privacy import Vault
 
 
 def address_kind(address: str) -> str:

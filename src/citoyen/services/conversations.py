@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,11 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from citoyen import engine as flow_engine
-from citoyen.channels.render import option_label
 from citoyen.db import write_session
 from citoyen.engine import Flow
 from citoyen.engine.textnorm import normalise
-from citoyen.engine.types import Context, Input, Option, Prompt, State, StepResult, deep_copy
+from citoyen.engine.types import Context, Input, Prompt, State, StepResult
+from citoyen.messages.addresses import normalise_address
+from citoyen.messages.render import option_label
+from citoyen.messages.types import Inbound, Reply
 from citoyen.models import (
     OPEN_CONVERSATION_STATUSES,
     Contact,
@@ -38,10 +40,10 @@ from citoyen.models import (
 )
 from citoyen.services import effects as effect_handlers
 from citoyen.services import inbound as messages
-from citoyen.services.areas import AREA_RECHECK_SECONDS, load_area_context
+from citoyen.services.areas.menus import AREA_RECHECK_SECONDS, load_area_context
 from citoyen.services.contacts import new_contact
 from citoyen.services.flows import PinnedFlows
-from citoyen.services.privacy import Vault, alias_label, normalise_address
+from citoyen.services.privacy import Vault, alias_label
 
 log = logging.getLogger(__name__)
 
@@ -66,70 +68,6 @@ _OPEN_CONVERSATION = (
 
 # ``on_reply(session, reply, contact_id)``: a channel's own rows, in the step's transaction.
 OnReply = Callable[[Session, "Reply", int], None]
-
-
-@dataclass
-class Inbound:
-    """A neutral inbound event built by a channel adapter."""
-
-    channel: str  # sms | voice | telegram
-    address: str  # tel:+223... or telegram:ID (or a raw number)
-    input: Input
-    provider_id: str | None = None  # MessageSid, CallSid:step, update_id: the dedupe key
-    # The flow a new conversation runs, when the server chose it (an outbound survey call);
-    # None: the flows' triggers choose.
-    flow_id: str | None = None
-
-
-@dataclass
-class Reply:
-    """What to tell the citizen, in neutral form, plus the values texts may need."""
-
-    prompts: list[Prompt]
-    language: str
-    params: dict[str, Any] = field(default_factory=dict)
-    status: str = "completed"
-    conversation_id: int | None = None
-    contact_alias: str | None = None
-    duplicate: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """The reply as stored with the inbound message (all but ``duplicate``)."""
-        return {
-            "prompts": [p.to_dict() for p in self.prompts],
-            "language": self.language,
-            "params": deep_copy(self.params),
-            "status": self.status,
-            "conversation_id": self.conversation_id,
-            "contact_alias": self.contact_alias,
-        }
-
-    @classmethod
-    def of_step(
-        cls,
-        result: StepResult,
-        language: str,
-        params: dict[str, Any],
-        conversation_id: int | None,
-        alias: int,
-    ) -> Reply:
-        """The reply to a step of conversation ``conversation_id`` of contact ``alias``."""
-        return cls(
-            prompts=result.prompts,
-            language=language,
-            params=params,
-            status=result.state.status,
-            conversation_id=conversation_id,
-            contact_alias=alias_label(alias),
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, duplicate: bool = False) -> Reply:
-        prompts = [
-            Prompt(**{**p, "options": tuple(Option(**o) for o in p.get("options", ()))})
-            for p in data["prompts"]
-        ]
-        return cls(**{**data, "prompts": prompts, "duplicate": duplicate})
 
 
 @dataclass(frozen=True)
@@ -502,7 +440,7 @@ class ConversationService:
                     render=render,
                 )
             )
-        return Reply.of_step(result, language, params, conversation.id, contact.alias)
+        return Reply.of_step(result, language, params, conversation.id, alias_label(contact.alias))
 
     def _lang(self, contact: Contact) -> str:
         return contact.language or self.bundle.settings.languages.default

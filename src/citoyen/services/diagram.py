@@ -16,9 +16,10 @@ from __future__ import annotations
 import itertools
 import textwrap
 from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape
 
-from citoyen.services.flowmap import FlowMap, MapNode
+from citoyen.services.flowmap import FlowMap, MapNode, Translate, flow_map, headline, untranslated
 
 NODE_WIDTH = 230
 LINE_HEIGHT = 15
@@ -271,3 +272,10 @@ def _box_svg(box: _Box, is_start: bool) -> str:
         parts.append(f'<text x="{box.x + PADDING:.0f}" y="{y:.0f}"{weight}>{escape(line)}</text>')
     parts.append("</g>")
     return "".join(parts)
+
+
+def diagram_svg(bundle: Any, flow_id: str, lang: str, _: Translate = untranslated) -> str:
+    """The SVG diagram of one flow, its boxes quoting the texts in ``lang``."""
+    fmap = flow_map(bundle, flow_id, _)
+    headlines = {n.name: headline(n, bundle.catalog, lang) for n in fmap.nodes}
+    return to_svg(fmap, headlines)

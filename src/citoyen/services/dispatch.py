@@ -29,15 +29,15 @@ Why it is shaped like this (details and guarantees in docs/outbox.md):
 - **Rate limits** are token buckets per channel (and per recipient where the provider limits
   that, e.g. a Telegram chat), held in the dispatcher process: rows are only claimed as far as
   the channel's bucket allows, so nothing is claimed just to be put back.
-- **Senders per channel** come from :func:`register_sender`; a channel with no sender (or a
-  factory that returns None because credentials are missing) goes to the log channel, so no
-  message is silently dropped.
+- **Senders per channel** come from the runtime's sender factories (``runtime.sender_factories``,
+  registered explicitly in :mod:`citoyen.runtime`); a channel with no sender (or a factory that
+  returns None because credentials are missing) goes to the log channel, so no message is
+  silently dropped.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import math
 import random
@@ -173,39 +173,6 @@ class TokenBucket:
     def full(self) -> bool:
         self._refill()
         return self.tokens >= self.limit.burst
-
-
-# --- sender registry ---------------------------------------------------------------------------
-
-SenderFactory = Callable[[Any], Sender | None]
-_factories: dict[str, SenderFactory] = {}
-_registry_lock = threading.Lock()
-
-
-def register_sender(channel: str, factory: SenderFactory) -> None:
-    """Plug a sender in for ``channel``: ``factory(runtime)`` returns a Sender, or None when the
-    channel is not configured (no credentials), in which case the log channel is used.
-
-    A module ``citoyen.channels.<channel>`` is imported the first time that channel is
-    dispatched, so registering at import time there is enough (``channels/sms.py`` does).
-    """
-    with _registry_lock:
-        _factories[channel] = factory
-
-
-def sender_factory(channel: str) -> SenderFactory | None:
-    with _registry_lock:
-        factory = _factories.get(channel)
-    if factory is not None:
-        return factory
-    module = f"citoyen.channels.{channel}"
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-    with _registry_lock:
-        return _factories.get(channel)
 
 
 # --- the dispatcher ----------------------------------------------------------------------------
@@ -401,10 +368,10 @@ class Dispatcher:
     def sender_for(self, channel: str) -> Sender:
         sender = self._senders.get(channel)
         if sender is None:
-            factory = sender_factory(channel)
+            factory = self.runtime.sender_factories.get(channel)
             sender = factory(self.runtime) if factory is not None else None
             if sender is None:
-                from citoyen.channels.log_sender import LogSender
+                from citoyen.services.log_sender import LogSender
 
                 sender = LogSender(self.engine, channel)
                 log.info("no sender configured for channel %s: using the log channel", channel)

@@ -15,9 +15,9 @@ from sqlmodel import Session, select
 
 from citoyen.db import insert_or_skip
 from citoyen.engine.types import Effect
+from citoyen.messages.addresses import WITHHELD
 from citoyen.models import Contact, Conversation, Report, SurveyAnswer
 from citoyen.services.attachments import link_to_report
-from citoyen.services.privacy import WITHHELD
 from citoyen.services.queues.places import area_id as _area_id
 from citoyen.services.queues.routes import event_row, route_and_record
 from citoyen.services.refcodes import new_reference

@@ -12,9 +12,13 @@ from typing import Any
 from citoyen.engine import FlowError, Problem, check, load_bundle
 
 
-def problems(runtime: Any, areas: Any = "shipped") -> list[Problem]:
-    """Every problem, errors and warnings; ``areas`` is ``"shipped"`` or an area tree."""
+def problems(runtime: Any, areas: Any = None) -> list[Problem]:
+    """Every problem, errors and warnings; ``areas`` is an area tree (None: the shipped one)."""
     from citoyen import routing
+    from citoyen.services.areas.trees import shipped_area_tree
+
+    if areas is None:
+        areas = shipped_area_tree()
 
     settings = runtime.settings
     # Recordings are counted from the prompt library below, not per text from shipped files.
@@ -43,12 +47,10 @@ def _prompt_problems(runtime: Any) -> list[Problem]:
 
 def _survey_problems(settings: Any, areas: Any) -> list[Problem]:
     """Problems of flows/surveys/*.yaml, checked against the flows when these load."""
-    from citoyen import routing
     from citoyen.services.surveys import load_surveys
 
     try:
         bundle = load_bundle(settings.flows_dir, settings.locales_dir)
     except FlowError:
         bundle = None  # the flows' own errors are reported already
-    tree = routing.shipped_area_tree() if areas == "shipped" else areas
-    return list(load_surveys(settings.flows_dir, bundle, tree).problems)
+    return list(load_surveys(settings.flows_dir, bundle, areas).problems)

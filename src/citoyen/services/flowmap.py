@@ -45,7 +45,7 @@ SAMPLE_PARAMS: dict[str, str] = {
 }
 
 
-def _identity(text: str, **params: Any) -> str:
+def untranslated(text: str, **params: Any) -> str:
     return text % params if params else text
 
 
@@ -99,7 +99,7 @@ class FlowMap:
         return next(n for n in self.nodes if n.name == name)
 
 
-def condition_words(cond: Any, _: Translate = _identity) -> str:
+def condition_words(cond: Any, _: Translate = untranslated) -> str:
     """A branch condition in plain words ("danger is yes", "channel is voice")."""
     if isinstance(cond, AnswerCondition):
         if cond.eq is not None:
@@ -123,7 +123,7 @@ def condition_words(cond: Any, _: Translate = _identity) -> str:
     return str(cond)
 
 
-def action_words(action: Any, _: Translate = _identity) -> str:
+def action_words(action: Any, _: Translate = untranslated) -> str:
     """An action in plain words ("create the report (urgent when danger is yes)")."""
     kind = action.kind
     if kind == "create_report":
@@ -239,7 +239,7 @@ def build(
     catalog: Catalog,
     languages: Iterable[str],
     emergency_numbers: dict[str, str] | None = None,
-    _: Translate = _identity,
+    _: Translate = untranslated,
 ) -> FlowMap:
     """The map of ``flow``: nodes in file order, edges, texts and SMS costs per language."""
     langs = list(languages)
@@ -268,7 +268,7 @@ def headline(node: MapNode, catalog: Catalog, lang: str) -> str | None:
     return catalog.text(question.key, lang)
 
 
-def flow_map(bundle: Any, flow_id: str, _: Translate = _identity) -> FlowMap:
+def flow_map(bundle: Any, flow_id: str, _: Translate = untranslated) -> FlowMap:
     """The map of one loaded flow in every enabled language."""
     settings = bundle.settings
     return build(
@@ -278,12 +278,3 @@ def flow_map(bundle: Any, flow_id: str, _: Translate = _identity) -> FlowMap:
         dict(settings.emergency_numbers),
         _,
     )
-
-
-def diagram_svg(bundle: Any, flow_id: str, lang: str, _: Translate = _identity) -> str:
-    """The SVG diagram of one flow, its boxes quoting the texts in ``lang``."""
-    from citoyen.services.diagram import to_svg
-
-    fmap = flow_map(bundle, flow_id, _)
-    headlines = {n.name: headline(n, bundle.catalog, lang) for n in fmap.nodes}
-    return to_svg(fmap, headlines)

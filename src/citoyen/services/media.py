@@ -7,9 +7,9 @@ later, so the worker copies every pending :class:`~citoyen.models.Attachment` in
 ``<instance>/media/<channel>/<yyyy>/<mm>/<id>.<ext>`` (``local_path`` is stored relative to the
 instance folder, so the folder can move or be restored from a backup).
 
-Each channel brings a :class:`Fetcher` (``{"voice": TwilioRecordingFetcher(...)}``);
-:func:`fetch_pending_attachments` does the bookkeeping for all of them: back-off between
-attempts, ``failed`` after :data:`MAX_ATTEMPTS` or a permanent error, atomic file writes, and no
+Each channel brings a :class:`~citoyen.channels.base.MediaFetcher` (the runtime's
+``media_fetchers``: ``{"voice": TwilioRecordingFetcher(...)}``);
+:func:`fetch_pending_attachments` does the bookkeeping for all of them: back-off between attempts, ``failed`` after :data:`MAX_ATTEMPTS` or a permanent error, atomic file writes, and no
 database transaction held open while waiting on the network.
 """
 
@@ -18,17 +18,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 
-import requests
 from sqlmodel import Session, select
 
+from citoyen.channels.base import FetchError, MediaFetcher, PermanentFetchError, TransientFetchError
 from citoyen.db import write_session
 from citoyen.models import Attachment
 
@@ -38,10 +37,6 @@ MAX_ATTEMPTS = 8
 # Attempt k (0-based) is due BACKOFF_SECONDS * (2**k - 1) after the attachment was created:
 # at once, then 30 s, 1.5 min, 3.5 min ... about 1 h 4 min for the eighth and last.
 BACKOFF_SECONDS = 30
-MAX_BYTES = 50 * 1024 * 1024  # a 2-minute WAV is about 2 MB; anything this big is not ours
-CHUNK = 64 * 1024
-TWILIO_API = "https://api.twilio.com"
-RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
 EXTENSIONS = {
     "audio/wav": ".wav",
     "audio/x-wav": ".wav",
@@ -56,112 +51,11 @@ EXTENSIONS = {
 }
 
 
-class FetchError(Exception):
-    """Fetching failed; the message is stored on the attachment (no secrets in it)."""
-
-
-class TransientFetchError(FetchError):
-    """Worth trying again later (network, 5xx, not ready yet, rate limited)."""
-
-
-class PermanentFetchError(FetchError):
-    """Will never work as it is (malformed reference, gone for good)."""
-
-
-class Fetcher(Protocol):
-    """Gets one attachment's bytes from its provider."""
-
-    def fetch(self, attachment: Attachment, dest: BinaryIO) -> str | None:
-        """Write the media to ``dest``; return its content type if the provider said it.
-
-        Raise :class:`TransientFetchError` or :class:`PermanentFetchError` on failure.
-        """
-        ...
-
-
 @dataclass(frozen=True)
 class FetchSummary:
     fetched: int = 0
     retrying: int = 0
     failed: int = 0
-
-
-def copy_limited(chunks: Iterable[bytes], dest: BinaryIO, limit: int = MAX_BYTES) -> int:
-    """Copy a download to ``dest``, refusing more than ``limit`` bytes; returns the size."""
-    size = 0
-    for chunk in chunks:
-        if not chunk:
-            continue
-        size += len(chunk)
-        if size > limit:
-            raise PermanentFetchError(f"media larger than {limit} bytes")
-        dest.write(chunk)
-    return size
-
-
-class TwilioRecordingFetcher:
-    """Downloads a call recording as WAV with the account's credentials (HTTP basic auth).
-
-    The URL is built from the account and the RecordingSid, never taken from a request, so
-    the credentials only ever go to Twilio's API (``api_base`` is for tests).
-    """
-
-    def __init__(
-        self,
-        account_sid: str,
-        auth_token: str,
-        *,
-        api_base: str = TWILIO_API,
-        timeout: float = 30.0,
-        max_bytes: int = MAX_BYTES,
-    ) -> None:
-        self.account_sid = account_sid
-        self.auth_token = auth_token
-        self.api_base = api_base.rstrip("/")
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-
-    def url(self, recording_sid: str) -> str:
-        return (
-            f"{self.api_base}/2010-04-01/Accounts/{self.account_sid}/Recordings/{recording_sid}.wav"
-        )
-
-    def fetch(self, attachment: Attachment, dest: BinaryIO) -> str | None:
-        sid = attachment.provider_ref
-        if not RECORDING_SID.fullmatch(sid or ""):
-            raise PermanentFetchError("provider_ref is not a Twilio RecordingSid")
-        try:
-            with requests.get(
-                self.url(sid),
-                auth=(self.account_sid, self.auth_token),
-                stream=True,
-                timeout=self.timeout,
-            ) as response:
-                code = response.status_code
-                if code in (401, 403):
-                    # Usually a configuration mistake that gets fixed: keep trying for a while.
-                    raise TransientFetchError(
-                        f"HTTP {code} from Twilio: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
-                    )
-                if code in (404, 408, 429) or code >= 500:
-                    # 404 too: a recording is not downloadable until Twilio has processed it.
-                    raise TransientFetchError(f"HTTP {code} from Twilio")
-                if code >= 400:
-                    raise PermanentFetchError(f"HTTP {code} from Twilio")
-                copy_limited(response.iter_content(CHUNK), dest, self.max_bytes)
-                return response.headers.get("Content-Type")
-        except requests.RequestException as exc:
-            raise TransientFetchError(f"network error: {type(exc).__name__}") from None
-
-
-def twilio_recording_fetcher(settings: Any) -> TwilioRecordingFetcher:
-    """The recording fetcher of this deployment, at ``CITOYEN_TWILIO_API_URL`` when it is set
-    (a regional edge, a local fake in tests) like every other Twilio client."""
-    return TwilioRecordingFetcher(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        api_base=settings.twilio_api_url or TWILIO_API,
-    )
 
 
 def readable_error(exc: BaseException) -> str:
@@ -171,19 +65,6 @@ def readable_error(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc.strerror}"
     text = str(exc)
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
-
-
-def default_fetchers(runtime: Any) -> dict[str, Fetcher]:
-    """The fetchers this deployment can use, by channel (none without credentials)."""
-    settings = runtime.settings
-    fetchers: dict[str, Fetcher] = {}
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        fetchers["voice"] = twilio_recording_fetcher(settings)
-    if settings.telegram_bot_token:
-        from citoyen.channels.telegram_sender import make_fetcher
-
-        fetchers["telegram"] = make_fetcher(runtime)
-    return fetchers
 
 
 def next_attempt_at(attachment: Attachment) -> datetime:
@@ -213,7 +94,7 @@ def _discard(tmp: Path | None) -> None:
 
 def fetch_pending_attachments(
     runtime: Any,
-    fetchers: Mapping[str, Fetcher],
+    fetchers: Mapping[str, MediaFetcher],
     *,
     now: datetime | None = None,
     limit: int = 20,
@@ -245,7 +126,7 @@ def fetch_pending_attachments(
     return FetchSummary(**counts)
 
 
-def _fetch_one(runtime: Any, fetcher: Fetcher, attachment: Attachment, now: datetime) -> str:
+def _fetch_one(runtime: Any, fetcher: MediaFetcher, attachment: Attachment, now: datetime) -> str:
     instance_dir = Path(runtime.settings.instance_dir)
     created = attachment.created_at
     relative_dir = Path("media") / attachment.channel / f"{created:%Y}" / f"{created:%m}"
@@ -314,7 +195,7 @@ def _record_failure(runtime: Any, attachment_id: int | None, exc: FetchError, no
 
 def scheduled_jobs(runtime: Any) -> list[dict[str, Any]]:
     """APScheduler ``add_job`` keyword arguments for the worker (none without credentials)."""
-    fetchers = default_fetchers(runtime)
+    fetchers = runtime.media_fetchers
     if not fetchers:
         return []
     return [

@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from citoyen.models import Area, Contact, QueueEntry, Report
+from citoyen.models import Area, Attachment, Contact, QueueEntry, Report
 from citoyen.services.access import Staff, visible_stakeholders
-from citoyen.services.areas import area_path
+from citoyen.services.areas.labels import area_path
 from citoyen.services.privacy import alias_label
 from citoyen.services.trial import real_reports
 
@@ -191,3 +191,17 @@ def export_chunks(
     if writer is None:
         buffer.write("\n]\n" if count else "]\n")
     yield buffer.getvalue()
+
+
+def report_by_reference(session: Session, reference: str) -> Report | None:
+    """The report with this public reference (``482-1937``), whoever may see it."""
+    return session.exec(select(Report).where(Report.reference == reference)).first()
+
+
+def report_id_of_attachment(session: Session, attachment: Attachment) -> int | None:
+    """The report an attachment belongs to: its own link, else its conversation's report."""
+    if attachment.report_id is not None or attachment.conversation_id is None:
+        return attachment.report_id
+    return session.exec(
+        select(Report.id).where(Report.conversation_id == attachment.conversation_id)
+    ).first()

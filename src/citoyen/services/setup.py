@@ -7,10 +7,10 @@ shown once, so a newcomer can log in to the admin without reading any more docs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from citoyen.db import write_session
-from citoyen.runtime import Runtime
-from citoyen.services.areas import seed_shipped_areas
+from citoyen.services.areas.seeding import seed_shipped_areas
 from citoyen.services.places import load_area_points
 from citoyen.services.queues import sync_from_settings
 from citoyen.services.users import count_users, create_user, generate_password
@@ -26,7 +26,7 @@ class SetupResult:
     admin_password: str | None = None
 
 
-def ensure_ready(runtime: Runtime) -> SetupResult:
+def ensure_ready(runtime: Any) -> SetupResult:
     """Bring the database to the current schema and seed what an empty one lacks."""
     migrated = runtime.needs_migration()
     if migrated:

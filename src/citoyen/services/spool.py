@@ -49,12 +49,12 @@ import orjson
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from citoyen.channels.render import render_sms_parts
 from citoyen.channels.sms import split_sms
 from citoyen.db import write_session
 from citoyen.engine.types import Input, Prompt
+from citoyen.messages.render import render_sms_parts
+from citoyen.messages.types import Inbound, Reply
 from citoyen.services.contacts import find_contact
-from citoyen.services.conversations import Inbound, Reply
 from citoyen.services.outbox import enqueue
 
 try:

@@ -27,10 +27,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from citoyen.channels.render import render_sms, render_telegram, render_voice, stored_prompts
 from citoyen.db import write_session
 from citoyen.engine import sms
 from citoyen.engine.types import Input, Prompt
+from citoyen.messages.addresses import TEST, TEST_ADDRESS
+from citoyen.messages.render import render_sms, render_telegram, render_voice, stored_prompts
 from citoyen.models import (
     Attachment,
     Contact,
@@ -45,7 +46,6 @@ from citoyen.models import (
     SurveyInvitation,
 )
 from citoyen.services.contacts import find_contact, new_contact
-from citoyen.services.privacy import TEST, TEST_ADDRESS
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def send(
     runtime: Any, address: str, channel: str, inp: Input, *, flow_id: str | None = None
 ) -> Any:
     """One input of a test conversation, through the conversation service; its reply."""
-    from citoyen.services.conversations import Inbound
+    from citoyen.messages.types import Inbound
 
     if not is_test_address(address):
         raise TrialError("not a test conversation")

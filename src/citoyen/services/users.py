@@ -151,3 +151,23 @@ def end_sessions(user: User) -> None:
 
 def count_users(session: Session) -> int:
     return session.exec(select(func.count()).select_from(User)).one()
+
+
+def user_by_email(session: Session, email: str) -> User | None:
+    return session.exec(select(User).where(User.email == email)).first()
+
+
+def users_with_scope(session: Session) -> list[tuple[User, str | None, str | None]]:
+    """Every account with the name of its stakeholder and of its area (None: none), by email."""
+    rows = session.exec(
+        select(User, Stakeholder.name, Area.name)
+        .join(Stakeholder, Stakeholder.id == User.stakeholder_id, isouter=True)
+        .join(Area, Area.id == User.area_id, isouter=True)
+        .order_by(User.email)
+    ).all()
+    return list(rows)
+
+
+def active_users(session: Session) -> list[User]:
+    """The accounts that can sign in, by email."""
+    return list(session.exec(select(User).where(User.active.is_(True)).order_by(User.email)).all())

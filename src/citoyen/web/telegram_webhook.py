@@ -26,8 +26,9 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from telegram import Bot, Update
 
 from citoyen.channels.telegram_sender import make_bot
-from citoyen.channels.telegram_updates import parse_update, process_parsed
-from citoyen.services.privacy import normalise_address
+from citoyen.channels.telegram_updates import parse_update
+from citoyen.messages.addresses import normalise_address
+from citoyen.services.telegram_inbound import process_parsed
 
 log = logging.getLogger(__name__)
 

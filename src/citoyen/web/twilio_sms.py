@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from flask import Blueprint, Flask, Response, current_app, request
 from twilio.twiml.messaging_response import MessagingResponse
 
-from citoyen.channels.render import render_sms_parts
 from citoyen.channels.sms import split_sms
 from citoyen.engine.types import Input
+from citoyen.messages.addresses import AddressError, normalise_address
+from citoyen.messages.render import render_sms_parts
+from citoyen.messages.types import Inbound, Reply
 from citoyen.services import spool
-from citoyen.services.conversations import Inbound, Reply
-from citoyen.services.privacy import AddressError, normalise_address
 from citoyen.web.twilio_auth import require_twilio_signature
 
 log = logging.getLogger(__name__)

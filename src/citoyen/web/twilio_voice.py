@@ -33,10 +33,10 @@ from flask import Blueprint, Flask, Response, abort, current_app, request, send_
 
 from citoyen.channels.twilio_voice import CallUrls, VoiceRenderer
 from citoyen.engine.types import Input
+from citoyen.messages.addresses import AddressError, normalise_address, withheld_address
+from citoyen.messages.types import Reply
 from citoyen.runtime import Runtime
 from citoyen.services import calls
-from citoyen.services.conversations import Reply
-from citoyen.services.privacy import AddressError, normalise_address, withheld_address
 from citoyen.services.prompts import PromptAudio, library_dir
 from citoyen.web.twilio_auth import require_twilio_signature
 

@@ -22,9 +22,9 @@ from sqlmodel import Session, select
 
 from citoyen.channels.base import OutboundMessage, SendResult
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound
 from citoyen.models import Message, Outbox
 from citoyen.services import spool
-from citoyen.services.conversations import Inbound
 from citoyen.services.dispatch import Dispatcher
 from citoyen.services.setup import ensure_ready
 from citoyen.web import create_app

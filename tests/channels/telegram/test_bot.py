@@ -11,8 +11,13 @@ from click.testing import CliRunner
 from sqlmodel import Session, select
 from telegram import Update
 
-from citoyen.channels import telegram_bot
-from citoyen.channels.telegram_bot import (
+from citoyen import telegram_bot
+from citoyen.cli import main
+from citoyen.db import write_session
+from citoyen.models import Message, Outbox
+from citoyen.runtime import Runtime
+from citoyen.services.outbox import enqueue
+from citoyen.telegram_bot import (
     ALLOWED_UPDATES,
     TelegramDispatchThread,
     TelegramSetupError,
@@ -20,11 +25,6 @@ from citoyen.channels.telegram_bot import (
     handle_polled_update,
     set_webhook,
 )
-from citoyen.cli import main
-from citoyen.db import write_session
-from citoyen.models import Message, Outbox
-from citoyen.runtime import Runtime
-from citoyen.services.outbox import enqueue
 from tests.channels.telegram.conftest import (
     FR_USER,
     PUBLIC_URL,

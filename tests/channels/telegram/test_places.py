@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from citoyen.models import Area
 from citoyen.runtime import Runtime
-from citoyen.services.areas import iso_regions
+from citoyen.services.areas.names import iso_regions
 from citoyen.services.places import (
     MAX_DISTANCE_KM,
     haversine_km,

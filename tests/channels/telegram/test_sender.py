@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from citoyen.channels.base import OutboundMessage, PermanentSendError, TransientSendError
+from citoyen.channels.base import (
+    OutboundMessage,
+    PermanentFetchError,
+    PermanentSendError,
+    TransientFetchError,
+    TransientSendError,
+)
 from citoyen.channels.telegram_sender import (
     TelegramFileFetcher,
     TelegramSender,
@@ -22,7 +28,6 @@ from citoyen.channels.telegram_sender import (
     make_sender,
 )
 from citoyen.models import Attachment
-from citoyen.services.media import PermanentFetchError, TransientFetchError
 from tests.channels.telegram.fake_bot_api import TOKEN, FakeBotApi
 
 TELEGRAM_IP = "149.154.167.220"  # one of api.telegram.org's addresses

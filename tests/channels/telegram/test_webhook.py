@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from citoyen.models import Area, Attachment, Conversation, Message, Outbox, Report
 from citoyen.runtime import Runtime
-from citoyen.services.areas import invalidate_area_cache
+from citoyen.services.areas.menus import invalidate_area_cache
 from citoyen.services.media import fetch_pending_attachments
 from citoyen.services.places import load_area_points
 from tests.channels.telegram.conftest import (

@@ -18,13 +18,13 @@ from pytest_httpserver import HTTPServer
 from sqlmodel import Session, select
 from werkzeug import Request, Response
 
+from citoyen.channels.twilio_rest import TwilioRecordingFetcher
 from citoyen.db import write_session
 from citoyen.models import Attachment, Report
 from citoyen.runtime import Runtime
 from citoyen.services import media
 from citoyen.services.media import (
     MAX_ATTEMPTS,
-    TwilioRecordingFetcher,
     fetch_pending_attachments,
     next_attempt_at,
     scheduled_jobs,
@@ -231,7 +231,7 @@ def test_the_worker_fetches_recordings_from_the_configured_twilio_url(
     settings = runtime.settings.model_copy(update={"twilio_api_url": httpserver.url_for("/")})
     configured = Runtime(settings)
     attachment = pending(configured)
-    summary = fetch_pending_attachments(configured, media.default_fetchers(configured))
+    summary = fetch_pending_attachments(configured, configured.media_fetchers)
     assert summary.fetched == 1
     assert reload(configured, attachment).status == "fetched"
     assert len(httpserver.log) == 1

@@ -18,10 +18,10 @@ from pytest_httpserver import HTTPServer
 from sqlmodel import Session, func, select
 from werkzeug import Request, Response
 
+from citoyen.channels.twilio_rest import TwilioRecordingFetcher
 from citoyen.db import write_session
 from citoyen.models import PromptCall, PromptTake, User, VoicePrompt
 from citoyen.runtime import Runtime
-from citoyen.services.media import TwilioRecordingFetcher
 from citoyen.services.prompts import catalogue, coverage
 from citoyen.services.prompts.phone import fetch_kept_takes
 from citoyen.services.prompts.pins import set_pin

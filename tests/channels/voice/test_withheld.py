@@ -10,10 +10,10 @@ import pytest
 from sqlmodel import Session, func, select
 
 from citoyen.db import write_session
+from citoyen.messages.addresses import AddressError, normalise_address
 from citoyen.models import Contact, Message, Outbox, Report
 from citoyen.runtime import Runtime
 from citoyen.services import queues
-from citoyen.services.privacy import AddressError, normalise_address
 from tests.channels.twilio_helpers import ACCOUNT_SID, signed_post
 from tests.channels.voice.helpers import Call
 

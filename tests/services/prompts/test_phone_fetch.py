@@ -10,10 +10,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pytest_httpserver import HTTPServer
 from sqlmodel import Session, select
 
+from citoyen.channels.twilio_rest import TwilioRecordingFetcher
 from citoyen.db import write_session
 from citoyen.models import PromptCall, PromptTake, User
 from citoyen.runtime import Runtime
-from citoyen.services.media import MAX_ATTEMPTS, TwilioRecordingFetcher
+from citoyen.services.media import MAX_ATTEMPTS
 from citoyen.services.prompts import catalogue, coverage
 from citoyen.services.prompts.phone import FetchSummary, fetch_kept_takes, scheduled_jobs
 from tests.services.prompts.sounds import wav

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from citoyen.cli import main
 from citoyen.engine import load_bundle
-from citoyen.routing import shipped_area_tree
+from citoyen.services.areas.trees import shipped_area_tree
 from citoyen.services.surveys import load_surveys
 
 ROOT = Path(__file__).resolve().parents[3]

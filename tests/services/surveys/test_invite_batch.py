@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from citoyen.db import write_session
 from citoyen.engine.types import Input
+from citoyen.messages.types import Inbound
 from citoyen.models import (
     Contact,
     Conversation,
@@ -24,7 +25,6 @@ from citoyen.models import (
     SurveyInvitation,
     SurveyRun,
 )
-from citoyen.services.conversations import Inbound
 from citoyen.services.surveys import invite, runs
 from citoyen.services.surveys.invite import Candidate, invite_batch
 from citoyen.services.surveys.runs import plan, start_run

@@ -170,7 +170,7 @@ def test_quiet_hours_defer_never_drop(runtime) -> None:
 
 def test_a_contact_in_another_conversation_is_not_interrupted(runtime) -> None:
     from citoyen.engine.types import Input
-    from citoyen.services.conversations import Inbound
+    from citoyen.messages.types import Inbound
 
     busy = add_contact(runtime, "+22376000051")
     runtime.conversations.handle(
@@ -219,7 +219,7 @@ def test_one_reminder_within_quiet_hours(runtime) -> None:
 
 def test_stop_in_the_middle_of_a_survey_is_honoured_at_once(runtime) -> None:
     from citoyen.engine.types import Input
-    from citoyen.services.conversations import Inbound
+    from citoyen.messages.types import Inbound
     from citoyen.services.dispatch import Dispatcher
 
     cid = add_contact(runtime, "+22376000081")
@@ -245,7 +245,7 @@ def test_stop_in_the_middle_of_a_survey_is_honoured_at_once(runtime) -> None:
 @pytest.mark.parametrize("answers", [("1", "2", "3")])
 def test_completed_survey_marks_the_invitation(runtime, answers) -> None:
     from citoyen.engine.types import Input
-    from citoyen.services.conversations import Inbound
+    from citoyen.messages.types import Inbound
 
     add_contact(runtime, "+22376000091")
     start_run(runtime, definition(), MORNING)

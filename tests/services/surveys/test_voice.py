@@ -14,13 +14,14 @@ from pytest_httpserver import HTTPServer
 from sqlmodel import Session, select
 from werkzeug import Request, Response
 
+from citoyen.channels.twilio_rest import TwilioCallPlacer
 from citoyen.models import SurveyAnswer
 from citoyen.runtime import Runtime
 from citoyen.services.setup import ensure_ready
 from citoyen.services.surveys import surveys_for
 from citoyen.services.surveys.quiet import is_allowed
 from citoyen.services.surveys.runs import start_run, update_invitations
-from citoyen.services.surveys.voice import TwilioCallPlacer, place_due_calls, placer_for
+from citoyen.services.surveys.voice import place_due_calls
 from tests.channels.sms.test_sender import LocalTwilio
 from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, signed_post
 from tests.channels.voice.helpers import Call
@@ -275,7 +276,8 @@ def test_the_call_placer_uses_the_configured_twilio_url(
             "twilio_api_url": httpserver.url_for("/"),
         }
     )
-    placer = placer_for(Runtime(configured))
+    placer = Runtime(configured).call_placer
+    assert placer is not None
     sid = placer.create("+22376000001", f"{PUBLIC_URL}/voice", f"{PUBLIC_URL}/status")
     assert sid.startswith("CA")
     assert [call["To"] for call in twilio_calls] == [["+22376000001"]]

@@ -82,7 +82,3 @@ def catalogue(bundle: Any, lang: str) -> list[PromptSpec]:
         text = render_template(catalog.text(text_key, lang), values)
         specs.append(PromptSpec(len(specs) + 1, key, text_key, text, text_hash(text), values))
     return specs
-
-
-def spec_for(bundle: Any, lang: str, key: str) -> PromptSpec | None:
-    return next((s for s in catalogue(bundle, lang) if s.key == key), None)

@@ -23,17 +23,10 @@ from typing import Any, Literal
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from citoyen.channels.base import FetchError, MediaFetcher, PermanentFetchError
 from citoyen.db import write_session
 from citoyen.models import Attachment, PromptCall, PromptTake
-from citoyen.services.media import (
-    BACKOFF_SECONDS,
-    MAX_ATTEMPTS,
-    FetchError,
-    PermanentFetchError,
-    TwilioRecordingFetcher,
-    readable_error,
-    twilio_recording_fetcher,
-)
+from citoyen.services.media import BACKOFF_SECONDS, MAX_ATTEMPTS, readable_error
 from citoyen.services.prompts.audio import AudioError, validate_upload
 from citoyen.services.prompts.catalogue import PromptSpec, catalogue
 from citoyen.services.prompts.library import PromptError, coverage, store_audio
@@ -236,7 +229,7 @@ def _due(take: PromptTake, now: datetime) -> bool:
 
 
 def fetch_kept_takes(
-    runtime: Any, fetcher: TwilioRecordingFetcher, *, now: datetime | None = None, limit: int = 20
+    runtime: Any, fetcher: MediaFetcher, *, now: datetime | None = None, limit: int = 20
 ) -> FetchSummary:
     """Fetch kept takes from Twilio, check them like uploads and store them in the library.
 
@@ -262,9 +255,7 @@ def fetch_kept_takes(
     return FetchSummary(**counts)
 
 
-def _fetch_one(
-    runtime: Any, fetcher: TwilioRecordingFetcher, take: PromptTake, now: datetime
-) -> str:
+def _fetch_one(runtime: Any, fetcher: MediaFetcher, take: PromptTake, now: datetime) -> str:
     buffer = io.BytesIO()
     # The fetcher only reads provider_ref: a transient Attachment, never stored.
     ref = Attachment(channel="voice", kind="prompt", provider_ref=take.recording_sid)
@@ -323,10 +314,9 @@ def _failure(runtime: Any, take: PromptTake, error: str, *, permanent: bool) -> 
 
 def scheduled_jobs(runtime: Any) -> list[dict[str, Any]]:
     """The worker's job fetching kept takes (none without Twilio credentials)."""
-    settings = runtime.settings
-    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+    fetcher = runtime.recording_fetcher
+    if fetcher is None:
         return []
-    fetcher = twilio_recording_fetcher(settings)
     return [
         {
             "func": fetch_kept_takes,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlmodel import Session, select
 
 from citoyen.models import Area, Report
-from citoyen.routing import database_area_tree
+from citoyen.services.areas.trees import database_area_tree
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.routes import area_code
 from citoyen.services.trial import real_reports

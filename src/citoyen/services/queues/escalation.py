@@ -13,7 +13,8 @@ from typing import Any
 from sqlmodel import Session, select
 
 from citoyen.models import QueueEntry, Report, ReportEvent, Stakeholder
-from citoyen.routing import AreaTree, database_area_tree, next_escalation, texts
+from citoyen.routing import AreaTree, next_escalation, texts
+from citoyen.services.areas.trees import database_area_tree
 from citoyen.services.queues.config import Router, install, router_for
 from citoyen.services.queues.routes import (
     OPEN_ENTRY,

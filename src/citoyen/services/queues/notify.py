@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from citoyen.messages.addresses import WITHHELD
 from citoyen.models import Contact, Report, ReportEvent
 from citoyen.routing import texts
 from citoyen.services.outbox import enqueue
-from citoyen.services.privacy import WITHHELD
 from citoyen.services.queues.config import Router
 
 # Where a citizen hears back: SMS and voice reporters by SMS (a call costs more and may be

@@ -3,7 +3,7 @@
 A report names its place by code (the menus' value) and is stored with the area's id; routing
 wants the code back and an emergency alert the place's label. Each of these was one or two
 queries per report. They now come from a copy of the ``areas`` table kept per area map
-(:func:`citoyen.services.areas.load_area_context`, the map the menus and routing's area tree are
+(:func:`citoyen.services.areas.menus.load_area_context`, the map the menus and routing's area tree are
 built from, rechecked every ``AREA_RECHECK_SECONDS``): the copy is read again whenever the map
 changes, so it is never staler than the menus the citizen chose from. A code or id the copy
 lacks (an area added in this transaction) is looked up in the database, as before.
@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from citoyen.models import Area
-from citoyen.services import areas as area_service
+from citoyen.services.areas import labels
+from citoyen.services.areas.menus import AREA_RECHECK_SECONDS, load_area_context
 
 _ROWS = sa.select(Area.id, Area.code, Area.name, Area.parent_id)
 _ID_BY_CODE = sa.select(Area.id).where(Area.code == sa.bindparam("code"))
@@ -34,7 +35,7 @@ class AreaIndex:
     rows: Mapping[int, tuple[str, str, int | None]]
 
     def label(self, area_id: int) -> str | None:
-        """:func:`citoyen.services.areas.area_label` from the copy (None: an unknown id)."""
+        """:func:`citoyen.services.areas.labels.area_label` from the copy (None: an unknown id)."""
         path: list[tuple[str, str, int | None]] = []
         current: int | None = area_id
         while current is not None and len(path) < 10:  # bounded, as area_path is
@@ -43,7 +44,7 @@ class AreaIndex:
                 return None
             path.append(row)
             current = row[2]
-        return area_service.label_of_path([name for _code, name, _parent in reversed(path)])
+        return labels.label_of_path([name for _code, name, _parent in reversed(path)])
 
 
 _KEPT = 4  # one per database in use (a process normally has one)
@@ -53,9 +54,7 @@ _lock = threading.Lock()
 
 def area_index(session: Session) -> AreaIndex:
     """The copy of the areas for the area map this session's database has now."""
-    area_map, _roots = area_service.load_area_context(
-        session, max_age=area_service.AREA_RECHECK_SECONDS
-    )
+    area_map, _roots = load_area_context(session, max_age=AREA_RECHECK_SECONDS)
     with _lock:
         for cached_map, index in _indexes:
             if cached_map is area_map:
@@ -91,6 +90,6 @@ def area_code(session: Session, area_id: int | None) -> str | None:
 
 
 def area_label(session: Session, area_id: int) -> str:
-    """A short display name (``Commune IV, Bamako``): see :func:`citoyen.services.areas.area_label`."""
+    """A short display name (``Commune IV, Bamako``): see :func:`citoyen.services.areas.labels.area_label`."""
     label = area_index(session).label(area_id)
-    return label if label is not None else area_service.area_label(session, area_id)
+    return label if label is not None else labels.area_label(session, area_id)

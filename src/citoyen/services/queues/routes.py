@@ -21,9 +21,10 @@ from sqlmodel import Session, select
 from citoyen.db import insert_or_skip
 from citoyen.engine.schema import duration_seconds
 from citoyen.models import QueueEntry, Report, ReportEvent, Stakeholder
-from citoyen.routing import Route, RoutingConfig, database_area_tree, resolve, texts
+from citoyen.routing import Route, RoutingConfig, resolve, texts
 from citoyen.routing.schema import DEFAULT_FALLBACK, DEFAULT_SLA
-from citoyen.services.areas import AREA_RECHECK_SECONDS
+from citoyen.services.areas.menus import AREA_RECHECK_SECONDS
+from citoyen.services.areas.trees import database_area_tree
 from citoyen.services.outbox import enqueue_many, queued_row
 from citoyen.services.queues import places
 from citoyen.services.queues.config import Router, router_for

@@ -43,7 +43,8 @@ class SyncError(ValueError):
 def _on_call(addresses: Iterable[str], vault: Any, previous: Iterable[Any]) -> list[dict]:
     """On-call addresses as stored: encrypted, with a keyed hash (to compare and dedupe alerts)
     and a masked hint for the admin. An unchanged address keeps its stored ciphertext."""
-    from citoyen.services.privacy import mask, staff_address
+    from citoyen.messages.addresses import staff_address
+    from citoyen.services.privacy import mask
 
     known = {p["hash"]: p for p in previous if isinstance(p, dict) and p.get("hash")}
     items = []
@@ -154,3 +155,8 @@ def stakeholder_row(session: Session, config: RoutingConfig, code: str) -> Stake
         code,
     )
     return row
+
+
+def stakeholders_by_name(session: Session) -> list[Stakeholder]:
+    """Every stakeholder, by name (the admin's menus)."""
+    return list(session.exec(select(Stakeholder).order_by(Stakeholder.name)).all())

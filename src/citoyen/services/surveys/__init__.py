@@ -31,7 +31,7 @@ def surveys_for(runtime: Any) -> dict[str, SurveyDef]:
         return cached
     from sqlmodel import Session
 
-    from citoyen.routing import database_area_tree
+    from citoyen.services.areas.trees import database_area_tree
 
     with Session(runtime.engine) as session:
         areas = database_area_tree(session)

@@ -59,8 +59,8 @@ def with_notice(catalog: Any, text: str, lang: str) -> str:
 def invitation_messages(catalog: Any, reply: Any, channel: str) -> list[tuple[str, dict[str, Any]]]:
     """(text, payload) per outbox row for a conversation's first prompts, stop notice included."""
     if channel == "sms":
-        from citoyen.channels.render import render_sms
         from citoyen.channels.sms import split_sms
+        from citoyen.messages.render import render_sms
 
         text = render_sms(catalog, reply.prompts, reply.language, reply.params)
         return [(part, {}) for part in split_sms(with_notice(catalog, text, reply.language))]

@@ -243,8 +243,8 @@ def estimated_segments(
 ) -> int:
     """SMS segments the invitations of these contacts' languages would take (first message)."""
     from citoyen import engine as flow_engine
-    from citoyen.channels.render import render_sms
     from citoyen.engine.types import Context
+    from citoyen.messages.render import render_sms
 
     flow = bundle.flows[survey.flow]
     settings = bundle.settings

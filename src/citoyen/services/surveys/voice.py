@@ -21,12 +21,12 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from citoyen.channels.base import PermanentSendError, TransientSendError
+from citoyen.channels.base import CallPlacer, PermanentSendError, TransientSendError
 from citoyen.db import write_session
 from citoyen.engine.schema import duration_seconds
 from citoyen.engine.types import Input, Prompt
@@ -45,72 +45,6 @@ STOP_NOTICE_VOICE = "survey.stop_notice_voice"
 STALE_CALL = timedelta(hours=1)
 
 
-class CallPlacer(Protocol):
-    """Places one call; returns its CallSid. Raises Transient/PermanentSendError."""
-
-    def create(self, to: str, url: str, status_callback: str) -> str: ...
-
-
-class TwilioCallPlacer:
-    """Twilio's Calls API with status callbacks for every state we act on."""
-
-    def __init__(
-        self,
-        account_sid: str,
-        auth_token: str,
-        from_number: str,
-        *,
-        http_client: Any | None = None,
-        timeout: float = 20.0,
-        api_url: str | None = None,
-    ) -> None:
-        from twilio.rest import Client
-
-        from citoyen.channels.sms import twilio_http_client
-
-        if http_client is None:
-            # Quiet, and at CITOYEN_TWILIO_API_URL when set, like the SMS client.
-            http_client = twilio_http_client(api_url, timeout=timeout)
-        self.client = Client(account_sid, auth_token, http_client=http_client)
-        self.from_number = from_number
-
-    def create(self, to: str, url: str, status_callback: str) -> str:
-        from twilio.base.exceptions import TwilioException, TwilioRestException
-
-        from citoyen.channels.sms import map_twilio_error
-
-        try:
-            call = self.client.calls.create(
-                to=to,
-                from_=self.from_number,
-                url=url,
-                method="POST",
-                status_callback=status_callback,
-                status_callback_method="POST",
-                status_callback_event=["initiated", "ringing", "answered", "completed"],
-                timeout=30,  # seconds of ringing before no-answer
-            )
-        except TwilioRestException as exc:
-            raise map_twilio_error(exc) from None
-        except TwilioException as exc:
-            raise TransientSendError(f"twilio: {type(exc).__name__}") from None
-        except OSError as exc:
-            raise TransientSendError(f"twilio unreachable: {type(exc).__name__}") from None
-        return str(call.sid)
-
-
-def placer_for(runtime: Any) -> CallPlacer | None:
-    settings = runtime.settings
-    if not (settings.twilio_enabled and settings.twilio_from_number):
-        return None
-    return TwilioCallPlacer(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        settings.twilio_from_number,
-        api_url=settings.twilio_api_url,
-    )
-
-
 def _urls(runtime: Any, invitation_id: int) -> tuple[str, str]:
     base = runtime.settings.public_url.rstrip("/")
     return (
@@ -127,7 +61,7 @@ def place_due_calls(
 ) -> Counter[str]:
     """Place the calls that are due, within each survey's concurrency and quiet hours."""
     now = now or datetime.now(UTC)
-    placer = placer if placer is not None else placer_for(runtime)
+    placer = placer if placer is not None else runtime.call_placer
     done: Counter[str] = Counter()
     for survey in surveys.values():
         if "voice" not in survey.channels:
@@ -254,12 +188,6 @@ def _place(
         )
 
 
-def _survey_of(
-    session: Session, invitation: SurveyInvitation, surveys: Mapping[str, SurveyDef]
-) -> SurveyDef | None:
-    return surveys.get(invitation.survey)
-
-
 def call_status(
     runtime: Any,
     surveys: Mapping[str, SurveyDef],
@@ -314,8 +242,8 @@ def answered(
 
     None when the invitation is unknown or the call is not the one we placed for it.
     """
+    from citoyen.messages.types import Inbound
     from citoyen.services.calls import provider_id
-    from citoyen.services.conversations import Inbound
 
     now = now or datetime.now(UTC)
     with Session(runtime.engine) as session:
@@ -330,7 +258,7 @@ def answered(
         flow_id = run.flow_id
         if contact.opted_out or contact.blocked:
             # STOP arrived while the phone was ringing: say nothing more, hang up.
-            from citoyen.services.conversations import Reply
+            from citoyen.messages.types import Reply
 
             language = contact.language or runtime.bundle.settings.languages.default
             return Reply(prompts=[], language=language, status="completed")

@@ -32,13 +32,12 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlmodel import select
 
 from citoyen.models import User
 from citoyen.services import signin, twofactor
 from citoyen.services.access import Staff
 from citoyen.services.casework import audit
-from citoyen.services.users import end_sessions, verify_password
+from citoyen.services.users import end_sessions, user_by_email, verify_password
 from citoyen.web.admin import LANGUAGES, LoginUser, bp, runtime, sessions, writing
 
 PENDING = "_signing_in"
@@ -163,7 +162,7 @@ def login():  # type: ignore[no-untyped-def]
             wait = signin.wait_before_attempt(s, keys, now, trusted_device=trusted)
             if wait > timedelta(0):
                 return _too_many(wait)
-            user = s.exec(select(User).where(User.email == email)).first()
+            user = user_by_email(s, email)
             if user and user.active and verify_password(user, password):
                 signin.clear_failures(s, keys)
                 if twofactor.is_enabled(user) or twofactor.required_for(

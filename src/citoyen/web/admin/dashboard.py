@@ -16,18 +16,11 @@ from typing import Any
 from flask import render_template
 from flask_babel import gettext as _
 from flask_login import login_required
-from sqlmodel import Session, select
 
-from citoyen.models import Area
 from citoyen.services import dashboard as service
+from citoyen.services.areas.labels import names_by_code
 from citoyen.web.admin import bp, reading, runtime, staff
 from citoyen.web.admin.labels import category_label
-
-
-def _region_names(s: Session, codes: list[str]) -> dict[str, str]:
-    wanted = [c for c in codes if c]
-    rows = s.exec(select(Area.code, Area.name).where(Area.code.in_(wanted))).all() if wanted else []
-    return {code: name for code, name in rows}
 
 
 def chart_data(board: service.Dashboard, region_names: dict[str, str]) -> dict[str, Any]:
@@ -79,7 +72,7 @@ def dashboard():  # type: ignore[no-untyped-def]
     with reading() as s:
         board = service.build(s, me, now)
         board = replace(board, safety=service.perceived_safety(s, runtime()))
-        names = _region_names(s, [c.key for c in board.by_region])
+        names = names_by_code(s, [c.key for c in board.by_region])
     data = chart_data(board, names)
     return render_template(
         "admin/dashboard.html",

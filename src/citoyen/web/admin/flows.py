@@ -12,7 +12,7 @@ from flask import abort, render_template, request
 from flask_babel import gettext
 from markupsafe import Markup
 
-from citoyen.services import flowcheck, flowmap
+from citoyen.services import diagram, flowcheck, flowmap
 from citoyen.services import prompts as library
 from citoyen.web.admin import bp, roles_required, runtime
 
@@ -40,7 +40,7 @@ def flows(flow_id: str | None = None):  # type: ignore[no-untyped-def]
     if lang not in languages:
         lang = bundle.settings.languages.default
     fmap = flowmap.flow_map(bundle, flow_id, _)
-    svg = flowmap.diagram_svg(bundle, flow_id, lang, _)
+    svg = diagram.diagram_svg(bundle, flow_id, lang, _)
     # A missing recording matters only where the language has no text-to-speech.
     voice = {
         (s.language, s.key): s.status if s.status != "missing" or s.needed else "tts"

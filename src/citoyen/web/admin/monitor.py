@@ -14,16 +14,13 @@ table of millions of rows.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlmodel import Session, func, select
 
-from citoyen.models import AuditEvent, Contact, Outbox, QueueEntry, Report, User
-from citoyen.services import casework
-from citoyen.services.access import Staff, visible_stakeholders
+from citoyen.models import Outbox
+from citoyen.services import casework, monitor
 from citoyen.services.outbox import RetryError, retry
 from citoyen.services.privacy import alias_label
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
@@ -72,25 +69,6 @@ def _after(value: str | None) -> int | None:
     return int(value)
 
 
-def _outbox_scope(s: Session, me: Staff) -> Any:
-    """A condition restricting outbox rows to ``me``'s reports; None for every row."""
-    scope = visible_stakeholders(s, me)
-    if scope is None:
-        return None
-    in_queues = select(QueueEntry.report_id).where(QueueEntry.stakeholder_id.in_(sorted(scope)))
-    references = select(Report.reference).where(Report.id.in_(in_queues))
-    return Outbox.payload["report"].as_string().in_(references)
-
-
-def _outbox_counts(s: Session, condition: Any) -> dict[tuple[str, str], int]:
-    stmt = select(Outbox.status, Outbox.channel, func.count()).group_by(
-        Outbox.status, Outbox.channel
-    )
-    if condition is not None:
-        stmt = stmt.where(condition)
-    return {(status, channel): n for status, channel, n in s.exec(stmt).all()}
-
-
 @bp.get("/outbox")
 @roles_required("admin", "coordinator")
 def outbox():  # type: ignore[no-untyped-def]
@@ -99,21 +77,9 @@ def outbox():  # type: ignore[no-untyped-def]
         abort(400, _("Invalid filter value."))
     after = _after(request.args.get("after"))
     with reading() as s:
-        condition = _outbox_scope(s, staff())
-        counts = _outbox_counts(s, condition)
-        stmt = (
-            select(Outbox, Contact.alias)
-            .join(Contact, Contact.id == Outbox.contact_id, isouter=True)
-            .order_by(Outbox.id.desc())
-            .limit(PAGE + 1)
-        )
-        if condition is not None:
-            stmt = stmt.where(condition)
-        if status:
-            stmt = stmt.where(Outbox.status == status)
-        if after is not None:
-            stmt = stmt.where(Outbox.id < after)
-        found = s.exec(stmt).all()
+        condition = monitor.outbox_scope(s, staff())
+        counts = monitor.outbox_counts(s, condition)
+        found = monitor.outbox_page(s, condition, status, after, PAGE + 1)
     rows = [
         {
             "row": row,
@@ -143,11 +109,8 @@ def outbox_retry(outbox_id: int):  # type: ignore[no-untyped-def]
     me = staff()
     now = datetime.now(UTC)
     with writing() as s:
-        condition = _outbox_scope(s, me)
-        if condition is not None:
-            visible = s.exec(select(Outbox.id).where(Outbox.id == outbox_id, condition)).first()
-            if visible is None:
-                abort(404)
+        if not monitor.outbox_visible(s, me, outbox_id):
+            abort(404)
         found = s.get(Outbox, outbox_id)
         attempts_before, error_before = (found.attempts, found.error) if found else (None, None)
         try:
@@ -176,18 +139,8 @@ def audit_log():  # type: ignore[no-untyped-def]
     action = request.args.get("action") or None
     after = _after(request.args.get("after"))
     with reading() as s:
-        actions = sorted(s.exec(select(AuditEvent.action).distinct()).all())
-        stmt = (
-            select(AuditEvent, User.email)
-            .join(User, User.id == AuditEvent.user_id, isouter=True)
-            .order_by(AuditEvent.id.desc())
-            .limit(PAGE + 1)
-        )
-        if action:
-            stmt = stmt.where(AuditEvent.action == action)
-        if after is not None:
-            stmt = stmt.where(AuditEvent.id < after)
-        found = s.exec(stmt).all()
+        actions = monitor.audit_actions(s)
+        found = monitor.audit_page(s, action, after, PAGE + 1)
     rows = found[:PAGE]
     return render_template(
         "admin/audit.html",

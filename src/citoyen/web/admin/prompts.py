@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from flask import Request, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
-from sqlmodel import select
 
-from citoyen.models import User
 from citoyen.services import prompts as library
 from citoyen.services.prompts import AudioError, PromptError
 from citoyen.services.prompts import pins as prompt_pins
 from citoyen.services.prompts.audio import MAX_BYTES as UPLOAD_MAX_BYTES
+from citoyen.services.users import active_users
 from citoyen.web.admin import bp, reading, roles_required, runtime, staff
 
 EDITORS = ("admin", "coordinator")
@@ -55,7 +54,7 @@ def _render(requested: str | None, wanted: str | None, status: int = 200):  # ty
     rows = [s for s in statuses if s.language == lang and (wanted is None or s.status == wanted)]
     recorders = prompt_pins.recorders(rt) if staff().is_admin else []
     with reading() as s:
-        users = s.exec(select(User).where(User.active.is_(True)).order_by(User.email)).all()
+        users = active_users(s)
     return render_template(
         "admin/prompts.html",
         lang=lang,

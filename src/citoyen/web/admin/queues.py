@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import abort, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import login_required
-from sqlmodel import select
 
-from citoyen.models import Area, Stakeholder
+from citoyen.models import Area
 from citoyen.routing import STATUSES, URGENCIES
 from citoyen.services.access import visible_stakeholders
+from citoyen.services.areas.labels import areas_of_levels
 from citoyen.services.queues.config import router_for
 from citoyen.services.queues.listing import (
     AGES,
@@ -18,6 +18,7 @@ from citoyen.services.queues.listing import (
     QueueFilter,
     queue_page,
 )
+from citoyen.services.queues.stakeholders import stakeholders_by_name
 from citoyen.web.admin import bp, reading, staff
 
 
@@ -59,11 +60,8 @@ def queues():  # type: ignore[no-untyped-def]
         except FilterError as exc:
             abort(400, str(exc))
         scope = visible_stakeholders(s, me)
-        holders = s.exec(select(Stakeholder).order_by(Stakeholder.name)).all()
-        holders = [h for h in holders if scope is None or h.id in scope]
-        regions = s.exec(
-            select(Area).where(Area.level.in_(("region", "district"))).order_by(Area.name)
-        ).all()
+        holders = [h for h in stakeholders_by_name(s) if scope is None or h.id in scope]
+        regions = areas_of_levels(s, ("region", "district"))
         area_name = (
             s.get(Area, flt.area_id).name if flt.area_id and s.get(Area, flt.area_id) else None
         )

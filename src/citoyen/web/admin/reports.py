@@ -25,7 +25,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import login_required
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from citoyen.models import Attachment, Report
 from citoyen.routing import CLOSE_REASONS, texts
@@ -35,6 +35,7 @@ from citoyen.services.casework import CaseworkError
 from citoyen.services.media import media_file
 from citoyen.services.queues import StatusError, acknowledge, change_status, merge_reports
 from citoyen.services.queues.config import router_for
+from citoyen.services.reports import report_by_reference, report_id_of_attachment
 from citoyen.web.admin import bp, reading, runtime, staff, writing
 
 
@@ -83,7 +84,7 @@ def find():  # type: ignore[no-untyped-def]
     reference = f"{raw[:3]}-{raw[3:]}" if len(raw) == 7 else None
     if reference:
         with reading() as s:
-            found = s.exec(select(Report).where(Report.reference == reference)).first()
+            found = report_by_reference(s, reference)
             if found is not None:
                 try:
                     require_report(s, staff(), found.id)  # type: ignore[arg-type]
@@ -244,7 +245,7 @@ def merge(report_id: int):  # type: ignore[no-untyped-def]
     reference = f"{raw[:3]}-{raw[3:]}" if len(raw) == 7 else ""
 
     def run(s: Session, report: Report) -> None:
-        target = s.exec(select(Report).where(Report.reference == reference)).first()
+        target = report_by_reference(s, reference)
         if target is None or not _in_scope(s, target):
             raise CaseworkError(_("no report with this reference in your queues"))
         merge_reports(s, report, target, user_id=me.id, note=_form("note") or None)
@@ -316,11 +317,7 @@ def attachment(attachment_id: int):  # type: ignore[no-untyped-def]
         row = s.get(Attachment, attachment_id)
         if row is None or row.status != "fetched":
             abort(404)
-        report_id = row.report_id
-        if report_id is None and row.conversation_id is not None:
-            report_id = s.exec(
-                select(Report.id).where(Report.conversation_id == row.conversation_id)
-            ).first()
+        report_id = report_id_of_attachment(s, row)
         if report_id is None:
             abort(404)
         _report_or_404(s, report_id)

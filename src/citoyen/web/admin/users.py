@@ -14,17 +14,20 @@ from typing import Any
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from citoyen.models import Area, Stakeholder, User
 from citoyen.services import casework
 from citoyen.services.access import ROLES
+from citoyen.services.areas.labels import areas_of_levels
+from citoyen.services.queues.stakeholders import stakeholders_by_name
 from citoyen.services.users import (
     UserError,
     create_user,
     generate_password,
     set_password,
     update_user,
+    users_with_scope,
 )
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
 
@@ -34,8 +37,8 @@ COORDINATION_LEVELS = ("region", "district", "cercle")
 
 def _choices(s: Session) -> dict[str, Any]:
     """The stakeholder and area menus of the form."""
-    stakeholders = s.exec(select(Stakeholder).order_by(Stakeholder.name)).all()
-    areas = s.exec(select(Area).where(Area.level.in_(COORDINATION_LEVELS))).all()
+    stakeholders = stakeholders_by_name(s)
+    areas = areas_of_levels(s, COORDINATION_LEVELS)
     tops = sorted((a for a in areas if a.level != "cercle"), key=lambda a: a.name)
     below: dict[int | None, list[Area]] = {}
     for area in areas:
@@ -72,12 +75,7 @@ def _shown_once(html: str) -> Any:
 @roles_required("admin")
 def users():  # type: ignore[no-untyped-def]
     with reading() as s:
-        rows = s.exec(
-            select(User, Stakeholder.name, Area.name)
-            .join(Stakeholder, Stakeholder.id == User.stakeholder_id, isouter=True)
-            .join(Area, Area.id == User.area_id, isouter=True)
-            .order_by(User.email)
-        ).all()
+        rows = users_with_scope(s)
     return render_template("admin/users.html", rows=rows)
 
 

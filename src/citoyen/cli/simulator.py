@@ -11,15 +11,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from citoyen.channels.render import (
+from citoyen.engine.sms import segments
+from citoyen.engine.types import Input
+from citoyen.messages.render import (
     render_sms,
     render_telegram,
     render_voice,
     render_voice_text,
 )
-from citoyen.engine.sms import segments
-from citoyen.engine.types import Input
-from citoyen.services.conversations import Inbound, Reply
+from citoyen.messages.types import Inbound, Reply
 
 HELP = {
     "sms": "Type your SMS. /quit to leave.",

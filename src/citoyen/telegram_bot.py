@@ -2,7 +2,7 @@
 
 Long polling works behind NAT with no public URL, which suits a first deployment; webhook mode
 (``POST /telegram/webhook``) suits a deployment with an https address. Both hand every update to
-:func:`citoyen.channels.telegram_updates.process_update`, so they behave the same: one
+:func:`citoyen.services.telegram_inbound.process_update`, so they behave the same: one
 transaction per update, deduplicated by ``update_id``, replies queued in the outbox.
 
 The outbox is delivered by the worker (``citoyen run`` / ``citoyen worker``). So that the bot
@@ -28,9 +28,8 @@ from citoyen.channels.telegram_sender import (
     api_urls,
     make_bot,
     make_sender,
-    register,
 )
-from citoyen.channels.telegram_updates import Outcome, process_update
+from citoyen.services.telegram_inbound import Outcome, process_update
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +135,6 @@ class TelegramDispatchThread(threading.Thread):
 
 def run_polling(runtime: Any, *, dispatch: bool = True) -> None:
     """Run the bot by long polling until interrupted (this also removes any webhook)."""
-    register(runtime)
     thread = TelegramDispatchThread(runtime) if dispatch else None
     if thread is not None and thread.dispatcher is not None:
         thread.start()
