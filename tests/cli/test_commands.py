@@ -78,9 +78,9 @@ def test_chat_voice_shows_keypad_prompts(invoke) -> None:
     assert result.exit_code == 0, result.output
     from citoyen.i18n import Catalog
 
-    assert Catalog.load(ROOT / "locales").render("system.language_option", "fr", {"n": 1}) in (
-        result.output
-    )
+    assert Catalog.load(ROOT / "locales").render(
+        "system.language_option", "fr", {"n": 1}, "voice"
+    ) in (result.output)
     assert "(one key)" in result.output and "(recording" in result.output
     rows = json.loads(invoke("reports", "export", "--format", "json").stdout)
     assert rows[0]["channel"] == "voice"

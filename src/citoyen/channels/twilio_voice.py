@@ -259,7 +259,7 @@ class VoiceRenderer:
             return
         tts = self._tts(lang)
         if tts:
-            out.say(catalog.render(key, lang, params), language=tts)
+            out.say(catalog.render(key, lang, params, "voice"), language=tts)
             return
         self._missing(key, lang)
         fallback = self.fallback_for(lang)
@@ -274,7 +274,7 @@ class VoiceRenderer:
             return
         names = [
             n
-            for n in _placeholders(self.catalog.text(key, lang))
+            for n in _placeholders(self.catalog.text(key, lang, "voice"))
             if n not in self.fixed_params and n in params
         ]
         if not names:
@@ -309,7 +309,7 @@ class VoiceRenderer:
         fallback = self.fallback_for(option_lang)
         if fallback:
             name = catalog.meta(option_lang).name
-            text = catalog.render(VOICE_OPTION, fallback, {"label": name, "n": n})
+            text = catalog.render(VOICE_OPTION, fallback, {"label": name, "n": n}, "voice")
             out.say(text, language=self._tts(fallback))
 
     def _option(
@@ -335,8 +335,8 @@ class VoiceRenderer:
             return
         if self._option_recorded(out, option, n, fallback):
             return
-        label = option_label(catalog, option, fallback, params)
-        text = catalog.render(VOICE_OPTION, fallback, {**params, "label": label, "n": n})
+        label = option_label(catalog, option, fallback, params, "voice")
+        text = catalog.render(VOICE_OPTION, fallback, {**params, "label": label, "n": n}, "voice")
         out.say(text, language=self._tts(fallback))
 
     def _option_recorded(

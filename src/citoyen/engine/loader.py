@@ -675,7 +675,9 @@ class _Checker:
             for key in SYSTEM_KEYS:
                 if key in _NOT_SMS or not cat.has(key, lang):
                     continue
-                msg = self._sms_warning(cat.render(key, lang, self._params()), lang, f"'{key}'")
+                msg = self._sms_warning(
+                    cat.render(key, lang, self._params(), "sms"), lang, f"'{key}'"
+                )
                 if msg:
                     self.add("warning", cat.file(lang), cat.line(key, lang), None, msg)
             menu = self._language_menu(lang)
@@ -706,10 +708,10 @@ class _Checker:
         if not all(cat.has("system.language_option", x) for x in langs):
             return None
         labels = [
-            cat.render("system.language_option", x, self._params(n=i))
+            cat.render("system.language_option", x, self._params(n=i), "sms")
             for i, x in enumerate(langs, start=1)
         ]
-        header = cat.render("system.language_prompt", lang, self._params())
+        header = cat.render("system.language_prompt", lang, self._params(), "sms")
         return "\n".join([header, *labels])
 
     def _node_sms(self, node: BaseModel, lang: str) -> str | None:
@@ -719,13 +721,13 @@ class _Checker:
         if not key or not cat.has(key, lang):
             return None
         extra = {"min": node.min, "max": node.max} if isinstance(node, NumberNode) else {}
-        header = cat.render(key, lang, self._params(**extra))
+        header = cat.render(key, lang, self._params(**extra), "sms")
         if not isinstance(node, ChoiceNode):
             return header
         if not all(cat.has(o.text, lang) for o in node.options):
             return None
         return sms.render_menu(
-            header, [cat.render(o.text, lang, self._params()) for o in node.options]
+            header, [cat.render(o.text, lang, self._params(), "sms") for o in node.options]
         )
 
     def _check_audio(self) -> None:
