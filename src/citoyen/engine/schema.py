@@ -450,6 +450,14 @@ KEYWORD_NAMES: tuple[str, ...] = (
 KeywordName = Literal["stop", "start", "help", "menu", "language", "discreet", "normal"]
 
 
+class SmsBudget(_Model):
+    """Most SMS segments one reply may cost in a language (``sms_budget`` in settings.yaml)."""
+
+    first_exchange: int = Field(default=2, ge=1)  # the welcome and the first question
+    help: int = Field(default=3, ge=1)  # the help text and the first question asked again
+    prompt: int = Field(default=2, ge=1)  # any other prompt with its options
+
+
 class Settings(_Model):
     """``flows/settings.yaml``: languages, emergency numbers, global keywords."""
 
@@ -464,6 +472,9 @@ class Settings(_Model):
     # has no recording ({bm: fr}: French audio, else French text-to-speech). Unlisted languages
     # fall back to the default language (docs/voice-prompts.md).
     voice_fallback: dict[str, str] = Field(default_factory=dict)
+    # Per language: the SMS budget `citoyen flows check` holds replies to (an error above it).
+    # A language not listed is held to the default budget with warnings only.
+    sms_budget: dict[str, SmsBudget] = Field(default_factory=dict)
 
     def keyword_map(self) -> dict[str, tuple[str, ...]]:
         """``Context.keywords`` as the engine wants it, in the engine's order."""
