@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +38,30 @@ def test_flows_check_passes_on_shipped_flows(invoke) -> None:
     result = invoke("flows", "check")
     assert result.exit_code == 0, result.output
     assert re.search(r"^0 error\(s\), \d+ warning\(s\)$", result.output, re.M)
+
+
+def test_flows_check_says_which_languages_are_live_where(invoke) -> None:
+    result = invoke("flows", "check")
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert (
+        "Languages live per channel: fr: SMS, Telegram, calls (text-to-speech, Polly.Lea)" in said
+    )
+    assert " bm: SMS, Telegram; not offered on calls (" in said
+
+
+def test_flows_check_fails_on_a_voice_twilio_does_not_list(
+    invoke, settings: Settings, tmp_path: Path
+) -> None:
+    flows = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", flows)
+    path = flows / "settings.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "  fr: Polly.Lea\n" in text
+    path.write_text(text.replace("  fr: Polly.Lea\n", "  fr: Polly.Joanna\n"), encoding="utf-8")
+    result = invoke("flows", "check", s=settings.model_copy(update={"flows_dir": flows}))
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "tts_voices: fr: Polly.Joanna is not a fr-FR voice in Twilio's table" in said
 
 
 @pytest.mark.parametrize("kind", ["bad_yaml", "unknown_node", "cycle", "too_many_options"])
@@ -78,9 +103,10 @@ def test_chat_voice_shows_keypad_prompts(invoke) -> None:
     assert result.exit_code == 0, result.output
     from citoyen.i18n import Catalog
 
-    assert Catalog.load(ROOT / "locales").render(
-        "system.language_option", "fr", {"n": 1}, "voice"
-    ) in (result.output)
+    said = Catalog.load(ROOT / "locales").render("system.language_option", "fr", {"n": 1}, "voice")
+    # What a caller hears, plainly: the voice and language of each <Say>.
+    assert f"< [French text-to-speech] {said}\n" in result.output
+    assert "< [English text-to-speech] For English, press 2.\n" in result.output
     assert "(one key)" in result.output and "(recording" in result.output
     rows = json.loads(invoke("reports", "export", "--format", "json").stdout)
     assert rows[0]["channel"] == "voice"
@@ -145,14 +171,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_run_first_start_migrates_and_prints_admin_login(tmp_path: Path) -> None:
-    port = _free_port()
+def _run_env(tmp_path: Path, port: int) -> dict[str, str]:
+    """`citoyen run` in a fresh instance folder (its own SQLite database) on ``port``."""
     env = {
         **os.environ,
         "CITOYEN_INSTANCE_DIR": str(tmp_path / "instance"),
         "CITOYEN_PORT": str(port),
     }
     env.pop("CITOYEN_DATABASE_URL", None)
+    return env
+
+
+def test_run_first_start_migrates_and_prints_admin_login(tmp_path: Path) -> None:
+    port = _free_port()
+    env = _run_env(tmp_path, port)
     proc = subprocess.Popen(
         [sys.executable, "-m", "citoyen.cli", "run"],
         env=env,
@@ -183,6 +215,30 @@ def test_run_first_start_migrates_and_prints_admin_login(tmp_path: Path) -> None
     assert re.search(r"password: \S{12,}", output)
     assert "citoyen chat --channel sms" in output
     assert "worker started" in output
+    assert "Languages live per channel:" in output
+    assert "bm: SMS, Telegram; not offered on calls" in output
+
+
+def test_run_on_a_busy_port_fails_before_creating_anything(tmp_path: Path) -> None:
+    """No database, no one-time password, no worker for a service that cannot listen."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "citoyen.cli", "run"],
+            env=_run_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert f"cannot listen on 127.0.0.1:{port}" in output
+    assert not (tmp_path / "instance" / "citoyen.db").exists()
+    assert "password" not in output
+    assert "worker started" not in output
 
 
 def test_users_create_coordinator_needs_an_area(invoke) -> None:

@@ -162,12 +162,14 @@ def render_voice(
     params: Mapping[str, Any],
     *,
     audio: AudioLookup | None = None,
+    offered: Sequence[str] | None = None,
 ) -> VoiceTurn:
     """What a caller hears, and how the next keypad input is gathered.
 
     ``audio`` finds a segment's recording (the prompt library's ``PromptAudio.url``); without
     it only the shipped files under ``locales/`` count. A menu line counts as recorded when its
-    option's own text is (the Twilio adapter then adds the "press n" recording).
+    option's own text is (the Twilio adapter then adds the "press n" recording). ``offered``
+    limits a language menu to the languages a caller can hear, numbered from 1.
     """
     segments: list[VoiceSegment] = []
     gather: dict[str, Any] | None = None
@@ -175,7 +177,10 @@ def render_voice(
         p = {**params, **prompt.params}
         if prompt.text:
             segments.append(_segment(catalog, prompt.text, lang, p, audio))
-        for n, option in enumerate(prompt.options, start=1):
+        options = list(prompt.options)
+        if prompt.kind == "language" and offered is not None:
+            options = [o for o in options if o.key in offered]
+        for n, option in enumerate(options, start=1):
             if prompt.kind == "language":
                 segments.append(
                     _segment(
@@ -199,26 +204,9 @@ def render_voice(
                 )
                 segments.append(seg)
         if prompt.kind in ("choice", "language", "place"):
-            gather = {"input": "dtmf", "num_digits": 1, "options": len(prompt.options)}
+            gather = {"input": "dtmf", "num_digits": 1, "options": len(options)}
         elif prompt.kind in ("number", "reference"):
             gather = {"input": "dtmf", "finish_on_key": "#", **prompt.expects}
         elif prompt.kind == "text":
             gather = {"input": "record", **prompt.expects}
     return VoiceTurn(segments=segments, gather=gather)
-
-
-def render_voice_text(turn: VoiceTurn) -> str:
-    """A readable transcript of a voice turn (simulator, logs of test runs)."""
-    lines = []
-    for seg in turn.segments:
-        how = "♪" if seg.audio else ("🗣" if seg.tts else "✗")
-        lines.append(f"{how} {seg.text}")
-    if turn.gather is None:
-        lines.append("(the call ends)")
-    elif turn.gather["input"] == "record":
-        lines.append(f"(recording, up to {turn.gather.get('max_seconds', 120)} s, # to finish)")
-    elif turn.gather.get("finish_on_key"):
-        lines.append("(digits, then #)")
-    else:
-        lines.append("(one key)")
-    return "\n".join(lines)

@@ -436,6 +436,9 @@ class Flow(_Model):
 class LanguageSettings(_Model):
     enabled: list[str] = Field(min_length=1)
     default: str
+    # Languages the voice language menu offers even when callers cannot hear them yet (no
+    # text-to-speech, prompts not all recorded): docs/voice.md, "Languages offered on calls".
+    voice_forced: list[str] = Field(default_factory=list)
 
 
 KEYWORD_NAMES: tuple[str, ...] = (
@@ -475,6 +478,9 @@ class Settings(_Model):
     # Per language: the SMS budget `citoyen flows check` holds replies to (an error above it).
     # A language not listed is held to the default budget with warnings only.
     sms_budget: dict[str, SmsBudget] = Field(default_factory=dict)
+    # Per language with text-to-speech: the Twilio voice its <Say> names (Polly.Lea,
+    # Google.fr-FR-Standard-A...); others get the default voice of docs/voice.md.
+    tts_voices: dict[str, str] = Field(default_factory=dict)
 
     def keyword_map(self) -> dict[str, tuple[str, ...]]:
         """``Context.keywords`` as the engine wants it, in the engine's order."""
