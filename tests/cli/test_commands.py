@@ -123,7 +123,7 @@ def test_chat_telegram_shows_buttons(invoke) -> None:
     assert category_question in result.output
 
 
-def test_users_create(invoke) -> None:
+def test_users_create(invoke, settings: Settings) -> None:
     result = invoke("users", "create", "--email", "Awa@example.org", "--role", "analyst")
     assert result.exit_code == 0, result.output
     assert "created analyst awa@example.org" in result.output
@@ -132,6 +132,18 @@ def test_users_create(invoke) -> None:
     assert again.exit_code != 0 and "already exists" in again.output
     agent = invoke("users", "create", "--email", "b@example.org", "--role", "agent")
     assert agent.exit_code != 0 and "--stakeholder" in agent.output
+    # Audited like an account made in the admin; refusals leave no trace.
+    from sqlmodel import Session, select
+
+    from citoyen.db import get_engine
+    from citoyen.models import AuditEvent, User
+
+    with Session(get_engine(settings.resolved_database_url)) as session:
+        [event] = session.exec(select(AuditEvent).where(AuditEvent.action == "user_created")).all()
+        awa = session.exec(select(User).where(User.email == "awa@example.org")).one()
+    assert (event.user_id, event.target_type, event.target_id) == (None, "user", awa.id)
+    assert event.data["email"] == "awa@example.org" and event.data["role"] == "analyst"
+    assert event.data["via"] == "citoyen users create"
 
 
 def test_locales_status(invoke) -> None:

@@ -59,6 +59,57 @@ EVENTS = {
     "sender_blocked": _l("Sender blocked"),
     "identity_revealed": _l("Number revealed"),
 }
+CHANNELS = {
+    "sms": _l("SMS"),
+    "voice": _l("phone call"),
+    "telegram": _l("Telegram"),
+    "whatsapp": _l("WhatsApp"),
+    "withheld": _l("call from a withheld number"),
+}
+# How a reply reaches a reporter of each channel (a caller is answered by SMS).
+REPLY_CHANNELS = {"sms": _l("SMS"), "voice": _l("SMS"), "telegram": _l("Telegram")}
+KINDS = {
+    "police": _l("Police"),
+    "gendarmerie": _l("Gendarmerie"),
+    "protection_civile": _l("Civil protection"),
+    "prefet": _l("Prefects and governors"),
+    "mayor_ccs": _l("Mayors and municipal security councils"),
+    "village_chief": _l("Village and neighbourhood chiefs"),
+    "religious_leader": _l("Religious leaders"),
+    "civil_society": _l("Civil society"),
+    "moderation": _l("Moderation"),
+}
+# The kind of thing an audit entry is about, followed by its number ("signalement n° 7").
+TARGETS = {
+    "report": _l("report"),
+    "contact": _l("reporter"),
+    "user": _l("user"),
+    "outbox": _l("outgoing message"),
+    "voice_prompt": _l("voice prompt"),
+}
+# Keys of audit-log details (AuditEvent.data); unknown keys show as written.
+DETAILS = {
+    "email": _l("email"),
+    "role": _l("role"),
+    "stakeholder": _l("stakeholder"),
+    "area": _l("area"),
+    "report": _l("report reference"),
+    "contact": _l("reporter no."),
+    "language": _l("language"),
+    "key": _l("text"),
+    "source": _l("source"),
+    "file": _l("file"),
+    "format": _l("format"),
+    "rows": _l("rows"),
+    "complete": _l("complete"),
+    "before": _l("before"),
+    "after": _l("after"),
+    "to": _l("to"),
+    "attempts": _l("attempts"),
+    "error": _l("error"),
+    "known_user": _l("known user"),
+    "via": _l("made with"),
+}
 AGES = {
     "24h": _l("last 24 hours"),
     "7d": _l("last 7 days"),
@@ -91,6 +142,11 @@ def category_label(code: str | None) -> str:
     return code
 
 
+def names_of(codes: list[str], names: dict[str, str]) -> str:
+    """``bko-police-drp`` -> its stakeholder's name, for each code, comma-separated."""
+    return ", ".join(names.get(code, code) for code in codes)
+
+
 def when(moment: datetime | None) -> str:
     """Bamako time (UTC+0 all year): day/month/year hour:minute."""
     return moment.strftime("%d/%m/%Y %H:%M") if moment else "—"
@@ -105,6 +161,12 @@ def helpers() -> dict[str, Any]:
         "reason_label": _lookup(REASONS),
         "event_label": _lookup(EVENTS),
         "age_label": _lookup(AGES),
+        "channel_label": _lookup(CHANNELS),
+        "reply_channel_label": _lookup(REPLY_CHANNELS),
+        "kind_label": _lookup(KINDS),
+        "target_label": _lookup(TARGETS),
+        "detail_label": _lookup(DETAILS),
+        "names_of": names_of,
         "category_label": category_label,
         "when": when,
         "get_locale": staff_language,
