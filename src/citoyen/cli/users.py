@@ -47,8 +47,7 @@ def users_create(
 ) -> None:
     """Create an admin, coordinator, agent or analyst account."""
     from citoyen.db import write_session
-    from citoyen.services.casework import audit
-    from citoyen.services.users import UserError, create_user, generate_password
+    from citoyen.services.users import UserError, audit_creation, create_user, generate_password
 
     runtime = runtime_of(ctx)
     if prompt_password:
@@ -62,19 +61,8 @@ def users_create(
             )
             # Audited as the admin's user form does, by no staff member ("system") and made
             # with the command line, in the same transaction as the account.
-            audit(
-                session,
-                None,
-                "user_created",
-                target_type="user",
-                target_id=user.id,
-                data={
-                    "email": user.email,
-                    "role": user.role,
-                    "stakeholder": stakeholder,
-                    "area": area,
-                    "via": "citoyen users create",
-                },
+            audit_creation(
+                session, None, user, stakeholder=stakeholder, area=area, via="citoyen users create"
             )
     except UserError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -21,6 +21,7 @@ from citoyen.services import casework
 from citoyen.services.access import ROLES
 from citoyen.services.users import (
     UserError,
+    audit_creation,
     create_user,
     generate_password,
     set_password,
@@ -103,18 +104,8 @@ def user_new():  # type: ignore[no-untyped-def]
                     stakeholder_code=values["stakeholder"],
                     area_code=values["area"],
                 )
-                casework.audit(
-                    s,
-                    staff(),
-                    "user_created",
-                    target_type="user",
-                    target_id=user.id,
-                    data={
-                        "email": user.email,
-                        "role": user.role,
-                        "stakeholder": values["stakeholder"],
-                        "area": values["area"],
-                    },
+                audit_creation(
+                    s, staff(), user, stakeholder=values["stakeholder"], area=values["area"]
                 )
         except UserError as exc:
             flash(_("The account was not created: %(why)s", why=str(exc)), "error")
