@@ -289,3 +289,19 @@ def test_db_upgrade_warns_when_the_databases_upkeep_is_off(
     assert result.exit_code == 0, result.output
     warned = [r.getMessage() for r in caplog.records if r.name == "citoyen.cli"]
     assert warned == ([upkeep] if upkeep else [])
+
+
+def test_areas_list_finds_codes_under_an_area_and_by_name(invoke) -> None:
+    assert invoke("areas", "seed").exit_code == 0
+    under = invoke("areas", "list", "--under", "ML-3.kadiolo")
+    assert under.exit_code == 0, under.output
+    said = " ".join(under.output.split())
+    assert "ML-3.kadiolo.zegoua" in said and "ML-3.kadiolo.nimbougou" in said
+    assert "9 area(s)" in said  # Kadiolo's nine communes, not Kadiolo itself
+    assert "ML-3.kadiolo " not in said
+    found = invoke("areas", "list", "--search", "zegoua")  # accents ignored: Zégoua
+    said = " ".join(found.output.split())
+    assert re.search(r"ML-3\.kadiolo\.zegoua\W+commune\W+Zégoua\W+Zégoua, Kadiolo, Sikasso", said)
+    assert "1 area(s)" in said
+    unknown = invoke("areas", "list", "--under", "ML-99")
+    assert unknown.exit_code != 0 and "no area has the code 'ML-99'" in unknown.output
