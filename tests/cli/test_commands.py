@@ -92,9 +92,17 @@ def test_chat_sms_makes_a_report_that_export_lists(invoke) -> None:
     assert row["reporter"].startswith("Citoyen ")
     assert "76000000" not in exported.stdout
 
+    # Each stakeholder the report went to, with its queue entry's status (new: still open).
+    assert row["stakeholders"], row
+    assert {s["status"] for s in row["stakeholders"]} == {"open"}
+    assert all(s["code"] and s["name"] for s in row["stakeholders"])
+
     csv_out = invoke("reports", "export", "--format", "csv")
     assert csv_out.stdout.splitlines()[0].startswith("reference,created_at,channel")
+    assert csv_out.stdout.splitlines()[0].endswith(",reporter,stakeholders")
     assert row["reference"] in csv_out.stdout
+    cell = "; ".join(f"{s['code']} (open)" for s in row["stakeholders"])
+    assert cell in csv_out.stdout
 
 
 def test_chat_voice_shows_keypad_prompts(invoke) -> None:
