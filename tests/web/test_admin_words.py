@@ -113,3 +113,44 @@ def test_audit_log_names_targets_and_details(desk: Desk) -> None:
     assert "auteur du signalement n° " in page
     assert f"signalement : {report.reference}" in page
     assert "contact: " not in page and ">contact " not in page
+
+
+def test_refusals_are_worded_without_codes(desk: Desk) -> None:
+    report = desk.report(category="theft", area=COMMUNE_IV)
+    desk.user("agent4@example.org", "agent", "bko-police-c4")
+    desk.login("agent4@example.org")
+    base = f"/admin/reports/{report.id}"
+    expected = {
+        ("status", "closed", ""): "Pour clore un signalement, choisissez un motif.",
+        ("status", "resolved", "spam"): "Un motif ne se donne qu&#39;en clôturant",
+        ("reply", "", ""): "La réponse : vide.",
+    }
+    for (action, status, extra), words in expected.items():
+        form = {"status": status, "reason": extra} if action == "status" else {"message": status}
+        page = desk.post(f"{base}/{action}", **form).get_data(as_text=True)
+        [flash] = re.findall(r'<p class="flash error" role="status">(.*?)</p>', page)
+        assert words in flash, (action, form, flash)
+        for english in ("closing needs", "one of:", "no_further_action", "is empty", "only given"):
+            assert english not in flash, (action, english)
+    forwarded = desk.post(f"{base}/forward", stakeholder="bko-police-c4").get_data(as_text=True)
+    assert "a déjà ce signalement." in forwarded
+
+
+def test_every_refusal_code_has_words() -> None:
+    """Each code the services raise (citoyen.services.refusals) is worded in the admin."""
+    from pathlib import Path
+
+    from citoyen.web.admin.labels import REFUSALS
+
+    root = Path(__file__).resolve().parents[2] / "src" / "citoyen" / "services"
+    raised: set[str] = set()
+    for path in (root / "casework.py", root / "queues" / "status.py"):
+        source = path.read_text(encoding="utf-8")
+        for call in re.finditer(
+            r"(?:StatusError|CaseworkError)\((.*?)\)\s*(?:from|\n)", source, re.S
+        ):
+            found = re.search(r",\s*\"([a-z_]+)\"", call.group(1))
+            if found:
+                raised.add(found.group(1))
+    assert len(raised) >= 20
+    assert raised - set(REFUSALS) == set()

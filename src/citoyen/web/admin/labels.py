@@ -110,6 +110,37 @@ DETAILS = {
     "known_user": _l("known user"),
     "via": _l("made with"),
 }
+# Why an action was refused (citoyen.services.refusals.Refusal.code), with its parameters.
+REFUSALS = {
+    "unknown_status": _l("Unknown status."),
+    "merged": _l("Report %(reference)s was merged into %(target)s: change that one."),
+    "close_reason": _l("To close a report, choose a reason."),
+    "reason_not_closing": _l("A reason is given only when closing; write it as a note."),
+    "decline_who": _l("Declining needs the stakeholder that declines."),
+    "duplicate_of": _l("Closing as a duplicate needs the report it duplicates: use Merge."),
+    "transition": _l("A report cannot go from “%(before)s” to “%(after)s”."),
+    "already": _l("Report %(reference)s is already %(status)s."),
+    "no_open_entry": _l("This stakeholder has no open entry for the report."),
+    "merge_itself": _l("A report cannot be merged into itself."),
+    "already_merged": _l("Report %(reference)s is already merged."),
+    "text_short": _l("%(what)s: at least %(minimum)s characters."),
+    "text_empty": _l("%(what)s is empty."),
+    "text_long": _l("%(what)s is too long (%(length)s characters, at most %(limit)s)."),
+    "withheld": _l("This reporter cannot be written to: the caller's number was withheld."),
+    "opted_out": _l("This reporter opted out (STOP): they are not written to any more."),
+    "blocked": _l("This reporter is blocked."),
+    "no_entry": _l("No such queue entry on this report."),
+    "assignee": _l("Assign to an active user of this queue's stakeholder."),
+    "forward_finished": _l("Report %(reference)s is %(status)s: nothing to forward."),
+    "unknown_stakeholder": _l("Unknown stakeholder."),
+    "already_has": _l("%(name)s already has this report."),
+    "no_sender": _l("This report has no sender to block."),
+    "already_blocked": _l("This sender is already blocked."),
+    "anonymous": _l("This report is anonymous: the reporter's number is never shown."),
+    "no_number": _l("No number is known for this reporter."),
+}
+# What a length rule is about (the ``what`` of text_short, text_empty, text_long).
+TEXT_FIELDS = {"note": _l("The note"), "reply": _l("The reply"), "reason": _l("The reason")}
 AGES = {
     "24h": _l("last 24 hours"),
     "7d": _l("last 7 days"),
@@ -145,6 +176,22 @@ def category_label(code: str | None) -> str:
 def names_of(codes: list[str], names: dict[str, str]) -> str:
     """``bko-police-drp`` -> its stakeholder's name, for each code, comma-separated."""
     return ", ".join(names.get(code, code) for code in codes)
+
+
+def refusal_words(exc: Exception) -> str:
+    """Why an action was refused, in the staff's language, with codes shown as words."""
+    code = getattr(exc, "code", "")
+    if code not in REFUSALS:
+        return str(exc)
+    params = dict(getattr(exc, "params", {}))
+    if "status" in params:
+        params["status"] = STATUSES.get(params["status"], params["status"])
+    for name in ("before", "after"):
+        if name in params:
+            params[name] = STATUSES.get(params[name], params[name])
+    if "what" in params:
+        params["what"] = TEXT_FIELDS.get(params["what"], params["what"])
+    return str(REFUSALS[code]) % {k: str(v) for k, v in params.items()}
 
 
 def when(moment: datetime | None) -> str:

@@ -36,6 +36,7 @@ from citoyen.services.media import media_file
 from citoyen.services.queues import StatusError, acknowledge, change_status, merge_reports
 from citoyen.services.queues.config import router_for
 from citoyen.web.admin import bp, reading, runtime, staff, writing
+from citoyen.web.admin.labels import refusal_words
 
 
 def _report_or_404(s: Session, report_id: int) -> Report:
@@ -102,7 +103,7 @@ def _act(report_id: int, action: Callable[[Session, Report], Any], done: str):  
             action(s, report)
         flash(done)
     except (CaseworkError, StatusError) as exc:
-        flash(_("Not done: %(reason)s", reason=str(exc)), "error")
+        flash(_("Not done: %(reason)s", reason=refusal_words(exc)), "error")
         return _page(report_id, status=400)
     except AccessDenied:
         abort(403)
@@ -300,7 +301,7 @@ def reveal(report_id: int):  # type: ignore[no-untyped-def]
                 reveal_roles=rt.settings.reveal_role_list,
             )
     except CaseworkError as exc:
-        flash(_("Not done: %(reason)s", reason=str(exc)), "error")
+        flash(_("Not done: %(reason)s", reason=refusal_words(exc)), "error")
         return _page(report_id, status=400)
     except AccessDenied:
         abort(403)
