@@ -38,7 +38,7 @@ FIRST_EXCHANGE = {
         "8. Autre"
     ),
     "bm": (
-        "Aw ni ce! Gundo la. Farati: polisi 17, tasumafagalaw 18.\n\n"
+        "Aw ni ce! Gundo la. Farati: polisi 17, tasuma 18.\n\n"
         "Mun kɛra?\n"
         "1. Marifa binkanni\n"
         "2. Sonyali\n"
