@@ -415,9 +415,10 @@ class Dialog:
         return "\n".join([*lines, _WAITS[waits]])
 
     def t(self, key: str, lang: str | None = None, **params: Any) -> str:
-        """A catalogue text as citizens get it (emergency numbers filled in)."""
+        """A catalogue text as citizens on this channel get it (its channel variant, emergency
+        numbers filled in)."""
         values = {**self.runtime.conversations.emergency_params(), **params}
-        return self.catalog.render(key, self._lang(lang), values)
+        return self.catalog.render(key, self._lang(lang), values, self.channel)
 
     def _lang(self, lang: str | None) -> str:
         if lang == DEFAULT:

@@ -23,7 +23,18 @@ ReviewState = Literal["reviewed", "needs-review"]
 REVIEW_STATES: tuple[str, ...] = ("reviewed", "needs-review")
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".mp3")
 _META_FIELDS = {"language", "name", "tts", "review_default"}
-_ENTRY_FIELDS = {"text", "review", "note"}
+# Per-channel variants of a text (docs/flows.md, "Texts per channel"): ``voice`` is said on
+# calls; ``written`` is read on every text channel (SMS, WhatsApp, Telegram); ``sms``,
+# ``whatsapp`` and ``telegram`` are read on that channel only. ``text`` is used where no variant
+# applies, so voice instructions ("speak after the beep") can live on calls only.
+VARIANT_FIELDS: tuple[str, ...] = ("voice", "written", "sms", "whatsapp", "telegram")
+_VARIANTS_FOR_CHANNEL: dict[str, tuple[str, ...]] = {
+    "voice": ("voice",),
+    "sms": ("sms", "written"),
+    "whatsapp": ("whatsapp", "written"),
+    "telegram": ("telegram", "written"),
+}
+_ENTRY_FIELDS = {"text", "review", "note", *VARIANT_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -38,12 +49,21 @@ class LocaleMeta:
 
 @dataclass(frozen=True)
 class Entry:
-    """One text: its template, review state, reviewer's note and line in the file (1-based)."""
+    """One text: its template, review state, reviewer's note, line in the file (1-based) and
+    its per-channel variants (``{"voice": ..., "written": ...}``)."""
 
     text: str
     review: ReviewState
     note: str | None = None
     line: int | None = None
+    variants: Mapping[str, str] = field(default_factory=dict)
+
+    def for_channel(self, channel: str | None) -> str:
+        """The template a citizen on ``channel`` gets: its variant, else ``text``."""
+        for name in _VARIANTS_FOR_CHANNEL.get(channel or "", ()):
+            if name in self.variants:
+                return self.variants[name]
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -186,9 +206,12 @@ class Catalog:
         """The entry, or KeyError: callers interrupt the conversation with ``system.expired``."""
         return self._entries[lang][key]
 
-    def text(self, key: str, lang: str) -> str:
-        """The raw template of a text (KeyError when missing)."""
-        return self.entry(key, lang).text
+    def text(self, key: str, lang: str, channel: str | None = None) -> str:
+        """The raw template of a text, as ``channel`` shows it (KeyError when missing).
+
+        Without a channel it is the entry's ``text``, the form every variant must match in
+        placeholders."""
+        return self.entry(key, lang).for_channel(channel)
 
     def keys(self, lang: str) -> tuple[str, ...]:
         """Keys of a language in file order."""
@@ -204,12 +227,19 @@ class Catalog:
     def review_state(self, key: str, lang: str) -> ReviewState:
         return self.entry(key, lang).review
 
-    def render(self, key: str, lang: str, params: Mapping[str, Any] | None = None) -> str:
-        """The text with its placeholders filled; a missing parameter stays visible as ``{name}``.
+    def render(
+        self,
+        key: str,
+        lang: str,
+        params: Mapping[str, Any] | None = None,
+        channel: str | None = None,
+    ) -> str:
+        """The text (its ``channel`` variant if any) with its placeholders filled; a missing
+        parameter stays visible as ``{name}``.
 
         Raises KeyError only when the key itself is missing in that language.
         """
-        return render_template(self.text(key, lang), params or {})
+        return render_template(self.text(key, lang, channel), params or {})
 
     def audio_path(self, key: str, lang: str) -> Path | None:
         """The recorded prompt ``locales/<lang>/audio/<key>.wav|mp3``, if one exists."""
@@ -265,6 +295,10 @@ def render_template(template: str, params: Mapping[str, Any]) -> str:
                 "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
             )
     return "".join(out)
+
+
+def _braces(names: set[str]) -> str:
+    return ", ".join(f"{{{n}}}" for n in sorted(names)) if names else "none"
 
 
 def _scan_audio(locales_dir: Path, metas: Mapping[str, LocaleMeta]) -> dict[str, dict[str, Path]]:
@@ -365,15 +399,28 @@ class _Loader:
             entry = self._entry(file, key, line, value, default)
             if entry is None:
                 continue
-            _names, error = parse_placeholders(entry.text)
+            names, error = parse_placeholders(entry.text)
             if error:
                 self.issue(file, line, f"text '{key}': {error}", key)
+            for variant, template in entry.variants.items():
+                found, error = parse_placeholders(template)
+                if error:
+                    self.issue(file, line, f"text '{key}', {variant}: {error}", key)
+                elif found != names:
+                    self.issue(
+                        file,
+                        line,
+                        f"text '{key}': the {variant} variant uses placeholders "
+                        f"{_braces(found)}, the text {_braces(names)}",
+                        key,
+                    )
             entries[key] = entry
         return entries
 
     def _entry(
         self, file: str, key: str, line: int | None, value: Any, default: ReviewState
     ) -> Entry | None:
+        variants: dict[str, str] = {}
         if isinstance(value, str):
             text, review, note = value, default, None
         elif isinstance(value, Mapping):
@@ -387,9 +434,19 @@ class _Loader:
                 return None
             if note is not None and not isinstance(note, str):
                 note = str(note)
+            for variant in VARIANT_FIELDS:
+                if variant not in value:
+                    continue
+                template = value[variant]
+                if not isinstance(template, str) or not template.strip():
+                    self.issue(
+                        file, line, f"text '{key}': {variant} must be a non-empty string", key
+                    )
+                    return None
+                variants[variant] = template
         else:
             text, review, note = None, default, None
         if not isinstance(text, str) or not text.strip():
             self.issue(file, line, f"text '{key}' must be a non-empty string", key)
             return None
-        return Entry(text, review, note, line)
+        return Entry(text, review, note, line, variants)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,6 +40,30 @@ def test_flows_check_passes_on_shipped_flows(invoke) -> None:
     assert re.search(r"^0 error\(s\), \d+ warning\(s\)$", result.output, re.M)
 
 
+def test_flows_check_says_which_languages_are_live_where(invoke) -> None:
+    result = invoke("flows", "check")
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert (
+        "Languages live per channel: fr: SMS, Telegram, calls (text-to-speech, Polly.Lea)" in said
+    )
+    assert " bm: SMS, Telegram; not offered on calls (" in said
+
+
+def test_flows_check_fails_on_a_voice_twilio_does_not_list(
+    invoke, settings: Settings, tmp_path: Path
+) -> None:
+    flows = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", flows)
+    path = flows / "settings.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "  fr: Polly.Lea\n" in text
+    path.write_text(text.replace("  fr: Polly.Lea\n", "  fr: Polly.Joanna\n"), encoding="utf-8")
+    result = invoke("flows", "check", s=settings.model_copy(update={"flows_dir": flows}))
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "tts_voices: fr: Polly.Joanna is not a fr-FR voice in Twilio's table" in said
+
+
 @pytest.mark.parametrize("kind", ["bad_yaml", "unknown_node", "cycle", "too_many_options"])
 def test_flows_check_fails_on_broken_flows(invoke, settings: Settings, kind: str) -> None:
     broken = settings.model_copy(
@@ -67,9 +92,17 @@ def test_chat_sms_makes_a_report_that_export_lists(invoke) -> None:
     assert row["reporter"].startswith("Citoyen ")
     assert "76000000" not in exported.stdout
 
+    # Each stakeholder the report went to, with its queue entry's status (new: still open).
+    assert row["stakeholders"], row
+    assert {s["status"] for s in row["stakeholders"]} == {"open"}
+    assert all(s["code"] and s["name"] for s in row["stakeholders"])
+
     csv_out = invoke("reports", "export", "--format", "csv")
     assert csv_out.stdout.splitlines()[0].startswith("reference,created_at,channel")
+    assert csv_out.stdout.splitlines()[0].endswith(",reporter,stakeholders")
     assert row["reference"] in csv_out.stdout
+    cell = "; ".join(f"{s['code']} (open)" for s in row["stakeholders"])
+    assert cell in csv_out.stdout
 
 
 def test_chat_voice_shows_keypad_prompts(invoke) -> None:
@@ -78,9 +111,10 @@ def test_chat_voice_shows_keypad_prompts(invoke) -> None:
     assert result.exit_code == 0, result.output
     from citoyen.i18n import Catalog
 
-    assert Catalog.load(ROOT / "locales").render("system.language_option", "fr", {"n": 1}) in (
-        result.output
-    )
+    said = Catalog.load(ROOT / "locales").render("system.language_option", "fr", {"n": 1}, "voice")
+    # What a caller hears, plainly: the voice and language of each <Say>.
+    assert f"< [French text-to-speech] {said}\n" in result.output
+    assert "< [English text-to-speech] For English, press 2.\n" in result.output
     assert "(one key)" in result.output and "(recording" in result.output
     rows = json.loads(invoke("reports", "export", "--format", "json").stdout)
     assert rows[0]["channel"] == "voice"
@@ -97,7 +131,7 @@ def test_chat_telegram_shows_buttons(invoke) -> None:
     assert category_question in result.output
 
 
-def test_users_create(invoke) -> None:
+def test_users_create(invoke, settings: Settings) -> None:
     result = invoke("users", "create", "--email", "Awa@example.org", "--role", "analyst")
     assert result.exit_code == 0, result.output
     assert "created analyst awa@example.org" in result.output
@@ -106,6 +140,18 @@ def test_users_create(invoke) -> None:
     assert again.exit_code != 0 and "already exists" in again.output
     agent = invoke("users", "create", "--email", "b@example.org", "--role", "agent")
     assert agent.exit_code != 0 and "--stakeholder" in agent.output
+    # Audited like an account made in the admin; refusals leave no trace.
+    from sqlmodel import Session, select
+
+    from citoyen.db import get_engine
+    from citoyen.models import AuditEvent, User
+
+    with Session(get_engine(settings.resolved_database_url)) as session:
+        [event] = session.exec(select(AuditEvent).where(AuditEvent.action == "user_created")).all()
+        awa = session.exec(select(User).where(User.email == "awa@example.org")).one()
+    assert (event.user_id, event.target_type, event.target_id) == (None, "user", awa.id)
+    assert event.data["email"] == "awa@example.org" and event.data["role"] == "analyst"
+    assert event.data["via"] == "citoyen users create"
 
 
 def test_locales_status(invoke) -> None:
@@ -145,14 +191,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_run_first_start_migrates_and_prints_admin_login(tmp_path: Path) -> None:
-    port = _free_port()
+def _run_env(tmp_path: Path, port: int) -> dict[str, str]:
+    """`citoyen run` in a fresh instance folder (its own SQLite database) on ``port``."""
     env = {
         **os.environ,
         "CITOYEN_INSTANCE_DIR": str(tmp_path / "instance"),
         "CITOYEN_PORT": str(port),
     }
     env.pop("CITOYEN_DATABASE_URL", None)
+    return env
+
+
+def test_run_first_start_migrates_and_prints_admin_login(tmp_path: Path) -> None:
+    port = _free_port()
+    env = _run_env(tmp_path, port)
     proc = subprocess.Popen(
         [sys.executable, "-m", "citoyen.cli", "run"],
         env=env,
@@ -183,6 +235,30 @@ def test_run_first_start_migrates_and_prints_admin_login(tmp_path: Path) -> None
     assert re.search(r"password: \S{12,}", output)
     assert "citoyen chat --channel sms" in output
     assert "worker started" in output
+    assert "Languages live per channel:" in output
+    assert "bm: SMS, Telegram; not offered on calls" in output
+
+
+def test_run_on_a_busy_port_fails_before_creating_anything(tmp_path: Path) -> None:
+    """No database, no one-time password, no worker for a service that cannot listen."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "citoyen.cli", "run"],
+            env=_run_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert f"cannot listen on 127.0.0.1:{port}" in output
+    assert not (tmp_path / "instance" / "citoyen.db").exists()
+    assert "password" not in output
+    assert "worker started" not in output
 
 
 def test_users_create_coordinator_needs_an_area(invoke) -> None:
@@ -221,3 +297,19 @@ def test_db_upgrade_warns_when_the_databases_upkeep_is_off(
     assert result.exit_code == 0, result.output
     warned = [r.getMessage() for r in caplog.records if r.name == "citoyen.cli"]
     assert warned == ([upkeep] if upkeep else [])
+
+
+def test_areas_list_finds_codes_under_an_area_and_by_name(invoke) -> None:
+    assert invoke("areas", "seed").exit_code == 0
+    under = invoke("areas", "list", "--under", "ML-3.kadiolo")
+    assert under.exit_code == 0, under.output
+    said = " ".join(under.output.split())
+    assert "ML-3.kadiolo.zegoua" in said and "ML-3.kadiolo.nimbougou" in said
+    assert "9 area(s)" in said  # Kadiolo's nine communes, not Kadiolo itself
+    assert "ML-3.kadiolo " not in said
+    found = invoke("areas", "list", "--search", "zegoua")  # accents ignored: Zégoua
+    said = " ".join(found.output.split())
+    assert re.search(r"ML-3\.kadiolo\.zegoua\W+commune\W+Zégoua\W+Zégoua, Kadiolo, Sikasso", said)
+    assert "1 area(s)" in said
+    unknown = invoke("areas", "list", "--under", "ML-99")
+    assert unknown.exit_code != 0 and "no area has the code 'ML-99'" in unknown.output

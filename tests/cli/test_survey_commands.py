@@ -63,6 +63,8 @@ def test_dry_run_counts_per_channel_and_sends_nothing(runtime: Runtime) -> None:
     assert one >= 1
     assert f"about {3 * one} SMS segment(s)" in result.stdout
     assert "5 eligible" in result.stdout and "Nothing was sent" in result.stdout
+    # No sample: the dry run draws everyone eligible, as the real run does, so no caveat.
+    assert "estimate" not in result.stdout
     with Session(runtime.engine) as session:
         assert session.exec(select(SurveyInvitation)).all() == []
         assert session.exec(select(Outbox)).all() == []
@@ -102,3 +104,39 @@ def test_unknown_survey_and_no_answers(runtime: Runtime) -> None:
     assert table.exit_code == 0 and "no answers yet" in table.stdout
     bad = invoke(runtime, "results", "cli_survey", "--by", "village")
     assert bad.exit_code == 2
+
+
+def test_results_say_how_many_answers_when_every_cell_is_suppressed(runtime: Runtime) -> None:
+    """Three answers in one commune, min-n 10: the cell exists but is suppressed; the command
+    says there are answers and why nothing is shown, not "no answers yet"."""
+    from datetime import UTC, datetime
+
+    from citoyen.db import write_session
+    from citoyen.models import SurveyRun
+    from tests.services.surveys.test_indicators import _answer, add_contact_in
+
+    when = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+    with write_session(runtime.engine) as session:
+        run = SurveyRun(survey="cli_survey", key="k", flow_id="perceived_safety")
+        session.add(run)
+        session.flush()
+        for i in range(3):
+            cid = add_contact_in(session, runtime, f"+2237620{i:04d}", "ML-BKO.commune-i")
+            _answer(session, run, cid, "very_safe", when)
+    table = invoke(runtime, "results", "cli_survey")
+    assert table.exit_code == 0, table.output
+    said = " ".join(table.stdout.split())
+    assert "no answers yet" not in said
+    assert "3 answer(s); every cell is suppressed (fewer than 10 answers, min-n" in said
+
+
+def test_dry_run_of_a_sampled_survey_calls_its_figures_an_estimate(runtime: Runtime) -> None:
+    sampled = SURVEY.replace("channels:", "audience:\n  sample:\n    size: 2\nchannels:")
+    (runtime.settings.flows_dir / "surveys" / "cli_survey.yaml").write_text(sampled, "utf-8")
+    for i in range(4):
+        add_contact(runtime, f"+2237641{i:04d}", last_channel="sms", language="fr")
+    result = invoke(runtime, "run", "cli_survey", "--dry-run")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert "4 eligible contact(s); 2 drawn (a sample drawn for this dry run" in said
+    assert "the figures per channel are an estimate" in said

@@ -109,6 +109,21 @@ def test_strict_load_raises_with_line(tmp_path: Path) -> None:
             "review must be one of",
         ),
         ("meta:\n  language: fr\n  name: F\ntexts:\n  a: 'x {0}'\n", 5, "not a simple name"),
+        (
+            "meta:\n  language: fr\n  name: F\ntexts:\n  a: {text: 'x {n}', voice: 'y {m}'}\n",
+            5,
+            "the voice variant uses placeholders {m}, the text {n}",
+        ),
+        (
+            "meta:\n  language: fr\n  name: F\ntexts:\n  a: {text: x, telegram: ''}\n",
+            5,
+            "telegram must be a non-empty string",
+        ),
+        (
+            "meta:\n  language: fr\n  name: F\ntexts:\n  a: {text: x, written: 'y {'}\n",
+            5,
+            "text 'a', written: malformed placeholder",
+        ),
         ("meta:\n  language: fr\n  nom: F\ntexts: {}\n", 3, "unknown field 'nom'"),
         ("meta:\n  language: fr\n  name: F\ntexts: {}\nextra: 1\n", 5, "unknown field 'extra'"),
     ],
@@ -123,3 +138,29 @@ def test_from_mapping(variant: Callable[..., Path]) -> None:
     catalog = Catalog.from_mapping({"fr": {"k": "Bonjour {name}"}})
     assert catalog.render("k", "fr", {"name": "Awa"}) == "Bonjour Awa"
     assert catalog.languages == ("fr",)
+
+
+def test_channel_variants(tmp_path: Path) -> None:
+    """``voice`` is said on calls, ``written`` read on SMS/WhatsApp/Telegram, a channel's own
+    variant wins over ``written``, and ``text`` is the rest."""
+    (tmp_path / "fr.yaml").write_text(
+        "meta:\n  language: fr\n  name: F\ntexts:\n"
+        "  ask:\n    text: 'Dites {n}'\n    voice: 'Tapez {n}'\n    written: 'Envoyez {n}'\n"
+        "    telegram: 'Touchez {n}'\n"
+        "  plain: 'Bonjour'\n",
+        encoding="utf-8",
+    )
+    catalog = Catalog.load(tmp_path)
+    rendered = {
+        channel: catalog.render("ask", "fr", {"n": 3}, channel)
+        for channel in (None, "voice", "sms", "whatsapp", "telegram")
+    }
+    assert rendered == {
+        None: "Dites 3",
+        "voice": "Tapez 3",
+        "sms": "Envoyez 3",
+        "whatsapp": "Envoyez 3",
+        "telegram": "Touchez 3",
+    }
+    assert catalog.render("plain", "fr", {}, "voice") == "Bonjour"
+    assert catalog.placeholders("ask", "fr") == {"n"}

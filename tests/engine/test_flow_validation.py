@@ -112,9 +112,13 @@ def test_sms_segment_warning_counts_numbered_options(variant: Callable[..., Path
         fr = fr.replace(f"  demo.category.{key}: ", f'  demo.category.{key}: "{long}" #')
     fr = fr.replace('    text: "Incendie"', f'    text: "{long}"')
     root = variant({"locales/fr.yaml": fr})
-    warnings = [p for p in _check(root) if p.level == "warning" and "segments" in p.message]
+    problems = _check(root)
+    warnings = [p for p in problems if p.level == "warning" and "segments" in p.message and p.node]
     assert len(warnings) == 1, [str(w) for w in warnings]
     assert warnings[0].node == "category"
+    # The same menu makes the first exchange (welcome + first question) too long as well.
+    [first] = [p for p in problems if "first exchange of flow 'demo'" in p.message]
+    assert (first.level, first.file) == ("warning", "locales/fr.yaml")
     assert warnings[0].file == "flows/demo.yaml"
     assert "SMS in 'fr' costs 3 segments (GSM-7" in warnings[0].message
 
@@ -221,3 +225,38 @@ def test_missing_directories(tmp_path: Path) -> None:
         "flows directory not found",
         "locales directory not found",
     }
+
+
+def test_sms_budget_in_settings_makes_an_overrun_an_error(variant: Callable[..., Path]) -> None:
+    """With ``sms_budget`` set for a language, a reply above it fails the check (exit 1): the
+    first exchange, the help at the first question, and any one prompt."""
+    settings = (VALID / "flows/settings.yaml").read_text(encoding="utf-8")
+    within = settings + "sms_budget:\n  fr: {first_exchange: 3, help: 3, prompt: 2}\n"
+    assert not [p for p in _check(variant({"flows/settings.yaml": within})) if p.level == "error"]
+
+    # A welcome of 120 characters: 1 segment alone, 2 with the category menu after it.
+    fr = (VALID / "locales/fr.yaml").read_text(encoding="utf-8")
+    fr = fr.replace(
+        '"Bienvenue. Urgence : police {police}, pompiers {fire}."',
+        '"' + "x" * 70 + " Urgence : police {police}, pompiers {fire} " + "y" * 20 + '"',
+    )
+    tight = settings + "sms_budget:\n  fr: {first_exchange: 1, help: 1, prompt: 1}\n"
+    root = variant({"flows/settings.yaml": tight, "locales/fr.yaml": fr})
+    errors = [p for p in _check(root) if p.level == "error"]
+    messages = [p.message for p in errors]
+    assert any(
+        "the first exchange of flow 'demo'" in m and "the budget is 1" in m for m in messages
+    )
+    prompt_budget = settings + "sms_budget:\n  fr: {first_exchange: 3, help: 1, prompt: 1}\n"
+    fr_long_help = (
+        (VALID / "locales/fr.yaml")
+        .read_text(encoding="utf-8")
+        .replace('"Répondez avec un numéro. MENU pour recommencer."', '"' + "z" * 170 + '"')
+    )
+    root = variant({"flows/settings.yaml": prompt_budget, "locales/fr.yaml": fr_long_help})
+    help_errors = sorted(p.message for p in _check(root) if p.level == "error")
+    assert len(help_errors) == 2, help_errors
+    assert "'system.help'; keep it to 1" in help_errors[0]
+    assert "the help at the first question of flow 'demo'" in help_errors[1]
+    # bm has no budget: its overruns stay warnings
+    assert all("SMS in 'fr'" in m for m in messages if "segments" in m), messages

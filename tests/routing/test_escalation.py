@@ -69,7 +69,7 @@ def test_an_unacknowledged_emergency_escalates_after_its_sla(runtime: Runtime) -
     assert escalate(runtime, timedelta(minutes=45)) == ["moderation"]
     assert escalate(runtime, timedelta(hours=3)) == []
     [overdue] = events(runtime, report, "overdue")
-    assert overdue.data == {"stakeholder": "moderation", "level": 3}
+    assert overdue.data == {"stakeholder": "moderation", "level": 3, "already_with": []}
     assert queue_codes(runtime, report) == [
         "bko-police-c4",
         "bko-police-drp",
@@ -144,9 +144,10 @@ def test_entries_whose_next_step_is_already_on_the_report_open_nothing_new(
     # All three miss the deadline. The commissariat's next step (the district police) and the
     # council's (the governor, opened for the district police) are already on the report.
     assert escalate(runtime, timedelta(minutes=15)) == ["bko-gouvernorat"]
-    overdue = {e.data["stakeholder"]: e.note for e in events(runtime, report, "overdue")}
-    assert overdue == {
-        "bko-police-c4": "not acknowledged in time; already with bko-police-drp",
-        "bko-ccs-c4": "not acknowledged in time; already with bko-gouvernorat",
+    overdue = {
+        e.data["stakeholder"]: e.data["already_with"] for e in events(runtime, report, "overdue")
     }
+    assert overdue == {"bko-police-c4": ["bko-police-drp"], "bko-ccs-c4": ["bko-gouvernorat"]}
+    # The admin words these events itself, in the staff's language: no English note is stored.
+    assert {e.note for e in events(runtime, report, "overdue")} == {None}
     assert len(events(runtime, report, "escalated")) == 1

@@ -25,6 +25,7 @@ from citoyen.channels.base import (
     TransientSendError,
 )
 from citoyen.engine.sms import segments
+from citoyen.engine.sms_budget import MAX_MESSAGE_SEGMENTS
 
 if TYPE_CHECKING:
     from twilio.http import HttpClient
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 # keeping messages under 320 characters for deliverability, and older handsets reassemble long
 # concatenated messages poorly. Three segments keep a whole menu in one message while a longer
 # text is cut where we choose (between lines, then between words), not mid-word by the network.
-MAX_SEGMENTS = 3
+MAX_SEGMENTS = MAX_MESSAGE_SEGMENTS  # the validator's SMS budget counts with the same figure
 # Twilio refuses bodies over 1600 characters (error 21617).
 TWILIO_MAX_BODY = 1600
 # Where the twilio library sends API calls; CITOYEN_TWILIO_API_URL replaces it (tests, edges).

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from citoyen.engine.types import Option, Prompt
+from citoyen.engine.types import Input, Option, Prompt
 from citoyen.messages.render import VoiceSegment, option_label, render_voice
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,26 @@ SAY_LANGUAGES = frozenset(
         "nl-NL", "pl-PL", "pt-BR", "pt-PT", "ru-RU", "sv-SE", "zh-CN", "zh-HK", "zh-TW",
     }
 )  # fmt: skip
+# Voices Twilio's text-to-speech table lists, per <Say> language: Amazon Polly voices
+# ("Polly.Lea", optionally "-Neural"/"-Generative" where Polly offers that engine) and Google voices
+# ("Google.fr-FR-Standard-A": their name starts with the language). Twilio's docs warn that a
+# voice and language it does not list together "may result in error and <Say> instruction
+# failure", and its default voice is not listed for fr-FR: every <Say> therefore names a voice,
+# the one settings.yaml gives the language (``tts_voices``) or the default below.
+POLLY_VOICES: dict[str, frozenset[str]] = {
+    "fr-FR": frozenset({"Celine", "Lea", "Mathieu", "Remi"}),
+    "fr-CA": frozenset({"Chantal", "Gabrielle", "Liam"}),
+    "en-US": frozenset({"Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kevin", "Kimberly",
+                        "Matthew", "Ruth", "Salli", "Stephen"}),
+    "en-GB": frozenset({"Amy", "Arthur", "Brian", "Emma"}),
+}  # fmt: skip
+DEFAULT_VOICES: dict[str, str] = {
+    "fr-FR": "Polly.Lea",
+    "fr-CA": "Polly.Chantal",
+    "en-US": "Polly.Joanna",
+    "en-GB": "Polly.Amy",
+}
+_POLLY = re.compile(r"Polly\.([A-Za-z]+)(?:-(?:Neural|Generative))?")
 GATHER_TIMEOUT = 6  # seconds of silence after the prompt before the Gather gives up
 RECORD_SILENCE = 10  # seconds of silence that end a recording (callers pause to think)
 LANGUAGE_OPTION = "system.language_option"
@@ -89,6 +109,41 @@ def sayable(tts: str | None) -> str | None:
     return tts if tts in SAY_LANGUAGES else None
 
 
+def voice_problem(tag: str, voice: str) -> str | None:
+    """Why ``voice`` cannot say ``tag`` (a <Say> language), or None when Twilio lists the pair."""
+    polly = _POLLY.fullmatch(voice)
+    if polly is not None:
+        if polly.group(1) in POLLY_VOICES.get(tag, frozenset()):
+            return None
+        known = ", ".join(f"Polly.{v}" for v in sorted(POLLY_VOICES.get(tag, ()))) or "none"
+        return f"{voice} is not a {tag} voice in Twilio's table (known here: {known})"
+    if re.fullmatch(rf"Google\.{re.escape(tag)}-(Standard|Wavenet|Neural2|Chirp3-HD)-\w+", voice):
+        return None
+    return (
+        f"{voice} is not a voice Twilio lists for {tag} (use Polly.<Name> or "
+        f"Google.{tag}-Standard-<letter>)"
+    )
+
+
+def language_choice(offered: Sequence[str], keys: str) -> Input:
+    """A key pressed at a language menu that offered only ``offered`` (in this order): the
+    language itself, since the engine numbers every enabled language; a key outside the menu
+    is a choice of nothing (the engine asks again)."""
+    if keys.isdigit() and 1 <= int(keys) <= len(offered):
+        return Input("choice", offered[int(keys) - 1])
+    return Input("choice", "-")
+
+
+def say_voice(tag: str | None, configured: str | None = None) -> str | None:
+    """The voice a <Say> in ``tag`` names: the configured one when Twilio lists it for the
+    language, else the default; None when there is none (the language is then not spoken)."""
+    if tag is None:
+        return None
+    if configured and voice_problem(tag, configured) is None:
+        return configured
+    return DEFAULT_VOICES.get(tag)
+
+
 def _placeholders(template: str) -> list[str]:
     """Placeholder names of a template, in order of appearance (a bad template has none)."""
     try:
@@ -110,6 +165,8 @@ class VoiceRenderer:
         fixed_params: Iterable[str] = (),
         prompts: PromptSource | None = None,
         fallbacks: Mapping[str, str] | None = None,
+        voices: Mapping[str, str] | None = None,
+        offered: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         """``fixed_params`` are placeholders whose value is known when a prompt is recorded
         (emergency numbers): a recording may say them, nothing is added after it.
@@ -118,8 +175,14 @@ class VoiceRenderer:
         the shipped files); without it only shipped files under ``locales/`` are played.
         ``fallbacks`` is ``voice_fallback`` from flows/settings.yaml: per language, the language
         heard when a prompt has no recording; other languages use the default one.
+        ``voices`` is ``tts_voices`` from settings.yaml (language -> Twilio voice). ``offered``
+        gives the languages the voice language menu offers (those a caller can hear: see
+        citoyen.services.prompts.live); it is asked only when a language menu is said.
         """
         self.catalog = catalog
+        self.voices = dict(voices or {})
+        self.offered = offered
+        self.last_offered: list[str] | None = None  # the last language menu's languages
         self.audio_url = audio_url
         self.prompts = prompts
         self.fixed_params = frozenset(fixed_params)
@@ -148,7 +211,12 @@ class VoiceRenderer:
         params = dict(params)
         if isinstance(params.get("reference"), str):
             params["reference"] = spaced_reference(params["reference"])
-        gather = render_voice(self.catalog, prompts, lang, params).gather if waiting else None
+        offered = self.last_offered = self._offered(prompts)
+        gather = (
+            render_voice(self.catalog, prompts, lang, params, offered=offered).gather
+            if waiting
+            else None
+        )
         response = VoiceResponse()
         if gather is None:
             self._speak_all(response, prompts, lang, params)
@@ -174,19 +242,32 @@ class VoiceRenderer:
                 keys["finish_on_key"] = gather["finish_on_key"]
             else:
                 keys["num_digits"] = int(gather.get("num_digits") or 1)
+            action = urls.gather_action
+            if offered is not None:
+                # The digits of this menu name these languages, in this order (see web step).
+                action += "&languages=" + ".".join(offered)
             target = response.gather(
                 input="dtmf",
                 timeout=GATHER_TIMEOUT,
-                action=urls.gather_action,
+                action=action,
                 method="POST",
                 **keys,
             )
             # Prompts inside the Gather: a caller who knows the menu may press before it ends.
-            self._speak_all(target, prompts, lang, params)
+            self._speak_all(target, prompts, lang, params, offered)
             response.redirect(urls.no_input, method="POST")
         return str(response)
 
     # -- segments -----------------------------------------------------------------------------
+
+    def _offered(self, prompts: Sequence[Prompt]) -> list[str] | None:
+        """The languages a language menu among ``prompts`` offers; None without such a menu
+        or when it offers every language."""
+        if self.offered is None or not any(p.kind == "language" for p in prompts):
+            return None
+        everyone = [o.key for p in prompts if p.kind == "language" for o in p.options]
+        offered = [lang for lang in self.offered() if lang in everyone]
+        return offered if offered != everyone else None
 
     def _speak_all(
         self,
@@ -194,15 +275,19 @@ class VoiceRenderer:
         prompts: Sequence[Prompt],
         lang: str,
         params: Mapping[str, Any],
+        offered: Sequence[str] | None = None,
     ) -> None:
         for prompt in prompts:
             p = {**params, **prompt.params}
-            segments = render_voice(self.catalog, [prompt], lang, p).segments
+            segments = render_voice(self.catalog, [prompt], lang, p, offered=offered).segments
+            options = list(prompt.options)
+            if prompt.kind == "language" and offered is not None:
+                options = [o for o in options if o.key in offered]
             items: list[tuple[VoiceSegment, Option | None, int]] = []
             if prompt.text:
                 items.append((segments[0], None, 0))
             offset = 1 if prompt.text else 0
-            for n, option in enumerate(prompt.options, start=1):
+            for n, option in enumerate(options, start=1):
                 items.append((segments[offset + n - 1], option, n))
             for segment, option, n in items:
                 if option is None:
@@ -213,7 +298,16 @@ class VoiceRenderer:
                     self._option(out, segment, option, n, lang, p)
 
     def _tts(self, lang: str) -> str | None:
-        return sayable(self.catalog.meta(lang).tts) if lang in self.catalog.languages else None
+        """The <Say> language of ``lang``, when Twilio can say it with a voice we can name."""
+        if lang not in self.catalog.languages:
+            return None
+        tag = sayable(self.catalog.meta(lang).tts)
+        return tag if say_voice(tag, self.voices.get(lang)) else None
+
+    def _say(self, out: VoiceResponse | Gather, text: str, lang: str) -> None:
+        """<Say> in ``lang``'s language with its named voice (callers check ``_tts`` first)."""
+        tag = self._tts(lang)
+        out.say(text, language=tag, voice=say_voice(tag, self.voices.get(lang)))
 
     def _audio(self, key: str, lang: str) -> str | None:
         """URL of the recording of ``key`` in ``lang``: the prompt library, else shipped."""
@@ -257,9 +351,8 @@ class VoiceRenderer:
             out.play(audio)
             self._say_values(out, key, lang, params)
             return
-        tts = self._tts(lang)
-        if tts:
-            out.say(catalog.render(key, lang, params), language=tts)
+        if self._tts(lang):
+            self._say(out, catalog.render(key, lang, params, "voice"), lang)
             return
         self._missing(key, lang)
         fallback = self.fallback_for(lang)
@@ -274,20 +367,20 @@ class VoiceRenderer:
             return
         names = [
             n
-            for n in _placeholders(self.catalog.text(key, lang))
+            for n in _placeholders(self.catalog.text(key, lang, "voice"))
             if n not in self.fixed_params and n in params
         ]
         if not names:
             return
         fallback = self.fallback_for(lang)
-        tts = self._tts(lang) or (self._tts(fallback) if fallback else None)
-        if not tts:
+        speaker = lang if self._tts(lang) else fallback
+        if not speaker or not self._tts(speaker):
             return
         values = ", ".join(str(params[n]) for n in names)
-        out.say(values, language=tts)
+        self._say(out, values, speaker)
         if "reference" in names:
             out.pause(length=1)
-            out.say(values, language=tts)
+            self._say(out, values, speaker)
 
     def _language_option(
         self, out: VoiceResponse | Gather, segment: VoiceSegment, option_lang: str, n: int
@@ -301,16 +394,15 @@ class VoiceRenderer:
         if audio is not None:
             out.play(audio)
             return
-        tts = self._tts(option_lang)
-        if tts:
-            out.say(segment.text, language=tts)
+        if self._tts(option_lang):
+            self._say(out, segment.text, option_lang)
             return
         self._missing(LANGUAGE_OPTION, option_lang)
         fallback = self.fallback_for(option_lang)
         if fallback:
             name = catalog.meta(option_lang).name
-            text = catalog.render(VOICE_OPTION, fallback, {"label": name, "n": n})
-            out.say(text, language=self._tts(fallback))
+            text = catalog.render(VOICE_OPTION, fallback, {"label": name, "n": n}, "voice")
+            self._say(out, text, fallback)
 
     def _option(
         self,
@@ -325,9 +417,8 @@ class VoiceRenderer:
         catalog = self.catalog
         if self._option_recorded(out, option, n, lang):
             return
-        tts = self._tts(lang)
-        if tts:
-            out.say(segment.text, language=tts)
+        if self._tts(lang):
+            self._say(out, segment.text, lang)
             return
         self._missing(option.text or VOICE_OPTION, lang)
         fallback = self.fallback_for(lang)
@@ -335,9 +426,9 @@ class VoiceRenderer:
             return
         if self._option_recorded(out, option, n, fallback):
             return
-        label = option_label(catalog, option, fallback, params)
-        text = catalog.render(VOICE_OPTION, fallback, {**params, "label": label, "n": n})
-        out.say(text, language=self._tts(fallback))
+        label = option_label(catalog, option, fallback, params, "voice")
+        text = catalog.render(VOICE_OPTION, fallback, {**params, "label": label, "n": n}, "voice")
+        self._say(out, text, fallback)
 
     def _option_recorded(
         self, out: VoiceResponse | Gather, option: Option, n: int, lang: str

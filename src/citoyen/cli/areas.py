@@ -50,3 +50,27 @@ def areas_seed(ctx: click.Context) -> None:
     with write_session(runtime.engine) as session:
         n = seed_shipped_areas(session)
     console.print(f"{n} area(s) created")
+
+
+@areas.command("list")
+@click.option("--under", metavar="CODE", help="Only the areas below this one (its code).")
+@click.option("--search", metavar="TEXT", help="Name or code containing TEXT (accents ignored).")
+@click.pass_context
+def areas_list(ctx: click.Context, under: str | None, search: str | None) -> None:
+    """Find area codes (for routing rules, stakeholders, --area): code, level, name, place."""
+    from rich.table import Table
+    from sqlmodel import Session
+
+    from citoyen.services.areas.listing import find_areas
+
+    runtime = runtime_of(ctx)
+    with Session(runtime.engine) as session:
+        try:
+            rows = find_areas(session, under=under, search=search)
+        except KeyError:
+            raise SystemExit(f"error: no area has the code {under!r}") from None
+    table = Table("code", "level", "name", "place")
+    for row in rows:
+        table.add_row(row.code, row.level, row.name, row.place)
+    console.print(table)
+    console.print(f"{len(rows)} area(s)")

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from citoyen.cli.common import console, load_bundle_or_exit, runtime_of
+from citoyen.runtime import Runtime
 
 
 @click.group()
@@ -37,6 +38,7 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
     else:
         areas = shipped_area_tree()
     problems = all_problems(runtime, areas)
+    problems += _voice_problems(runtime)
     errors = [p for p in problems if p.level == "error"]
     warnings = [p for p in problems if p.level != "error"]
     out = Console()
@@ -44,6 +46,10 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
         out.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)
     for p in warnings:
         out.print(f"warning: {p}", markup=False, highlight=False, soft_wrap=True)
+    if not errors:
+        out.print("Languages live per channel:", highlight=False)
+        for line in _live_lines(runtime):
+            out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"{len(errors)} error(s), {len(warnings)} warning(s)", highlight=False)
     sys.exit(1 if errors else 0)
 
@@ -79,6 +85,49 @@ def flows_diagram(ctx: click.Context, name: str, output: str | None, language: s
         return
     Path(output).write_text(svg, encoding="utf-8")
     console.print(f"{output}: diagram of flow '{name}' written")
+
+
+def _database_usable(runtime: Runtime) -> bool:
+    try:
+        return not runtime.needs_migration()
+    except Exception:  # an unreachable database: check what is shipped
+        return False
+
+
+def _live_lines(runtime: Runtime) -> list[str]:
+    """Which languages are live on which channel (recordings from the library when it can be
+    read, else the shipped files)."""
+    from citoyen.services.prompts.live import channel_lines
+
+    return channel_lines(runtime, database=_database_usable(runtime))
+
+
+def _voice_problems(runtime: Runtime) -> list:
+    """``tts_voices`` naming a voice Twilio does not list for the language's <Say> language, and
+    forced or configured languages that are not enabled."""
+    from citoyen.channels.twilio_voice import sayable, voice_problem
+    from citoyen.engine import Problem
+
+    try:
+        bundle = runtime.bundle
+    except Exception:  # flows that do not load: reported above
+        return []
+    settings, catalog = bundle.settings, bundle.catalog
+    out = []
+    for lang, voice in settings.tts_voices.items():
+        tag = sayable(catalog.meta(lang).tts) if lang in catalog.languages else None
+        if tag is None:
+            message = f"tts_voices: '{lang}' has no text-to-speech language (meta.tts)"
+        else:
+            problem = voice_problem(tag, voice)
+            message = f"tts_voices: {lang}: {problem}" if problem else ""
+        if message:
+            out.append(Problem("error", "flows/settings.yaml", None, None, message))
+    for lang in settings.languages.voice_forced:
+        if lang not in settings.languages.enabled:
+            message = f"languages.voice_forced: '{lang}' is not an enabled language"
+            out.append(Problem("error", "flows/settings.yaml", None, None, message))
+    return out
 
 
 @click.group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -16,6 +17,26 @@ from citoyen.cli.common import (
 )
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the service could not listen on ``host:port`` (in use, not allowed), or None."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the web server binds: an address in TIME_WAIT is free, one listened on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return (
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                "(another program uses it? choose one with --port or CITOYEN_PORT)"
+            )
+    return None
+
+
 @click.command()
 @click.option("--host", default=None, help="Listen address (default CITOYEN_HOST, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default CITOYEN_PORT, 8000).")
@@ -28,10 +49,15 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     runtime = runtime_of(ctx)
     load_bundle_or_exit(runtime)
-    result = ensure_ready(runtime)
-    warn_about_upkeep(runtime)
     host = host or runtime.settings.host
     port = port or runtime.settings.port
+    # Before anything is created, printed or started: a busy port would otherwise leave a new
+    # database and a one-time admin password shown for a service that never ran.
+    problem = port_problem(host, port)
+    if problem:
+        raise SystemExit(problem)
+    result = ensure_ready(runtime)
+    warn_about_upkeep(runtime)
     base = f"http://{host}:{port}"
     if result.migrated:
         console.print(f"Database ready at {runtime.settings.resolved_database_url}")
@@ -51,13 +77,21 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
         f"Telegram {'on' if runtime.settings.telegram_enabled else 'off'}.\n"
         f"Serving on {base}  (Ctrl-C to stop)"
     )
+    from citoyen.services.prompts.live import channel_lines
+
+    console.print("Languages live per channel:", highlight=False)
+    for line in channel_lines(runtime):
+        console.print(f"  {line}", markup=False, highlight=False)
     surveys_or_exit(runtime)
-    worker = Worker(runtime)
-    worker.start(background=True)
     app = create_app(runtime=runtime)
     from werkzeug.serving import make_server
 
-    server = make_server(host, port, app, threaded=True)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:  # taken since the check above
+        raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    worker = Worker(runtime)
+    worker.start(background=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,23 +1,29 @@
 """The terminal simulator: talk to the flows as an SMS, voice or Telegram user would.
 
 It goes through the same conversation service and database as the real channels (a report made
-here is a real report), and shows each reply the way that channel would: numbered options on SMS,
-"press 1 for..." on a call, buttons on Telegram.
+here is a real report), and shows each reply the way that channel would: numbered options on SMS
+(with what it costs), buttons on Telegram, and on a call plainly what the caller would hear,
+from the same TwiML the voice webhook sends: "[French text-to-speech] ..." for a <Say>,
+"[recording bm/report.welcome]" for a recorded prompt, then what the call waits for.
 """
 
 from __future__ import annotations
 
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from citoyen.engine.sms import segments
+from babel import Locale, UnknownLocaleError
+
+from citoyen.channels.sms import MAX_SEGMENTS
+from citoyen.channels.twilio_voice import CallUrls, VoiceRenderer, language_choice
+from citoyen.engine.sms import cost
 from citoyen.engine.types import Input
 from citoyen.messages.render import (
-    render_sms,
+    render_sms_parts,
     render_telegram,
-    render_voice,
-    render_voice_text,
 )
 from citoyen.messages.types import Inbound, Reply
 
@@ -40,13 +46,42 @@ class Simulator:
         self.address = f"telegram:{sender}" if channel == "telegram" else sender
         self.catalog = runtime.bundle.catalog
         self.buttons: list[tuple[str, str]] = []
-        self.gather: dict[str, Any] | None = None
+        self.waits: str | None = None  # on a call: "key", "digits", "record" or None
+        self.menu: list[str] | None = None  # the languages the last language menu offered
 
-    def _library(self) -> Any:
-        """The prompt library as calls hear it (read each turn: a recording may just arrive)."""
+    def _renderer(self) -> VoiceRenderer:
+        """The voice webhook's renderer, with recordings named ``recording:<lang>/<file>``
+        (the prompt library is read each turn: a recording may just have arrived)."""
         from citoyen.services.prompts import PromptAudio
+        from citoyen.services.prompts.live import offered_on_voice
 
-        return PromptAudio.load(self.runtime, lambda lang, path: str(path))
+        bundle = self.runtime.bundle
+        settings = bundle.settings
+        shipped = lambda lang, path: f"{RECORDING}{lang}/{Path(path).name}"  # noqa: E731
+        library = PromptAudio.load(self.runtime, shipped)
+        library.base_url = RECORDING.rstrip("/")
+        return VoiceRenderer(
+            bundle.catalog,
+            default_language=settings.languages.default,
+            languages=settings.languages.enabled,
+            audio_url=shipped,
+            fixed_params=settings.emergency_numbers,
+            prompts=library,
+            fallbacks=settings.voice_fallback,
+            voices=settings.tts_voices,
+            offered=lambda: offered_on_voice(self.runtime),
+        )
+
+    def _heard(self, reply: Reply) -> str:
+        """What a caller hears for ``reply``, one line per thing said, then what it waits for."""
+        renderer = self._renderer()
+        urls = CallUrls("sim:gather", "sim:silence", "sim:record", "sim:status")
+        twiml = renderer.twiml(
+            reply.prompts, reply.language, reply.params, urls, waiting=reply.status == "waiting"
+        )
+        self.menu = renderer.last_offered
+        lines, self.waits = heard_lines(ET.fromstring(twiml))
+        return "\n".join(lines)
 
     def send(self, inp: Input) -> Reply:
         inbound = Inbound(self.channel, self.address, inp, provider_id=f"sim-{uuid.uuid4().hex}")
@@ -56,15 +91,12 @@ class Simulator:
         """The reply as the channel presents it."""
         lang = reply.language
         if self.channel == "sms":
-            text = render_sms(self.catalog, reply.prompts, lang, reply.params)
-            n = segments(text) if text else 0
+            parts = render_sms_parts(self.catalog, reply.prompts, lang, reply.params)
+            text = "\n\n".join(parts)
+            n = cost(parts, MAX_SEGMENTS)
             return f"{text}\n    [{n} SMS segment{'s' if n != 1 else ''}]" if text else ""
         if self.channel == "voice":
-            turn = render_voice(
-                self.catalog, reply.prompts, lang, reply.params, audio=self._library().url
-            )
-            self.gather = turn.gather
-            return render_voice_text(turn)
+            return self._heard(reply)
         messages = render_telegram(self.catalog, reply.prompts, lang, reply.params)
         self.buttons = [b for m in messages for b in m.buttons]
         lines = []
@@ -84,9 +116,12 @@ class Simulator:
         if self.channel == "voice":
             if not line.strip():
                 return Input("timeout")
-            if self.gather and self.gather.get("input") == "record":
+            if self.waits == "record":
                 return Input("recording", f"simulator:{line.strip()}")
-            return Input("digits", line.strip().rstrip("#"))
+            keys = line.strip().rstrip("#")
+            if self.menu is not None and keys:
+                return language_choice(self.menu, keys)
+            return Input("digits", keys)
         if self.channel == "telegram":
             if line.startswith("/location "):
                 return Input("location", line.split(maxsplit=1)[1].strip())
@@ -130,3 +165,41 @@ class Simulator:
             print("\n".join(f"< {line}" for line in text.splitlines()) or "< (no reply)")
 
         self.run(lines(), out)
+
+
+RECORDING = "recording:"  # how the simulator's recordings are named in its TwiML
+
+
+def _language_name(tag: str | None) -> str:
+    """``fr-FR`` -> ``French``: the language of a <Say>, in English as the simulator speaks."""
+    try:
+        return Locale.parse(tag or "", sep="-").get_language_name("en") or str(tag)
+    except (UnknownLocaleError, ValueError):
+        return str(tag)
+
+
+def heard_lines(root: ET.Element) -> tuple[list[str], str | None]:
+    """A TwiML answer as plain lines of what is heard, and what the call then waits for."""
+    lines: list[str] = []
+    waits: str | None = None
+    for verb in root:
+        for element in [*verb] if verb.tag == "Gather" else [verb]:
+            if element.tag == "Say":
+                lines.append(
+                    f"[{_language_name(element.get('language'))} text-to-speech] "
+                    f"{element.text or ''}"
+                )
+            elif element.tag == "Play":
+                name = (element.text or "").removeprefix(RECORDING)
+                lines.append(f"[recording {name.rsplit('.', 1)[0]}]")
+            elif element.tag == "Pause":
+                lines.append(f"(pause, {element.get('length', '1')} s)")
+        if verb.tag == "Gather":
+            waits = "digits" if verb.get("finishOnKey") else "key"
+            lines.append("(digits, then #)" if waits == "digits" else "(one key)")
+        elif verb.tag == "Record":
+            waits = "record"
+            lines.append(f"(recording, up to {verb.get('maxLength', '120')} s, # to finish)")
+        elif verb.tag == "Hangup":
+            lines.append("(the call ends)")
+    return lines, waits

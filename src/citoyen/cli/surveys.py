@@ -60,8 +60,16 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
             table.add_row(channel, str(the_plan.per_channel.get(channel, 0)))
         table.add_row("total", str(len(the_plan.drawn)))
         Console().print(table)
+        drawn = f"{len(the_plan.drawn)} drawn"
+        if definition.audience.sample is not None:
+            # The real run draws its own sample, seeded by its run key (docs/surveys.md): the
+            # same size, but not the same people, so the figures per channel are an estimate.
+            drawn += (
+                " (a sample drawn for this dry run: the real run draws its own, of the same "
+                "size, so the figures per channel are an estimate)"
+            )
         click.echo(
-            f"{the_plan.eligible} eligible contact(s); {len(the_plan.drawn)} drawn; "
+            f"{the_plan.eligible} eligible contact(s); {drawn}; "
             f"about {segments} SMS segment(s) for the SMS invitations (first message only). "
             "Nothing was sent."
         )
@@ -121,6 +129,7 @@ def survey_results(
     from sqlmodel import Session
 
     from citoyen.services.publication.safety import FIELDS, published_series
+    from citoyen.services.surveys.indicators import observations
 
     runtime = runtime_of(ctx)
     load_bundle_or_exit(runtime)
@@ -134,6 +143,7 @@ def survey_results(
             floor=runtime.settings.publication_min_count,
             min_n=min_n,
         )
+        answers = len(observations(session, definition, period))  # type: ignore[arg-type]
     rows = [cell.to_dict() for cell in cells]
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -163,10 +173,23 @@ def survey_results(
             str(c.excluded),
         )
     if not cells:
-        click.echo("no answers yet")
+        if answers:
+            click.echo(
+                f"{answers} answer(s), none placed at the level '{by}': "
+                "try a coarser --by (cercle, region, national)"
+            )
+        else:
+            click.echo("no answers yet")
         return
     Console().print(table)
     click.echo(
         f"{len(cells) - len(shown)} of {len(cells)} cell(s) suppressed (too few answers, or "
         "would give a small cell away)"
     )
+    if not shown:
+        threshold = definition.indicator.min_n if min_n is None else min_n
+        click.echo(
+            f"{answers} answer(s); every cell is suppressed (fewer than {threshold} answers, "
+            "min-n, or it would give a small cell away): try a coarser --by (cercle, region, "
+            "national) or a longer --period"
+        )

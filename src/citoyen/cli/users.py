@@ -47,7 +47,7 @@ def users_create(
 ) -> None:
     """Create an admin, coordinator, agent or analyst account."""
     from citoyen.db import write_session
-    from citoyen.services.users import UserError, create_user, generate_password
+    from citoyen.services.users import UserError, audit_creation, create_user, generate_password
 
     runtime = runtime_of(ctx)
     if prompt_password:
@@ -58,6 +58,11 @@ def users_create(
         with write_session(runtime.engine) as session:
             user = create_user(
                 session, email, role, password, stakeholder, area_code=area, language=language
+            )
+            # Audited as the admin's user form does, by no staff member ("system") and made
+            # with the command line, in the same transaction as the account.
+            audit_creation(
+                session, None, user, stakeholder=stakeholder, area=area, via="citoyen users create"
             )
     except UserError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml.error import YAMLError
 
-from citoyen.engine import sms, textnorm
+from citoyen.engine import sms, sms_budget, textnorm
 from citoyen.engine.schema import (
     KEYWORD_NAMES,
     NODE_TYPES,
@@ -660,30 +660,42 @@ class _Checker:
             **extra,
         }
 
+    def _sms_level(self, lang: str) -> tuple[int, Level]:
+        """The most segments one prompt may cost in ``lang``, and how an overrun is reported."""
+        if self.settings is None:
+            return MAX_SMS_SEGMENTS, "warning"
+        budget, level = sms_budget.budget_for(self.settings, lang)
+        return budget.prompt, level
+
     def _sms_warning(self, text: str, lang: str, what: str) -> str | None:
         count = sms.segments(text)
-        if count <= MAX_SMS_SEGMENTS:
+        limit, _level = self._sms_level(lang)
+        if count <= limit:
             return None
         return (
             f"SMS in '{lang}' costs {count} segments ({sms.encoding(text)}, "
-            f"{sms.length(text)} units) for {what}; keep it to {MAX_SMS_SEGMENTS}"
+            f"{sms.length(text)} units) for {what}; keep it to {limit}"
         )
 
     def _check_sms(self) -> None:
         cat = self.catalog
+        clean = not any(p.level == "error" for p in self.problems)
         for lang in self._languages():
+            level = self._sms_level(lang)[1]
             for key in SYSTEM_KEYS:
                 if key in _NOT_SMS or not cat.has(key, lang):
                     continue
-                msg = self._sms_warning(cat.render(key, lang, self._params()), lang, f"'{key}'")
+                msg = self._sms_warning(
+                    cat.render(key, lang, self._params(), "sms"), lang, f"'{key}'"
+                )
                 if msg:
-                    self.add("warning", cat.file(lang), cat.line(key, lang), None, msg)
+                    self.add(level, cat.file(lang), cat.line(key, lang), None, msg)
             menu = self._language_menu(lang)
             if menu is not None:
                 msg = self._sms_warning(menu, lang, "the language menu")
                 if msg:
                     self.add(
-                        "warning",
+                        level,
                         cat.file(lang),
                         cat.line("system.language_prompt", lang),
                         None,
@@ -695,7 +707,26 @@ class _Checker:
                     text = self._node_sms(node, lang)
                     msg = text and self._sms_warning(text, lang, f"'{getattr(node, 'text', '')}'")
                     if msg:
-                        self.add("warning", source.file, source.line("nodes", name), name, msg)
+                        level = self._sms_level(lang)[1]
+                        self.add(level, source.file, source.line("nodes", name), name, msg)
+        if clean:
+            self._check_first_exchange()
+
+    def _check_first_exchange(self) -> None:
+        """The welcome and first question of flows new contacts start (docs/translations.md,
+        "SMS budget"); run only on flows and texts without errors, which it would trip on."""
+        if self.settings is None:
+            return
+        cat = self.catalog
+        for flow, _source in self.flows.values():
+            if not sms_budget.greets_new_contacts(flow):
+                continue
+            for lang in self._languages():
+                for overrun in sms_budget.check_first_exchange(
+                    flow, self.settings, cat, lang, self._params()
+                ):
+                    line = cat.line(overrun.key, lang) if overrun.key else None
+                    self.add(overrun.level, cat.file(lang), line, None, overrun.message)
 
     def _language_menu(self, lang: str) -> str | None:
         """The language menu's SMS: its lines carry their own number ({n}), so no "n. " prefix."""
@@ -706,10 +737,10 @@ class _Checker:
         if not all(cat.has("system.language_option", x) for x in langs):
             return None
         labels = [
-            cat.render("system.language_option", x, self._params(n=i))
+            cat.render("system.language_option", x, self._params(n=i), "sms")
             for i, x in enumerate(langs, start=1)
         ]
-        header = cat.render("system.language_prompt", lang, self._params())
+        header = cat.render("system.language_prompt", lang, self._params(), "sms")
         return "\n".join([header, *labels])
 
     def _node_sms(self, node: BaseModel, lang: str) -> str | None:
@@ -719,13 +750,13 @@ class _Checker:
         if not key or not cat.has(key, lang):
             return None
         extra = {"min": node.min, "max": node.max} if isinstance(node, NumberNode) else {}
-        header = cat.render(key, lang, self._params(**extra))
+        header = cat.render(key, lang, self._params(**extra), "sms")
         if not isinstance(node, ChoiceNode):
             return header
         if not all(cat.has(o.text, lang) for o in node.options):
             return None
         return sms.render_menu(
-            header, [cat.render(o.text, lang, self._params()) for o in node.options]
+            header, [cat.render(o.text, lang, self._params(), "sms") for o in node.options]
         )
 
     def _check_audio(self) -> None:

@@ -436,6 +436,9 @@ class Flow(_Model):
 class LanguageSettings(_Model):
     enabled: list[str] = Field(min_length=1)
     default: str
+    # Languages the voice language menu offers even when callers cannot hear them yet (no
+    # text-to-speech, prompts not all recorded): docs/voice.md, "Languages offered on calls".
+    voice_forced: list[str] = Field(default_factory=list)
 
 
 KEYWORD_NAMES: tuple[str, ...] = (
@@ -448,6 +451,14 @@ KEYWORD_NAMES: tuple[str, ...] = (
     "normal",
 )
 KeywordName = Literal["stop", "start", "help", "menu", "language", "discreet", "normal"]
+
+
+class SmsBudget(_Model):
+    """Most SMS segments one reply may cost in a language (``sms_budget`` in settings.yaml)."""
+
+    first_exchange: int = Field(default=2, ge=1)  # the welcome and the first question
+    help: int = Field(default=3, ge=1)  # the help text and the first question asked again
+    prompt: int = Field(default=2, ge=1)  # any other prompt with its options
 
 
 class Settings(_Model):
@@ -464,6 +475,12 @@ class Settings(_Model):
     # has no recording ({bm: fr}: French audio, else French text-to-speech). Unlisted languages
     # fall back to the default language (docs/voice-prompts.md).
     voice_fallback: dict[str, str] = Field(default_factory=dict)
+    # Per language: the SMS budget `citoyen flows check` holds replies to (an error above it).
+    # A language not listed is held to the default budget with warnings only.
+    sms_budget: dict[str, SmsBudget] = Field(default_factory=dict)
+    # Per language with text-to-speech: the Twilio voice its <Say> names (Polly.Lea,
+    # Google.fr-FR-Standard-A...); others get the default voice of docs/voice.md.
+    tts_voices: dict[str, str] = Field(default_factory=dict)
 
     def keyword_map(self) -> dict[str, tuple[str, ...]]:
         """``Context.keywords`` as the engine wants it, in the engine's order."""

@@ -2,8 +2,8 @@
 
 Texts are written by people who do not think in septets, and one stray ``ê`` or ``ɛ`` turns a
 160-character SMS into a 70-character one. The validator uses these functions to warn when a
-prompt costs more than two segments, and the SMS channel uses :func:`render_menu` so that what is
-counted is exactly what is sent.
+reply costs more than its budget (flows/settings.yaml, ``sms_budget``), and the SMS channel uses
+:func:`render_menu` and :func:`join_messages` so that what is counted is exactly what is sent.
 """
 
 from __future__ import annotations
@@ -75,3 +75,30 @@ def render_menu(header: str | None, labels: Sequence[str]) -> str:
     lines = [header] if header else []
     lines.extend(f"{n}. {label}" for n, label in enumerate(labels, start=1))
     return "\n".join(lines)
+
+
+def join_messages(texts: Sequence[str], max_segments: int) -> list[str]:
+    """The texts of one reply as the SMS messages that carry them.
+
+    Consecutive texts share one message, a blank line apart, when that costs no more segments
+    than sending them apart and stays within ``max_segments``: a welcome and its first question
+    then travel as one 2-segment SMS instead of a 1-segment and a 2-segment one. Shared by the
+    SMS channel and the validator's SMS budget, so that what is counted is what is billed.
+    """
+    messages: list[str] = []
+    for text in texts:
+        if not text:
+            continue
+        if messages:
+            joined = f"{messages[-1]}\n\n{text}"
+            cost = segments(joined)
+            if cost <= max_segments and cost <= segments(messages[-1]) + segments(text):
+                messages[-1] = joined
+                continue
+        messages.append(text)
+    return messages
+
+
+def cost(texts: Sequence[str], max_segments: int) -> int:
+    """Segments billed for the texts of one reply (see :func:`join_messages`)."""
+    return sum(segments(m) for m in join_messages(texts, max_segments))

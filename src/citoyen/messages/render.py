@@ -28,45 +28,62 @@ def stored_prompts(reply: Mapping[str, Any]) -> list[Prompt]:
     return prompts
 
 
-def option_label(catalog: Any, option: Option, lang: str, params: Mapping[str, Any]) -> str:
+def option_label(
+    catalog: Any,
+    option: Option,
+    lang: str,
+    params: Mapping[str, Any],
+    channel: str | None = None,
+) -> str:
     if option.label is not None:
         return option.label
     if option.text is None:
         return option.key
-    return catalog.render(option.text, option.lang or lang, params)
+    return catalog.render(option.text, option.lang or lang, params, channel)
 
 
-def _lines_for(catalog: Any, prompt: Prompt, lang: str, params: Mapping[str, Any]) -> list[str]:
+def _lines_for(
+    catalog: Any, prompt: Prompt, lang: str, params: Mapping[str, Any], channel: str
+) -> list[str]:
     lines: list[str] = []
     if prompt.text:
-        lines.append(catalog.render(prompt.text, lang, {**params, **prompt.params}))
+        lines.append(catalog.render(prompt.text, lang, {**params, **prompt.params}, channel))
     return lines
 
 
 def render_sms(
-    catalog: Any, prompts: Sequence[Prompt], lang: str, params: Mapping[str, Any]
+    catalog: Any,
+    prompts: Sequence[Prompt],
+    lang: str,
+    params: Mapping[str, Any],
+    channel: str = "sms",
 ) -> str:
     """All prompts of one reply as one SMS text, menus as numbered lines."""
-    return "\n\n".join(render_sms_parts(catalog, prompts, lang, params))
+    return "\n\n".join(render_sms_parts(catalog, prompts, lang, params, channel))
 
 
 def render_sms_parts(
-    catalog: Any, prompts: Sequence[Prompt], lang: str, params: Mapping[str, Any]
+    catalog: Any,
+    prompts: Sequence[Prompt],
+    lang: str,
+    params: Mapping[str, Any],
+    channel: str = "sms",
 ) -> list[str]:
-    """One text per prompt; a menu's numbered lines go with its question."""
+    """One text per prompt; a menu's numbered lines go with its question. ``channel`` (sms or
+    whatsapp) picks the texts' variants for that channel."""
     parts: list[str] = []
     for prompt in prompts:
-        header = "\n".join(_lines_for(catalog, prompt, lang, params)) or None
+        header = "\n".join(_lines_for(catalog, prompt, lang, params, channel)) or None
         if prompt.kind == "language":
-            # Each language announces itself in its own words ("Pour le français, tapez 1.").
+            # Each language announces itself in its own words ("Pour le français, envoyez 1.").
             lines = [header] if header else []
             lines += [
-                catalog.render("system.language_option", o.key, {"n": n})
+                catalog.render("system.language_option", o.key, {"n": n}, channel)
                 for n, o in enumerate(prompt.options, start=1)
             ]
             text = "\n".join(lines)
         else:
-            labels = [option_label(catalog, o, lang, params) for o in prompt.options]
+            labels = [option_label(catalog, o, lang, params, channel) for o in prompt.options]
             text = render_menu(header, labels)
         if text:
             parts.append(text)
@@ -85,12 +102,12 @@ def render_telegram(
     """One Telegram message per prompt; menus become inline buttons carrying option keys."""
     messages: list[TelegramMessage] = []
     for prompt in prompts:
-        text = "\n".join(_lines_for(catalog, prompt, lang, params))
+        text = "\n".join(_lines_for(catalog, prompt, lang, params, "telegram"))
         buttons = [
             (
                 catalog.meta(option.key).name
                 if prompt.kind == "language"
-                else option_label(catalog, option, lang, params),
+                else option_label(catalog, option, lang, params, "telegram"),
                 option.key,
             )
             for option in prompt.options
@@ -132,7 +149,7 @@ def _segment(
     return VoiceSegment(
         key=key,
         lang=lang,
-        text=catalog.render(key, lang, params),
+        text=catalog.render(key, lang, params, "voice"),
         audio=audio(look, lang) if audio is not None else catalog.audio_path(look, lang),
         tts=catalog.meta(lang).tts,
     )
@@ -145,12 +162,14 @@ def render_voice(
     params: Mapping[str, Any],
     *,
     audio: AudioLookup | None = None,
+    offered: Sequence[str] | None = None,
 ) -> VoiceTurn:
     """What a caller hears, and how the next keypad input is gathered.
 
     ``audio`` finds a segment's recording (the prompt library's ``PromptAudio.url``); without
     it only the shipped files under ``locales/`` count. A menu line counts as recorded when its
-    option's own text is (the Twilio adapter then adds the "press n" recording).
+    option's own text is (the Twilio adapter then adds the "press n" recording). ``offered``
+    limits a language menu to the languages a caller can hear, numbered from 1.
     """
     segments: list[VoiceSegment] = []
     gather: dict[str, Any] | None = None
@@ -158,7 +177,10 @@ def render_voice(
         p = {**params, **prompt.params}
         if prompt.text:
             segments.append(_segment(catalog, prompt.text, lang, p, audio))
-        for n, option in enumerate(prompt.options, start=1):
+        options = list(prompt.options)
+        if prompt.kind == "language" and offered is not None:
+            options = [o for o in options if o.key in offered]
+        for n, option in enumerate(options, start=1):
             if prompt.kind == "language":
                 segments.append(
                     _segment(
@@ -171,7 +193,7 @@ def render_voice(
                     )
                 )
             else:
-                label = option_label(catalog, option, lang, p)
+                label = option_label(catalog, option, lang, p, "voice")
                 seg = _segment(
                     catalog,
                     "system.voice_option",
@@ -182,26 +204,9 @@ def render_voice(
                 )
                 segments.append(seg)
         if prompt.kind in ("choice", "language", "place"):
-            gather = {"input": "dtmf", "num_digits": 1, "options": len(prompt.options)}
+            gather = {"input": "dtmf", "num_digits": 1, "options": len(options)}
         elif prompt.kind in ("number", "reference"):
             gather = {"input": "dtmf", "finish_on_key": "#", **prompt.expects}
         elif prompt.kind == "text":
             gather = {"input": "record", **prompt.expects}
     return VoiceTurn(segments=segments, gather=gather)
-
-
-def render_voice_text(turn: VoiceTurn) -> str:
-    """A readable transcript of a voice turn (simulator, logs of test runs)."""
-    lines = []
-    for seg in turn.segments:
-        how = "♪" if seg.audio else ("🗣" if seg.tts else "✗")
-        lines.append(f"{how} {seg.text}")
-    if turn.gather is None:
-        lines.append("(the call ends)")
-    elif turn.gather["input"] == "record":
-        lines.append(f"(recording, up to {turn.gather.get('max_seconds', 120)} s, # to finish)")
-    elif turn.gather.get("finish_on_key"):
-        lines.append("(digits, then #)")
-    else:
-        lines.append("(one key)")
-    return "\n".join(lines)

@@ -8,6 +8,7 @@ a separate, audited action: :func:`citoyen.services.casework.reveal_identity`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from sqlmodel import Session, select
 
 from citoyen.messages.render import render_sms, stored_prompts
 from citoyen.models import (
+    Area,
     Attachment,
     Contact,
     Message,
@@ -75,6 +77,11 @@ class CaseFile:
     transitions: tuple[str, ...]
     templates: dict[str, dict[str, str]] = field(default_factory=dict)
     stakeholders: list[Stakeholder] = field(default_factory=list)
+    # "Forward to": the active stakeholders by kind, then by the area they cover (its name).
+    stakeholder_groups: list[tuple[str, str | None, list[Stakeholder]]] = field(
+        default_factory=list
+    )
+    stakeholder_names: dict[str, str] = field(default_factory=dict)  # code -> name
     reachable: bool = False
 
 
@@ -200,8 +207,28 @@ def build(
         stakeholders=sorted(
             (s for s in stakeholders.values() if s.active), key=lambda s: (s.kind, s.name)
         ),
+        stakeholder_groups=_stakeholder_groups(session, stakeholders.values()),
+        stakeholder_names={s.code: s.name for s in stakeholders.values()},
         reachable=contact is not None
         and contact.channel != "withheld"
         and not contact.opted_out
         and not contact.blocked,
     )
+
+
+def _stakeholder_groups(
+    session: Session, stakeholders: Iterable[Stakeholder]
+) -> list[tuple[str, str | None, list[Stakeholder]]]:
+    """Active stakeholders grouped by (kind, name of the area they cover), in that order: a
+    list of 55 is read by kind ("gendarmerie") and place ("Ségou"), not alphabetically."""
+    active = [s for s in stakeholders if s.active]
+    area_ids = {s.area_id for s in active if s.area_id is not None}
+    names = (
+        dict(session.exec(select(Area.id, Area.name).where(Area.id.in_(area_ids))).all())
+        if area_ids
+        else {}
+    )
+    groups: dict[tuple[str, str | None], list[Stakeholder]] = {}
+    for holder in sorted(active, key=lambda s: (s.kind, names.get(s.area_id) or "", s.name)):
+        groups.setdefault((holder.kind, names.get(holder.area_id)), []).append(holder)
+    return [(kind, area, members) for (kind, area), members in groups.items()]

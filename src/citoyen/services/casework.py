@@ -21,13 +21,14 @@ from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.notify import OUTBOX_CHANNEL
 from citoyen.services.queues.routes import add_entry, alert_if_emergency
 from citoyen.services.queues.status import StatusError, change_status
+from citoyen.services.refusals import Refusal
 
 MAX_NOTE = 4000
 MAX_REPLY = 600  # a reply goes out by SMS too: a few segments at most
 MIN_REASON = 10  # a stated reason, not "ok"
 
 
-class CaseworkError(ValueError):
+class CaseworkError(Refusal):
     """An action refused, with the reason shown to the staff member."""
 
 
@@ -35,10 +36,18 @@ def _text(value: str | None, what: str, limit: int, minimum: int = 1) -> str:
     text = (value or "").strip()
     if len(text) < minimum:
         if minimum > 1:
-            raise CaseworkError(f"{what}: at least {minimum} characters")
-        raise CaseworkError(f"{what} is empty")
+            raise CaseworkError(
+                f"{what}: at least {minimum} characters", "text_short", what=what, minimum=minimum
+            )
+        raise CaseworkError(f"{what} is empty", "text_empty", what=what)
     if len(text) > limit:
-        raise CaseworkError(f"{what} is too long ({len(text)} characters, at most {limit})")
+        raise CaseworkError(
+            f"{what} is too long ({len(text)} characters, at most {limit})",
+            "text_long",
+            what=what,
+            length=len(text),
+            limit=limit,
+        )
     return text
 
 
@@ -105,11 +114,15 @@ def add_note(
 def _reachable_contact(session: Session, report: Report) -> Contact:
     contact = session.get(Contact, report.contact_id) if report.contact_id else None
     if contact is None or contact.channel == "withheld":
-        raise CaseworkError("this reporter cannot be written to (the caller's number was withheld)")
+        raise CaseworkError(
+            "this reporter cannot be written to (the caller's number was withheld)", "withheld"
+        )
     if contact.opted_out:
-        raise CaseworkError("this reporter opted out (STOP): they are not written to any more")
+        raise CaseworkError(
+            "this reporter opted out (STOP): they are not written to any more", "opted_out"
+        )
     if contact.blocked:
-        raise CaseworkError("this reporter is blocked")
+        raise CaseworkError("this reporter is blocked", "blocked")
     return contact
 
 
@@ -175,7 +188,7 @@ def assign(
     now = now or datetime.now(UTC)
     entry = session.get(QueueEntry, entry_id)
     if entry is None or entry.report_id != report.id:
-        raise CaseworkError("no such queue entry on this report")
+        raise CaseworkError("no such queue entry on this report", "no_entry")
     if staff.role == "agent" and entry.stakeholder_id != staff.stakeholder_id:
         raise AccessDenied("agents assign only their own stakeholder's entries")
     assignee = None
@@ -186,7 +199,7 @@ def assign(
             or not assignee.active
             or assignee.stakeholder_id != entry.stakeholder_id
         ):
-            raise CaseworkError("assign to an active user of this queue's stakeholder")
+            raise CaseworkError("assign to an active user of this queue's stakeholder", "assignee")
     entry.assigned_to = assignee.id if assignee else None
     entry.updated_at = now
     stakeholder = session.get(Stakeholder, entry.stakeholder_id)
@@ -217,15 +230,26 @@ def forward(
     now = now or datetime.now(UTC)
     router = router or router_for(session)
     if report.status in ("resolved", "closed") or report.merged_into_id is not None:
-        raise CaseworkError(f"report {report.reference} is {report.status}: nothing to forward")
+        raise CaseworkError(
+            f"report {report.reference} is {report.status}: nothing to forward",
+            "forward_finished",
+            reference=report.reference,
+            status=report.status,
+        )
     stakeholder = session.exec(
         select(Stakeholder).where(Stakeholder.code == stakeholder_code, Stakeholder.active)
     ).first()
     if stakeholder is None:
-        raise CaseworkError(f"unknown stakeholder {stakeholder_code!r}")
+        raise CaseworkError(
+            f"unknown stakeholder {stakeholder_code!r}",
+            "unknown_stakeholder",
+            stakeholder=stakeholder_code,
+        )
     entry = add_entry(session, report, stakeholder, router.config, via="forward", now=now)
     if entry is None:
-        raise CaseworkError(f"{stakeholder.name} already has this report")
+        raise CaseworkError(
+            f"{stakeholder.name} already has this report", "already_has", name=stakeholder.name
+        )
     alert_if_emergency(session, router, report, entry, stakeholder, now=now)
     return _event(
         session,
@@ -257,7 +281,7 @@ def mark_spam(
             stakeholder_id=acting_stakeholder(session, staff, report),
         )
     except StatusError as exc:
-        raise CaseworkError(str(exc)) from exc
+        raise CaseworkError(str(exc), exc.code, **exc.params) from exc
 
 
 def block_sender(
@@ -273,9 +297,9 @@ def block_sender(
     reason = _text(reason, "reason", MAX_NOTE, MIN_REASON)
     contact = session.get(Contact, report.contact_id) if report.contact_id else None
     if contact is None:
-        raise CaseworkError("this report has no sender to block")
+        raise CaseworkError("this report has no sender to block", "no_sender")
     if contact.blocked:
-        raise CaseworkError("this sender is already blocked")
+        raise CaseworkError("this sender is already blocked", "already_blocked")
     contact.blocked = True
     audit(
         session,
@@ -310,12 +334,14 @@ def reveal_identity(
     if not may_reveal(staff, reveal_roles):
         raise AccessDenied("your role may not see reporters' numbers")
     if report.anonymous:
-        raise CaseworkError("this report is anonymous: the reporter's number is never shown")
+        raise CaseworkError(
+            "this report is anonymous: the reporter's number is never shown", "anonymous"
+        )
     reason = _text(reason, "reason", MAX_NOTE, MIN_REASON)
     contact = session.get(Contact, report.contact_id) if report.contact_id else None
     if contact is None or contact.channel == "withheld" or is_erased(contact.address_enc):
         # Withheld caller id, or erased by the retention purge (citoyen.services.retention).
-        raise CaseworkError("no number is known for this reporter")
+        raise CaseworkError("no number is known for this reporter", "no_number")
     address = vault.decrypt(contact.address_enc)
     audit(
         session,

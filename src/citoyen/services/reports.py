@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from citoyen.models import Area, Attachment, Contact, QueueEntry, Report
+from citoyen.models import Area, Attachment, Contact, QueueEntry, Report, Stakeholder
 from citoyen.services.access import Staff, visible_stakeholders
 from citoyen.services.areas.labels import area_path
 from citoyen.services.privacy import alias_label
@@ -32,6 +32,7 @@ EXPORT_FIELDS = (
     "callback_ok",
     "incomplete",
     "reporter",
+    "stakeholders",
 )
 
 
@@ -63,6 +64,7 @@ def export_rows(
         rows = session.exec(stmt).all()
         if not rows:
             return
+        sent_to = _stakeholders_of(session, [report.id for report, _area, _contact in rows])
         for report, area, contact in rows:
             last_id = report.id
             yield {
@@ -81,7 +83,30 @@ def export_rows(
                 "callback_ok": report.callback_ok,
                 "incomplete": report.incomplete,
                 "reporter": alias_label(contact.alias) if contact else None,
+                "stakeholders": sent_to.get(report.id, []),
             }
+
+
+def _stakeholders_of(session: Session, report_ids: list[int]) -> dict[int, list[dict[str, str]]]:
+    """Per report, each stakeholder it went to (in routing order) with its entry's status."""
+    out: dict[int, list[dict[str, str]]] = {}
+    stmt = (
+        select(QueueEntry.report_id, Stakeholder.code, Stakeholder.name, QueueEntry.status)
+        .join(Stakeholder, Stakeholder.id == QueueEntry.stakeholder_id)
+        .where(QueueEntry.report_id.in_(report_ids))
+        .order_by(QueueEntry.id)
+    )
+    for report_id, code, name, status in session.exec(stmt).all():
+        out.setdefault(report_id, []).append({"code": code, "name": name, "status": status})
+    return out
+
+
+def csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for CSV: the stakeholders in one cell, ``code (status)`` separated by ``; ``."""
+    if isinstance(row.get("stakeholders"), list):
+        cell = "; ".join(f"{s['code']} ({s['status']})" for s in row["stakeholders"])
+        return {**row, "stakeholders": cell}
+    return row
 
 
 def write_export(rows: Iterator[dict[str, Any]], fmt: str, out: io.TextIOBase) -> int:
@@ -91,7 +116,7 @@ def write_export(rows: Iterator[dict[str, Any]], fmt: str, out: io.TextIOBase) -
         writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow(row)
+            writer.writerow(csv_row(row))
             count += 1
     elif fmt == "json":
         out.write("[")
@@ -180,7 +205,7 @@ def export_chunks(
     count = 0
     for row in rows:
         if writer is not None:
-            writer.writerow(row)
+            writer.writerow(csv_row(row))
         else:
             buffer.write(("," if count else "") + "\n  " + json.dumps(row, ensure_ascii=False))
         count += 1

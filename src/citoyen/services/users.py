@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlmodel import Session, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -171,3 +172,27 @@ def users_with_scope(session: Session) -> list[tuple[User, str | None, str | Non
 def active_users(session: Session) -> list[User]:
     """The accounts that can sign in, by email."""
     return list(session.exec(select(User).where(User.active.is_(True)).order_by(User.email)).all())
+
+
+def audit_creation(
+    session: Session,
+    staff: Any,
+    user: User,
+    *,
+    stakeholder: str | None,
+    area: str | None,
+    via: str | None = None,
+) -> None:
+    """The ``user_created`` audit entry of a new account, whoever made it (the admin's form,
+    or ``citoyen users create`` with ``staff`` None and ``via`` naming the command)."""
+    from citoyen.services.casework import audit
+
+    data: dict[str, Any] = {
+        "email": user.email,
+        "role": user.role,
+        "stakeholder": stakeholder,
+        "area": area,
+    }
+    if via:
+        data["via"] = via
+    audit(session, staff, "user_created", target_type="user", target_id=user.id, data=data)

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from flask import Blueprint, Flask, Response, current_app, request
 from twilio.twiml.messaging_response import MessagingResponse
 
-from citoyen.channels.sms import split_sms
+from citoyen.channels.sms import MAX_SEGMENTS, split_sms
+from citoyen.engine.sms import join_messages
 from citoyen.engine.types import Input
 from citoyen.messages.addresses import AddressError, normalise_address
 from citoyen.messages.render import render_sms_parts
@@ -70,12 +71,12 @@ def parse_inbound() -> Inbound:
 
 
 def render_twiml(reply: Reply) -> str:
-    """The reply as TwiML: one ``<Message>`` per part, none for an empty reply."""
+    """The reply as TwiML: one ``<Message>`` per prompt, prompts joined where that costs no
+    more segments (the welcome and the first question), none for an empty reply."""
     catalog = current_app.extensions["citoyen"].bundle.catalog
+    parts = render_sms_parts(catalog, reply.prompts, reply.language, reply.params)
     return messages_twiml(
-        text
-        for part in render_sms_parts(catalog, reply.prompts, reply.language, reply.params)
-        for text in split_sms(part)
+        text for message in join_messages(parts, MAX_SEGMENTS) for text in split_sms(message)
     )
 
 

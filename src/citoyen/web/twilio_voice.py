@@ -31,13 +31,14 @@ from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, abort, current_app, request, send_from_directory
 
-from citoyen.channels.twilio_voice import CallUrls, VoiceRenderer
+from citoyen.channels.twilio_voice import CallUrls, VoiceRenderer, language_choice
 from citoyen.engine.types import Input
 from citoyen.messages.addresses import AddressError, normalise_address, withheld_address
 from citoyen.messages.types import Reply
 from citoyen.runtime import Runtime
 from citoyen.services import calls
 from citoyen.services.prompts import PromptAudio, library_dir
+from citoyen.services.prompts.live import offered_on_voice
 from citoyen.web.twilio_auth import require_twilio_signature
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ def renderer(runtime: Runtime) -> VoiceRenderer:
         fixed_params=bundle.settings.emergency_numbers,
         prompts=PromptAudio.load(runtime, _audio_url),
         fallbacks=bundle.settings.voice_fallback,
+        voices=bundle.settings.tts_voices,
+        offered=lambda: offered_on_voice(runtime),
     )
 
 
@@ -174,8 +177,21 @@ def step() -> Response:
         keys = digits.rstrip("#")
         # Only "#" pressed on a number question: as if nothing was keyed.
         inp = Input("digits", keys) if keys else Input("timeout")
+        menu = request.args.get("languages")
+        if menu is not None and keys:
+            inp = _language_choice(menu, keys)
     reply = calls.voice_turn(_runtime(), call_sid=call_sid, n=n, address=address, inp=inp)
     return _twiml(reply, n)
+
+
+def _language_choice(menu: str, keys: str) -> Input:
+    """A key pressed at a language menu that offered only some languages (those a caller can
+    hear, in this order: the Gather action's ``languages``)."""
+    enabled = _runtime().bundle.settings.languages.enabled
+    offered = menu.split(".")
+    if not all(lang in enabled for lang in offered):
+        _bad("malformed languages")
+    return language_choice(offered, keys)
 
 
 @bp.post("/twilio/voice/recorded")

@@ -50,10 +50,26 @@ def locales_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def forced_flows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped flows with Bambara forced onto the voice language menu
+    (``languages.voice_forced``): its prompts are only partly recorded here, and these tests
+    are about how such a call falls back. test_languages_offered.py runs without it."""
+    target = tmp_path_factory.mktemp("voice-flows") / "flows"
+    shutil.copytree(ROOT / "flows", target)
+    settings = target / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    marker = "  voice_forced: []\n"
+    assert marker in text
+    settings.write_text(text.replace(marker, "  voice_forced: [bm]\n", 1), "utf-8")
+    return target
+
+
 @pytest.fixture
-def voice_settings(settings, locales_dir: Path):  # type: ignore[no-untyped-def]
+def voice_settings(settings, locales_dir: Path, forced_flows_dir: Path):  # type: ignore[no-untyped-def]
     return settings.model_copy(
         update={
+            "flows_dir": forced_flows_dir,
             "locales_dir": locales_dir,
             "public_url": PUBLIC_URL,
             "twilio_account_sid": ACCOUNT_SID,

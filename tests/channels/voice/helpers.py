@@ -21,7 +21,7 @@ TO = "+22320200000"
 ALLOWED = {
     "Response": set(),
     "Gather": {"input", "numDigits", "timeout", "action", "method", "finishOnKey"},
-    "Say": {"language"},
+    "Say": {"language", "voice"},
     "Play": set(),
     "Record": {
         "action",
@@ -39,7 +39,14 @@ ALLOWED = {
     "Pause": {"length"},
 }
 NESTED_IN_GATHER = {"Say", "Play", "Pause"}
-SAY_LANGUAGES = {"fr-FR", "en-US", "en"}
+# Voices of Twilio's text-to-speech table (twilio.com/docs/voice/twiml/say/text-speech) for the
+# languages the tests speak: every <Say> must name one listed for its language, since Twilio's
+# docs warn that an unlisted pair "may result in error and <Say> instruction failure".
+TWILIO_VOICES = {
+    "fr-FR": {"Polly.Lea", "Polly.Celine", "Polly.Mathieu", "Polly.Lea-Neural"},
+    "en-US": {"Polly.Joanna", "Polly.Matthew", "Polly.Joanna-Neural"},
+}
+SAY_LANGUAGES = set(TWILIO_VOICES)
 
 
 def parse_twiml(body: str) -> ET.Element:
@@ -59,6 +66,7 @@ def parse_twiml(body: str) -> ET.Element:
         assert not extra, f"<{element.tag}> has attributes {extra}"
         if element.tag == "Say":
             assert element.get("language") in SAY_LANGUAGES, element.get("language")
+            assert element.get("voice") in TWILIO_VOICES[element.get("language")], element.attrib
             assert (element.text or "").strip(), "empty <Say>"
         if element.tag in ("Play", "Redirect"):
             assert (element.text or "").startswith(PUBLIC_URL + "/"), element.text

@@ -19,7 +19,8 @@ EMERGENCY = {"police": "17", "fire": "18"}
 
 
 def text(runtime: Runtime, key: str, lang: str, **params: object) -> str:
-    return runtime.bundle.catalog.render(key, lang, {**EMERGENCY, **params})
+    """A text as a caller hears it (its voice variant when it has one)."""
+    return runtime.bundle.catalog.render(key, lang, {**EMERGENCY, **params}, "voice")
 
 
 def counts(runtime: Runtime) -> dict[str, int]:

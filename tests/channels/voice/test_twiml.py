@@ -6,11 +6,18 @@ No database: the renderer works on neutral prompts and a catalogue built here.
 from __future__ import annotations
 
 import logging
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from citoyen.channels.twilio_voice import CallUrls, VoiceRenderer, sayable, spaced_reference
+from citoyen.channels.twilio_voice import (
+    CallUrls,
+    VoiceRenderer,
+    sayable,
+    spaced_reference,
+    voice_problem,
+)
 from citoyen.engine.types import Option, Prompt
 from citoyen.i18n import Catalog, Entry, LocaleMeta
 from tests.channels.twilio_helpers import PUBLIC_URL
@@ -211,3 +218,36 @@ def test_a_finished_conversation_hangs_up() -> None:
     root = render(catalog({}), [MENU], lang="fr", waiting=False)
     assert root[-1].tag == "Hangup" and root.find("Gather") is None
     assert [v.tag for v in render(catalog({}), [], lang="fr", waiting=False)] == ["Hangup"]
+
+
+def test_every_say_names_a_voice_twilio_lists_for_its_language() -> None:
+    """The default voice per language, or the one settings.yaml gives (``tts_voices``); a voice
+    Twilio does not list for the language is never emitted (the default is used instead)."""
+    cat = catalog({})
+    default = parse_twiml(renderer(cat).twiml([MENU], "fr", {}, URLS, waiting=True))
+    says = default.findall(".//Say")
+    assert says and {(s.get("language"), s.get("voice")) for s in says} == {("fr-FR", "Polly.Lea")}
+
+    for configured, expected in [
+        ("Google.fr-FR-Standard-A", "Google.fr-FR-Standard-A"),
+        ("Polly.Mathieu", "Polly.Mathieu"),
+        ("Polly.Joanna", "Polly.Lea"),  # an English voice: not for fr-FR
+        ("Google.en-US-Standard-B", "Polly.Lea"),
+    ]:
+        chosen = VoiceRenderer(
+            cat,
+            default_language="fr",
+            languages=("fr", "bm"),
+            audio_url=lambda lang, path: f"{PUBLIC_URL}/audio/{lang}/{path.name}",
+            voices={"fr": configured},
+        ).twiml([MENU], "fr", {}, URLS, waiting=True)
+        voices = {s.get("voice") for s in ET.fromstring(chosen).iter("Say")}
+        assert voices == {expected}, configured
+
+
+def test_voice_problem_names_what_twilio_does_not_list() -> None:
+    assert voice_problem("fr-FR", "Polly.Lea") is None
+    assert voice_problem("fr-FR", "Polly.Lea-Neural") is None
+    assert voice_problem("fr-FR", "Google.fr-FR-Wavenet-C") is None
+    assert "not a fr-FR voice" in (voice_problem("fr-FR", "Polly.Joanna") or "")
+    assert "Google.fr-FR-Standard-<letter>" in (voice_problem("fr-FR", "alice") or "")

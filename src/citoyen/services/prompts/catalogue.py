@@ -79,6 +79,6 @@ def catalogue(bundle: Any, lang: str) -> list[PromptSpec]:
         if not catalog.has(text_key, lang):
             continue
         values = {**fixed, **extra}
-        text = render_template(catalog.text(text_key, lang), values)
+        text = render_template(catalog.text(text_key, lang, "voice"), values)
         specs.append(PromptSpec(len(specs) + 1, key, text_key, text, text_hash(text), values))
     return specs

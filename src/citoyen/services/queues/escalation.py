@@ -105,12 +105,12 @@ def _escalate(
                 report_id=report.id,
                 kind="overdue",
                 stakeholder_id=late.id,
-                note=(
-                    f"not acknowledged in time; already with {', '.join(already)}"
-                    if already
-                    else "not acknowledged in time; no escalation step left"
-                ),
-                data={"stakeholder": late.code, "level": entry.escalation_level},
+                # No note: the admin words the event in the staff's language from its data.
+                data={
+                    "stakeholder": late.code,
+                    "level": entry.escalation_level,
+                    "already_with": already,
+                },
                 created_at=now,
             )
         )
@@ -149,10 +149,10 @@ def _escalate(
                 report_id=report.id,
                 kind="escalated",
                 stakeholder_id=target.id,
-                note=f"not acknowledged in time by {late.name}",
                 data={
                     "stakeholder": target.code,
                     "from": late.code,
+                    "from_name": late.name,
                     "level": step.level,
                     "due_at": new.due_at.isoformat(),
                     "alerts": alerts,

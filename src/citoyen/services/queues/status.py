@@ -17,6 +17,7 @@ from citoyen.services.queues.routes import (
     involved_codes,
     route_report,
 )
+from citoyen.services.refusals import Refusal
 
 # Allowed moves of a report's status. "closed" is final (a concern closed by mistake is raised
 # again as a new report, so the timeline never rewrites history); a resolved report can be
@@ -30,7 +31,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-class StatusError(ValueError):
+class StatusError(Refusal):
     """A status change that is not allowed, with the reason (shown to the staff member)."""
 
 
@@ -106,22 +107,35 @@ def change_status(
     now = now or datetime.now(UTC)
     router = router or router_for(session)
     if to_status not in STATUSES:
-        raise StatusError(f"unknown status '{to_status}' (one of: {', '.join(STATUSES)})")
+        raise StatusError(
+            f"unknown status '{to_status}' (one of: {', '.join(STATUSES)})",
+            "unknown_status",
+            status=to_status,
+        )
     if report.merged_into_id is not None:
         target = session.get(Report, report.merged_into_id)
         raise StatusError(
             f"report {report.reference} was merged into "
-            f"{target.reference if target else 'another report'}: change that one"
+            f"{target.reference if target else 'another report'}: change that one",
+            "merged",
+            reference=report.reference,
+            target=target.reference if target else "",
         )
     if to_status == "closed":
         if reason not in CLOSE_REASONS:
-            raise StatusError(f"closing needs a reason, one of: {', '.join(CLOSE_REASONS)}")
+            raise StatusError(
+                f"closing needs a reason, one of: {', '.join(CLOSE_REASONS)}", "close_reason"
+            )
     elif reason is not None:
-        raise StatusError("a reason is only given when closing (write it as a note)")
+        raise StatusError(
+            "a reason is only given when closing (write it as a note)", "reason_not_closing"
+        )
     actor = _actor(session, user_id, stakeholder_id)
     if reason == "not_responsible":
         if actor is None:
-            raise StatusError("'not responsible' must say which stakeholder declines")
+            raise StatusError(
+                "'not responsible' must say which stakeholder declines", "decline_who"
+            )
         return reroute(
             session,
             report,
@@ -133,12 +147,19 @@ def change_status(
         )
     if reason == "duplicate":
         if duplicate_of is None:
-            raise StatusError("closing as a duplicate needs the report it duplicates")
+            raise StatusError(
+                "closing as a duplicate needs the report it duplicates", "duplicate_of"
+            )
         return merge_reports(
             session, report, duplicate_of, user_id=user_id, note=note, now=now, router=router
         )
     if to_status not in TRANSITIONS.get(report.status, ()):
-        raise StatusError(f"a report cannot go from '{report.status}' to '{to_status}'")
+        raise StatusError(
+            f"a report cannot go from '{report.status}' to '{to_status}'",
+            "transition",
+            before=report.status,
+            after=to_status,
+        )
 
     from_status = report.status
     if to_status in ("acknowledged", "in_progress"):
@@ -204,7 +225,12 @@ def acknowledge(
         )
     actor = _actor(session, user_id, stakeholder_id)
     if report.status in ("resolved", "closed"):
-        raise StatusError(f"report {report.reference} is already {report.status}")
+        raise StatusError(
+            f"report {report.reference} is already {report.status}",
+            "already",
+            reference=report.reference,
+            status=report.status,
+        )
     _acknowledge_entries(session, report, actor, user_id, now)
     event = ReportEvent(
         report_id=report.id,
@@ -243,9 +269,14 @@ def reroute(
         )
     ).first()
     if entry is None or entry.status not in OPEN_ENTRY:
-        raise StatusError("this stakeholder has no open entry for the report")
+        raise StatusError("this stakeholder has no open entry for the report", "no_open_entry")
     if report.status in ("resolved", "closed"):
-        raise StatusError(f"report {report.reference} is already {report.status}")
+        raise StatusError(
+            f"report {report.reference} is already {report.status}",
+            "already",
+            reference=report.reference,
+            status=report.status,
+        )
     entry.status = "declined"
     entry.closed_at = now
     entry.updated_at = now
@@ -304,11 +335,20 @@ def merge_reports(
             break
         root = parent
     if root.id == duplicate.id:
-        raise StatusError("a report cannot be merged into itself")
+        raise StatusError("a report cannot be merged into itself", "merge_itself")
     if duplicate.merged_into_id is not None:
-        raise StatusError(f"report {duplicate.reference} is already merged")
+        raise StatusError(
+            f"report {duplicate.reference} is already merged",
+            "already_merged",
+            reference=duplicate.reference,
+        )
     if duplicate.status == "closed":
-        raise StatusError(f"report {duplicate.reference} is already closed")
+        raise StatusError(
+            f"report {duplicate.reference} is already closed",
+            "already",
+            reference=duplicate.reference,
+            status="closed",
+        )
     informed = followers(session, duplicate)
     for child in informed[1:]:
         child.merged_into_id = root.id

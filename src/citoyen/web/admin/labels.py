@@ -59,6 +59,88 @@ EVENTS = {
     "sender_blocked": _l("Sender blocked"),
     "identity_revealed": _l("Number revealed"),
 }
+CHANNELS = {
+    "sms": _l("SMS"),
+    "voice": _l("phone call"),
+    "telegram": _l("Telegram"),
+    "whatsapp": _l("WhatsApp"),
+    "withheld": _l("call from a withheld number"),
+}
+# How a reply reaches a reporter of each channel (a caller is answered by SMS).
+REPLY_CHANNELS = {"sms": _l("SMS"), "voice": _l("SMS"), "telegram": _l("Telegram")}
+KINDS = {
+    "police": _l("Police"),
+    "gendarmerie": _l("Gendarmerie"),
+    "protection_civile": _l("Civil protection"),
+    "prefet": _l("Prefects and governors"),
+    "mayor_ccs": _l("Mayors and municipal security councils"),
+    "village_chief": _l("Village and neighbourhood chiefs"),
+    "religious_leader": _l("Religious leaders"),
+    "civil_society": _l("Civil society"),
+    "moderation": _l("Moderation"),
+}
+# The kind of thing an audit entry is about, followed by its number ("signalement n° 7").
+TARGETS = {
+    "report": _l("report"),
+    "contact": _l("reporter"),
+    "user": _l("user"),
+    "outbox": _l("outgoing message"),
+    "voice_prompt": _l("voice prompt"),
+}
+# Keys of audit-log details (AuditEvent.data); unknown keys show as written.
+DETAILS = {
+    "email": _l("email"),
+    "role": _l("role"),
+    "stakeholder": _l("stakeholder"),
+    "area": _l("area"),
+    "report": _l("report reference"),
+    "contact": _l("reporter no."),
+    "language": _l("language"),
+    "key": _l("text"),
+    "source": _l("source"),
+    "file": _l("file"),
+    "format": _l("format"),
+    "rows": _l("rows"),
+    "complete": _l("complete"),
+    "before": _l("before"),
+    "after": _l("after"),
+    "to": _l("to"),
+    "attempts": _l("attempts"),
+    "error": _l("error"),
+    "known_user": _l("known user"),
+    "via": _l("made with"),
+}
+# Why an action was refused (citoyen.services.refusals.Refusal.code), with its parameters.
+REFUSALS = {
+    "unknown_status": _l("Unknown status."),
+    "merged": _l("Report %(reference)s was merged into %(target)s: change that one."),
+    "close_reason": _l("To close a report, choose a reason."),
+    "reason_not_closing": _l("A reason is given only when closing; write it as a note."),
+    "decline_who": _l("Declining needs the stakeholder that declines."),
+    "duplicate_of": _l("Closing as a duplicate needs the report it duplicates: use Merge."),
+    "transition": _l("A report cannot go from “%(before)s” to “%(after)s”."),
+    "already": _l("Report %(reference)s is already %(status)s."),
+    "no_open_entry": _l("This stakeholder has no open entry for the report."),
+    "merge_itself": _l("A report cannot be merged into itself."),
+    "already_merged": _l("Report %(reference)s is already merged."),
+    "text_short": _l("%(what)s: at least %(minimum)s characters."),
+    "text_empty": _l("%(what)s is empty."),
+    "text_long": _l("%(what)s is too long (%(length)s characters, at most %(limit)s)."),
+    "withheld": _l("This reporter cannot be written to: the caller's number was withheld."),
+    "opted_out": _l("This reporter opted out (STOP): they are not written to any more."),
+    "blocked": _l("This reporter is blocked."),
+    "no_entry": _l("No such queue entry on this report."),
+    "assignee": _l("Assign to an active user of this queue's stakeholder."),
+    "forward_finished": _l("Report %(reference)s is %(status)s: nothing to forward."),
+    "unknown_stakeholder": _l("Unknown stakeholder."),
+    "already_has": _l("%(name)s already has this report."),
+    "no_sender": _l("This report has no sender to block."),
+    "already_blocked": _l("This sender is already blocked."),
+    "anonymous": _l("This report is anonymous: the reporter's number is never shown."),
+    "no_number": _l("No number is known for this reporter."),
+}
+# What a length rule is about (the ``what`` of text_short, text_empty, text_long).
+TEXT_FIELDS = {"note": _l("The note"), "reply": _l("The reply"), "reason": _l("The reason")}
 AGES = {
     "24h": _l("last 24 hours"),
     "7d": _l("last 7 days"),
@@ -91,6 +173,27 @@ def category_label(code: str | None) -> str:
     return code
 
 
+def names_of(codes: list[str], names: dict[str, str]) -> str:
+    """``bko-police-drp`` -> its stakeholder's name, for each code, comma-separated."""
+    return ", ".join(names.get(code, code) for code in codes)
+
+
+def refusal_words(exc: Exception) -> str:
+    """Why an action was refused, in the staff's language, with codes shown as words."""
+    code = getattr(exc, "code", "")
+    if code not in REFUSALS:
+        return str(exc)
+    params = dict(getattr(exc, "params", {}))
+    if "status" in params:
+        params["status"] = STATUSES.get(params["status"], params["status"])
+    for name in ("before", "after"):
+        if name in params:
+            params[name] = STATUSES.get(params[name], params[name])
+    if "what" in params:
+        params["what"] = TEXT_FIELDS.get(params["what"], params["what"])
+    return str(REFUSALS[code]) % {k: str(v) for k, v in params.items()}
+
+
 def when(moment: datetime | None) -> str:
     """Bamako time (UTC+0 all year): day/month/year hour:minute."""
     return moment.strftime("%d/%m/%Y %H:%M") if moment else "—"
@@ -105,6 +208,12 @@ def helpers() -> dict[str, Any]:
         "reason_label": _lookup(REASONS),
         "event_label": _lookup(EVENTS),
         "age_label": _lookup(AGES),
+        "channel_label": _lookup(CHANNELS),
+        "reply_channel_label": _lookup(REPLY_CHANNELS),
+        "kind_label": _lookup(KINDS),
+        "target_label": _lookup(TARGETS),
+        "detail_label": _lookup(DETAILS),
+        "names_of": names_of,
         "category_label": category_label,
         "when": when,
         "get_locale": staff_language,

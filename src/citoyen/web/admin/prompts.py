@@ -15,6 +15,7 @@ from citoyen.services import prompts as library
 from citoyen.services.prompts import AudioError, PromptError
 from citoyen.services.prompts import pins as prompt_pins
 from citoyen.services.prompts.audio import MAX_BYTES as UPLOAD_MAX_BYTES
+from citoyen.services.prompts.live import voice_languages
 from citoyen.services.users import active_users
 from citoyen.web.admin import bp, reading, roles_required, runtime, staff
 
@@ -64,6 +65,7 @@ def _render(requested: str | None, wanted: str | None, status: int = 200):  # ty
         languages=list(counts),
         recorders=recorders,
         users=users,
+        live=voice_languages(rt),
         max_mb=UPLOAD_MAX_BYTES // (1024 * 1024),
     ), status
 

@@ -37,6 +37,7 @@ from citoyen.services.queues import StatusError, acknowledge, change_status, mer
 from citoyen.services.queues.config import router_for
 from citoyen.services.reports import report_by_reference, report_id_of_attachment
 from citoyen.web.admin import bp, reading, runtime, staff, writing
+from citoyen.web.admin.labels import refusal_words
 
 
 def _report_or_404(s: Session, report_id: int) -> Report:
@@ -103,7 +104,7 @@ def _act(report_id: int, action: Callable[[Session, Report], Any], done: str):  
             action(s, report)
         flash(done)
     except (CaseworkError, StatusError) as exc:
-        flash(_("Not done: %(reason)s", reason=str(exc)), "error")
+        flash(_("Not done: %(reason)s", reason=refusal_words(exc)), "error")
         return _page(report_id, status=400)
     except AccessDenied:
         abort(403)
@@ -301,7 +302,7 @@ def reveal(report_id: int):  # type: ignore[no-untyped-def]
                 reveal_roles=rt.settings.reveal_role_list,
             )
     except CaseworkError as exc:
-        flash(_("Not done: %(reason)s", reason=str(exc)), "error")
+        flash(_("Not done: %(reason)s", reason=refusal_words(exc)), "error")
         return _page(report_id, status=400)
     except AccessDenied:
         abort(403)

@@ -23,6 +23,7 @@ from citoyen.services.areas.labels import areas_of_levels
 from citoyen.services.queues.stakeholders import stakeholders_by_name
 from citoyen.services.users import (
     UserError,
+    audit_creation,
     create_user,
     generate_password,
     set_password,
@@ -101,18 +102,8 @@ def user_new():  # type: ignore[no-untyped-def]
                     stakeholder_code=values["stakeholder"],
                     area_code=values["area"],
                 )
-                casework.audit(
-                    s,
-                    staff(),
-                    "user_created",
-                    target_type="user",
-                    target_id=user.id,
-                    data={
-                        "email": user.email,
-                        "role": user.role,
-                        "stakeholder": values["stakeholder"],
-                        "area": values["area"],
-                    },
+                audit_creation(
+                    s, staff(), user, stakeholder=values["stakeholder"], area=values["area"]
                 )
         except UserError as exc:
             flash(_("The account was not created: %(why)s", why=str(exc)), "error")
