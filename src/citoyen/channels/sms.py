@@ -103,6 +103,12 @@ class SmsSender:
         self.max_body = max_body
 
     def send(self, message: OutboundMessage) -> SendResult:
+        to, body = self.checked(message)
+        return SendResult(provider_id=self.provider.send(to, body))
+
+    def checked(self, message: OutboundMessage) -> tuple[str, str]:
+        """The number and text of ``message``, or :class:`PermanentSendError` when it cannot
+        be an SMS (no phone number, empty, longer than one provider message may be)."""
         to = phone_number(message.address)
         body = (message.body or "").strip()
         if not body:
@@ -113,7 +119,7 @@ class SmsSender:
             raise PermanentSendError(
                 f"SMS body of {len(body)} characters is over {self.max_body}", code="too_long"
             )
-        return SendResult(provider_id=self.provider.send(to, body))
+        return to, body
 
 
 class TwilioSmsProvider:
@@ -198,7 +204,7 @@ def map_twilio_error(exc: Any) -> TransientSendError | PermanentSendError:
     status = int(getattr(exc, "status", 0) or 0)
     code = getattr(exc, "code", None)
     label = f"twilio {code or status}"
-    text = _scrub(str(getattr(exc, "msg", "") or ""))
+    text = scrub_numbers(str(getattr(exc, "msg", "") or ""))
     detail = f"{label}: {text}" if text else label
     if code in OPT_OUT_CODES:
         return PermanentSendError(detail, code=code, opt_out=True)
@@ -212,7 +218,7 @@ def map_twilio_error(exc: Any) -> TransientSendError | PermanentSendError:
 _NUMBERS = re.compile(r"\+?\d[\d ()./-]{5,}\d")
 
 
-def _scrub(text: str) -> str:
+def scrub_numbers(text: str) -> str:
     """Provider error texts may quote the number ("The 'To' number +223... is not valid")."""
     return _NUMBERS.sub("[number]", text)[:300]
 
@@ -293,10 +299,19 @@ def _hard_split(text: str, fits: Any) -> list[str]:
     return out
 
 
+def sms_sender(runtime: Any) -> SmsSender | None:
+    """The SMS sender ``CITOYEN_SMS_PROVIDER`` chooses: Twilio, or the Android gateway phones."""
+    if runtime.settings.sms_provider == "android-gateway":
+        from citoyen.channels.android_gateway import android_gateway_sender
+
+        return android_gateway_sender(runtime)
+    return twilio_sms_sender(runtime)
+
+
 def _register() -> None:
     from citoyen.services.dispatch import register_sender
 
-    register_sender("sms", twilio_sms_sender)
+    register_sender("sms", sms_sender)
 
 
 _register()
