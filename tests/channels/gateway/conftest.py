@@ -28,6 +28,7 @@ from citoyen.config import GatewayPhone
 from citoyen.runtime import Runtime
 from citoyen.services.setup import ensure_ready
 from citoyen.web import create_app
+from tests.channels.sms.test_webhook import t  # noqa: F401 (the texts fixture, shared)
 
 SIGNING_KEY = "k3y-0f-the-ph0nes"
 DEVICE_ID = "ffffffffceb0b1db0000018e937c815b"
