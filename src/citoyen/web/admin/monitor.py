@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlmodel import Session, func, select
@@ -24,6 +24,7 @@ from sqlmodel import Session, func, select
 from citoyen.models import AuditEvent, Contact, Outbox, QueueEntry, Report, User
 from citoyen.services import casework
 from citoyen.services.access import Staff, visible_stakeholders
+from citoyen.services.gateway_phones import phone_states
 from citoyen.services.outbox import RetryError, retry
 from citoyen.services.privacy import alias_label
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
@@ -54,6 +55,9 @@ WORDS = {
     "two_factor_failed": _l("wrong second-factor code"),
     "two_factor_off": _l("two-factor sign-in turned off"),
     "two_factor_reset": _l("two-factor sign-in reset"),
+    "up": _l("answering"),
+    "down": _l("not answering"),
+    "unknown": _l("not used yet"),
 }
 
 
@@ -114,6 +118,12 @@ def outbox():  # type: ignore[no-untyped-def]
         if after is not None:
             stmt = stmt.where(Outbox.id < after)
         found = s.exec(stmt).all()
+        settings = current_app.extensions["citoyen"].settings
+        phones = (
+            phone_states(s, settings.sms_gateway_phones)
+            if settings.sms_provider == "android-gateway"
+            else []
+        )
     rows = [
         {
             "row": row,
@@ -134,6 +144,7 @@ def outbox():  # type: ignore[no-untyped-def]
         statuses=OUTBOX_STATUSES,
         status=status,
         next_after=rows[-1]["row"].id if len(found) > PAGE else None,
+        phones=phones,
     )
 
 
