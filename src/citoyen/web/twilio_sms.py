@@ -25,6 +25,7 @@ from citoyen.engine.types import Input
 from citoyen.services import spool
 from citoyen.services.conversations import Inbound, Reply
 from citoyen.services.privacy import AddressError, normalise_address
+from citoyen.web import twilio_whatsapp
 from citoyen.web.twilio_auth import require_twilio_signature
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,21 @@ def _single(name: str, *, required: bool) -> str:
     return value
 
 
-def parse_inbound() -> Inbound:
-    """The neutral inbound event of this request, or :class:`BadRequest`."""
-    sender = _single("From", required=True).strip()
+def sid_and_body() -> tuple[str, str]:
+    """The checked ``MessageSid`` and ``Body`` of this request, or :class:`BadRequest`."""
     sid = _single("MessageSid", required=True).strip()
     body = _single("Body", required=False)
     if not SID_PATTERN.fullmatch(sid):
         raise BadRequest("MessageSid is not a Twilio id")
     if len(body) > MAX_BODY_CHARS:
         raise BadRequest("Body too long")
+    return sid, body
+
+
+def parse_inbound() -> Inbound:
+    """The neutral inbound event of this request, or :class:`BadRequest`."""
+    sender = _single("From", required=True).strip()
+    sid, body = sid_and_body()
     try:
         address = normalise_address(sender)
     except AddressError:
@@ -96,6 +103,9 @@ def twiml(xml: str, status: int = 200) -> Response:
 @require_twilio_signature
 def inbound_sms() -> Response:
     try:
+        if twilio_whatsapp.is_whatsapp(request.form):  # WhatsApp: same webhook, own channel
+            _single("From", required=True)
+            return twilio_whatsapp.handle(*sid_and_body())
         inbound = parse_inbound()
     except BadRequest as exc:
         log.warning("twilio sms refused (400): %s", exc)
