@@ -244,6 +244,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TWILIO_FROM_NUMBER"),
         description="The number citizens text and call.",
     )
+    twilio_whatsapp_from: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TWILIO_WHATSAPP_FROM"),
+        description="The deployment's WhatsApp sender on Twilio (+...); unset: WhatsApp "
+        "notices go to the log channel.",
+    )
     twilio_api_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("CITOYEN_TWILIO_API_URL"),

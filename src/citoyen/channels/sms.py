@@ -147,9 +147,14 @@ class TwilioSmsProvider:
         self.status_callback = status_callback
 
     def send(self, to: str, body: str) -> str:
+        return self.create(to=to, body=body)
+
+    def create(self, **kwargs: Any) -> str:
+        """One Messages API call from this provider's number (``body``, or a WhatsApp template's
+        ``content_sid`` and ``content_variables``); returns the MessageSid."""
         from twilio.base.exceptions import TwilioException, TwilioRestException
 
-        kwargs: dict[str, Any] = {"to": to, "from_": self.from_number, "body": body}
+        kwargs["from_"] = self.from_number
         if self.status_callback:
             kwargs["status_callback"] = self.status_callback
         try:
