@@ -42,6 +42,7 @@ MAX_BYTES = 50 * 1024 * 1024  # a 2-minute WAV is about 2 MB; anything this big 
 CHUNK = 64 * 1024
 TWILIO_API = "https://api.twilio.com"
 RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
+MESSAGE_MEDIA = re.compile(r"(?:MM|SM)[0-9a-fA-F]{32}/ME[0-9a-fA-F]{32}")
 EXTENSIONS = {
     "audio/wav": ".wav",
     "audio/x-wav": ".wav",
@@ -121,6 +122,10 @@ class TwilioRecordingFetcher:
         self.timeout = timeout
         self.max_bytes = max_bytes
 
+    # What provider_ref must look like (the URL is built from it and the account).
+    ref_pattern = RECORDING_SID
+    ref_name = "a Twilio RecordingSid"
+
     def url(self, recording_sid: str) -> str:
         return (
             f"{self.api_base}/2010-04-01/Accounts/{self.account_sid}/Recordings/{recording_sid}.wav"
@@ -128,8 +133,8 @@ class TwilioRecordingFetcher:
 
     def fetch(self, attachment: Attachment, dest: BinaryIO) -> str | None:
         sid = attachment.provider_ref
-        if not RECORDING_SID.fullmatch(sid or ""):
-            raise PermanentFetchError("provider_ref is not a Twilio RecordingSid")
+        if not self.ref_pattern.fullmatch(sid or ""):
+            raise PermanentFetchError(f"provider_ref is not {self.ref_name}")
         try:
             with requests.get(
                 self.url(sid),
@@ -173,12 +178,32 @@ def readable_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
+class TwilioMessageMediaFetcher(TwilioRecordingFetcher):
+    """Downloads a WhatsApp voice note or photo (``provider_ref`` ``MM…/ME…``, kept by
+    web/twilio_whatsapp.py) from the message's media list, with the account's credentials."""
+
+    ref_pattern = MESSAGE_MEDIA
+    ref_name = "a Twilio MessageSid/MediaSid"
+
+    def url(self, recording_sid: str) -> str:
+        message, media = recording_sid.split("/")
+        return (
+            f"{self.api_base}/2010-04-01/Accounts/{self.account_sid}"
+            f"/Messages/{message}/Media/{media}"
+        )
+
+
 def default_fetchers(runtime: Any) -> dict[str, Fetcher]:
     """The fetchers this deployment can use, by channel (none without credentials)."""
     settings = runtime.settings
     fetchers: dict[str, Fetcher] = {}
     if settings.twilio_account_sid and settings.twilio_auth_token:
         fetchers["voice"] = twilio_recording_fetcher(settings)
+        fetchers["whatsapp"] = TwilioMessageMediaFetcher(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            api_base=settings.twilio_api_url or TWILIO_API,
+        )
     if settings.telegram_bot_token:
         from citoyen.channels.telegram_sender import make_fetcher
 

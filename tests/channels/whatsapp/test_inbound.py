@@ -108,3 +108,28 @@ def test_an_unsigned_whatsapp_message_is_refused(client, runtime) -> None:
     response = client.post("/twilio/sms", data=WhatsApp(client).form("Bonjour"))
     assert response.status_code == 403
     assert counts(runtime) == before
+
+
+def test_a_voice_note_is_downloaded_from_the_messages_media_list(
+    whatsapp, runtime, httpserver
+) -> None:
+    from citoyen.services.media import TwilioMessageMediaFetcher, fetch_pending_attachments
+
+    whatsapp.say("Bonjour")
+    whatsapp.say("", NumMedia="1", MediaUrl0=media_url(7), MediaContentType0="audio/ogg")
+    path = f"/2010-04-01/Accounts/AC{'0' * 32}/Messages/MM{7:032x}/Media/ME{7:032x}"
+    httpserver.expect_oneshot_request(path, method="GET").respond_with_data(
+        b"OggS-voice-note", content_type="audio/ogg"
+    )
+    fetcher = TwilioMessageMediaFetcher(
+        "AC" + "0" * 32, "test-auth-token-0123456789abcdef", api_base=httpserver.url_for("/")
+    )
+    assert fetch_pending_attachments(runtime, {"whatsapp": fetcher}).fetched == 1
+    httpserver.check_assertions()
+    [(request, _)] = httpserver.log
+    assert request.authorization.username == "AC" + "0" * 32
+    with Session(runtime.engine) as session:
+        [attachment] = session.exec(select(Attachment)).all()
+    assert attachment.status == "fetched"
+    stored = runtime.settings.instance_dir / attachment.local_path
+    assert stored.read_bytes() == b"OggS-voice-note"
