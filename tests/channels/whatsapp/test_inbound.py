@@ -34,7 +34,7 @@ def test_a_whatsapp_message_runs_the_flows_on_its_own_channel(whatsapp, runtime,
 
 @pytest.mark.parametrize(("lang", "digit"), [("fr", "1"), ("bm", "2")])
 def test_a_whole_report_over_whatsapp_with_a_location_and_a_voice_note(
-    whatsapp, runtime, t, lang, digit
+    whatsapp, client, runtime, t, lang, digit
 ) -> None:
     whatsapp.say("Bonjour")
     assert words(*whatsapp.say(digit)).startswith(words(t("report.welcome", lang)))
@@ -68,6 +68,13 @@ def test_a_whole_report_over_whatsapp_with_a_location_and_a_voice_note(
         ("voice", "whatsapp", "pending", report.id),
     ]
     assert attachments[1].provider_ref == f"MM{2:032x}/ME{2:032x}"
+
+    # Staff see where it came from.
+    from tests.web.conftest import sign_in
+
+    admin = sign_in(client.application, "admin@example.org", "admin")
+    page = admin.get(f"/admin/reports/{report.id}").get_data(as_text=True)
+    assert "· WhatsApp ·" in " ".join(page.split())
 
 
 def test_a_location_far_from_any_area_asks_again(whatsapp, t) -> None:

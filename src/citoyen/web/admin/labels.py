@@ -36,6 +36,13 @@ ENTRY_STATUSES = {
     "closed": _l("closed"),
     "declined": _l("declined"),
 }
+# How the channels a report came by are named (exports keep the codes: sms, whatsapp...).
+CHANNELS = {
+    "sms": "SMS",
+    "voice": _l("phone call"),
+    "telegram": "Telegram",
+    "whatsapp": "WhatsApp",
+}
 URGENCIES = {"emergency": _l("emergency"), "high": _l("high"), "normal": _l("normal")}
 REASONS = {
     "no_further_action": _l("no further action"),
@@ -103,6 +110,7 @@ def helpers() -> dict[str, Any]:
         "entry_label": _lookup(ENTRY_STATUSES),
         "urgency_label": _lookup(URGENCIES),
         "reason_label": _lookup(REASONS),
+        "channel_label": _lookup(CHANNELS),
         "event_label": _lookup(EVENTS),
         "age_label": _lookup(AGES),
         "category_label": category_label,
