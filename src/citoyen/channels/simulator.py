@@ -1,14 +1,17 @@
-"""The terminal simulator: talk to the flows as an SMS, voice or Telegram user would.
+"""The terminal simulator: talk to the flows as an SMS, voice, Telegram or WhatsApp user would.
 
 It goes through the same conversation service and database as the real channels (a report made
-here is a real report), and shows each reply the way that channel would: numbered options on SMS,
-"press 1 for..." on a call, buttons on Telegram.
+here is a real report), and shows each reply the way that channel would: numbered options on SMS
+and WhatsApp, "press 1 for..." on a call, buttons on Telegram. On WhatsApp it also shows the
+24-hour customer-service window: ``/wait HOURS`` moves the simulated clock, and each reply says
+whether notices would now go free-form or need a template (flows/whatsapp/templates.yaml).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from citoyen.channels.render import (
@@ -28,6 +31,8 @@ HELP = {
     "/hangup or /quit to leave.",
     "telegram": "Type text, or the number of a button to press it. "
     "/location CODE shares a place (area code). /quit to leave.",
+    "whatsapp": "Type your message. /location CODE shares a place (area code), /voice TEXT "
+    "sends a voice note, /wait HOURS lets time pass (the 24-hour window). /quit to leave.",
 }
 
 
@@ -41,6 +46,8 @@ class Simulator:
         self.catalog = runtime.bundle.catalog
         self.buttons: list[tuple[str, str]] = []
         self.gather: dict[str, Any] | None = None
+        self.now = datetime.now(UTC)  # WhatsApp: the simulated clock, moved by /wait
+        self.last_message_at: datetime | None = None
 
     def _library(self) -> Any:
         """The prompt library as calls hear it (read each turn: a recording may just arrive)."""
@@ -50,7 +57,27 @@ class Simulator:
 
     def send(self, inp: Input) -> Reply:
         inbound = Inbound(self.channel, self.address, inp, provider_id=f"sim-{uuid.uuid4().hex}")
-        return self.runtime.conversations.handle(inbound)
+        if self.channel != "whatsapp":
+            return self.runtime.conversations.handle(inbound)
+        self.last_message_at = self.now
+        return self.runtime.conversations.handle(inbound, now=self.now)
+
+    def window(self) -> str:
+        """WhatsApp: what the 24-hour window allows now, for messages the service starts."""
+        from citoyen.channels.whatsapp import WINDOW, window_open
+        from citoyen.channels.whatsapp_templates import PURPOSES, load_templates
+
+        if window_open(self.last_message_at, self.now):
+            assert self.last_message_at is not None
+            left = self.last_message_at + WINDOW - self.now
+            return f"[window open {left.total_seconds() / 3600:.0f} h more: notices go free-form]"
+        lang = self.runtime.bundle.settings.languages.default
+        templates = load_templates(self.runtime.settings.flows_dir)
+        state = ", ".join(
+            f"{purpose} {'template' if templates.get(purpose, lang) else 'held (no template)'}"
+            for purpose in PURPOSES
+        )
+        return f"[window closed: {state}]"
 
     def show(self, reply: Reply) -> str:
         """The reply as the channel presents it."""
@@ -59,6 +86,9 @@ class Simulator:
             text = render_sms(self.catalog, reply.prompts, lang, reply.params)
             n = segments(text) if text else 0
             return f"{text}\n    [{n} SMS segment{'s' if n != 1 else ''}]" if text else ""
+        if self.channel == "whatsapp":
+            text = render_sms(self.catalog, reply.prompts, lang, reply.params)
+            return f"{text}\n    {self.window()}" if text else ""
         if self.channel == "voice":
             turn = render_voice(
                 self.catalog, reply.prompts, lang, reply.params, audio=self._library().url
@@ -87,9 +117,11 @@ class Simulator:
             if self.gather and self.gather.get("input") == "record":
                 return Input("recording", f"simulator:{line.strip()}")
             return Input("digits", line.strip().rstrip("#"))
+        if self.channel in ("telegram", "whatsapp") and line.startswith("/location "):
+            return Input("location", line.split(maxsplit=1)[1].strip())
+        if self.channel == "whatsapp" and line.startswith("/voice "):
+            return Input("recording", f"simulator:{line.split(maxsplit=1)[1].strip()}")
         if self.channel == "telegram":
-            if line.startswith("/location "):
-                return Input("location", line.split(maxsplit=1)[1].strip())
             stripped = line.strip()
             if stripped.isdigit() and 1 <= int(stripped) <= len(self.buttons):
                 return Input("choice", self.buttons[int(stripped) - 1][1])
@@ -106,6 +138,10 @@ class Simulator:
             replies.append(reply)
             out(self.show(reply))
         for line in lines:
+            if self.channel == "whatsapp" and line.startswith("/wait "):
+                self.now += timedelta(hours=float(line.split(maxsplit=1)[1]))
+                out(self.window())
+                continue
             inp = self.parse(line)
             if inp is None:
                 break
