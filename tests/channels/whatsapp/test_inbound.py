@@ -4,7 +4,11 @@ locations turned into the nearest area."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from citoyen.models import Area, Attachment, Conversation, Message, QueueEntry, Report
@@ -140,3 +144,41 @@ def test_a_voice_note_is_downloaded_from_the_messages_media_list(
     assert attachment.status == "fetched"
     stored = runtime.settings.instance_dir / attachment.local_path
     assert stored.read_bytes() == b"OggS-voice-note"
+
+
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+ANYTHING = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", "nan", "inf", "-91", "1e400", "whatsapp:", "whatsapp:+1", "3"]),
+)
+FIELDS = ["Body", "Latitude", "Longitude", "NumMedia", "MediaUrl0", "MediaContentType0", "From"]
+
+
+def test_fuzzed_signed_whatsapp_messages_never_give_a_5xx_nor_half_write(client, runtime):
+    from tests.channels.twilio_helpers import signed_post
+    from tests.security.conftest import snapshot
+
+    tally: Counter[int] = Counter()
+    citizen = WhatsApp(client)
+
+    @FUZZ
+    @given(st.dictionaries(st.sampled_from(FIELDS), ANYTHING, max_size=4))
+    def run(changes: dict[str, str]) -> None:
+        form = citizen.form("Bonjour")
+        if "From" in changes and not changes["From"].startswith("whatsapp:"):
+            changes["From"] = "whatsapp:" + changes["From"]
+        form |= changes
+        before = snapshot(runtime.engine)
+        response = signed_post(client, "/twilio/sms", form)
+        tally[response.status_code] += 1
+        assert response.status_code < 500
+        if response.status_code >= 400:
+            assert snapshot(runtime.engine) == before
+
+    run()
+    assert tally[200] and tally[400], tally
