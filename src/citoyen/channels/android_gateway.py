@@ -56,8 +56,12 @@ from citoyen.config import GatewayPhone
 
 log = logging.getLogger(__name__)
 
-# A phone's answer is awaited this long: well within the dispatcher's lease (dispatch.py).
-GATEWAY_TIMEOUT_SECONDS = 20.0
+# A phone's answer is awaited this long (phones are on the deployment's own network and answer
+# within a second when they are up).
+GATEWAY_TIMEOUT_SECONDS = 8.0
+# One send tries no further phone once this much time has gone: the dispatcher starts a send only
+# with 30 s of its lease left (dispatch.py), so a send must end within that.
+SEND_BUDGET_SECONDS = 25.0
 # A phone that did not answer is left alone this long, doubling per failure up to the maximum.
 DOWN_FIRST_SECONDS = 60.0
 DOWN_MAX_SECONDS = 900.0
@@ -185,10 +189,13 @@ class AndroidGatewaySender(SmsSender):
 
     def send_text(self, to: str, body: str, idempotency_key: str) -> str:
         message_id = gateway_message_id(idempotency_key)
+        started = self.clock()
         for round_ in range(2):
             waits: list[float] = []
             for phone in self.candidates(to):
                 now = self.clock()
+                if now - started + GATEWAY_TIMEOUT_SECONDS > SEND_BUDGET_SECONDS:
+                    break  # out of time for this send: the row is tried again
                 with phone.lock:
                     if phone.down_until > now:
                         continue

@@ -22,6 +22,8 @@ webhook's answer, so it is queued in the outbox in the same transaction (``on_re
 per SMS part, keyed by the event.
 
 Malformed bodies get 400 with a short reason, never a 500; the sender's number is never logged.
+An SMS whose sender is no phone number (an operator's notice, a short code) is answered 200 and
+ignored: the phone would otherwise retry it for two days.
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ RECEIVED = "sms:received"
 
 class BadRequest(ValueError):
     """A body that is not a usable gateway event; the text is the short reason sent back."""
+
+
+class NotACitizen(ValueError):
+    """An SMS from a sender that is no phone number (the operator's "OrangeMali" notices, a
+    short code): a real event, acknowledged and ignored, so the phone does not retry it."""
 
 
 def _text(status: int, body: str = "") -> Response:
@@ -142,9 +149,9 @@ def received_inbound(event_id: str, device_id: str, payload: dict[str, Any]) -> 
     try:
         address = normalise_address(sender.strip())
     except AddressError:
-        raise BadRequest("sender is not a phone number") from None
+        raise NotACitizen from None
     if not address.startswith("tel:"):
-        raise BadRequest("sender is not a phone number")
+        raise NotACitizen
     key = f"agw:{device_id}:{event_id}"
     return Inbound("sms", address, Input("text", text.strip()), provider_id=key)
 
@@ -221,6 +228,8 @@ def webhook() -> Response:
             handle_status(runtime, event, payload)
         else:
             log.info("sms gateway event %s ignored", event)
+    except NotACitizen:
+        log.info("sms gateway: an SMS from a sender that is no phone number, ignored")
     except BadRequest as exc:
         log.warning("sms gateway webhook refused (400): %s", exc)
         return _text(400, str(exc))

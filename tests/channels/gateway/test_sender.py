@@ -129,6 +129,26 @@ def test_a_phone_that_stops_answering_hands_its_messages_to_the_next_and_comes_b
     assert row.last_ok_at is not None
 
 
+def test_a_send_stops_trying_phones_when_its_time_is_up(gateway, phones, clock) -> None:
+    """Each phone may take its whole timeout; the send must end within the dispatcher's margin."""
+    from citoyen.channels import android_gateway
+
+    more = phones + [gateway.phone(f"extra{n}", "any") for n in range(4)]
+    gateway.off.update(p.name for p in more)
+    sender = make_sender(more, clock)
+    real = sender._send_on
+
+    def slow(phone, *args):
+        clock.now += android_gateway.GATEWAY_TIMEOUT_SECONDS  # each phone times out
+        return real(phone, *args)
+
+    sender._send_on = slow
+    with pytest.raises(TransientSendError):
+        sender.send(message(ORANGE_NUMBER))
+    assert clock.now - 1000.0 <= android_gateway.SEND_BUDGET_SECONDS
+    assert 0 < len(gateway.httpserver.log) < len(more)
+
+
 def test_when_no_phone_answers_the_message_waits(gateway, phones, clock) -> None:
     sender = make_sender(phones, clock)
     gateway.off.update({"orange1", "moov1", "telecel1"})
