@@ -668,7 +668,7 @@ class Bulletin(SQLModel, table=True):
     emailed_at: datetime | None = ts(nullable=True, default=False)  # sent to the CCS (SMTP)
 
 
-class GatewayPhone(SQLModel, table=True):
+class GatewayPhoneRecord(SQLModel, table=True):
     """How one SMS gateway phone (an Android phone with a local SIM) has been answering.
 
     Written by the SMS sender when a phone fails, comes back, or sends (at most every half

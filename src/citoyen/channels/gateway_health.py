@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from citoyen.channels.android_gateway import PhoneStatus
 from citoyen.db import INSERT, write_connection
-from citoyen.models import GatewayPhone
+from citoyen.models import GatewayPhoneRecord
 
 
 class DatabasePhoneHealth:
@@ -21,7 +21,7 @@ class DatabasePhoneHealth:
         self.engine = engine
 
     def record(self, phone: PhoneStatus) -> None:
-        table = GatewayPhone.__table__  # type: ignore[attr-defined]
+        table = GatewayPhoneRecord.__table__  # type: ignore[attr-defined]
         values = {
             "name": phone.name,
             "operator": phone.operator,

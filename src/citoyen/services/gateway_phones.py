@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from citoyen.models import GatewayPhone
+from citoyen.models import GatewayPhoneRecord
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,9 @@ def phone_states(session: Session, configured: list[Any]) -> list[PhoneState]:
     rows = {
         row.name: row
         for row in session.exec(
-            select(GatewayPhone).where(GatewayPhone.name.in_([p.name for p in configured]))
+            select(GatewayPhoneRecord).where(
+                GatewayPhoneRecord.name.in_([p.name for p in configured])
+            )
         ).all()
     }
     states = []

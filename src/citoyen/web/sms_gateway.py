@@ -174,9 +174,6 @@ class QueueReply:
                 channel="sms",
                 idempotency_key=f"{self.key}:{i}",
                 body=text,
-                payload={"reference": reply.params["reference"]}
-                if isinstance(reply.params.get("reference"), str)
-                else {},
                 contact_id=contact_id,
                 kind="reply",
                 now=self.now,

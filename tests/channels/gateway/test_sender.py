@@ -17,7 +17,7 @@ from citoyen.channels.android_gateway import (
 from citoyen.channels.base import OutboundMessage, PermanentSendError, TransientSendError
 from citoyen.channels.gateway_health import DatabasePhoneHealth
 from citoyen.channels.mali_operators import operator_of
-from citoyen.models import GatewayPhone as PhoneRow
+from citoyen.models import GatewayPhoneRecord as PhoneRow
 from tests.channels.gateway.conftest import MOOV_NUMBER, ORANGE_NUMBER, TELECEL_NUMBER
 
 
