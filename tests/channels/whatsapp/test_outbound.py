@@ -146,7 +146,9 @@ def test_outside_the_window_a_notice_uses_its_template(client, runtime, twilio, 
     oid = notice(runtime, "n1", {"report": "482-1937", "status": "resolved"})
     reply = notice(runtime, "r1", {"report": "482-1937"})
     dispatch(runtime, sender)
-    status_form, reply_form = twilio.forms
+    # The dispatcher sends in parallel: the two may reach Twilio in either order.
+    by_template = {form.get("ContentSid"): form for form in twilio.forms}
+    status_form, reply_form = by_template[STATUS_SID], by_template[REPLY_SID]
     assert status_form["ContentSid"] == STATUS_SID and "Body" not in status_form
     assert json.loads(status_form["ContentVariables"]) == {
         "1": "482-1937",
