@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from citoyen.channels.android_gateway import PhoneStatus
-from citoyen.db import INSERT, write_connection
+from citoyen.db import insert, write_session
 from citoyen.models import GatewayPhoneRecord
 
 
@@ -37,7 +37,7 @@ class DatabasePhoneHealth:
                 "last_error": (phone.error or "")[:300],
                 "down_until": phone.down_until,
             }
-        with write_connection(self.engine) as conn:
-            insert = INSERT[conn.dialect.name](table).values(**values)
-            update = {k: v for k, v in values.items() if k != "name"}
-            conn.execute(insert.on_conflict_do_update(index_elements=["name"], set_=update))
+        update = {k: v for k, v in values.items() if k != "name"}
+        with write_session(self.engine) as session:
+            statement = insert(session, table).values(**values)
+            session.execute(statement.on_conflict_do_update(index_elements=["name"], set_=update))
