@@ -37,7 +37,7 @@ from citoyen.db import session_scope
 from citoyen.engine.types import Input
 from citoyen.models import Attachment
 from citoyen.services.attachments import link_to_report
-from citoyen.services.conversations import Inbound, Reply, ReplyHook
+from citoyen.services.conversations import Inbound, OnReply, Reply
 from citoyen.services.places import nearest_area
 from citoyen.services.privacy import AddressError, normalise_address
 
@@ -150,17 +150,18 @@ def keep_media(
         pass  # the same media stored already
 
 
-def media_hook(media: Media | None) -> ReplyHook:
+def media_hook(media: Media | None) -> OnReply | None:
     """Keep the media, linked to the conversation's report when there is one already, in the
     input's transaction (a report made later takes the conversation's attachments itself)."""
+    if media is None:
+        return None
 
     def run(session: Session, reply: Reply, contact_id: int) -> None:
-        if media is not None:
-            keep_media(session, media, contact_id, reply.conversation_id)
-            if reply.conversation_id is not None:
-                link_to_report(session, reply.conversation_id)
+        keep_media(session, media, contact_id, reply.conversation_id)
+        if reply.conversation_id is not None:
+            link_to_report(session, reply.conversation_id)
 
-    return ReplyHook(run, lambda _reply: media is not None)
+    return run
 
 
 def handle(sid: str, body: str) -> Response:
