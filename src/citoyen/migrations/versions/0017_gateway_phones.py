@@ -5,7 +5,7 @@ operator. The sender records each phone's failures and recoveries here so that t
 outbox monitor shows a phone that stopped answering (docs/sms.md, "SMS through local SIMs").
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0016
 Create Date: 2026-12-07 06:00:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import citoyen.models
 
 revision: str = "0017"
-down_revision: str | None = "0013"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
