@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +23,22 @@ def _default_dir(name: str) -> Path:
     """Folders shipped with the project: the checkout's, else the current directory's."""
     here = PROJECT_ROOT / name
     return here if here.is_dir() else Path.cwd() / name
+
+
+class GatewayPhone(BaseModel):
+    """One Android phone running SMS Gateway for Android, with the SIM of one operator.
+
+    Given as a JSON list in ``CITOYEN_SMS_GATEWAY_PHONES`` (docs/sms.md); checked at start, so a
+    typing mistake stops the service instead of losing messages later.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,29}$")
+    operator: Literal["orange", "moov", "telecel", "any"] = "any"
+    url: str = Field(pattern=r"^https?://")
+    login: str | None = None
+    password: str
+    per_minute: float = Field(default=10.0, gt=0)
+    signing_key: str | None = None
 
 
 class Settings(BaseSettings):
@@ -227,6 +244,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TWILIO_FROM_NUMBER"),
         description="The number citizens text and call.",
     )
+    twilio_whatsapp_from: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TWILIO_WHATSAPP_FROM"),
+        description="The deployment's WhatsApp sender on Twilio (+...); unset: WhatsApp "
+        "notices go to the log channel.",
+    )
     twilio_api_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("CITOYEN_TWILIO_API_URL"),
@@ -248,6 +271,34 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET"),
         description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.",
+    )
+
+    sms_provider: Literal["twilio", "android-gateway"] = Field(
+        default="twilio",
+        validation_alias=AliasChoices("CITOYEN_SMS_PROVIDER"),
+        description="Who sends outbound SMS: Twilio, or Android phones with local SIMs.",
+    )
+    sms_gateway_phones: list[GatewayPhone] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("CITOYEN_SMS_GATEWAY_PHONES"),
+        description="JSON list of the gateway phones: name, operator, url, login, password, "
+        "per_minute, signing_key.",
+    )
+    sms_gateway_order: str = Field(
+        default="orange,moov,telecel,any",
+        validation_alias=AliasChoices("CITOYEN_SMS_GATEWAY_ORDER"),
+        description="Operators whose phones are tried, in order, after the recipient's own.",
+    )
+    sms_gateway_signing_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_SMS_GATEWAY_SIGNING_KEY"),
+        description="The webhook signing key set on every gateway phone (or per phone).",
+    )
+    sms_gateway_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        validation_alias=AliasChoices("CITOYEN_SMS_GATEWAY_TOLERANCE_SECONDS"),
+        description="How old (or how far ahead) a gateway webhook's X-Timestamp may be.",
     )
 
     @cached_property

@@ -666,3 +666,23 @@ class Bulletin(SQLModel, table=True):
     created_at: datetime = ts()
     made_at: datetime | None = ts(nullable=True, default=False)
     emailed_at: datetime | None = ts(nullable=True, default=False)  # sent to the CCS (SMTP)
+
+
+class GatewayPhoneRecord(SQLModel, table=True):
+    """How one SMS gateway phone (an Android phone with a local SIM) has been answering.
+
+    Written by the SMS sender when a phone fails, comes back, or sends (at most every half
+    minute); read by the admin's outbox monitor, so staff see a phone that stopped answering.
+    Phones are configured in ``CITOYEN_SMS_GATEWAY_PHONES``, not here: a row is only a record.
+    """
+
+    __tablename__ = "gateway_phones"
+    name: str = Field(max_length=30, primary_key=True)
+    operator: str = Field(max_length=20)
+    state: str = Field(max_length=10)  # up | down
+    failures: int = 0  # consecutive failed attempts
+    last_ok_at: datetime | None = ts(nullable=True, default=False)
+    last_failure_at: datetime | None = ts(nullable=True, default=False)
+    last_error: str | None = Field(default=None, max_length=300)
+    down_until: datetime | None = ts(nullable=True, default=False)
+    updated_at: datetime = ts()

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from citoyen import db
-from citoyen.channels.base import CallPlacer, MediaFetcher, SenderFactory
+from citoyen.channels.base import CallPlacer, MediaFetcher, Sender, SenderFactory
 from citoyen.config import Settings, get_settings
 from citoyen.services.privacy import Vault
 
@@ -29,10 +29,30 @@ def default_sender_factories() -> dict[str, SenderFactory]:
     Channels not listed (``voice_call`` rows are placed by the survey calls job, ``log``) and
     channels without credentials go to the log channel: never silently nowhere.
     """
-    from citoyen.channels.sms import twilio_sms_sender
     from citoyen.channels.telegram_sender import make_sender
 
-    return {"sms": twilio_sms_sender, "telegram": make_sender}
+    return {"sms": sms_sender, "telegram": make_sender, "whatsapp": whatsapp_sender}
+
+
+def sms_sender(runtime: Runtime) -> Sender | None:
+    """The SMS sender ``CITOYEN_SMS_PROVIDER`` chooses: Twilio, or the Android gateway phones
+    (their state kept in the database for the admin's outbox monitor)."""
+    from citoyen.channels.sms import twilio_sms_sender
+
+    if runtime.settings.sms_provider == "android-gateway":
+        from citoyen.channels.android_gateway import android_gateway_sender
+        from citoyen.services.gateway_phones import DatabasePhoneHealth
+
+        return android_gateway_sender(runtime, DatabasePhoneHealth(runtime.engine))
+    return twilio_sms_sender(runtime)
+
+
+def whatsapp_sender(runtime: Runtime) -> Sender | None:
+    """Twilio's WhatsApp sender, told the 24-hour window by the database."""
+    from citoyen.channels.whatsapp import whatsapp_sender as make_whatsapp_sender
+    from citoyen.services.whatsapp_window import DatabaseRecipients
+
+    return make_whatsapp_sender(runtime, DatabaseRecipients(runtime.engine))
 
 
 @dataclass
@@ -72,10 +92,17 @@ class Runtime:
     def media_fetchers(self) -> dict[str, MediaFetcher]:
         """The fetchers this deployment can use, by attachment channel (none without credentials)."""
         from citoyen.channels.telegram_sender import make_fetcher
+        from citoyen.channels.twilio_rest import TWILIO_API, TwilioMessageMediaFetcher
 
+        settings = self.settings
         fetchers: dict[str, MediaFetcher] = {}
         if self.recording_fetcher is not None:
             fetchers["voice"] = self.recording_fetcher
+            fetchers["whatsapp"] = TwilioMessageMediaFetcher(
+                settings.twilio_account_sid,
+                settings.twilio_auth_token,
+                api_base=settings.twilio_api_url or TWILIO_API,
+            )
         telegram = make_fetcher(self)
         if telegram is not None:
             fetchers["telegram"] = telegram

@@ -131,6 +131,23 @@ def test_chat_telegram_shows_buttons(invoke) -> None:
     assert category_question in result.output
 
 
+def test_chat_whatsapp_shows_the_24_hour_window(invoke) -> None:
+    script = ["Bonjour", "1", "2", "1", "1", "2", "/voice Vol de moto", "1", "2", "/wait 25", "1"]
+    result = invoke(
+        "chat", "--channel", "whatsapp", "--from", "+22376000002", input="\n".join(script) + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "[window open 24 h more: notices go free-form]" in result.output
+    closed = "[window closed: status held (no template), staff_reply held (no template), survey"
+    assert closed in result.output
+    # Writing again opens the window again.
+    after_wait = result.output.split(closed, 1)[1]
+    assert "[window open 24 h more" in after_wait
+    rows = json.loads(invoke("reports", "export", "--format", "json").stdout)
+    assert rows[0]["channel"] == "whatsapp"
+    assert rows[0]["recording_url"] == "simulator:Vol de moto"
+
+
 def test_users_create(invoke, settings: Settings) -> None:
     result = invoke("users", "create", "--email", "Awa@example.org", "--role", "analyst")
     assert result.exit_code == 0, result.output

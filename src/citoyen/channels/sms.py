@@ -104,6 +104,12 @@ class SmsSender:
         self.max_body = max_body
 
     def send(self, message: OutboundMessage) -> SendResult:
+        to, body = self.checked(message)
+        return SendResult(provider_id=self.provider.send(to, body))
+
+    def checked(self, message: OutboundMessage) -> tuple[str, str]:
+        """The number and text of ``message``, or :class:`PermanentSendError` when it cannot
+        be an SMS (no phone number, empty, longer than one provider message may be)."""
         to = phone_number(message.address)
         body = (message.body or "").strip()
         if not body:
@@ -114,7 +120,7 @@ class SmsSender:
             raise PermanentSendError(
                 f"SMS body of {len(body)} characters is over {self.max_body}", code="too_long"
             )
-        return SendResult(provider_id=self.provider.send(to, body))
+        return to, body
 
 
 class TwilioSmsProvider:
@@ -142,9 +148,14 @@ class TwilioSmsProvider:
         self.status_callback = status_callback
 
     def send(self, to: str, body: str) -> str:
+        return self.create(to=to, body=body)
+
+    def create(self, **kwargs: Any) -> str:
+        """One Messages API call from this provider's number (``body``, or a WhatsApp template's
+        ``content_sid`` and ``content_variables``); returns the MessageSid."""
         from twilio.base.exceptions import TwilioException, TwilioRestException
 
-        kwargs: dict[str, Any] = {"to": to, "from_": self.from_number, "body": body}
+        kwargs["from_"] = self.from_number
         if self.status_callback:
             kwargs["status_callback"] = self.status_callback
         try:
@@ -199,7 +210,7 @@ def map_twilio_error(exc: Any) -> TransientSendError | PermanentSendError:
     status = int(getattr(exc, "status", 0) or 0)
     code = getattr(exc, "code", None)
     label = f"twilio {code or status}"
-    text = _scrub(str(getattr(exc, "msg", "") or ""))
+    text = scrub_numbers(str(getattr(exc, "msg", "") or ""))
     detail = f"{label}: {text}" if text else label
     if code in OPT_OUT_CODES:
         return PermanentSendError(detail, code=code, opt_out=True)
@@ -213,7 +224,7 @@ def map_twilio_error(exc: Any) -> TransientSendError | PermanentSendError:
 _NUMBERS = re.compile(r"\+?\d[\d ()./-]{5,}\d")
 
 
-def _scrub(text: str) -> str:
+def scrub_numbers(text: str) -> str:
     """Provider error texts may quote the number ("The 'To' number +223... is not valid")."""
     return _NUMBERS.sub("[number]", text)[:300]
 

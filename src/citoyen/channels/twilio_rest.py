@@ -22,6 +22,7 @@ from citoyen.channels.base import (
 
 TWILIO_API = "https://api.twilio.com"
 RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
+MESSAGE_MEDIA = re.compile(r"(?:MM|SM)[0-9a-fA-F]{32}/ME[0-9a-fA-F]{32}")
 CHUNK = 64 * 1024
 
 
@@ -47,6 +48,10 @@ class TwilioRecordingFetcher:
         self.timeout = timeout
         self.max_bytes = max_bytes
 
+    # What provider_ref must look like (the URL is built from it and the account).
+    ref_pattern = RECORDING_SID
+    ref_name = "a Twilio RecordingSid"
+
     def url(self, recording_sid: str) -> str:
         return (
             f"{self.api_base}/2010-04-01/Accounts/{self.account_sid}/Recordings/{recording_sid}.wav"
@@ -54,8 +59,8 @@ class TwilioRecordingFetcher:
 
     def fetch(self, attachment: Any, dest: BinaryIO) -> str | None:
         sid = attachment.provider_ref
-        if not RECORDING_SID.fullmatch(sid or ""):
-            raise PermanentFetchError("provider_ref is not a Twilio RecordingSid")
+        if not self.ref_pattern.fullmatch(sid or ""):
+            raise PermanentFetchError(f"provider_ref is not {self.ref_name}")
         try:
             with requests.get(
                 self.url(sid),
@@ -78,6 +83,21 @@ class TwilioRecordingFetcher:
                 return response.headers.get("Content-Type")
         except requests.RequestException as exc:
             raise TransientFetchError(f"network error: {type(exc).__name__}") from None
+
+
+class TwilioMessageMediaFetcher(TwilioRecordingFetcher):
+    """Downloads a WhatsApp voice note or photo (``provider_ref`` ``MM…/ME…``, kept by
+    web/twilio_whatsapp.py) from the message's media list, with the account's credentials."""
+
+    ref_pattern = MESSAGE_MEDIA
+    ref_name = "a Twilio MessageSid/MediaSid"
+
+    def url(self, recording_sid: str) -> str:
+        message, media = recording_sid.split("/")
+        return (
+            f"{self.api_base}/2010-04-01/Accounts/{self.account_sid}"
+            f"/Messages/{message}/Media/{media}"
+        )
 
 
 class TwilioCallPlacer:

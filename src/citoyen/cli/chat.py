@@ -11,14 +11,17 @@ from citoyen.cli.common import load_bundle_or_exit, runtime_of
 
 @click.command()
 @click.option(
-    "--channel", type=click.Choice(["sms", "voice", "telegram"]), default="sms", show_default=True
+    "--channel",
+    type=click.Choice(["sms", "voice", "telegram", "whatsapp"]),
+    default="sms",
+    show_default=True,
 )
 @click.option(
     "--from",
     "sender",
     default="+22376000000",
     show_default=True,
-    help="Phone number (sms, voice) or Telegram user id.",
+    help="Phone number (sms, voice, whatsapp) or Telegram user id.",
 )
 @click.pass_context
 def chat(ctx: click.Context, channel: str, sender: str) -> None:

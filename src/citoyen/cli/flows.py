@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -39,6 +40,7 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
         areas = shipped_area_tree()
     problems = all_problems(runtime, areas)
     problems += _voice_problems(runtime)
+    problems += _whatsapp_problems(runtime)
     errors = [p for p in problems if p.level == "error"]
     warnings = [p for p in problems if p.level != "error"]
     out = Console()
@@ -128,6 +130,20 @@ def _voice_problems(runtime: Runtime) -> list:
             message = f"languages.voice_forced: '{lang}' is not an enabled language"
             out.append(Problem("error", "flows/settings.yaml", None, None, message))
     return out
+
+
+def _whatsapp_problems(runtime: Any) -> list:
+    """Problems of flows/whatsapp/templates.yaml (templates for outside the 24-hour window)."""
+    from citoyen.channels.whatsapp_templates import load_templates
+    from citoyen.engine import FlowError
+
+    try:
+        languages = tuple(runtime.bundle.settings.languages.enabled)
+    except FlowError:
+        languages = ()  # the flows' own errors are printed already
+    settings = runtime.settings
+    on = bool(settings.twilio_enabled and settings.twilio_whatsapp_from)
+    return load_templates(settings.flows_dir, languages, whatsapp_on=on).problems
 
 
 @click.group()

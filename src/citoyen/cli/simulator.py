@@ -1,10 +1,13 @@
-"""The terminal simulator: talk to the flows as an SMS, voice or Telegram user would.
+"""The terminal simulator: talk to the flows as an SMS, voice, Telegram or WhatsApp user would.
 
 It goes through the same conversation service and database as the real channels (a report made
 here is a real report), and shows each reply the way that channel would: numbered options on SMS
 (with what it costs), buttons on Telegram, and on a call plainly what the caller would hear,
 from the same TwiML the voice webhook sends: "[French text-to-speech] ..." for a <Say>,
-"[recording bm/report.welcome]" for a recorded prompt, then what the call waits for.
+"[recording bm/report.welcome]" for a recorded prompt, then what the call waits for. WhatsApp
+shows numbered options and the 24-hour customer-service window: ``/wait HOURS`` moves the
+simulated clock, and each reply says whether notices would now go free-form or need a template
+(flows/whatsapp/templates.yaml).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from citoyen.channels.twilio_voice import CallUrls, VoiceRenderer, language_choi
 from citoyen.engine.sms import cost
 from citoyen.engine.types import Input
 from citoyen.messages.render import (
+    render_sms,
     render_sms_parts,
     render_telegram,
 )
@@ -34,6 +39,8 @@ HELP = {
     "/hangup or /quit to leave.",
     "telegram": "Type text, or the number of a button to press it. "
     "/location CODE shares a place (area code). /quit to leave.",
+    "whatsapp": "Type your message. /location CODE shares a place (area code), /voice TEXT "
+    "sends a voice note, /wait HOURS lets time pass (the 24-hour window). /quit to leave.",
 }
 
 
@@ -48,6 +55,8 @@ class Simulator:
         self.buttons: list[tuple[str, str]] = []
         self.waits: str | None = None  # on a call: "key", "digits", "record" or None
         self.menu: list[str] | None = None  # the languages the last language menu offered
+        self.now = datetime.now(UTC)  # WhatsApp: the simulated clock, moved by /wait
+        self.last_message_at: datetime | None = None
 
     def _renderer(self) -> VoiceRenderer:
         """The voice webhook's renderer, with recordings named ``recording:<lang>/<file>``
@@ -85,7 +94,27 @@ class Simulator:
 
     def send(self, inp: Input) -> Reply:
         inbound = Inbound(self.channel, self.address, inp, provider_id=f"sim-{uuid.uuid4().hex}")
-        return self.runtime.conversations.handle(inbound)
+        if self.channel != "whatsapp":
+            return self.runtime.conversations.handle(inbound)
+        self.last_message_at = self.now
+        return self.runtime.conversations.handle(inbound, now=self.now)
+
+    def window(self) -> str:
+        """WhatsApp: what the 24-hour window allows now, for messages the service starts."""
+        from citoyen.channels.whatsapp import WINDOW, window_open
+        from citoyen.channels.whatsapp_templates import PURPOSES, load_templates
+
+        if window_open(self.last_message_at, self.now):
+            assert self.last_message_at is not None
+            left = self.last_message_at + WINDOW - self.now
+            return f"[window open {left.total_seconds() / 3600:.0f} h more: notices go free-form]"
+        lang = self.runtime.bundle.settings.languages.default
+        templates = load_templates(self.runtime.settings.flows_dir)
+        state = ", ".join(
+            f"{purpose} {'template' if templates.get(purpose, lang) else 'held (no template)'}"
+            for purpose in PURPOSES
+        )
+        return f"[window closed: {state}]"
 
     def show(self, reply: Reply) -> str:
         """The reply as the channel presents it."""
@@ -95,6 +124,9 @@ class Simulator:
             text = "\n\n".join(parts)
             n = cost(parts, MAX_SEGMENTS)
             return f"{text}\n    [{n} SMS segment{'s' if n != 1 else ''}]" if text else ""
+        if self.channel == "whatsapp":
+            text = render_sms(self.catalog, reply.prompts, lang, reply.params)
+            return f"{text}\n    {self.window()}" if text else ""
         if self.channel == "voice":
             return self._heard(reply)
         messages = render_telegram(self.catalog, reply.prompts, lang, reply.params)
@@ -122,9 +154,11 @@ class Simulator:
             if self.menu is not None and keys:
                 return language_choice(self.menu, keys)
             return Input("digits", keys)
+        if self.channel in ("telegram", "whatsapp") and line.startswith("/location "):
+            return Input("location", line.split(maxsplit=1)[1].strip())
+        if self.channel == "whatsapp" and line.startswith("/voice "):
+            return Input("recording", f"simulator:{line.split(maxsplit=1)[1].strip()}")
         if self.channel == "telegram":
-            if line.startswith("/location "):
-                return Input("location", line.split(maxsplit=1)[1].strip())
             stripped = line.strip()
             if stripped.isdigit() and 1 <= int(stripped) <= len(self.buttons):
                 return Input("choice", self.buttons[int(stripped) - 1][1])
@@ -141,6 +175,10 @@ class Simulator:
             replies.append(reply)
             out(self.show(reply))
         for line in lines:
+            if self.channel == "whatsapp" and line.startswith("/wait "):
+                self.now += timedelta(hours=float(line.split(maxsplit=1)[1]))
+                out(self.window())
+                continue
             inp = self.parse(line)
             if inp is None:
                 break

@@ -53,13 +53,23 @@ def create_app(test_config: dict[str, Any] | None = None, runtime: Runtime | Non
         health,
         metrics,
         public,
+        sms_gateway,
         telegram_webhook,
         twilio_prompts,
         twilio_sms,
         twilio_voice,
     )
 
-    modules = (health, metrics, admin, twilio_sms, twilio_voice, twilio_prompts, telegram_webhook)
+    modules = (
+        health,
+        metrics,
+        admin,
+        twilio_sms,
+        twilio_voice,
+        twilio_prompts,
+        telegram_webhook,
+        sms_gateway,
+    )
     for module in modules:
         module.init_app(app)
     public.init_app(app)  # last: it takes `/` only if nothing else did

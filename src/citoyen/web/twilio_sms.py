@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
 
 from flask import Blueprint, Flask, Response, current_app, request
-from twilio.twiml.messaging_response import MessagingResponse
 
-from citoyen.channels.sms import MAX_SEGMENTS, split_sms
-from citoyen.engine.sms import join_messages
 from citoyen.engine.types import Input
 from citoyen.messages.addresses import AddressError, normalise_address
-from citoyen.messages.render import render_sms_parts
-from citoyen.messages.types import Inbound, Reply
+from citoyen.messages.types import Inbound
 from citoyen.services import spool
+from citoyen.web import twilio_whatsapp
 from citoyen.web.twilio_auth import require_twilio_signature
+from citoyen.web.twiml import render_twiml, twiml
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +49,21 @@ def _single(name: str, *, required: bool) -> str:
     return value
 
 
-def parse_inbound() -> Inbound:
-    """The neutral inbound event of this request, or :class:`BadRequest`."""
-    sender = _single("From", required=True).strip()
+def sid_and_body() -> tuple[str, str]:
+    """The checked ``MessageSid`` and ``Body`` of this request, or :class:`BadRequest`."""
     sid = _single("MessageSid", required=True).strip()
     body = _single("Body", required=False)
     if not SID_PATTERN.fullmatch(sid):
         raise BadRequest("MessageSid is not a Twilio id")
     if len(body) > MAX_BODY_CHARS:
         raise BadRequest("Body too long")
+    return sid, body
+
+
+def parse_inbound() -> Inbound:
+    """The neutral inbound event of this request, or :class:`BadRequest`."""
+    sender = _single("From", required=True).strip()
+    sid, body = sid_and_body()
     try:
         address = normalise_address(sender)
     except AddressError:
@@ -70,33 +73,13 @@ def parse_inbound() -> Inbound:
     return Inbound("sms", address, Input("text", body.strip()), provider_id=sid)
 
 
-def render_twiml(reply: Reply) -> str:
-    """The reply as TwiML: one ``<Message>`` per prompt, prompts joined where that costs no
-    more segments (the welcome and the first question), none for an empty reply."""
-    catalog = current_app.extensions["citoyen"].bundle.catalog
-    parts = render_sms_parts(catalog, reply.prompts, reply.language, reply.params)
-    return messages_twiml(
-        text for message in join_messages(parts, MAX_SEGMENTS) for text in split_sms(message)
-    )
-
-
-def messages_twiml(texts: Iterable[str]) -> str:
-    """``<Response>`` with one ``<Message>`` per text, built by the twilio library's
-    ``MessagingResponse`` (as voice uses ``VoiceResponse``)."""
-    response = MessagingResponse()
-    for text in texts:
-        response.message(text)
-    return str(response)
-
-
-def twiml(xml: str, status: int = 200) -> Response:
-    return Response(xml, status=status, mimetype="text/xml")
-
-
 @bp.post("/twilio/sms")
 @require_twilio_signature
 def inbound_sms() -> Response:
     try:
+        if twilio_whatsapp.is_whatsapp(request.form):  # WhatsApp: same webhook, own channel
+            _single("From", required=True)
+            return twilio_whatsapp.handle(*sid_and_body())
         inbound = parse_inbound()
     except BadRequest as exc:
         log.warning("twilio sms refused (400): %s", exc)

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from hypothesis import given
 from hypothesis import strategies as st
 
-from citoyen.web.twilio_sms import messages_twiml
+from citoyen.web.twiml import messages_twiml
 
 # Characters XML 1.0 can carry (the library writes others as they are, into invalid XML).
 XML_TEXT = st.text(

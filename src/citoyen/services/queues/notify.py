@@ -16,8 +16,9 @@ from citoyen.services.outbox import enqueue
 from citoyen.services.queues.config import Router
 
 # Where a citizen hears back: SMS and voice reporters by SMS (a call costs more and may be
-# overheard), Telegram reporters on Telegram.
-OUTBOX_CHANNEL = {"sms": "sms", "voice": "sms", "telegram": "telegram"}
+# overheard), Telegram reporters on Telegram, WhatsApp reporters on WhatsApp (outside the 24-hour
+# window through a template, channels/whatsapp.py).
+OUTBOX_CHANNEL = {"sms": "sms", "voice": "sms", "telegram": "telegram", "whatsapp": "whatsapp"}
 
 
 def followers(session: Session, report: Report) -> list[Report]:

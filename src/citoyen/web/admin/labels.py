@@ -36,6 +36,7 @@ ENTRY_STATUSES = {
     "closed": _l("closed"),
     "declined": _l("declined"),
 }
+# How the channels a report came by are named (exports keep the codes: sms, whatsapp...).
 URGENCIES = {"emergency": _l("emergency"), "high": _l("high"), "normal": _l("normal")}
 REASONS = {
     "no_further_action": _l("no further action"),
@@ -67,7 +68,12 @@ CHANNELS = {
     "withheld": _l("call from a withheld number"),
 }
 # How a reply reaches a reporter of each channel (a caller is answered by SMS).
-REPLY_CHANNELS = {"sms": _l("SMS"), "voice": _l("SMS"), "telegram": _l("Telegram")}
+REPLY_CHANNELS = {
+    "sms": _l("SMS"),
+    "voice": _l("SMS"),
+    "telegram": _l("Telegram"),
+    "whatsapp": _l("WhatsApp"),
+}
 KINDS = {
     "police": _l("Police"),
     "gendarmerie": _l("Gendarmerie"),

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from citoyen.models import Outbox
 from citoyen.services import casework, monitor
+from citoyen.services.gateway_phones import phone_states
 from citoyen.services.outbox import RetryError, retry
 from citoyen.services.privacy import alias_label
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
@@ -51,6 +52,9 @@ WORDS = {
     "two_factor_failed": _l("wrong second-factor code"),
     "two_factor_off": _l("two-factor sign-in turned off"),
     "two_factor_reset": _l("two-factor sign-in reset"),
+    "up": _l("answering"),
+    "down": _l("not answering"),
+    "unknown": _l("not used yet"),
 }
 
 
@@ -80,6 +84,12 @@ def outbox():  # type: ignore[no-untyped-def]
         condition = monitor.outbox_scope(s, staff())
         counts = monitor.outbox_counts(s, condition)
         found = monitor.outbox_page(s, condition, status, after, PAGE + 1)
+        settings = current_app.extensions["citoyen"].settings
+        phones = (
+            phone_states(s, settings.sms_gateway_phones)
+            if settings.sms_provider == "android-gateway"
+            else []
+        )
     rows = [
         {
             "row": row,
@@ -100,6 +110,7 @@ def outbox():  # type: ignore[no-untyped-def]
         statuses=OUTBOX_STATUSES,
         status=status,
         next_after=rows[-1]["row"].id if len(found) > PAGE else None,
+        phones=phones,
     )
 
 
