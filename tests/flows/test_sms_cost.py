@@ -13,12 +13,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from citoyen.messages.render import render_sms_parts
 
 from citoyen.channels.sms import MAX_SEGMENTS
 from citoyen.engine import sms
 from citoyen.engine.loader import load_bundle
 from citoyen.engine.sms_budget import first_prompts
+from citoyen.messages.render import render_sms_parts
 from citoyen.services.surveys.invite import invitation_messages
 from tests.dialog import Dialog, ready_runtime, verify_dialog
 

@@ -9,7 +9,6 @@ language menu in these fixtures (tests/channels/voice/conftest.py), with 6 promp
 from __future__ import annotations
 
 from citoyen.cli.simulator import Simulator
-
 from citoyen.runtime import Runtime
 
 
