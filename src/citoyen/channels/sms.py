@@ -24,8 +24,10 @@ from citoyen.channels.base import (
     SendResult,
     TransientSendError,
 )
-from citoyen.engine.sms import segments
+from citoyen.engine.sms import join_messages, segments
 from citoyen.engine.sms_budget import MAX_MESSAGE_SEGMENTS
+from citoyen.messages.render import render_sms_parts
+from citoyen.messages.types import Reply
 
 if TYPE_CHECKING:
     from twilio.http import HttpClient
@@ -245,6 +247,14 @@ def twilio_sms_sender(runtime: Any) -> SmsSender | None:
 
 
 # --- splitting long texts ---------------------------------------------------------------------
+
+
+def reply_texts(catalog: Any, reply: Reply) -> list[str]:
+    """The SMS messages of a reply, in order: one per prompt, prompts joined where that costs
+    no more segments (the welcome and the first question), each cut to the segment limit. The
+    webhook's TwiML and the outbox (a spooled message's reply) send the same messages."""
+    parts = render_sms_parts(catalog, reply.prompts, reply.language, reply.params)
+    return [text for message in join_messages(parts, MAX_SEGMENTS) for text in split_sms(message)]
 
 
 def split_sms(text: str, max_segments: int = MAX_SEGMENTS) -> list[str]:

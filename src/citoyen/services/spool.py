@@ -49,10 +49,9 @@ import orjson
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from citoyen.channels.sms import split_sms
+from citoyen.channels.sms import reply_texts
 from citoyen.db import write_session
 from citoyen.engine.types import Input, Prompt
-from citoyen.messages.render import render_sms_parts
 from citoyen.messages.types import Inbound, Reply
 from citoyen.services.contacts import find_contact
 from citoyen.services.outbox import enqueue
@@ -279,11 +278,7 @@ class _QueueReply:
     now: datetime
 
     def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
-        texts = [
-            text
-            for part in render_sms_parts(self.catalog, reply.prompts, reply.language, reply.params)
-            for text in split_sms(part)
-        ]
+        texts = reply_texts(self.catalog, reply)
         for i, text in enumerate(texts):
             enqueue(
                 session,

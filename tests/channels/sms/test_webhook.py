@@ -146,10 +146,10 @@ def test_first_message_gets_the_language_menu_as_twiml(phone, t) -> None:
 
 
 def test_a_long_part_is_split_on_word_boundaries(phone, monkeypatch) -> None:
-    from citoyen.web import twilio_sms
+    from citoyen.channels import sms
 
     long_text = " ".join(f"mot{n}" for n in range(300))  # about 2,000 characters
-    monkeypatch.setattr(twilio_sms, "render_sms_parts", lambda *a: ["Court.", long_text])
+    monkeypatch.setattr(sms, "render_sms_parts", lambda *a: ["Court.", long_text])
     messages = phone.say("Bonjour")
     assert messages[0] == "Court."
     assert len(messages) > 2
