@@ -97,7 +97,7 @@ def test_report_in_the_simulator_stays_there(
     assert page.locator(f"#trial[data-channel={channel}]").is_visible()
     catalog = live.runtime.bundle.catalog
     first = "report.intent" if channel == "voice" else "report.category"  # calls can follow up
-    assert catalog.text(first, language) in page.inner_text("#trial")
+    assert catalog.text(first, language, channel) in page.inner_text("#trial")
     for step in SCRIPTS[channel]:
         _say(page, **step)
     transcript = page.inner_text("#trial .transcript")

@@ -49,7 +49,7 @@ def test_every_flow_has_its_diagram(app: Flask, rt: Runtime) -> None:
         assert len(arrows) >= len(flow.nodes) - 1
 
 
-def test_branches_options_and_actions_in_plain_words(app: Flask) -> None:
+def test_branches_options_and_actions_in_plain_words(app: Flask, rt: Runtime) -> None:
     client = sign_in(app, "admin@example.org", "admin")
     svg = diagram_of(client.get("/admin/flows/report").get_data(as_text=True))
     words = " ".join(t.text or "" for t in svg.iter(f"{SVG}text"))
@@ -58,7 +58,7 @@ def test_branches_options_and_actions_in_plain_words(app: Flask) -> None:
     assert "record survey consent from consent" in words
     assert "1. armed_attack" in words  # options listed in their box
     # the default language's question in its box
-    assert "Quel est le problème ?" in words
+    assert rt.bundle.catalog.text("report.category", "fr") in words
 
 
 def test_texts_costs_and_voice_beside_each_node(app: Flask, rt: Runtime) -> None:
