@@ -13,8 +13,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from markupsafe import escape
 from flask import Flask
+from markupsafe import escape
 from sqlmodel import Session, select
 
 from citoyen.db import write_session
