@@ -140,6 +140,18 @@ def parse_update(update: Update) -> ParsedUpdate:
     return _parse_message(uid, update.message)
 
 
+def parse_text(update_id: int, address: str, text: str) -> ParsedUpdate:
+    """A typed text: a command (/start, /help, /menu, /language, /stop) or an input.
+
+    The one reading of Telegram text: the webhook, long polling and ``citoyen chat --channel
+    telegram`` (and the transcript tests) all go through it.
+    """
+    command = _command(text)
+    if command is not None:
+        return ParsedUpdate(update_id, "command", address, command=command)
+    return ParsedUpdate(update_id, "input", address, Input("text", text))
+
+
 def _seconds(value: Any) -> int | None:
     """Whole seconds from an int or a timedelta.
 
@@ -185,10 +197,7 @@ def _parse_message(uid: int, message: Any) -> ParsedUpdate:
         loc = message.location
         return ParsedUpdate(uid, "location", address, location=(loc.latitude, loc.longitude))
     if message.text is not None:
-        command = _command(message.text)
-        if command is not None:
-            return ParsedUpdate(uid, "command", address, command=command)
-        return ParsedUpdate(uid, "input", address, Input("text", message.text))
+        return parse_text(uid, address, message.text)
     # Stickers, documents, contacts...: nothing the flows can use; ask the question again.
     return ParsedUpdate(uid, "again", address)
 

@@ -4,7 +4,9 @@ One way for every channel: an attachment is kept with the conversation it came i
 ``conversation_id``), and joins the conversation's report either when the report is created
 (:func:`citoyen.services.effects.create_report` links what was kept before) or, for an
 attachment kept after the report exists (a recording whose status callback comes late, a photo
-sent after the last question), when it is kept. Both call :func:`link_to_report`.
+sent after the last question), when it is kept. Both call :func:`link_to_report`. The
+conversation's report is the one it created, else the one it adds to (``report_id``: a photo or
+recording sent later about a report, :mod:`citoyen.services.followups`).
 """
 
 from __future__ import annotations
@@ -12,18 +14,22 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from citoyen.models import Attachment, Report
+from citoyen.models import Attachment, Conversation, Report
 
 
 def link_to_report(session: Session, conversation_id: int) -> None:
-    """Give the conversation's unlinked attachments to its (first) report, when it has one."""
-    report = (
+    """Give the conversation's unlinked attachments to its report, when it has one."""
+    created = (
         select(Report.id)
         .where(Report.conversation_id == conversation_id)
         .order_by(Report.id)
         .limit(1)
         .scalar_subquery()
     )
+    added_to = (
+        select(Conversation.report_id).where(Conversation.id == conversation_id).scalar_subquery()
+    )
+    report = sa.func.coalesce(created, added_to)
     session.execute(
         sa.update(Attachment)
         .where(

@@ -32,6 +32,7 @@ from citoyen.channels.telegram_updates import (
     MediaRef,
     ParsedUpdate,
     callback_data,
+    parse_text,
     parse_update,
     reply_payloads,
 )
@@ -106,6 +107,11 @@ def resolve_input(runtime: Any, parsed: ParsedUpdate) -> Input:
     if inp.kind == "choice" and inp.value and inp.value.startswith(HASHED_PREFIX):
         return _unhash_choice(runtime, parsed.address or "", inp)
     return inp
+
+
+def typed_input(runtime: Any, address: str, text: str) -> Input:
+    """What a text typed in the Telegram chat means (commands mapped as the bot maps them)."""
+    return resolve_input(runtime, parse_text(0, address, text))
 
 
 def ask_again(keywords: dict[str, Sequence[str]]) -> Input:

@@ -55,11 +55,15 @@ EVENTS = {
     "merged": _l("Merged"),
     "note": _l("Internal note"),
     "reply": _l("Reply to the reporter"),
+    "citizen_answer": _l("Answer from the reporter"),
+    "citizen_addition": _l("Information added by the reporter"),
     "assigned": _l("Assigned"),
     "forwarded": _l("Forwarded"),
     "sender_blocked": _l("Sender blocked"),
     "identity_revealed": _l("Number revealed"),
 }
+# What the citizen last added to a report, as its queue entries show it until staff act.
+CITIZEN_UPDATES = {"answer": _l("answer received"), "addition": _l("information added")}
 CHANNELS = {
     "sms": _l("SMS"),
     "voice": _l("phone call"),
@@ -215,6 +219,7 @@ def helpers() -> dict[str, Any]:
         "event_label": _lookup(EVENTS),
         "age_label": _lookup(AGES),
         "channel_label": _lookup(CHANNELS),
+        "citizen_update_label": _lookup(CITIZEN_UPDATES),
         "reply_channel_label": _lookup(REPLY_CHANNELS),
         "kind_label": _lookup(KINDS),
         "target_label": _lookup(TARGETS),
