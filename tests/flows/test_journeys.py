@@ -104,6 +104,11 @@ def voice_note(file_id: str) -> Said:
     return Said(Input("recording", file_id), f"(voice note) {file_id}")
 
 
+def photo(file_id: str) -> Said:
+    """A Telegram photo sent without a caption."""
+    return Said(Input("photo", file_id), f"(photo) {file_id}")
+
+
 def staff_asks(runtime, reference: str, message: str = QUESTION) -> None:
     """A moderator writes to the reporter from the admin."""
     with write_session(runtime.engine) as session:
@@ -271,6 +276,22 @@ def test_adding_a_voice_note_on_telegram(talk, runtime):
     assert event.data["recording"] == "AwACAgQAAxkBAAIB"
 
 
+def test_a_photo_alone_is_the_addition_or_joins_a_recent_report(talk, runtime):
+    d, reference = reported(talk, "telegram", "fr")
+    verify_dialog(
+        d,
+        [
+            ("AJOUT", question("report.ask_addition")),
+            (photo("AgACAgQAAxkBAAIBPhoto1"), added(d, reference, "report.addition.saved")),
+            # Soon after the report, a photo sent on its own needs no keyword.
+            (photo("AgACAgQAAxkBAAIBPhoto2"), added(d, reference, "report.addition.saved")),
+            ("Merci", say("report.after_report", reference=reference)),
+        ],
+    )
+    kept = [e.data["photo"] for e in events(runtime, reference, "citizen_addition")]
+    assert kept == ["AgACAgQAAxkBAAIBPhoto1", "AgACAgQAAxkBAAIBPhoto2"]
+
+
 def test_only_the_reporter_may_add_to_a_report(talk, runtime):
     _, reference = reported(talk, "sms", "fr")
     stranger, _ = reported(talk, "sms", "fr")
@@ -318,7 +339,7 @@ def test_adding_a_recording_on_a_call_after_the_reference(talk, runtime, lang):
 
 
 @pytest.mark.parametrize(("channel", "lang"), [("sms", "fr"), ("sms", "bm"), ("telegram", "fr")])
-def test_the_answer_to_a_staff_question_joins_the_report(talk, runtime, clock, channel, lang):
+def test_the_answer_to_a_report_addition_joins_the_report(talk, runtime, clock, channel, lang):
     d, reference = reported(talk, channel, lang)
     clock.shift(timedelta(hours=5))
     staff_asks(runtime, reference)
@@ -343,7 +364,7 @@ def test_the_answer_to_a_staff_question_joins_the_report(talk, runtime, clock, c
 
 
 @pytest.mark.parametrize("lang", ["fr", "bm"])
-def test_a_caller_hears_the_staff_question_and_records_an_answer(talk, runtime, clock, lang):
+def test_a_caller_hears_the_report_addition_and_records_an_answer(talk, runtime, clock, lang):
     sms, reference = reported(talk, "sms", lang)
     staff_asks(runtime, reference)
     clock.shift(timedelta(hours=1))

@@ -311,6 +311,12 @@ class _Run:
         if inp.kind == "start":
             self.ask()
             return
+        if inp.kind == "photo" and not (isinstance(node, TextNode) and node.photo):
+            # A photo alone is kept by the channel; the question is asked again (with the help
+            # text), no wrong answer counted: "describe what happened" still wants words.
+            self.say("message", "system.help")
+            self.ask()
+            return
         if inp.kind == "text" and inp.value and self.ctx.keywords:
             keyword = textnorm.find_keyword(inp.value, self.ctx.keywords)
             if keyword is not None and self._keyword(keyword):
@@ -419,8 +425,8 @@ class _Run:
 
     def _answer_text(self, node: TextNode, inp: Input) -> None:
         value = (inp.value or "").strip()
-        if inp.kind == "recording" and value:
-            answer: Any = {"recording": value}
+        if inp.kind in ("recording", "photo") and value:
+            answer: Any = {inp.kind: value}
         elif inp.kind in ("text", "digits") and value:
             answer = value[: node.max_length]
             if len(value) > node.max_length:

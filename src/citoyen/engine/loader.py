@@ -140,7 +140,7 @@ class Bundle:
     def flow_for(
         self,
         trigger: Literal[
-            "default", "first_contact", "incoming_call", "after_report", "staff_question"
+            "default", "first_contact", "incoming_call", "after_report", "report_addition"
         ],
     ) -> Flow | None:
         """The flow started by a trigger kind (the validator allows one flow per kind)."""

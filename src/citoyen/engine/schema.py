@@ -284,11 +284,16 @@ class NumberNode(_Model):
 
 
 class TextNode(_Model):
+    """Free text (a recording on a call, or a voice note, answers it too)."""
+
     type: Literal["text"]
     text: str
     save: str | None = None
     max_length: int = Field(default=1000, ge=1)
     max_seconds: int = Field(default=120, ge=1)
+    # A photo sent alone answers the question (``{photo: file id}``); otherwise it is kept and
+    # the question asked again, as a description still wants words.
+    photo: bool = False
     next: str
 
 
@@ -368,7 +373,7 @@ TRIGGER_KINDS: tuple[str, ...] = (
     "first_contact",
     "incoming_call",
     "after_report",
-    "staff_question",
+    "report_addition",
     "default",
 )
 # Answers a flow started by these triggers is given before its first node (docs/flows.md,
@@ -376,20 +381,20 @@ TRIGGER_KINDS: tuple[str, ...] = (
 TRIGGER_ANSWERS: dict[str, tuple[str, ...]] = {
     "keyword": ("reference",),
     "after_report": ("reference",),
-    "staff_question": ("reference", "message"),
+    "report_addition": ("reference", "message"),
 }
 
 
 class Trigger(_Model):
     """What starts a flow: a keyword, a first contact, an incoming call, a message about a
-    recent report (``after_report``), an answer to a staff message (``staff_question``), or any
+    recent report (``after_report``), an answer to a staff message (``report_addition``), or any
     message."""
 
     keyword: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
     first_contact: bool | None = None
     incoming_call: bool | None = None
     after_report: bool | None = None
-    staff_question: bool | None = None
+    report_addition: bool | None = None
     default: bool | None = None
 
     @model_validator(mode="after")
@@ -510,7 +515,7 @@ class AfterReport(_Model):
     # with the ``after_report`` trigger: a short acknowledgement, never a new report.
     acknowledge_for: str = Field(default="30d", pattern=_DURATION.pattern)
     # A message within this time of the last staff message to the contact is their answer to
-    # it (the flow with the ``staff_question`` trigger).
+    # it (the flow with the ``report_addition`` trigger).
     answer_window: str = Field(default="72h", pattern=_DURATION.pattern)
 
     @property

@@ -569,17 +569,20 @@ class ConversationService:
                 reference = last.reference if last is not None else None
             return flow, ({"reference": reference} if reference else None)
         inp = inbound.input
-        speaks = inp.kind in ("text", "recording") and bool(inp.value)
+        speaks = inp.kind in ("text", "recording", "photo") and bool(inp.value)
         if speaks and not first_contact and not self._is_keyword(inp.value, ctx):
+            message: Any = inp.value if inp.kind == "text" else {inp.kind: inp.value}
+            addition = bundle.flow_for("report_addition")
             window = timedelta(seconds=self._after.answer_seconds)
-            question = bundle.flow_for("staff_question")
             pending = followups.staff_question(session, contact.id, now, window)
-            if question is not None and pending is not None:
-                message: Any = inp.value if inp.kind == "text" else {"recording": inp.value}
-                return question, {"reference": pending.report.reference, "message": message}
+            if addition is not None and pending is not None:
+                return addition, {"reference": pending.report.reference, "message": message}
             recent = now - timedelta(seconds=self._after.acknowledge_seconds)
-            after = bundle.flow_for("after_report")
             last = followups.last_report(session, contact.id, since=recent)
+            if last is not None and addition is not None and inp.kind != "text":
+                # A voice note or a photo after a report is more about it, not thanks.
+                return addition, {"reference": last.reference, "message": message}
+            after = bundle.flow_for("after_report")
             if after is not None and last is not None:
                 return after, {"reference": last.reference}
         kinds = ["incoming_call"] if inbound.channel == "voice" else []

@@ -5,10 +5,10 @@ moderator's question. None of these is a new report (docs/flows.md, "After a rep
 conversation service asks this module what a message is about before it picks a flow:
 
 - the last staff message to the contact, when it was sent within the answer window: the message
-  is the answer to it (the flow with the ``staff_question`` trigger);
-- the contact's last report, when it was made within the acknowledgement window: the message
-  gets a short acknowledgement that says how to follow up and add information (the flow with
-  the ``after_report`` trigger);
+  is the answer to it (the flow with the ``report_addition`` trigger);
+- the contact's last report, when it was made within the acknowledgement window: a voice note or
+  a photo is added to it (``report_addition`` again); a text gets a short acknowledgement that
+  says how to follow up and add information (the flow with the ``after_report`` trigger);
 - the contact's last report, for "SUIVI" or "AJOUT" sent without a reference.
 
 The ``add_to_report`` effect keeps what the citizen adds with the report: a timeline event (with
@@ -132,8 +132,10 @@ def add_to_report(
     if question is not None:
         event_data["answers_event_id"] = question.id
         event_data["question"] = question.note
-    if isinstance(content, dict) and content.get("recording"):
-        event_data["recording"] = str(content["recording"])
+    if isinstance(content, dict) and (content.get("recording") or content.get("photo")):
+        for media in ("recording", "photo"):
+            if content.get(media):
+                event_data[media] = str(content[media])
         note = None
     else:
         note = str(content) if content is not None else None

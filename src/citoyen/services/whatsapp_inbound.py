@@ -7,7 +7,7 @@ database; here the message becomes a conversation input, looking up what needs t
 - a shared location -> ``Input("location", code of the nearest known area)``, or the question
   again when no area is near; coordinates are never stored;
 - a voice note -> ``Input("recording", <media ref>)``, the answer to a free-text question;
-- a photo -> its caption as text, or the question again;
+- a photo -> its caption as text, or ``Input("photo")`` (see :mod:`citoyen.engine.types`);
 - voice notes and photos become attachments (:func:`citoyen.services.attachments.keep`) in the
   message's transaction, joined to the conversation's report.
 
@@ -42,7 +42,7 @@ def _input(runtime: Any, message: WhatsAppMessage) -> Input:
     if media is not None and media.kind == "voice":
         return Input("recording", media.ref)
     if media is not None and not message.text:
-        return ask_again(keywords)
+        return Input("photo", media.ref)
     return Input("text", message.text)
 
 
