@@ -50,6 +50,7 @@ CLOCK_TESTS = (
     "tests/services/publication/",
     "tests/services/bulletin/",
     "tests/services/test_conversations.py",
+    "tests/services/test_dispatch.py",
     "tests/services/test_outbox.py",
     "tests/web/test_admin_access.py",
     "tests/web/test_admin_dashboard.py",
@@ -60,8 +61,6 @@ CLOCK_TESTS = (
 
 # Several processes sharing a database must share a clock too: these stay out of the moved run.
 NOT_CLOCK_TESTS = ("tests/services/surveys/test_two_workers.py",)
-# tests/services/test_dispatch.py passes its dates explicitly; its rate-limit tests time parallel
-# sends on the monotonic clock, which the moved run's event-based sleep disturbs (4 failed there).
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -532,7 +532,9 @@ def test_telegram_limits_overall_and_per_chat(runtime) -> None:
 
     stats = d.run_once(now=NOW)
     assert stats.sent == 25
-    assert [m.outbox_id for m in sender.sent] == ids[:25]
+    # The first 25 in queue order (chats are sent in parallel: their order among each other
+    # is the threads', and only each chat's own order is promised).
+    assert sorted(m.outbox_id for m in sender.sent) == ids[:25]
     assert all(row(runtime, i).status == "pending" for i in ids[25:] + extra)
 
     clock.advance(1)
@@ -560,7 +562,7 @@ def test_a_busy_chat_does_not_hold_back_the_others(runtime) -> None:
     # A pass that looks at five rows at most: the busy chat's ten come first in the queue.
     stats = d.run_once(now=NOW, limit=5)
     assert stats.sent == 4
-    assert [m.outbox_id for m in sender.sent] == [busy_ids[0], *other_ids]
+    assert sorted(m.outbox_id for m in sender.sent) == sorted([busy_ids[0], *other_ids])
     # The busy chat's other rows were not touched: no attempt counted, still due, in order.
     for oid in busy_ids[1:]:
         r = row(runtime, oid)
