@@ -131,6 +131,19 @@ def test_chat_telegram_shows_buttons(invoke) -> None:
     assert category_question in result.output
 
 
+def test_chat_telegram_reads_commands_as_the_bot_does(invoke) -> None:
+    # /help and /language mean what they mean in the real bot (one reading of typed text).
+    result = invoke(
+        "chat", "--channel", "telegram", "--from", "123457", input="Salut\n3\n/help\n/language\n"
+    )
+    assert result.exit_code == 0, result.output
+    from citoyen.i18n import Catalog
+
+    catalog = Catalog.load(ROOT / "locales")
+    assert catalog.render("system.help", "en", {}, "telegram") in result.output
+    assert result.output.count(catalog.render("system.language_prompt", "en", {})) == 1
+
+
 def test_chat_whatsapp_shows_the_24_hour_window(invoke) -> None:
     script = ["Bonjour", "1", "2", "1", "1", "2", "/voice Vol de moto", "1", "2", "/wait 25", "1"]
     result = invoke(
