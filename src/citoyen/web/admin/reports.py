@@ -27,6 +27,7 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from sqlmodel import Session
 
+from citoyen.engine.refcodes import parse_reference
 from citoyen.models import Attachment, Report
 from citoyen.routing import CLOSE_REASONS, texts
 from citoyen.services import casefile, casework
@@ -242,11 +243,10 @@ def reply(report_id: int):  # type: ignore[no-untyped-def]
 @login_required
 def merge(report_id: int):  # type: ignore[no-untyped-def]
     me = staff()
-    raw = "".join(ch for ch in _form("into") if ch.isdigit())
-    reference = f"{raw[:3]}-{raw[3:]}" if len(raw) == 7 else ""
+    reference = parse_reference(_form("into"))
 
     def run(s: Session, report: Report) -> None:
-        target = report_by_reference(s, reference)
+        target = report_by_reference(s, reference) if reference else None
         if target is None or not _in_scope(s, target):
             raise CaseworkError(_("no report with this reference in your queues"))
         merge_reports(s, report, target, user_id=me.id, note=_form("note") or None)
