@@ -597,6 +597,7 @@ class _Checker:
         required += [
             texts.ALERT_EMERGENCY,
             texts.ALERT_ESCALATED,
+            texts.ALERT_CITIZEN_UPDATE,
             texts.ALERT_PLACE_UNKNOWN,
             texts.ALERT_CATEGORY_UNKNOWN,
             *(texts.urgency_key(u) for u in URGENCIES),

@@ -25,6 +25,7 @@ DISCREET_NOTIFY = "discreet.notify"
 DISCREET_STAFF_REPLY = "discreet.staff.reply"
 ALERT_EMERGENCY = "alert.emergency"
 ALERT_ESCALATED = "alert.escalated"
+ALERT_CITIZEN_UPDATE = "alert.citizen_update"
 ALERT_PLACE_UNKNOWN = "alert.place_unknown"
 ALERT_CATEGORY_UNKNOWN = "alert.category_unknown"
 

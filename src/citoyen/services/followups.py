@@ -26,8 +26,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from citoyen.models import Contact, Conversation, QueueEntry, Report, ReportEvent
+from citoyen.models import Contact, Conversation, QueueEntry, Report, ReportEvent, Stakeholder
+from citoyen.routing import texts
 from citoyen.services.attachments import link_to_report
+from citoyen.services.queues.config import router_for
+from citoyen.services.queues.routes import OPEN_ENTRY, alert_on_call
 from citoyen.services.reports import live_report
 
 # Timeline kinds of what a citizen adds (the admin labels them).
@@ -139,17 +142,16 @@ def add_to_report(
         note = None
     else:
         note = str(content) if content is not None else None
-    session.add(
-        ReportEvent(
-            report_id=report.id,
-            kind=kind,
-            from_status=report.status,
-            to_status=report.status,
-            note=note,
-            data=event_data,
-            created_at=now,
-        )
+    event = ReportEvent(
+        report_id=report.id,
+        kind=kind,
+        from_status=report.status,
+        to_status=report.status,
+        note=note,
+        data=event_data,
+        created_at=now,
     )
+    session.add(event)
     conversation.report_id = report.id
     session.flush()
     link_to_report(session, conversation.id)  # type: ignore[arg-type]
@@ -160,11 +162,36 @@ def add_to_report(
         .execution_options(synchronize_session=False)
     )
     report.updated_at = now
+    _alert_on_call(session, report, event_key=str(event.id), now=now)
     params["reference"] = report.reference
     params["addition_outcome"] = _say(
         render, "report.addition.answer" if kind == ANSWER else "report.addition.saved"
     )
     return params
+
+
+def _alert_on_call(session: Session, report: Report, *, event_key: str, now: datetime) -> None:
+    """An urgent report's stakeholders still working it hear at once that the reporter answered
+    or added something (their on-call phones and chats: the reference, never the words)."""
+    if report.urgency != "emergency":
+        return
+    router = router_for(session)
+    working = session.exec(
+        select(QueueEntry, Stakeholder)
+        .join(Stakeholder, col(Stakeholder.id) == QueueEntry.stakeholder_id)
+        .where(QueueEntry.report_id == report.id, col(QueueEntry.status).in_(OPEN_ENTRY))
+    ).all()
+    for entry, stakeholder in working:
+        alert_on_call(
+            session,
+            router,
+            report,
+            stakeholder,
+            key=texts.ALERT_CITIZEN_UPDATE,
+            purpose=f"update:{event_key}",
+            due_at=entry.due_at,
+            now=now,
+        )
 
 
 def staff_message_params(
