@@ -128,7 +128,10 @@ class Runtime:
         """Validated flows and texts; raises FlowError (with every problem) when broken."""
         from citoyen.services.flows import get_bundle
 
-        return get_bundle(self.settings.flows_dir, self.settings.locales_dir)
+        settings = self.settings
+        return get_bundle(
+            settings.flows_dir, settings.locales_dir, config_dir=settings.resolved_config_dir
+        )
 
     @cached_property
     def router(self) -> Any:

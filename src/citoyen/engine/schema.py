@@ -462,7 +462,7 @@ class SmsBudget(_Model):
 
 
 class Settings(_Model):
-    """``flows/settings.yaml``: languages, emergency numbers, global keywords."""
+    """``config/settings.yaml``: languages, emergency numbers, global keywords."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 

@@ -129,6 +129,7 @@ def test_a_removed_survey_loses_its_job(runtime, tmp_path) -> None:
     _registered(runtime).scheduler.shutdown(wait=False)
     flows = tmp_path / "flows"
     shutil.copytree(Path(runtime.settings.flows_dir), flows)
+    shutil.copytree(runtime.settings.resolved_config_dir, tmp_path / "config")
     (flows / "surveys" / "perceived_safety_monthly.yaml").unlink()
     other = Runtime(runtime.settings.model_copy(update={"flows_dir": flows}))
     worker = _registered(other)
