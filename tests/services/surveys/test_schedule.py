@@ -9,10 +9,11 @@ import pytest
 from sqlmodel import Session, select
 
 from citoyen.models import Outbox, SchedulerJob, SchedulerLease, SurveyRun
+from citoyen.services.leases import acquire_lease, register_dispatcher, release_lease
 from citoyen.services.surveys.jobs import SURVEY_MISFIRE_GRACE, fire_survey
 from citoyen.services.surveys.quiet import is_allowed, next_allowed
 from citoyen.services.surveys.runs import run_key
-from citoyen.worker import Worker, acquire_lease, register_dispatcher, release_lease
+from citoyen.worker import Worker
 from tests.services.surveys.conftest import add_contact, definition, invitations
 
 BAMAKO = ZoneInfo("Africa/Bamako")
