@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from citoyen import db
 from citoyen.channels.base import CallPlacer, MediaFetcher, Sender, SenderFactory
@@ -158,6 +159,12 @@ class Runtime:
             self.settings.inbound_limit, timedelta(seconds=self.settings.inbound_window_seconds)
         )
         return ConversationService(self.engine, self.bundle, self.vault, limit)
+
+    def session(self) -> Session:
+        """A session on this runtime's database, for a face to hand to the services it calls:
+        the faces never import the ORM themselves (a contract in pyproject.toml), so every
+        query stays in a service."""
+        return Session(self.engine)
 
     def migrate(self) -> None:
         db.upgrade(self.settings.resolved_database_url)

@@ -33,9 +33,7 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
 
     runtime = runtime_of(ctx)
     if areas_from_db:
-        from sqlmodel import Session
-
-        with Session(runtime.engine) as session:
+        with runtime.session() as session:
             areas = database_area_tree(session)
     else:
         areas = shipped_area_tree()
