@@ -69,7 +69,14 @@ class Settings(BaseSettings):
     flows_dir: Path = Field(
         default_factory=lambda: _default_dir("flows"),
         validation_alias=AliasChoices("CITOYEN_FLOWS_DIR"),
-        description="Folder of flow YAML files.",
+        description="Folder of the conversation flows (`*.yaml`) and survey definitions "
+        "(`surveys/`).",
+    )
+    config_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CITOYEN_CONFIG_DIR"),
+        description="Folder of `settings.yaml`, `stakeholders.yaml`, `routing.yaml` and "
+        "`whatsapp/templates.yaml`; default: `config/` beside the flows folder.",
     )
     locales_dir: Path = Field(
         default_factory=lambda: _default_dir("locales"),
@@ -306,6 +313,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.instance_dir / 'citoyen.db').resolve()}"
+
+    @property
+    def resolved_config_dir(self) -> Path:
+        """The configuration folder: ``config/`` beside the flows folder unless set, so a
+        deployment with its own flows folder never reads the project's sample configuration
+        (the same rule as ``citoyen.engine.layout.default_config_dir``)."""
+        return Path(self.config_dir) if self.config_dir else Path(self.flows_dir).parent / "config"
 
     @property
     def resolved_prompts_dir(self) -> Path:

@@ -291,7 +291,7 @@ class QueueEntry(SQLModel, table=True):
     stakeholder_id: int = Field(foreign_key="stakeholders.id", index=True)
     status: str = Field(default="open", max_length=20, index=True)
     via: str = Field(default="rule", max_length=20)  # rule fallback escalation reroute
-    rule_line: int | None = None  # line of the routing rule in flows/routing.yaml
+    rule_line: int | None = None  # line of the routing rule in config/routing.yaml
     chain: str = Field(default="default", max_length=40)  # escalation chain followed
     escalation_level: int = 0
     escalated_from_id: int | None = Field(default=None, foreign_key="queue_entries.id")

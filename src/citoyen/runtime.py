@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from citoyen import db
 from citoyen.channels.base import CallPlacer, MediaFetcher, Sender, SenderFactory
@@ -128,7 +129,10 @@ class Runtime:
         """Validated flows and texts; raises FlowError (with every problem) when broken."""
         from citoyen.services.flows import get_bundle
 
-        return get_bundle(self.settings.flows_dir, self.settings.locales_dir)
+        settings = self.settings
+        return get_bundle(
+            settings.flows_dir, settings.locales_dir, config_dir=settings.resolved_config_dir
+        )
 
     @cached_property
     def router(self) -> Any:
@@ -155,6 +159,12 @@ class Runtime:
             self.settings.inbound_limit, timedelta(seconds=self.settings.inbound_window_seconds)
         )
         return ConversationService(self.engine, self.bundle, self.vault, limit)
+
+    def session(self) -> Session:
+        """A session on this runtime's database, for a face to hand to the services it calls:
+        the faces never import the ORM themselves (a contract in pyproject.toml), so every
+        query stays in a service."""
+        return Session(self.engine)
 
     def migrate(self) -> None:
         db.upgrade(self.settings.resolved_database_url)

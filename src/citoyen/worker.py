@@ -2,7 +2,7 @@
 
 Jobs: survey schedules (one cron job per ``flows/surveys/*.yaml``, Africa/Bamako), survey
 housekeeping (reminders, invitations followed to their end) and outbound survey calls;
-conversation expiry; recording and media fetches (:mod:`citoyen.services.media`); escalation of
+conversation expiry (:mod:`citoyen.services.expiry`); recording and media fetches (:mod:`citoyen.services.media`); escalation of
 unacknowledged queue entries (:mod:`citoyen.services.queues`). Beside the scheduler, every worker
 sends the outbox every second (:mod:`citoyen.services.dispatch`: leases, retries, rate limits;
 docs/outbox.md).
@@ -10,7 +10,8 @@ docs/outbox.md).
 Why it is built like this:
 
 - **One scheduler per deployment.** Before it schedules anything a worker takes the
-  ``scheduler`` lease, a row in ``scheduler_leases`` (works alike on SQLite and PostgreSQL), and
+  ``scheduler`` lease, a row in ``scheduler_leases`` (works alike on SQLite and PostgreSQL;
+  the rows and their updates are :mod:`citoyen.services.leases`: this face runs no SQL), and
   renews it every ``LEASE_SECONDS / 3``. A second worker started by mistake waits on standby and
   takes over only when the lease lapses (the first one died); a worker that fails to renew
   pauses its scheduler at once. The survey runs' unique constraints are the second line of
@@ -45,27 +46,27 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
 
-from citoyen.db import write_session
-from citoyen.models import Conversation, SchedulerLease
 from citoyen.services import spool
 from citoyen.services.dispatch import DISPATCHER_PREFIX, Dispatcher
+from citoyen.services.expiry import expire_conversations
+from citoyen.services.leases import (
+    LEASE_SECONDS,
+    forget_dead_dispatchers,
+    hold_lease,
+    register_dispatcher,
+    release_lease,
+)
 
 log = logging.getLogger(__name__)
 
 TIMEZONE = "Africa/Bamako"
-LEASE_NAME = "scheduler"
-LEASE_SECONDS = 30.0
 DISPATCH_INTERVAL = 1.0  # seconds between outbox passes
 JOB_TABLE = "apscheduler_jobs"
 
@@ -80,155 +81,6 @@ def run_job(name: str) -> Any:
         log.warning("scheduled job %s has no work in this process: skipped", name)
         return None
     return call()
-
-
-def expire_conversations(runtime: Any, now: datetime | None = None) -> int:
-    """Mark waiting conversations past their expiry as expired; returns how many."""
-    now = now or datetime.now(UTC)
-    with write_session(runtime.engine) as session:
-        rows = session.exec(
-            select(Conversation).where(
-                Conversation.status.in_(("active", "waiting")),
-                Conversation.expires_at.is_not(None),
-                Conversation.expires_at <= now,
-            )
-        ).all()
-        for conversation in rows:
-            conversation.status = "expired"
-            conversation.state = {**conversation.state, "status": "expired"}
-            conversation.updated_at = now
-        return len(rows)
-
-
-# --- the single-scheduler lease ------------------------------------------------------------------
-
-
-def acquire_lease(
-    engine: sa.Engine,
-    holder: str,
-    now: datetime | None = None,
-    seconds: float = LEASE_SECONDS,
-    name: str = LEASE_NAME,
-) -> bool:
-    """Take or renew the lease: True when ``holder`` holds it until ``now + seconds``.
-
-    One conditional UPDATE (ours, or lapsed) decides; the first worker ever inserts the row and
-    the primary key settles a race between two first workers.
-    """
-    now = now or datetime.now(UTC)
-    until = now + timedelta(seconds=seconds)
-    with write_session(engine) as session:
-        result = session.execute(
-            sa.update(SchedulerLease)
-            .where(
-                SchedulerLease.name == name,
-                sa.or_(SchedulerLease.holder == holder, SchedulerLease.expires_at <= now),
-            )
-            .values(holder=holder, expires_at=until)
-        )
-        if result.rowcount:
-            return True
-        if session.get(SchedulerLease, name) is not None:
-            return False
-        try:
-            with session.begin_nested():
-                session.add(
-                    SchedulerLease(name=name, holder=holder, acquired_at=now, expires_at=until)
-                )
-                session.flush()
-        except IntegrityError:
-            return False
-        return True
-
-
-def release_lease(engine: sa.Engine, holder: str, name: str = LEASE_NAME) -> None:
-    """Give the lease up at shutdown, so a standby worker takes over without waiting."""
-    with write_session(engine) as session:
-        session.execute(
-            sa.update(SchedulerLease)
-            .where(SchedulerLease.name == name, SchedulerLease.holder == holder)
-            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
-
-
-def register_dispatcher(
-    engine: sa.Engine,
-    name: str,
-    now: datetime | None = None,
-    seconds: float = LEASE_SECONDS,
-    holder: str | None = None,
-) -> int:
-    """Say this dispatcher is alive until ``now + seconds``; how many dispatchers are alive.
-
-    One row per worker in ``scheduler_leases`` (``name`` starts with ``dispatcher:``, ``holder``
-    is ``host:pid:id``); a worker that died stops counting when its row lapses (or at once when
-    a worker on its host finds it dead, :func:`forget_dead_dispatchers`), and rows lapsed for a
-    day are removed. The outbox rows it claimed are due again as soon as its row is gone or
-    lapsed (docs/outbox.md, "Crash recovery").
-    """
-    now = now or datetime.now(UTC)
-    acquire_lease(engine, holder or name, now, seconds, name=name)
-    with write_session(engine) as session:
-        session.execute(
-            sa.delete(SchedulerLease).where(
-                SchedulerLease.name.startswith(DISPATCHER_PREFIX),
-                SchedulerLease.expires_at < now - timedelta(days=1),
-            )
-        )
-        alive = session.exec(
-            select(sa.func.count())
-            .select_from(SchedulerLease)
-            .where(
-                SchedulerLease.name.startswith(DISPATCHER_PREFIX),
-                SchedulerLease.expires_at > now,
-            )
-        ).one()
-    return max(1, int(alive))
-
-
-def _process_gone(pid: int) -> bool:
-    """Whether no process ``pid`` runs on this host (our own pid: an earlier life of this
-    process, as in a restarted container, where the worker is pid 1 again)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # it exists, as another user
-    return False
-
-
-def forget_dead_dispatchers(engine: sa.Engine, own_name: str, host: str | None = None) -> int:
-    """Remove the registrations of this host's dispatchers whose process is gone; how many.
-
-    A worker restarted after a crash runs this before its first pass: its earlier life no
-    longer counts as one of the dispatchers ("one of 2"), and the outbox rows that life had
-    claimed are due again at once instead of after their lease. Registrations of other hosts
-    are left to lapse (their heartbeat stops).
-    """
-    host = host or socket.gethostname()
-    with write_session(engine) as session:
-        rows = session.exec(
-            select(SchedulerLease).where(
-                SchedulerLease.name.startswith(DISPATCHER_PREFIX),
-                SchedulerLease.name != own_name,
-            )
-        ).all()
-        gone = []
-        for row in rows:
-            parts = row.holder.split(":")
-            local = len(parts) == 3 and parts[0] == host and parts[1].isdigit()
-            if local and _process_gone(int(parts[1])):
-                gone.append(row.name)
-        if gone:
-            session.execute(sa.delete(SchedulerLease).where(SchedulerLease.name.in_(gone)))
-    if gone:
-        log.warning(
-            "outbox: %d dispatcher(s) of this host died; their claims are released", len(gone)
-        )
-    return len(gone)
 
 
 # --- the worker -----------------------------------------------------------------------------------
@@ -357,11 +209,7 @@ class Worker:
         """Take the lease when free, renew it while held, pause when it is lost."""
         interval = self.lease_seconds / 3
         while not self._stop.is_set():
-            try:
-                held = acquire_lease(self.runtime.engine, self.holder, seconds=self.lease_seconds)
-            except sa.exc.SQLAlchemyError:
-                log.exception("scheduler lease: database error")
-                held = False
+            held = hold_lease(self.runtime.engine, self.holder, seconds=self.lease_seconds)
             if held and not self.leader.is_set():
                 self._become_leader()
             elif not held and self.leader.is_set():

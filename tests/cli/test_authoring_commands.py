@@ -60,6 +60,7 @@ def editable(settings: Settings, tmp_path: Path) -> Settings:
     """The shipped flows and locales copied, so a test may change them."""
     for name in ("flows", "locales"):
         shutil.copytree(getattr(settings, f"{name}_dir"), tmp_path / name)
+    shutil.copytree(settings.resolved_config_dir, tmp_path / "config")
     return settings.model_copy(
         update={"flows_dir": tmp_path / "flows", "locales_dir": tmp_path / "locales"}
     )

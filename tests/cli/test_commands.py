@@ -54,7 +54,8 @@ def test_flows_check_fails_on_a_voice_twilio_does_not_list(
 ) -> None:
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", flows)
-    path = flows / "settings.yaml"
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    path = tmp_path / "config" / "settings.yaml"
     text = path.read_text(encoding="utf-8")
     assert "  fr: Polly.Lea\n" in text
     path.write_text(text.replace("  fr: Polly.Lea\n", "  fr: Polly.Joanna\n"), encoding="utf-8")

@@ -34,6 +34,7 @@ expiry: 3d
 def runtime(settings, tmp_path: Path) -> Runtime:
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", flows)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
     (flows / "surveys" / "cli_survey.yaml").write_text(SURVEY, encoding="utf-8")
     runtime = Runtime(settings.model_copy(update={"flows_dir": flows}))
     ensure_ready(runtime)

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from citoyen.engine import Bundle, Context, Flow, Input, State, StepResult, load_bundle, start, step
 from citoyen.engine.engine import language_of
-from citoyen.engine.loader import NOT_FLOWS
 from citoyen.engine.refcodes import damm_digit
 from tests.engine.support import AREAS, REPO, ROOTS, VALID
 
@@ -30,7 +29,7 @@ def _cases() -> list[tuple[str, str]]:
     cases = [("fixture", "demo"), ("fixture", "survey")]
     repo_flows = REPO / "flows"
     if repo_flows.is_dir():
-        stems = sorted(p.stem for p in repo_flows.glob("*.yaml") if p.name not in NOT_FLOWS)
+        stems = sorted(p.stem for p in repo_flows.glob("*.yaml"))
         cases += [("repository", stem) for stem in stems]
     return cases
 

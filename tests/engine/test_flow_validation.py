@@ -30,11 +30,11 @@ EXPECTED: dict[str, tuple[str, int | None, str | None, str]] = {
     "unknown_field": ("flows/demo.yaml", 12, "ask", "unknown field 'prompt'"),
     "missing_start": ("flows/demo.yaml", None, None, "missing 'start'"),
     "id_mismatch": ("flows/demo.yaml", 1, None, "differs from the file name 'demo'"),
-    "language_without_locale": ("flows/settings.yaml", 2, None, "locales/wo.yaml does not exist"),
-    "default_not_enabled": ("flows/settings.yaml", 3, None, "default language 'bm' is not"),
-    "keyword_twice": ("flows/settings.yaml", 8, None, "'stop' is in both keywords.stop"),
+    "language_without_locale": ("config/settings.yaml", 2, None, "locales/wo.yaml does not exist"),
+    "default_not_enabled": ("config/settings.yaml", 3, None, "default language 'bm' is not"),
+    "keyword_twice": ("config/settings.yaml", 8, None, "'stop' is in both keywords.stop"),
     "missing_system_key": ("locales/fr.yaml", None, None, "system text 'system.more' is missing"),
-    "missing_settings": ("flows/settings.yaml", None, None, "settings.yaml not found"),
+    "missing_settings": ("config/settings.yaml", None, None, "settings.yaml not found"),
     "bad_locale": ("locales/fr.yaml", 2, None, "meta.language is 'en'"),
 }
 
@@ -230,9 +230,9 @@ def test_missing_directories(tmp_path: Path) -> None:
 def test_sms_budget_in_settings_makes_an_overrun_an_error(variant: Callable[..., Path]) -> None:
     """With ``sms_budget`` set for a language, a reply above it fails the check (exit 1): the
     first exchange, the help at the first question, and any one prompt."""
-    settings = (VALID / "flows/settings.yaml").read_text(encoding="utf-8")
+    settings = (VALID / "config/settings.yaml").read_text(encoding="utf-8")
     within = settings + "sms_budget:\n  fr: {first_exchange: 3, help: 3, prompt: 2}\n"
-    assert not [p for p in _check(variant({"flows/settings.yaml": within})) if p.level == "error"]
+    assert not [p for p in _check(variant({"config/settings.yaml": within})) if p.level == "error"]
 
     # A welcome of 120 characters: 1 segment alone, 2 with the category menu after it.
     fr = (VALID / "locales/fr.yaml").read_text(encoding="utf-8")
@@ -241,7 +241,7 @@ def test_sms_budget_in_settings_makes_an_overrun_an_error(variant: Callable[...,
         '"' + "x" * 70 + " Urgence : police {police}, pompiers {fire} " + "y" * 20 + '"',
     )
     tight = settings + "sms_budget:\n  fr: {first_exchange: 1, help: 1, prompt: 1}\n"
-    root = variant({"flows/settings.yaml": tight, "locales/fr.yaml": fr})
+    root = variant({"config/settings.yaml": tight, "locales/fr.yaml": fr})
     errors = [p for p in _check(root) if p.level == "error"]
     messages = [p.message for p in errors]
     assert any(
@@ -253,7 +253,7 @@ def test_sms_budget_in_settings_makes_an_overrun_an_error(variant: Callable[...,
         .read_text(encoding="utf-8")
         .replace('"Répondez avec un numéro. MENU pour recommencer."', '"' + "z" * 170 + '"')
     )
-    root = variant({"flows/settings.yaml": prompt_budget, "locales/fr.yaml": fr_long_help})
+    root = variant({"config/settings.yaml": prompt_budget, "locales/fr.yaml": fr_long_help})
     help_errors = sorted(p.message for p in _check(root) if p.level == "error")
     assert len(help_errors) == 2, help_errors
     assert "'system.help'; keep it to 1" in help_errors[0]

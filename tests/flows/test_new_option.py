@@ -43,6 +43,7 @@ def add_option(settings, texts: dict[str, str], tmp_path: Path):  # type: ignore
     text per language, as the docs tell an author to do it."""
     for name in ("flows", "locales"):
         shutil.copytree(getattr(settings, f"{name}_dir"), tmp_path / name)
+    shutil.copytree(settings.resolved_config_dir, tmp_path / "config")
     flow = tmp_path / "flows" / "report.yaml"
     source = flow.read_text()
     assert "      - key: other\n" in source
@@ -64,7 +65,7 @@ def flows_check(settings):  # type: ignore[no-untyped-def]
 def raise_first_exchange_budget(settings) -> None:  # type: ignore[no-untyped-def]
     """One more segment for the first exchange (and, in Bambara, for the help at the first
     question, which repeats it) in every language, in the copy's settings."""
-    path = settings.flows_dir / "settings.yaml"
+    path = settings.resolved_config_dir / "settings.yaml"
     text = path.read_text(encoding="utf-8")
     for lang, before in (("fr", 2), ("en", 2), ("bm", 3)):
         old = f"{lang}: {{first_exchange: {before},"

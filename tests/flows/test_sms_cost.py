@@ -1,7 +1,7 @@
 """SMS cost has a budget: what a new reporter's first exchange costs, per language.
 
 The welcome and the first question travel as one SMS: at most 2 segments in French and English
-(GSM-7) and 3 in Bambara (UCS-2), as ``sms_budget`` in flows/settings.yaml says and
+(GSM-7) and 3 in Bambara (UCS-2), as ``sms_budget`` in config/settings.yaml says and
 ``citoyen flows check`` enforces. The dialogues are written out in the locale's words; each
 reply's cost is what the SMS webhook bills (its ``<Message>`` texts). A survey invitation says
 STOP once. Each dialogue runs on SQLite and on PostgreSQL (the ``settings`` fixture).

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, func, select
 
+from citoyen.engine.layout import CONFIG_FILES, SETTINGS_FILE
 from citoyen.models import Area, Contact, Conversation, Outbox, QueueEntry, Report, Stakeholder
 from citoyen.runtime import Runtime
 from citoyen.services import effects, queues
@@ -21,6 +22,7 @@ from citoyen.services.contacts import get_or_create_contact
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWS = ROOT / "flows"
+CONFIG = ROOT / "config"
 LOCALES = ROOT / "locales"
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning in Bamako (UTC+0)
@@ -29,18 +31,24 @@ _numbers = itertools.count(1)
 
 
 def flows_dir(tmp_path: Path, *overlays: Path, **files: str) -> Path:
-    """A flows folder: the shipped flows and settings, then each overlay folder's YAML files,
-    then ``files`` (name -> text)."""
-    folder = tmp_path / "flows"
+    """A flows folder with its configuration folder beside it (``config/``, where the loaders
+    look by default): the shipped flows and settings, then each overlay folder's YAML files,
+    then ``files`` (name -> text). Configuration files go to ``config/``, flows to ``flows/``."""
+    folder, config = tmp_path / "flows", tmp_path / "config"
     folder.mkdir(parents=True, exist_ok=True)
+    config.mkdir(parents=True, exist_ok=True)
     for path in FLOWS.glob("*.yaml"):
-        if path.name not in ("stakeholders.yaml", "routing.yaml"):
-            shutil.copy(path, folder / path.name)
+        shutil.copy(path, folder / path.name)
+    shutil.copy(CONFIG / SETTINGS_FILE, config / SETTINGS_FILE)
+
+    def place(name: str) -> Path:
+        return (config if name in CONFIG_FILES else folder) / name
+
     for overlay in overlays:
         for path in overlay.glob("*.yaml"):
-            shutil.copy(path, folder / path.name)
+            shutil.copy(path, place(path.name))
     for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
+        place(name).write_text(text, encoding="utf-8")
     return folder
 
 

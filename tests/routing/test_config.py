@@ -1,4 +1,4 @@
-"""Validation of flows/stakeholders.yaml and flows/routing.yaml (`citoyen flows check`).
+"""Validation of config/stakeholders.yaml and config/routing.yaml (`citoyen flows check`).
 
 Each case in fixtures/broken/ is the valid configuration of fixtures/base/ with one file broken
 in one way; the check must name the file, the line and the problem, and find nothing else.
@@ -19,7 +19,7 @@ from citoyen.config import Settings
 from citoyen.engine import Problem
 from citoyen.routing import RoutingError, check, load_routing
 from citoyen.services.areas.trees import shipped_area_tree
-from tests.routing.support import FIXTURES, FLOWS, LOCALES, flows_dir, line_of
+from tests.routing.support import CONFIG, FIXTURES, FLOWS, LOCALES, flows_dir, line_of
 
 BASE = FIXTURES / "base"
 
@@ -122,10 +122,10 @@ def test_each_error_names_file_line_and_problem(tmp_path: Path, case: str) -> No
     errors = [p for p in problems if p.level == "error"]
     assert len(errors) == 1, "\n".join(map(str, problems))
     [error] = errors
-    assert error.file == f"flows/{name}"
+    assert error.file == f"config/{name}"
     assert error.line == line_of(fixture, *where)
     assert error.message.startswith(message), error.message
-    assert str(error).startswith(f"flows/{name}:{error.line}: ")
+    assert str(error).startswith(f"config/{name}:{error.line}: ")
     with pytest.raises(RoutingError) as raised:
         load_routing(folder, LOCALES, areas=shipped_area_tree())
     assert raised.value.errors == [error]
@@ -141,7 +141,7 @@ def test_shadowed_rule(tmp_path: Path) -> None:
     fixture = FIXTURES / "warnings" / "shadowed" / "routing.yaml"
     [warning] = _warnings(tmp_path, "shadowed")
     assert (warning.file, warning.line) == (
-        "flows/routing.yaml",
+        "config/routing.yaml",
         line_of(fixture, "- area: ML-BKO", 2),
     )
     first = line_of(fixture, "- area: ML-BKO")
@@ -162,9 +162,11 @@ def test_rule_shadowed_by_several_rules_together(tmp_path: Path) -> None:
     [warning] = [
         p for p in check(folder, LOCALES, areas=shipped_area_tree()) if p.level == "warning"
     ]
-    theft = line_of(folder / "routing.yaml", "category: theft")
-    violence = line_of(folder / "routing.yaml", "category: violence")
-    assert warning.line == line_of(folder / "routing.yaml", "category: [theft, violence]")
+    theft = line_of(folder.parent / "config" / "routing.yaml", "category: theft")
+    violence = line_of(folder.parent / "config" / "routing.yaml", "category: violence")
+    assert warning.line == line_of(
+        folder.parent / "config" / "routing.yaml", "category: [theft, violence]"
+    )
     assert warning.message.startswith(
         f"rule 6 never applies: every report it matches goes by the rule at line {theft}, "
         f"the rule at line {violence} "
@@ -233,7 +235,7 @@ def test_stakeholder_never_routed_to(tmp_path: Path) -> None:
     fixture = FIXTURES / "warnings" / "unused_stakeholder" / "stakeholders.yaml"
     [warning] = _warnings(tmp_path, "unused_stakeholder")
     assert (warning.file, warning.line) == (
-        "flows/stakeholders.yaml",
+        "config/stakeholders.yaml",
         line_of(fixture, "- code: jeunes-c1"),
     )
     assert "'jeunes-c1' is never routed to" in warning.message
@@ -250,7 +252,7 @@ def test_fallback_that_is_not_a_moderation_queue(tmp_path: Path) -> None:
 def test_missing_files(tmp_path: Path) -> None:
     neither = flows_dir(tmp_path / "a")
     [warning] = check(neither, LOCALES, areas=shipped_area_tree())
-    assert (warning.level, warning.file) == ("warning", "flows/routing.yaml")
+    assert (warning.level, warning.file) == ("warning", "config/routing.yaml")
     assert "every report goes to the 'moderation' queue" in warning.message
     assert load_routing(neither, LOCALES).fallback == "moderation"
 
@@ -261,7 +263,7 @@ def test_missing_files(tmp_path: Path) -> None:
         p for p in check(only_routing, LOCALES, areas=shipped_area_tree()) if p.level == "error"
     ]
     assert (error.file, error.message) == (
-        "flows/stakeholders.yaml",
+        "config/stakeholders.yaml",
         "not found, but routing.yaml needs it",
     )
 
@@ -298,8 +300,8 @@ def test_texts_notifications_need(tmp_path: Path) -> None:
     }
     locales = _locales(tmp_path, removed)
     [error] = [p for p in check(FLOWS, locales, areas=shipped_area_tree()) if p.level == "error"]
-    assert error.file == "flows/routing.yaml"
-    assert error.line == line_of(FLOWS / "routing.yaml", "notify: [")
+    assert error.file == "config/routing.yaml"
+    assert error.line == line_of(CONFIG / "routing.yaml", "notify: [")
     assert error.message.startswith("text 'notify.closed' is missing in every language")
 
 
@@ -350,10 +352,10 @@ def test_flows_check_prints_routing_problems_and_fails(tmp_path: Path) -> None:
         main, ["flows", "check"], obj={"settings": _settings(tmp_path, folder)}
     )
     assert result.exit_code == 1
-    line = line_of(folder / "routing.yaml", "to: [pcc]")
+    line = line_of(folder.parent / "config" / "routing.yaml", "to: [pcc]")
     output = " ".join(result.output.split())  # rich wraps long lines at the terminal's width
     assert (
-        f"error: flows/routing.yaml:{line}: rule 2: unknown stakeholder 'pcc' (did you mean 'pc'?)"
+        f"error: config/routing.yaml:{line}: rule 2: unknown stakeholder 'pcc' (did you mean 'pc'?)"
         in output
     )
     assert re.search(r"^1 error\(s\), \d+ warning\(s\)$", result.output, re.M)

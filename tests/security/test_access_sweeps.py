@@ -33,7 +33,7 @@ from citoyen.models import (
 from citoyen.services import queues
 from tests.web.conftest import Desk
 
-MINE_AREA = "ML-BKO.commune-iv"  # theft here goes to bko-police-c4 (flows/routing.yaml)
+MINE_AREA = "ML-BKO.commune-iv"  # theft here goes to bko-police-c4 (config/routing.yaml)
 THEIR_AREA = "ML-BKO.commune-i"
 THEIR_NUMBER = "+22376830001"
 MARKER = "Kalaban-puits-7731"  # words of the report outside the agent's queues

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,6 +177,7 @@ def test_conversation_finishes_on_its_pinned_version_after_the_flow_changes(
     # A new flow directory where the category question lost its "other" option.
     flows = tmp_path / "flows"
     flows.mkdir()
+    shutil.copytree(ROOT / "config", tmp_path / "config")
     yaml = YAML()
     for src in (ROOT / "flows").glob("*.yaml"):
         data = yaml.load(src.read_text(encoding="utf-8"))

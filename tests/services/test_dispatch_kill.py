@@ -40,7 +40,7 @@ KILLS = 5
 # hundred sending threads do on a shared 2-core CI machine (load average 12 when this was
 # written: 40-90 results of sends the fake had answered were still unwritten at a kill).
 CALL_SECONDS = ANSWER_SECONDS + 0.45
-HEARTBEAT_SECONDS = 30.0  # citoyen.worker.LEASE_SECONDS: a dispatcher's registration
+HEARTBEAT_SECONDS = 30.0  # citoyen.services.leases.LEASE_SECONDS: a dispatcher's registration
 
 
 class FakeTwilio(ThreadingHTTPServer):

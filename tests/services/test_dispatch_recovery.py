@@ -15,8 +15,8 @@ from citoyen.models import Outbox, SchedulerLease
 from citoyen.runtime import Runtime
 from citoyen.services.contacts import get_or_create_contact
 from citoyen.services.dispatch import Dispatcher, RateLimit
+from citoyen.services.leases import forget_dead_dispatchers, register_dispatcher
 from citoyen.services.outbox import enqueue
-from citoyen.worker import forget_dead_dispatchers, register_dispatcher
 from tests.services.test_dispatch import FakeClock, FakeSender
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)

@@ -25,7 +25,7 @@ from citoyen.models import (
 )
 from tests.web.conftest import Desk, csrf_token
 
-COMMUNE_IV = "ML-BKO.commune-iv"  # theft here goes to bko-police-c4 (flows/routing.yaml)
+COMMUNE_IV = "ML-BKO.commune-iv"  # theft here goes to bko-police-c4 (config/routing.yaml)
 
 
 def rows(desk: Desk, model, *where):  # type: ignore[no-untyped-def]

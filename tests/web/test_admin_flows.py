@@ -84,6 +84,7 @@ def test_texts_costs_and_voice_beside_each_node(app: Flask, rt: Runtime) -> None
 def test_errors_of_the_files_name_file_line_and_node(rt: Runtime, tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     shutil.copytree(rt.settings.flows_dir, flows)
+    shutil.copytree(rt.settings.resolved_config_dir, tmp_path / "config")
     report = flows / "report.yaml"
     report.write_text(report.read_text().replace("text: report.danger\n", "text: report.dangr\n"))
     assert rt.bundle.flows and rt.router  # the service keeps what it started with

@@ -22,6 +22,7 @@ def settings(settings, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The shipped flows and texts, copied: these tests change the files."""
     for name in ("flows", "locales"):
         shutil.copytree(getattr(settings, f"{name}_dir"), tmp_path / name)
+    shutil.copytree(settings.resolved_config_dir, tmp_path / "config")
     return settings.model_copy(
         update={"flows_dir": tmp_path / "flows", "locales_dir": tmp_path / "locales"}
     )

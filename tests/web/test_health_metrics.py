@@ -10,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from citoyen.db import write_session
 from citoyen.services.contacts import get_or_create_contact
+from citoyen.services.leases import acquire_lease
 from citoyen.services.outbox import enqueue
 from citoyen.services.setup import ensure_ready
 from citoyen.web import create_app
-from citoyen.worker import acquire_lease
 
 TOKEN = "metrics-token-for-tests"
 

@@ -8,7 +8,7 @@ to Telegram or to the database; the callers answer callback queries (see docs/te
 What each update means:
 
 - text -> ``Input("text")``; the commands /help, /stop, /language and /menu map to the
-  deployment's keywords (``flows/settings.yaml``), so the engine does what the words do on SMS;
+  deployment's keywords (``config/settings.yaml``), so the engine does what the words do on SMS;
   /start begins the default flow afresh (``Input("start")``), or opts back in after /stop;
 - a button press (callback query) -> ``Input("choice", option key)``;
 - a shared location -> ``Input("location", code of the nearest known area)``

@@ -7,7 +7,7 @@ voice:
 1. recorded audio for the segment's language (the prompt library, citoyen.services.prompts,
    else ``locales/<lang>/audio/<key>.wav|mp3``) -> ``<Play>`` of its URL;
 2. else, when the language has text-to-speech Twilio can speak (``meta.tts``) -> ``<Say>``;
-3. else the fallback language (the language's ``voice_fallback`` in flows/settings.yaml, else
+3. else the fallback language (the language's ``voice_fallback`` in config/settings.yaml, else
    the default language, or the first with text-to-speech): its recording, or ``<Say>`` in it,
    and a warning naming the key and language so the missing recording gets made. A ``<Say>`` in a language Twilio cannot speak is never emitted: Twilio
    would either fail the call or read Bambara with an English voice.
@@ -173,7 +173,7 @@ class VoiceRenderer:
 
         ``prompts`` gives the URL of a prompt's recording (the prompt library, which also knows
         the shipped files); without it only shipped files under ``locales/`` are played.
-        ``fallbacks`` is ``voice_fallback`` from flows/settings.yaml: per language, the language
+        ``fallbacks`` is ``voice_fallback`` from config/settings.yaml: per language, the language
         heard when a prompt has no recording; other languages use the default one.
         ``voices`` is ``tts_voices`` from settings.yaml (language -> Twilio voice). ``offered``
         gives the languages the voice language menu offers (those a caller can hear: see

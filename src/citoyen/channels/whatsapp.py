@@ -123,7 +123,9 @@ def whatsapp_sender(runtime: Any, recipients: Callable[[int], Recipient]) -> Wha
         api_url=settings.twilio_api_url,
     )
     languages = tuple(runtime.bundle.settings.languages.enabled)
-    templates = load_templates(settings.flows_dir, languages)
+    templates = load_templates(
+        settings.flows_dir, languages, config_dir=settings.resolved_config_dir
+    )
     for problem in templates.problems:
         if problem.level == "error":
             log.error("whatsapp templates: %s", problem)

@@ -4,7 +4,7 @@ WhatsApp lets a business write free-form only within 24 hours of the citizen's l
 Outside it, only templates approved by WhatsApp may be sent; with Twilio they are Content API
 templates, sent as a ``ContentSid`` (``HX`` + 32 hex digits) and ``ContentVariables``. A
 deployment creates and gets them approved in the Twilio console, then lists them per purpose and
-language in ``flows/whatsapp/templates.yaml``:
+language in ``config/whatsapp/templates.yaml``:
 
 ```yaml
 templates:
@@ -32,10 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAMLError
 
 from citoyen.engine import Problem
+from citoyen.engine.layout import WHATSAPP_TEMPLATES_FILE, Layout
 from citoyen.i18n import read_yaml, yaml_error_line
 
 PURPOSES = ("status", "staff_reply", "survey")
-FILE = Path("whatsapp") / "templates.yaml"
 
 
 class Template(BaseModel):
@@ -67,24 +67,30 @@ class Templates:
 
 
 def load_templates(
-    flows_dir: Path, languages: tuple[str, ...] = (), *, whatsapp_on: bool = False
+    flows_dir: Path,
+    languages: tuple[str, ...] = (),
+    *,
+    whatsapp_on: bool = False,
+    config_dir: Path | None = None,
 ) -> Templates:
-    """Read ``flows/whatsapp/templates.yaml`` (absent: no templates); never raises. Missing
-    templates are warned about when WhatsApp is configured or the file exists."""
-    path = Path(flows_dir) / FILE
-    name = f"{Path(flows_dir).name}/{FILE}"
+    """Read ``config/whatsapp/templates.yaml`` (absent: no templates); never raises. Missing
+    templates are warned about when WhatsApp is configured or the file exists. ``config_dir``:
+    None is ``config/`` beside the flows folder (engine/layout.py)."""
+    found = Layout.of(flows_dir, config_dir).config_file(WHATSAPP_TEMPLATES_FILE)
+    path, name, layout = found.path, found.file, list(found.problems)
     if not path.is_file():
         return Templates(problems=_missing(name, {}, languages) if whatsapp_on else [])
     try:
         data = read_yaml(path) or {}
     except YAMLError as exc:
         line = yaml_error_line(exc)
-        return Templates(problems=[Problem("error", name, line, None, "bad YAML")])
+        return Templates(problems=[*layout, Problem("error", name, line, None, "bad YAML")])
     try:
         parsed = TemplateFile.model_validate(data)
     except ValidationError as exc:
         return Templates(
-            problems=[
+            problems=layout
+            + [
                 Problem(
                     "error",
                     name,
@@ -102,7 +108,7 @@ def load_templates(
         for lang in by_lang
         if languages and lang not in languages
     ]
-    return Templates(templates, problems + _missing(name, templates, languages))
+    return Templates(templates, layout + problems + _missing(name, templates, languages))
 
 
 def _missing(

@@ -59,12 +59,11 @@ def areas_seed(ctx: click.Context) -> None:
 def areas_list(ctx: click.Context, under: str | None, search: str | None) -> None:
     """Find area codes (for routing rules, stakeholders, --area): code, level, name, place."""
     from rich.table import Table
-    from sqlmodel import Session
 
     from citoyen.services.areas.listing import find_areas
 
     runtime = runtime_of(ctx)
-    with Session(runtime.engine) as session:
+    with runtime.session() as session:
         try:
             rows = find_areas(session, under=under, search=search)
         except KeyError:

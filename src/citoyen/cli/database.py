@@ -59,8 +59,6 @@ def purge(ctx: click.Context, days: int | None, dry_run: bool) -> None:
     """
     from datetime import UTC, datetime
 
-    from sqlmodel import Session
-
     from citoyen.services.retention import due_reports
     from citoyen.services.retention import purge as purge_reports
 
@@ -71,7 +69,7 @@ def purge(ctx: click.Context, days: int | None, dry_run: bool) -> None:
     if days <= 0:
         raise SystemExit("retention is off (CITOYEN_RETENTION_DAYS=0): give --days to purge")
     if dry_run:
-        with Session(runtime.engine) as session:
+        with runtime.session() as session:
             n = len(due_reports(session, days, datetime.now(UTC)))
         console.print(f"{n} report(s) resolved or closed more than {days} days ago would be purged")
         return

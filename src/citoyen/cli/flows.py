@@ -1,4 +1,5 @@
-"""Flows: checking them (with stakeholders and routing), drawing them, syncing stakeholders."""
+"""Flows: checking them (with stakeholders and routing), drawing them, moving configuration out
+of the flows folder, syncing stakeholders."""
 
 from __future__ import annotations
 
@@ -32,9 +33,7 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
 
     runtime = runtime_of(ctx)
     if areas_from_db:
-        from sqlmodel import Session
-
-        with Session(runtime.engine) as session:
+        with runtime.session() as session:
             areas = database_area_tree(session)
     else:
         areas = shipped_area_tree()
@@ -89,6 +88,32 @@ def flows_diagram(ctx: click.Context, name: str, output: str | None, language: s
     console.print(f"{output}: diagram of flow '{name}' written")
 
 
+@flows.command("migrate-layout")
+@click.option("--dry-run", is_flag=True, help="Say what would move, move nothing.")
+@click.pass_context
+def flows_migrate_layout(ctx: click.Context, dry_run: bool) -> None:
+    """Move settings, stakeholders, routing and WhatsApp templates from the flows folder to the
+    configuration folder (CITOYEN_CONFIG_DIR); exit 1 if one is in both places."""
+    from citoyen.services.flows import layout_of
+
+    layout = layout_of(runtime_of(ctx).settings)
+    moves = layout.migrate(dry_run=dry_run)
+    out = Console()
+
+    def say(line: str) -> None:  # one line each, never wrapped: paths stay whole
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    for move in moves:
+        if move.reason:
+            say(f"left: {move.source}: {move.reason}")
+        else:
+            say(f"{'moved' if move.done else 'would move'}: {move.source} -> {move.target}")
+    if not moves:
+        say(f"nothing to move: the configuration is in {layout.config_dir}")
+    if any(move.reason for move in moves):
+        raise SystemExit("keep one copy of each file left in both places, then run this again")
+
+
 def _database_usable(runtime: Runtime) -> bool:
     try:
         return not runtime.needs_migration()
@@ -109,12 +134,15 @@ def _voice_problems(runtime: Runtime) -> list:
     forced or configured languages that are not enabled."""
     from citoyen.channels.twilio_voice import sayable, voice_problem
     from citoyen.engine import Problem
+    from citoyen.engine.layout import SETTINGS_FILE
+    from citoyen.services.flows import layout_of
 
     try:
         bundle = runtime.bundle
     except Exception:  # flows that do not load: reported above
         return []
     settings, catalog = bundle.settings, bundle.catalog
+    file = layout_of(runtime.settings).config_file(SETTINGS_FILE).file
     out = []
     for lang, voice in settings.tts_voices.items():
         tag = sayable(catalog.meta(lang).tts) if lang in catalog.languages else None
@@ -124,16 +152,16 @@ def _voice_problems(runtime: Runtime) -> list:
             problem = voice_problem(tag, voice)
             message = f"tts_voices: {lang}: {problem}" if problem else ""
         if message:
-            out.append(Problem("error", "flows/settings.yaml", None, None, message))
+            out.append(Problem("error", file, None, None, message))
     for lang in settings.languages.voice_forced:
         if lang not in settings.languages.enabled:
             message = f"languages.voice_forced: '{lang}' is not an enabled language"
-            out.append(Problem("error", "flows/settings.yaml", None, None, message))
+            out.append(Problem("error", file, None, None, message))
     return out
 
 
 def _whatsapp_problems(runtime: Any) -> list:
-    """Problems of flows/whatsapp/templates.yaml (templates for outside the 24-hour window)."""
+    """Problems of config/whatsapp/templates.yaml (templates for outside the 24-hour window)."""
     from citoyen.channels.whatsapp_templates import load_templates
     from citoyen.engine import FlowError
 
@@ -143,18 +171,20 @@ def _whatsapp_problems(runtime: Any) -> list:
         languages = ()  # the flows' own errors are printed already
     settings = runtime.settings
     on = bool(settings.twilio_enabled and settings.twilio_whatsapp_from)
-    return load_templates(settings.flows_dir, languages, whatsapp_on=on).problems
+    return load_templates(
+        settings.flows_dir, languages, whatsapp_on=on, config_dir=settings.resolved_config_dir
+    ).problems
 
 
 @click.group()
 def stakeholders() -> None:
-    """Stakeholders and their queues (flows/stakeholders.yaml)."""
+    """Stakeholders and their queues (config/stakeholders.yaml)."""
 
 
 @stakeholders.command("sync")
 @click.pass_context
 def stakeholders_sync(ctx: click.Context) -> None:
-    """Load flows/stakeholders.yaml into the database (on-call addresses encrypted)."""
+    """Load config/stakeholders.yaml into the database (on-call addresses encrypted)."""
     from citoyen.routing import RoutingError
     from citoyen.services.queues import SyncError, sync_from_settings
 

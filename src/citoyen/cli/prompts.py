@@ -118,14 +118,12 @@ def prompts_import(ctx: click.Context, folder: Path, language: str | None) -> No
 @click.pass_context
 def prompts_set_pin(ctx: click.Context, email: str) -> None:
     """Allow a user to record prompts by phone; asks for their 4-8 digit PIN."""
-    from sqlmodel import Session
-
     from citoyen.services.prompts import PromptError
     from citoyen.services.prompts.pins import set_pin
     from citoyen.services.users import user_by_email
 
     runtime = runtime_of(ctx)
-    with Session(runtime.engine) as session:
+    with runtime.session() as session:
         user = user_by_email(session, email.strip().lower())
     if user is None or user.id is None:
         raise SystemExit(f"error: no user with email {email}")

@@ -29,12 +29,10 @@ def reports() -> None:
 @click.pass_context
 def reports_export(ctx: click.Context, fmt: str, output: Path | None) -> None:
     """Reports as an administrator sees them (reporters as aliases)."""
-    from sqlmodel import Session
-
     from citoyen.services.reports import export_rows, write_export
 
     runtime = runtime_of(ctx)
-    with Session(runtime.engine) as session:
+    with runtime.session() as session:
         if output:
             with output.open("w", encoding="utf-8", newline="") as fh:
                 n = write_export(export_rows(session), fmt, fh)

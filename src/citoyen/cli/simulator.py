@@ -110,7 +110,8 @@ class Simulator:
             left = self.last_message_at + WINDOW - self.now
             return f"[window open {left.total_seconds() / 3600:.0f} h more: notices go free-form]"
         lang = self.runtime.bundle.settings.languages.default
-        templates = load_templates(self.runtime.settings.flows_dir)
+        settings = self.runtime.settings
+        templates = load_templates(settings.flows_dir, config_dir=settings.resolved_config_dir)
         state = ", ".join(
             f"{purpose} {'template' if templates.get(purpose, lang) else 'held (no template)'}"
             for purpose in PURPOSES

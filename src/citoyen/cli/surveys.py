@@ -33,9 +33,8 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
     """Start a run of survey NAME now (quiet hours still defer the messages)."""
     from datetime import UTC, datetime
 
-    from sqlmodel import Session, select
-
-    from citoyen.services.surveys.runs import estimated_segments, plan, start_run
+    from citoyen.services.surveys.runs import dry_run as plan_dry_run
+    from citoyen.services.surveys.runs import start_run
 
     runtime = runtime_of(ctx)
     load_bundle_or_exit(runtime)
@@ -44,17 +43,8 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
     definition = _survey_or_exit(runtime, name)
     now = datetime.now(UTC)
     if dry_run:
-        from citoyen.models import Contact
-
-        with Session(runtime.engine) as session:
-            the_plan = plan(session, definition, f"dry-run:{now.isoformat()}", now)
-            sms_ids = [c.contact_id for c in the_plan.drawn if c.channel == "sms"]
-            languages = (
-                session.exec(select(Contact.language).where(Contact.id.in_(sms_ids))).all()
-                if sms_ids
-                else []
-            )
-        segments = estimated_segments(runtime.bundle.catalog, runtime.bundle, definition, languages)
+        planned = plan_dry_run(runtime, definition, now)  # type: ignore[arg-type]
+        the_plan, segments = planned.plan, planned.segments
         table = Table("channel", "would be invited")
         for channel in ("sms", "telegram", "voice"):
             table.add_row(channel, str(the_plan.per_channel.get(channel, 0)))
@@ -126,24 +116,13 @@ def survey_results(
     import csv
     import json
 
-    from sqlmodel import Session
-
-    from citoyen.services.publication.safety import FIELDS, published_series
-    from citoyen.services.surveys.indicators import observations
+    from citoyen.services.publication.safety import FIELDS, survey_results
 
     runtime = runtime_of(ctx)
     load_bundle_or_exit(runtime)
     definition = _survey_or_exit(runtime, name)
-    with Session(runtime.engine) as session:
-        cells = published_series(
-            session,
-            definition,
-            by,  # type: ignore[arg-type]
-            period,  # type: ignore[arg-type]
-            floor=runtime.settings.publication_min_count,
-            min_n=min_n,
-        )
-        answers = len(observations(session, definition, period))  # type: ignore[arg-type]
+    results = survey_results(runtime, definition, by, period, min_n=min_n)  # type: ignore[arg-type]
+    cells, answers = results.cells, results.answers
     rows = [cell.to_dict() for cell in cells]
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))

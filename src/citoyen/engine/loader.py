@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml.error import YAMLError
 
 from citoyen.engine import sms, sms_budget, textnorm
+from citoyen.engine.layout import LEGACY_NAMES, SETTINGS_FILE, Layout
+from citoyen.engine.problems import Level, Problem
 from citoyen.engine.refcodes import parse_reference
 from citoyen.engine.schema import (
     EFFECT_PARAMS,
@@ -91,29 +93,8 @@ MAX_SMS_SEGMENTS = 2
 # Stand-in for a report reference when measuring SMS length (references are short codes).
 SAMPLE_REFERENCE = "K7P-4QX9"
 _UNION_TAGS = frozenset({"bool", "int", "float", "str", "none"})
-# Files in flows/ that are configuration read by their own loaders, not flows (settings here;
-# stakeholders and routing rules in citoyen.routing).
-NOT_FLOWS = frozenset({"settings.yaml", "stakeholders.yaml", "routing.yaml"})
-
-Level = Literal["error", "warning"]
 # What may follow a trigger keyword as its reference: digits with spaces, dashes or dots.
 _REFERENCE_TEXT = re.compile(r"\s*\d[\d\s.\-]*")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding of the validator; ``str()`` gives ``file:line: node 'x': message``."""
-
-    level: Level
-    file: str
-    line: int | None
-    node: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        node = f" node '{self.node}':" if self.node else ""
-        return f"{where}:{node} {self.message}"
 
 
 class FlowError(Exception):
@@ -175,13 +156,16 @@ class Bundle:
         return (flow, reference) if flow is not None else None
 
 
-def check(flows_dir: Path, locales_dir: Path, *, audio: bool = True) -> list[Problem]:
+def check(
+    flows_dir: Path, locales_dir: Path, *, audio: bool = True, config_dir: Path | None = None
+) -> list[Problem]:
     """Every problem (errors and warnings) in flows, settings and locales; never raises.
 
     ``audio=False`` leaves out the per-text warnings about shipped recordings: ``citoyen flows
     check`` reports the prompt library instead (recordings also live in the database there).
+    ``config_dir``: where ``settings.yaml`` is (None: ``config/`` beside the flows folder).
     """
-    checker = _Checker(Path(flows_dir), Path(locales_dir))
+    checker = _Checker(Layout.of(flows_dir, config_dir), Path(locales_dir))
     checker.audio = audio
     return checker.run()[0]
 
@@ -196,9 +180,12 @@ def voice_keys(flows: Mapping[str, Flow]) -> list[str]:
     return list(keys)
 
 
-def load_bundle(flows_dir: Path, locales_dir: Path) -> Bundle:
-    """Load flows, settings and locales; raise :class:`FlowError` if anything is an error."""
-    problems, bundle = _Checker(Path(flows_dir), Path(locales_dir)).run()
+def load_bundle(flows_dir: Path, locales_dir: Path, *, config_dir: Path | None = None) -> Bundle:
+    """Load flows, settings and locales; raise :class:`FlowError` if anything is an error.
+
+    ``config_dir``: where ``settings.yaml`` is (None: ``config/`` beside the flows folder).
+    """
+    problems, bundle = _Checker(Layout.of(flows_dir, config_dir), Path(locales_dir)).run()
     if bundle is None or any(p.level == "error" for p in problems):
         raise FlowError(problems)
     return bundle
@@ -372,8 +359,9 @@ def _answer_refs(name: str, node: BaseModel) -> list[tuple[str, tuple[Any, ...]]
 class _Checker:
     """Collects problems from every file; one instance per check."""
 
-    def __init__(self, flows_dir: Path, locales_dir: Path) -> None:
-        self.flows_dir = flows_dir
+    def __init__(self, layout: Layout, locales_dir: Path) -> None:
+        self.layout = layout
+        self.flows_dir = layout.flows_dir
         self.locales_dir = locales_dir
         self.problems: list[Problem] = []
         self.catalog = Catalog({}, {})
@@ -427,12 +415,13 @@ class _Checker:
             self.add(issue.level, issue.file, issue.line, None, issue.message)
 
     def _load_settings(self) -> None:
-        file = f"{self.flows_dir.name}/settings.yaml"
-        path = self.flows_dir / "settings.yaml"
+        found = self.layout.config_file(SETTINGS_FILE)
+        file, path = found.file, found.path
+        self.problems.extend(found.problems)
         self.enabled = list(self.catalog.languages)
         self.default_language = self.enabled[0] if self.enabled else None
         if not path.is_file():
-            self.add("error", file, None, None, "settings.yaml not found")
+            self.add("error", file, None, None, f"{SETTINGS_FILE} not found")
             return
         source = self._read(path, file)
         if source is None:
@@ -534,8 +523,8 @@ class _Checker:
             self.add("error", self.flows_dir.name, None, None, "flows directory not found")
             return
         for path in sorted(self.flows_dir.glob("*.yaml")):
-            if path.name in NOT_FLOWS:
-                continue
+            if path.name in LEGACY_NAMES:
+                continue  # configuration in the layout before (engine/layout.py)
             file = f"{self.flows_dir.name}/{path.name}"
             source = self._read(path, file)
             if source is None:

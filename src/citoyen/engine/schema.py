@@ -528,7 +528,7 @@ class AfterReport(_Model):
 
 
 class Settings(_Model):
-    """``flows/settings.yaml``: languages, emergency numbers, global keywords."""
+    """``config/settings.yaml``: languages, emergency numbers, global keywords."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 

@@ -2,7 +2,7 @@
 
 Texts are written by people who do not think in septets, and one stray ``ê`` or ``ɛ`` turns a
 160-character SMS into a 70-character one. The validator uses these functions to warn when a
-reply costs more than its budget (flows/settings.yaml, ``sms_budget``), and the SMS channel uses
+reply costs more than its budget (config/settings.yaml, ``sms_budget``), and the SMS channel uses
 :func:`render_menu` and :func:`join_messages` so that what is counted is exactly what is sent.
 """
 

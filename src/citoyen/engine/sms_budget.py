@@ -2,7 +2,7 @@
 
 Every segment is billed to the service, and a new reporter's first SMS exchange (the welcome and
 the first question, sent together) is the one every citizen pays for. ``sms_budget`` in
-flows/settings.yaml sets, per language, the most segments that exchange, the help at the first
+config/settings.yaml sets, per language, the most segments that exchange, the help at the first
 question and any one prompt may cost; ``citoyen flows check`` reports a reply above it as an
 error (exit 1) for languages listed there, and as a warning against the default budget for
 others. The cost is counted on the replies the engine really produces for a contact whose
@@ -75,7 +75,7 @@ def _describe(texts: list[str], what: str, lang: str, limit: int) -> str:
     )
     return (
         f"SMS in '{lang}': {what} costs {count} segments ({detail}); "
-        f"the budget is {limit} (sms_budget in flows/settings.yaml)"
+        f"the budget is {limit} (sms_budget in config/settings.yaml)"
     )
 
 

@@ -1,7 +1,7 @@
 """Stakeholders and routing rules: configuration, validation and the pure routing table.
 
-``flows/stakeholders.yaml`` says who acts (a kind, an area, on-call addresses);
-``flows/routing.yaml`` says which reports go to whom, how long they have to acknowledge and who
+``config/stakeholders.yaml`` says who acts (a kind, an area, on-call addresses);
+``config/routing.yaml`` says which reports go to whom, how long they have to acknowledge and who
 is next when nobody does (docs/routing.md). This package reads and checks both files and
 resolves a report's category, area and urgency into stakeholders, without a database or a clock;
 :mod:`citoyen.services.queues` turns that into queue entries, alerts and notifications.

@@ -1,4 +1,4 @@
-"""Load and validate ``flows/stakeholders.yaml`` and ``flows/routing.yaml``.
+"""Load and validate ``config/stakeholders.yaml`` and ``config/routing.yaml``.
 
 Like flows, these files are edited by hand by people who are not programmers, and a mistake here
 means a concern reaching the wrong people or nobody. So they are checked by
@@ -24,8 +24,14 @@ from pydantic import ValidationError
 from ruamel.yaml.error import YAMLError
 
 from citoyen.engine import sms
+from citoyen.engine.layout import (
+    LEGACY_NAMES,
+    ROUTING_FILE,
+    SETTINGS_FILE,
+    STAKEHOLDERS_FILE,
+    Layout,
+)
 from citoyen.engine.loader import (
-    NOT_FLOWS,
     FlowError,
     Level,
     Problem,
@@ -58,8 +64,6 @@ from citoyen.routing.table import (
     select_rule,
 )
 
-STAKEHOLDERS_FILE = "stakeholders.yaml"
-ROUTING_FILE = "routing.yaml"
 MAX_SMS_SEGMENTS = 2
 # More examples than this in one message would bury it.
 _EXAMPLES = 5
@@ -72,17 +76,29 @@ class RoutingError(FlowError):
     """
 
 
-def check(flows_dir: Path, locales_dir: Path, *, areas: AreaTree | None) -> list[Problem]:
+def check(
+    flows_dir: Path,
+    locales_dir: Path,
+    *,
+    areas: AreaTree | None,
+    config_dir: Path | None = None,
+) -> list[Problem]:
     """Every problem (errors and warnings) of the stakeholders and routing files; never raises.
 
     ``areas``: the tree area codes must exist in (the shipped sample's is
     :func:`citoyen.services.areas.trees.shipped_area_tree`; None: area codes are not checked).
+    ``config_dir``: where the files are (None: ``config/`` beside the flows folder); the flows
+    give the report categories.
     """
-    return _Checker(Path(flows_dir), Path(locales_dir), areas).run()[0]
+    return _Checker(Layout.of(flows_dir, config_dir), Path(locales_dir), areas).run()[0]
 
 
 def load_routing(
-    flows_dir: Path, locales_dir: Path, *, areas: AreaTree | None = None
+    flows_dir: Path,
+    locales_dir: Path,
+    *,
+    areas: AreaTree | None = None,
+    config_dir: Path | None = None,
 ) -> RoutingConfig:
     """The validated routing configuration; :class:`RoutingError` on any error.
 
@@ -90,7 +106,8 @@ def load_routing(
     the database's areas, where a code that does not exist simply never matches, and
     ``citoyen flows check`` / ``citoyen stakeholders sync`` report such codes.
     """
-    problems, config = _Checker(Path(flows_dir), Path(locales_dir), areas).run()
+    layout = Layout.of(flows_dir, config_dir)
+    problems, config = _Checker(layout, Path(locales_dir), areas).run()
     if config is None or any(p.level == "error" for p in problems):
         raise RoutingError(problems)
     return config
@@ -103,8 +120,8 @@ def flow_categories(flows_dir: Path) -> tuple[str, ...] | None:
     categories: dict[str, None] = {}
     readable = False
     for path in sorted(Path(flows_dir).glob("*.yaml")):
-        if path.name in NOT_FLOWS:
-            continue
+        if path.name in LEGACY_NAMES:
+            continue  # configuration in the layout before (engine/layout.py)
         try:
             flow = Flow.model_validate(plain(read_yaml(path)))
         except (YAMLError, ValidationError, OSError):
@@ -135,8 +152,11 @@ def _names(values: Iterable[str]) -> str:
 class _Checker:
     """Collects the problems of one check; builds the configuration when it is sound."""
 
-    def __init__(self, flows_dir: Path, locales_dir: Path, areas: AreaTree | None) -> None:
-        self.flows_dir = flows_dir
+    def __init__(self, layout: Layout, locales_dir: Path, areas: AreaTree | None) -> None:
+        self.layout = layout
+        self.flows_dir = layout.flows_dir
+        self.s_found = layout.config_file(STAKEHOLDERS_FILE)
+        self.r_found = layout.config_file(ROUTING_FILE)
         self.locales_dir = locales_dir
         self.tree = areas
         self.problems: list[Problem] = []
@@ -145,8 +165,8 @@ class _Checker:
         self.categories: tuple[str, ...] | None = None
         self.catalog = Catalog({}, {})
         self.stakeholders: dict[str, StakeholderDef] = {}
-        self.s_file = f"{flows_dir.name}/{STAKEHOLDERS_FILE}"
-        self.r_file = f"{flows_dir.name}/{ROUTING_FILE}"
+        self.s_file = self.s_found.file
+        self.r_file = self.r_found.file
         self.r_source: _Source | None = None
         self.stakeholders_known = True
 
@@ -156,8 +176,9 @@ class _Checker:
     def run(self) -> tuple[list[Problem], RoutingConfig | None]:
         self._load_context()
         before = len(self.problems)
-        have_s = (self.flows_dir / STAKEHOLDERS_FILE).is_file()
-        have_r = (self.flows_dir / ROUTING_FILE).is_file()
+        self.problems.extend(self.s_found.problems + self.r_found.problems)
+        have_s = self.s_found.path.is_file()
+        have_r = self.r_found.path.is_file()
         config: RoutingConfig | None = None
         if not have_s and not have_r:
             self.add(
@@ -207,7 +228,7 @@ class _Checker:
         self.enabled = list(self.catalog.languages)
         try:
             settings = FlowSettings.model_validate(
-                plain(read_yaml(self.flows_dir / "settings.yaml"))
+                plain(read_yaml(self.layout.config_file(SETTINGS_FILE).path))
             )
         except (YAMLError, ValidationError, OSError):
             settings = None
@@ -216,9 +237,9 @@ class _Checker:
             self.emergency = dict(settings.emergency_numbers)
         self.categories = flow_categories(self.flows_dir)
 
-    def _read(self, name: str, file: str) -> _Source | None:
+    def _read(self, path: Path, file: str) -> _Source | None:
         try:
-            return _Source(file, read_yaml(self.flows_dir / name))
+            return _Source(file, read_yaml(path))
         except YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             self.add("error", file, yaml_error_line(exc), f"bad YAML: {problem}")
@@ -246,7 +267,7 @@ class _Checker:
     def _load_stakeholders(self) -> None:
         from citoyen.messages.addresses import AddressError, staff_address
 
-        source = self._read(STAKEHOLDERS_FILE, self.s_file)
+        source = self._read(self.s_found.path, self.s_file)
         spec = self._validate(StakeholdersFile, source) if source is not None else None
         if spec is None:
             self.stakeholders_known = False  # do not also report every code as unknown
@@ -308,7 +329,7 @@ class _Checker:
     # -- routing.yaml ---------------------------------------------------------------------------
 
     def _read_routing(self) -> RoutingFile | None:
-        source = self._read(ROUTING_FILE, self.r_file)
+        source = self._read(self.r_found.path, self.r_file)
         self.r_source = source
         return self._validate(RoutingFile, source) if source is not None else None
 

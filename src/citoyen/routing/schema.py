@@ -1,4 +1,4 @@
-"""The shape of ``flows/stakeholders.yaml`` and ``flows/routing.yaml`` (docs/routing.md).
+"""The shape of ``config/stakeholders.yaml`` and ``config/routing.yaml`` (docs/routing.md).
 
 Pydantic checks the structure (types, unknown fields, the list of kinds); what needs the rest of
 the deployment (do the areas, categories and stakeholders named exist?) is checked by
@@ -80,7 +80,7 @@ Names = Annotated[tuple[str, ...] | None, BeforeValidator(_one_or_many)]
 
 
 class StakeholderSpec(_Model):
-    """One stakeholder (a queue) in ``flows/stakeholders.yaml``."""
+    """One stakeholder (a queue) in ``config/stakeholders.yaml``."""
 
     code: str = Field(pattern=CODE_PATTERN, max_length=80)
     name: str = Field(min_length=1, max_length=200)

@@ -14,14 +14,13 @@ from sqlmodel import Session, select
 
 from citoyen.models import AuditEvent, Contact, QueueEntry, Report, ReportEvent, Stakeholder, User
 from citoyen.routing import texts
-from citoyen.services import followups
 from citoyen.services.access import AccessDenied, Staff, acting_stakeholder, may_reveal
 from citoyen.services.outbox import enqueue
 from citoyen.services.privacy import is_erased
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.notify import OUTBOX_CHANNEL
 from citoyen.services.queues.routes import add_entry, alert_if_emergency
-from citoyen.services.queues.status import StatusError, change_status
+from citoyen.services.queues.status import StatusError, change_status, seen_by_staff
 from citoyen.services.refusals import Refusal
 
 MAX_NOTE = 4000
@@ -75,7 +74,7 @@ def _event(
     )
     session.add(event)
     session.flush()
-    followups.seen_by_staff(session, report.id)  # type: ignore[arg-type]
+    seen_by_staff(session, report.id)  # type: ignore[arg-type]
     return event
 
 

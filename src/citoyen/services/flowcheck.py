@@ -22,10 +22,13 @@ def problems(runtime: Any, areas: Any = None) -> list[Problem]:
 
     settings = runtime.settings
     # Recordings are counted from the prompt library below, not per text from shipped files.
-    found = check(settings.flows_dir, settings.locales_dir, audio=False)
+    config_dir = settings.resolved_config_dir
+    found = check(settings.flows_dir, settings.locales_dir, audio=False, config_dir=config_dir)
     if not any(p.level == "error" for p in found):
         found += _prompt_problems(runtime)
-    found += routing.check(settings.flows_dir, settings.locales_dir, areas=areas)
+    found += routing.check(
+        settings.flows_dir, settings.locales_dir, areas=areas, config_dir=config_dir
+    )
     found += _survey_problems(settings, areas)
     return found
 
@@ -50,7 +53,9 @@ def _survey_problems(settings: Any, areas: Any) -> list[Problem]:
     from citoyen.services.surveys import load_surveys
 
     try:
-        bundle = load_bundle(settings.flows_dir, settings.locales_dir)
+        bundle = load_bundle(
+            settings.flows_dir, settings.locales_dir, config_dir=settings.resolved_config_dir
+        )
     except FlowError:
         bundle = None  # the flows' own errors are reported already
     return list(load_surveys(settings.flows_dir, bundle, areas).problems)

@@ -8,6 +8,7 @@ changed and the service restarted.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,40 @@ from sqlmodel import Session, select
 
 from citoyen.db import insert_or_skip
 from citoyen.engine import Flow, load_bundle
+from citoyen.engine.layout import Layout
 from citoyen.models import FlowVersion, utcnow
 
-_bundles: dict[tuple[str, str], Any] = {}
+log = logging.getLogger(__name__)
+
+_bundles: dict[tuple[str, str, str], Any] = {}
 
 
-def get_bundle(flows_dir: Path, locales_dir: Path, *, reload: bool = False) -> Any:
-    """The validated flows, settings and catalogue for these folders (cached per process)."""
-    key = (str(Path(flows_dir).resolve()), str(Path(locales_dir).resolve()))
+def get_bundle(
+    flows_dir: Path, locales_dir: Path, *, config_dir: Path | None = None, reload: bool = False
+) -> Any:
+    """The validated flows, settings and catalogue for these folders (cached per process).
+
+    ``config_dir``: the configuration folder (None: ``config/`` beside the flows folder). Each
+    configuration file still read from the flows folder is logged as a warning when the bundle
+    is loaded, so a deployment on the layout before sees it in its service's log at start.
+    """
+    layout = Layout.of(flows_dir, config_dir)
+    key = tuple(str(Path(d).resolve()) for d in (flows_dir, locales_dir, layout.config_dir))
     if reload or key not in _bundles:
-        _bundles[key] = load_bundle(Path(flows_dir), Path(locales_dir))
+        for problem in layout.problems():
+            if problem.level == "warning":
+                log.warning("%s", problem)
+        _bundles[key] = load_bundle(
+            Path(flows_dir), Path(locales_dir), config_dir=layout.config_dir
+        )
     return _bundles[key]
+
+
+def layout_of(settings: Any) -> Layout:
+    """A deployment's flows folder and configuration folder (``CITOYEN_FLOWS_DIR``,
+    ``CITOYEN_CONFIG_DIR``): where each configuration file is read from, and the move of the
+    ones still in the flows folder (``citoyen flows migrate-layout``)."""
+    return Layout.of(settings.flows_dir, settings.resolved_config_dir)
 
 
 def clear_cache() -> None:

@@ -212,15 +212,5 @@ def staff_message_params(
     return {"staff_message": f"{said} {event.note}".strip()}
 
 
-def seen_by_staff(session: Session, report_id: int) -> None:
-    """Staff acted on the report: its queue entries stop showing the citizen's latest addition."""
-    session.execute(
-        sa.update(QueueEntry)
-        .where(QueueEntry.report_id == report_id, col(QueueEntry.citizen_update).is_not(None))
-        .values(citizen_update=None, citizen_update_at=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
 def _say(render: Callable[[str], str] | None, key: str) -> str:
     return render(key) if render else key

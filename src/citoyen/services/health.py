@@ -20,7 +20,7 @@ from citoyen.models import Outbox, SchedulerLease
 from citoyen.services import spool
 
 HEALTH_ROW = "health"
-SCHEDULER_LEASE = "scheduler"  # citoyen.worker.LEASE_NAME
+SCHEDULER_LEASE = "scheduler"  # citoyen.services.leases.LEASE_NAME
 _LEASES = SchedulerLease.__table__  # type: ignore[attr-defined]
 _OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
 QUEUED = ("pending", "sending")

@@ -34,7 +34,7 @@ def ensure_ready(runtime: Any) -> SetupResult:
     with write_session(runtime.engine) as session:
         areas = seed_shipped_areas(session)
         load_area_points(session)  # chief towns, for "nearest area" from a shared location
-    # Stakeholders from flows/stakeholders.yaml, on-call addresses encrypted (no-op when unchanged).
+    # Stakeholders from config/stakeholders.yaml, on-call addresses encrypted (no-op when unchanged).
     sync_from_settings(runtime)
     with write_session(runtime.engine) as session:
         if count_users(session) == 0:

@@ -57,7 +57,8 @@ def forced_flows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     are about how such a call falls back. test_languages_offered.py runs without it."""
     target = tmp_path_factory.mktemp("voice-flows") / "flows"
     shutil.copytree(ROOT / "flows", target)
-    settings = target / "settings.yaml"
+    shutil.copytree(ROOT / "config", target.parent / "config")
+    settings = target.parent / "config" / "settings.yaml"
     text = settings.read_text(encoding="utf-8")
     marker = "  voice_forced: []\n"
     assert marker in text

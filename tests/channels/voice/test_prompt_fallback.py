@@ -102,7 +102,9 @@ def write_settings(tmp_path: Path, fallback: str) -> Path:
     flows.mkdir()
     for path in (ROOT / "flows").glob("*.yaml"):
         (flows / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    settings = flows / "settings.yaml"
+    (tmp_path / "config").mkdir()
+    settings = tmp_path / "config" / "settings.yaml"
+    settings.write_text((ROOT / "config" / "settings.yaml").read_text("utf-8"), "utf-8")
     text = settings.read_text(encoding="utf-8")
     assert "voice_fallback:\n  bm: fr\n" in text
     settings.write_text(
@@ -125,7 +127,7 @@ def test_flows_check_refuses_a_wrong_fallback(tmp_path: Path, fallback: str, mes
     problems = check(write_settings(tmp_path, fallback), ROOT / "locales")
     errors = [str(p) for p in problems if p.level == "error"]
     assert len(errors) == 1, errors
-    assert errors[0].startswith("flows/settings.yaml:")
+    assert errors[0].startswith("config/settings.yaml:")
     assert message in errors[0]
 
 

@@ -43,8 +43,10 @@ def flows_dir(tmp_path, settings):
 
     target = tmp_path / "flows"
     shutil.copytree(settings.flows_dir, target)
-    (target / "whatsapp").mkdir()
-    (target / "whatsapp" / "templates.yaml").write_text(TEMPLATES, encoding="utf-8")
+    config = tmp_path / "config"
+    shutil.copytree(settings.resolved_config_dir, config)
+    (config / "whatsapp").mkdir()
+    (config / "whatsapp" / "templates.yaml").write_text(TEMPLATES, encoding="utf-8")
     return target
 
 
@@ -198,7 +200,7 @@ def test_the_dispatcher_finds_the_whatsapp_sender_by_itself(runtime) -> None:
 
 
 def test_flows_check_reads_the_templates(flows_dir) -> None:
-    (flows_dir / "whatsapp" / "templates.yaml").write_text(
+    (flows_dir.parent / "config" / "whatsapp" / "templates.yaml").write_text(
         "templates:\n  status:\n    fr: {content_sid: HX12}\n    xx: {content_sid: HX"
         + "c" * 32
         + "}\n  greeting: {}\n",

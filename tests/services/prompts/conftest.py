@@ -23,6 +23,7 @@ def deployment(tmp_path: Path) -> tuple[Path, Path]:
     flows_dir = tmp_path / "flows"
     locales_dir = tmp_path / "locales"
     shutil.copytree(ROOT / "flows", flows_dir)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
     locales_dir.mkdir()
     for path in (ROOT / "locales").glob("*.yaml"):
         shutil.copy(path, locales_dir / path.name)

@@ -95,7 +95,7 @@ def test_coverage_and_staleness_from_a_fixture_library(runtime: Runtime, staff: 
     assert rows["report.welcome"].status == "recorded"
 
     # An emergency number changes: every recording that says it is stale.
-    edit(Path(runtime.settings.flows_dir) / "settings.yaml", 'police: "17"', 'police: "80333"')
+    edit(runtime.settings.resolved_config_dir / "settings.yaml", 'police: "17"', 'police: "80333"')
     reload(runtime)
     rows = by_key(runtime, "bm")
     assert rows["report.welcome"].status == "stale"

@@ -38,6 +38,7 @@ WHEN = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 def runtime(settings, tmp_path: Path) -> Runtime:
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", flows)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
     (flows / "surveys" / "leak_survey.yaml").write_text(SURVEY, encoding="utf-8")
     runtime = Runtime(settings.model_copy(update={"flows_dir": flows}))
     ensure_ready(runtime)

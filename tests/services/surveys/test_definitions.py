@@ -42,6 +42,7 @@ EXPECTED = {
 def _flows_with(tmp_path: Path, kind: str) -> Path:
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", flows)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
     shutil.rmtree(flows / "surveys")
     (flows / "surveys").mkdir()
     shutil.copy(BROKEN / f"{kind}.yaml", flows / "surveys" / f"{kind}.yaml")

@@ -53,6 +53,7 @@ MESSAGES = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 def e2e_runtime(survey_settings, tmp_path: Path) -> Runtime:
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", flows)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
     (flows / "surveys" / "e2e_survey.yaml").write_text(SURVEY, encoding="utf-8")
     # Two answers: the publication floor is lowered with the survey's min_n so they show.
     runtime = Runtime(

@@ -9,10 +9,11 @@ import pytest
 from sqlmodel import Session, select
 
 from citoyen.models import Outbox, SchedulerJob, SchedulerLease, SurveyRun
+from citoyen.services.leases import acquire_lease, register_dispatcher, release_lease
 from citoyen.services.surveys.jobs import SURVEY_MISFIRE_GRACE, fire_survey
 from citoyen.services.surveys.quiet import is_allowed, next_allowed
 from citoyen.services.surveys.runs import run_key
-from citoyen.worker import Worker, acquire_lease, register_dispatcher, release_lease
+from citoyen.worker import Worker
 from tests.services.surveys.conftest import add_contact, definition, invitations
 
 BAMAKO = ZoneInfo("Africa/Bamako")
@@ -129,6 +130,7 @@ def test_a_removed_survey_loses_its_job(runtime, tmp_path) -> None:
     _registered(runtime).scheduler.shutdown(wait=False)
     flows = tmp_path / "flows"
     shutil.copytree(Path(runtime.settings.flows_dir), flows)
+    shutil.copytree(runtime.settings.resolved_config_dir, tmp_path / "config")
     (flows / "surveys" / "perceived_safety_monthly.yaml").unlink()
     other = Runtime(runtime.settings.model_copy(update={"flows_dir": flows}))
     worker = _registered(other)

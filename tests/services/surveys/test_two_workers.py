@@ -46,6 +46,7 @@ def pg_settings(settings, db_url: str, tmp_path: Path):
         pytest.skip("two worker processes need a shared server database (PostgreSQL)")
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", flows)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
     (flows / "surveys" / "every_minute.yaml").write_text(EVERY_MINUTE, encoding="utf-8")
     # Keep the shipped monthly survey out of the way.
     (flows / "surveys" / "perceived_safety_monthly.yaml").unlink()

@@ -79,6 +79,7 @@ def runtime(survey_settings, tmp_path):  # type: ignore[no-untyped-def]
     """The survey runtime with ``flows/surveys/test_survey.yaml`` (the webhooks read it)."""
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", flows)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
     (flows / "surveys" / "test_survey.yaml").write_text(VOICE_SURVEY, encoding="utf-8")
     runtime = Runtime(survey_settings.model_copy(update={"flows_dir": flows}))
     ensure_ready(runtime)

@@ -4,7 +4,7 @@ A language is heard on a call when Twilio can say it (text-to-speech with a voic
 or when every prompt a call can play is recorded in it; otherwise a caller who picked it would
 hear another language (the fallback) at every prompt. The voice language menu offers only the
 languages heard, unless the operator forces one (``languages.voice_forced`` in
-flows/settings.yaml). ``citoyen run``, ``citoyen flows check`` and the admin's prompts page show
+config/settings.yaml). ``citoyen run``, ``citoyen flows check`` and the admin's prompts page show
 the same table (:func:`channel_lines`).
 """
 

@@ -134,3 +134,30 @@ def published_series(
                 )
             )
     return out
+
+
+@dataclass(frozen=True)
+class Results:
+    """What ``citoyen survey results`` shows: the published cells and how many answers the
+    indicator question has (to say why no cell is shown)."""
+
+    cells: list[SafetyCell]
+    answers: int
+
+
+def survey_results(
+    runtime: Any,
+    survey: Any,
+    by: indicators.By = "commune",
+    period: indicators.Period = "month",
+    *,
+    min_n: int | None = None,
+) -> Results:
+    """:func:`published_series` of a survey, protected with the deployment's publication floor
+    (``CITOYEN_PUBLICATION_MIN_COUNT``), and the number of answers behind it."""
+    with Session(runtime.engine) as session:
+        cells = published_series(
+            session, survey, by, period, floor=runtime.settings.publication_min_count, min_n=min_n
+        )
+        answers = len(indicators.observations(session, survey, period))
+    return Results(cells, answers)

@@ -37,12 +37,14 @@ class Router:
         return self.discreet if own is None else bool(own)
 
     @classmethod
-    def load(cls, flows_dir: Path, locales_dir: Path) -> Router:
-        """Validated routing and texts; raises RoutingError or FlowError when broken."""
+    def load(cls, flows_dir: Path, locales_dir: Path, config_dir: Path | None = None) -> Router:
+        """Validated routing and texts; raises RoutingError or FlowError when broken.
+
+        ``config_dir``: the configuration folder (None: ``config/`` beside the flows folder)."""
         from citoyen.services.flows import get_bundle
 
-        bundle = get_bundle(flows_dir, locales_dir)
-        config = load_routing(Path(flows_dir), Path(locales_dir))
+        bundle = get_bundle(flows_dir, locales_dir, config_dir=config_dir)
+        config = load_routing(Path(flows_dir), Path(locales_dir), config_dir=config_dir)
         return cls(
             config=config,
             catalog=bundle.catalog,
@@ -66,18 +68,20 @@ class Router:
         raise KeyError(f"no text {keys[-1]!r} in {lang} or {self.default_language}")
 
 
-_routers_by_dirs: dict[tuple[str, str], Router] = {}
+_routers_by_dirs: dict[tuple[str, str, str], Router] = {}
 _routers_by_database: dict[str, Router] = {}
 _routers_lock = threading.Lock()
 
 
 def router_for_settings(settings: Any, *, reload: bool = False) -> Router:
-    """The router for a deployment's flows and locales folders (cached per process)."""
-    key = (str(Path(settings.flows_dir).resolve()), str(Path(settings.locales_dir).resolve()))
+    """The router for a deployment's flows, locales and configuration folders (cached per
+    process)."""
+    dirs = (settings.flows_dir, settings.locales_dir, settings.resolved_config_dir)
+    key = tuple(str(Path(d).resolve()) for d in dirs)
     with _routers_lock:
         router = None if reload else _routers_by_dirs.get(key)
     if router is None:
-        router = Router.load(settings.flows_dir, settings.locales_dir)
+        router = Router.load(*dirs)
         with _routers_lock:
             _routers_by_dirs[key] = router
     return router

@@ -1,4 +1,4 @@
-"""Stakeholders in the database: synced from flows/stakeholders.yaml, on-call addresses
+"""Stakeholders in the database: synced from config/stakeholders.yaml, on-call addresses
 encrypted; rows created on the fly for configured stakeholders the sync has not loaded yet."""
 
 from __future__ import annotations

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlmodel import Session, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from citoyen.models import QueueEntry, Report, ReportEvent, Stakeholder, User
 from citoyen.routing import CLOSE_REASONS, STATUSES
-from citoyen.services import followups
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.notify import followers, notify_citizens
 from citoyen.services.queues.routes import (
@@ -172,7 +172,7 @@ def change_status(
         _close_entries(session, report, now)
     report.status = to_status
     report.updated_at = now
-    followups.seen_by_staff(session, report.id)  # type: ignore[arg-type]
+    seen_by_staff(session, report.id)  # type: ignore[arg-type]
     event = ReportEvent(
         report_id=report.id,
         kind="status_changed",
@@ -390,3 +390,13 @@ def merge_reports(
         extra={"target_reference": root.reference},
     )
     return event
+
+
+def seen_by_staff(session: Session, report_id: int) -> None:
+    """Staff acted on the report: its queue entries stop showing the citizen's latest addition."""
+    session.execute(
+        sa.update(QueueEntry)
+        .where(QueueEntry.report_id == report_id, col(QueueEntry.citizen_update).is_not(None))
+        .values(citizen_update=None, citizen_update_at=None)
+        .execution_options(synchronize_session=False)
+    )

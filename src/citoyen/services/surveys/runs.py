@@ -79,6 +79,14 @@ class Plan:
 
 
 @dataclass
+class DryRun:
+    """What a run started now would do, without doing it (``citoyen survey run --dry-run``)."""
+
+    plan: Plan
+    segments: int  # about how many SMS segments the SMS invitations' first messages take
+
+
+@dataclass
 class RunResult:
     run_id: int
     key: str
@@ -233,6 +241,21 @@ def plan(
         if channel is not None:
             out.append(Candidate(cid, channel))
     return Plan(survey.id, key, len(ids), out)
+
+
+def dry_run(runtime: Any, survey: SurveyDef, now: datetime) -> DryRun:
+    """Whom a run of ``survey`` would invite now, per channel, and the SMS segments of the SMS
+    invitations; nothing is written (the plan's key is its own, ``dry-run:<now>``)."""
+    with Session(runtime.engine) as session:
+        the_plan = plan(session, survey, f"dry-run:{now.isoformat()}", now)
+        sms_ids = [c.contact_id for c in the_plan.drawn if c.channel == "sms"]
+        languages: list[str | None] = []
+        for chunk in _chunks(sms_ids):
+            languages += session.exec(
+                select(Contact.language).where(among(session, Contact.id, chunk))
+            ).all()
+    bundle = runtime.bundle
+    return DryRun(the_plan, estimated_segments(bundle.catalog, bundle, survey, languages))
 
 
 # --- messages ----------------------------------------------------------------------------------
