@@ -58,7 +58,7 @@ def test_only_authors_may_try(app: Flask) -> None:
         data={"csrf_token": token, "flow": "nope", "channel": "sms", "language": "fr"},
     )
     assert refused.status_code == 303
-    assert "no flow &#39;nope&#39;" in admin.get("/admin/try").get_data(as_text=True)
+    assert "Not started: There is no flow nope." in admin.get("/admin/try").get_data(as_text=True)
 
 
 def test_a_test_report_stays_in_the_simulator(app: Flask, rt: Runtime) -> None:

@@ -223,6 +223,96 @@ def test_prompt_refusals_are_worded_in_french(desk: Desk) -> None:
         _no_english(flash, *english)
 
 
+def _flash_after(desk: Desk, response) -> str:  # type: ignore[no-untyped-def]
+    """The one error message of a refused form that sends the browser back to its page."""
+    assert response.status_code == 303, response.status_code
+    page = desk.client.get(response.headers["Location"]).get_data(as_text=True)
+    [flash] = re.findall(r'<p class="flash error" role="status">(.*?)</p>', page)
+    return html.unescape(flash)
+
+
+def test_text_refusals_are_worded_in_french(desk: Desk) -> None:
+    desk.user("admin@example.org", "admin")
+    desk.login("admin@example.org")
+    locale = desk.runtime.settings.locales_dir / "bm.yaml"
+    before = locale.read_text(encoding="utf-8")
+    english = ("placeholder", "differ", "not a simple name", "cannot be empty", "no text", "none")
+    texts = {
+        ("report.welcome", "Aw ni ce! {polis}"): (
+            "Non enregistré : report.welcome : les mots entre accolades doivent être ceux du "
+            "texte de référence (Français) : {fire}, {police} ; ce texte a {polis}."
+        ),
+        ("report.welcome", "Aw ni ce!"): (
+            "Non enregistré : report.welcome : les mots entre accolades doivent être ceux du "
+            "texte de référence (Français) : {fire}, {police} ; ce texte a —."
+        ),
+        ("report.welcome", "Polisi: {police.number} {fire}"): (
+            "Non enregistré : report.welcome : {police.number} n’est pas un mot à remplacer. "
+            "Écrivez un simple nom entre accolades, comme {police}."
+        ),
+        ("report.welcome", "Polisi: {police {fire}"): (
+            "Non enregistré : report.welcome : une accolade est mal placée. Écrivez chaque mot "
+            "à remplacer entre accolades, comme {police}."
+        ),
+        (
+            "report.welcome",
+            "   ",
+        ): "Non enregistré : Le texte de report.welcome ne peut pas être vide.",
+        ("report.nothing", "Aw ni ce!"): (
+            "Non enregistré : Il n’y a pas de texte report.nothing pour la langue bm."
+        ),
+    }
+    for (key, text), words in texts.items():
+        response = desk.post(f"/admin/texts/bm/{key}", text=text, reviewed="1")
+        flash = _flash_after(desk, response)
+        assert flash == words, (text, flash)
+        _no_english(flash, *english)
+    assert locale.read_text(encoding="utf-8") == before
+
+
+def test_trial_refusals_are_worded_in_french(desk: Desk) -> None:
+    desk.user("admin@example.org", "admin")
+    desk.login("admin@example.org")
+    english = ("unknown", "no flow", "not enabled")
+    starts = {
+        ("nope", "sms", "fr"): "Non démarré : Il n’y a pas de parcours nope.",
+        ("report", "sms", "xx"): "Non démarré : La langue xx n’est pas activée.",
+        ("report", "fax", "fr"): "Non démarré : Canal inconnu : fax.",
+    }
+    for (flow, channel, language), words in starts.items():
+        form = {"flow": flow, "channel": channel, "language": language}
+        flash = _flash_after(desk, desk.post("/admin/try/start", **form))
+        assert flash == words, (form, flash)
+        _no_english(flash, *english)
+
+
+def test_queue_refusals_are_worded_in_french(desk: Desk) -> None:
+    """A hand-made or stale link to the queue: the page says why in French and shows the
+    queue (400, as the link was refused), never an English error page."""
+    desk.report(category="theft", area=COMMUNE_IV)
+    desk.user("admin@example.org", "admin")
+    desk.login("admin@example.org")
+    english = ("unknown", "damaged", "Bad Request", "Invalid")
+    links = {
+        "/admin/?status=bogus": "Filtre non appliqué : Statut inconnu dans le filtre : bogus.",
+        "/admin/?urgency=soon": "Filtre non appliqué : Urgence inconnue dans le filtre : soon.",
+        "/admin/?area=abc": "Filtre non appliqué : Valeur de filtre invalide.",
+        "/admin/?after=not-a-cursor": (
+            "Ce lien de page est abîmé : recommencez depuis la première page."
+        ),
+    }
+    for link, words in links.items():
+        response = desk.client.get(link)
+        flash = _flash(response)
+        assert flash == words, (link, flash)
+        _no_english(flash, *english)
+        assert "Vol ou cambriolage" in response.get_data(as_text=True)  # the queue is there
+    # a damaged cursor keeps the filter: the first page of the same list
+    response = desk.client.get("/admin/?urgency=normal&after=not-a-cursor")
+    assert _flash(response).startswith("Ce lien de page est abîmé")
+    assert '<option value="normal" selected>' in response.get_data(as_text=True)
+
+
 def test_every_refusal_code_has_words() -> None:
     """Each code the services raise (citoyen.services.refusals) is worded in the admin.
 
@@ -243,7 +333,16 @@ def test_every_refusal_code_has_words() -> None:
                 isinstance(base, ast.Name) and base.id in refusals for base in node.bases
             ):
                 refusals.add(node.name)
-    assert {"StatusError", "CaseworkError", "UserError", "PromptError", "AudioError"} <= refusals
+    assert {
+        "StatusError",
+        "CaseworkError",
+        "UserError",
+        "PromptError",
+        "AudioError",
+        "TranslationError",
+        "TrialError",
+        "FilterError",
+    } <= refusals
     raised: dict[str, set[str]] = {}
     uncoded: list[str] = []
     for path, tree in trees.items():
@@ -265,5 +364,8 @@ def test_every_refusal_code_has_words() -> None:
     assert len(raised["UserError"]) >= 8
     assert len(raised["PromptError"]) >= 6
     assert len(raised["AudioError"]) >= 9
+    assert len(raised["TranslationError"]) >= 8
+    assert len(raised["TrialError"]) >= 4
+    assert len(raised["FilterError"]) >= 5
     everything = set().union(*raised.values())
     assert everything - set(REFUSALS) == set()

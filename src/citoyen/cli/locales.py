@@ -90,7 +90,9 @@ def locales_import(ctx: click.Context, file: str, language: str | None, dry_run:
         lang = language or (str(po.locale) if po.locale else None)
         if lang not in catalog.languages:
             raise translations.TranslationError(
-                [f"language {lang!r} has no locale file (give --language)"]
+                [f"language {lang!r} has no locale file (give --language)"],
+                "po_language",
+                language=lang,
             )
         result = translations.plan_import(
             catalog, po, lang, settings.languages.default, translations.sample_params(settings)

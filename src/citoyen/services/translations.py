@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,14 +35,23 @@ from citoyen.engine import sms
 from citoyen.i18n import Catalog, parse_placeholders, read_yaml
 from citoyen.models import TextChange, User
 from citoyen.services.flowmap import SAMPLE_PARAMS
+from citoyen.services.refusals import Refusal
 
 
-class TranslationError(ValueError):
-    """A catalogue that cannot be imported; ``problems`` says every reason (nothing written)."""
+class TranslationError(Refusal):
+    """A catalogue or a text that cannot be taken (nothing written): ``problems`` says every
+    reason in English (the command line prints each), ``code`` and ``params`` let the admin say
+    why in the staff's language (a reviewer's change has one problem).
 
-    def __init__(self, problems: list[str]) -> None:
+    Codes: ``po_unreadable``, ``po_language`` (``language``), ``po_problems`` (``count``),
+    ``text_unknown`` (``key``, ``language``), ``text_blank`` (``key``), ``placeholder_broken``
+    (``key``), ``placeholder_name`` (``key``, ``name``), ``placeholders_differ`` (``key``,
+    ``found``, ``expected``, ``reference``), ``text_unwritable`` (``file``, ``key``).
+    """
+
+    def __init__(self, problems: list[str], code: str = "", **params: Any) -> None:
+        super().__init__("\n".join(problems), code, **params)
         self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)
@@ -133,7 +143,7 @@ def read_catalogue(data: bytes) -> PoCatalog:
     try:
         return read_po(io.BytesIO(data), abort_invalid=True)
     except (PoFileError, UnicodeDecodeError, ValueError) as exc:
-        raise TranslationError([f"not a PO file: {exc}"]) from None
+        raise TranslationError([f"not a PO file: {exc}"], "po_unreadable") from None
 
 
 def plan_import(
@@ -159,7 +169,7 @@ def plan_import(
             result.untranslated.append(key)
             continue
         problem = check_text(catalog, key, text, language, reference)
-        if problem:
+        if problem is not None:
             problems.append(f"{where}: {problem}")
             continue
         review = "needs-review" if message.fuzzy else "reviewed"
@@ -173,22 +183,48 @@ def plan_import(
             continue
         result.changes.append(make_change(key, old, text, review, note, params))
     if problems:
-        raise TranslationError(problems)
+        raise TranslationError(problems, "po_problems", count=len(problems))
     return result
 
 
-def check_text(catalog: Catalog, key: str, text: str, language: str, reference: str) -> str | None:
-    """Why ``text`` cannot be the text of ``key`` in ``language``, or None."""
+def check_text(
+    catalog: Catalog, key: str, text: str, language: str, reference: str
+) -> TranslationError | None:
+    """Why ``text`` cannot be the text of ``key`` in ``language`` (its ``str()`` is the English
+    problem), or None."""
     names, error = parse_placeholders(text)
     if error:
-        return f"text '{key}': {error}"
+        odd = _odd_placeholder(text)
+        if odd is None:
+            return TranslationError([f"text '{key}': {error}"], "placeholder_broken", key=key)
+        return TranslationError([f"text '{key}': {error}"], "placeholder_name", key=key, name=odd)
     if catalog.has(key, reference) and reference != language:
         expected = catalog.placeholders(key, reference)
         if names != expected:
-            shown = ", ".join(f"{{{n}}}" for n in sorted(expected)) or "none"
-            found = ", ".join(f"{{{n}}}" for n in sorted(names)) or "none"
-            return f"text '{key}': placeholders {found} differ from {shown} in {reference}"
+            shown = ", ".join(f"{{{n}}}" for n in sorted(expected))
+            found = ", ".join(f"{{{n}}}" for n in sorted(names))
+            return TranslationError(
+                [
+                    f"text '{key}': placeholders {found or 'none'} differ from {shown or 'none'} "
+                    f"in {reference}"
+                ],
+                "placeholders_differ",
+                key=key,
+                found=found or "—",
+                expected=shown or "—",
+                reference=catalog.meta(reference).name,
+            )
     return None
+
+
+def _odd_placeholder(text: str) -> str | None:
+    """The first placeholder of ``text`` that is not a simple name (``{a.b}``, ``{0}``), or None
+    when the braces themselves are broken."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError:
+        return None
+    return next((n for _, n, _, _ in parsed if n is not None and not n.isidentifier()), None)
 
 
 def make_change(
@@ -252,13 +288,15 @@ def review_text(
     settings = runtime.bundle.settings
     catalog = Catalog.load(runtime.settings.locales_dir)  # the files as they are now
     if language not in catalog.languages or not catalog.has(key, language):
-        raise TranslationError([f"no text '{key}' in '{language}'"])
+        raise TranslationError(
+            [f"no text '{key}' in '{language}'"], "text_unknown", key=key, language=language
+        )
     text = text.strip()
     if not text:
-        raise TranslationError([f"text '{key}' cannot be empty"])
+        raise TranslationError([f"text '{key}' cannot be empty"], "text_blank", key=key)
     problem = check_text(catalog, key, text, language, settings.languages.default)
-    if problem:
-        raise TranslationError([problem])
+    if problem is not None:
+        raise problem
     old = catalog.entry(key, language)
     review = "reviewed" if reviewed else "needs-review"
     note = (note or "").strip() or None
@@ -379,7 +417,12 @@ def write_changes(locales_dir: Path, language: str, changes: list[Change]) -> No
         review = entry.get("review", default) if isinstance(entry, dict) else default
         if (got, review) != (change.new_text, change.new_review):
             tmp.unlink()
-            raise TranslationError([f"{path.name}: could not write '{change.key}' safely"])
+            raise TranslationError(
+                [f"{path.name}: could not write '{change.key}' safely"],
+                "text_unwritable",
+                file=path.name,
+                key=change.key,
+            )
     tmp.replace(path)
 
 

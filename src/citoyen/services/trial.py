@@ -46,6 +46,7 @@ from citoyen.models import (
     SurveyInvitation,
 )
 from citoyen.services.contacts import find_contact, new_contact
+from citoyen.services.refusals import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,10 @@ MAX_AGE = timedelta(days=1)
 AudioUrl = Callable[[str, str], str | None]  # (text key, language) -> URL of its recording
 
 
-class TrialError(ValueError):
-    """A test conversation that cannot be started or continued, with the reason."""
+class TrialError(Refusal):
+    """A test conversation that cannot be started or continued: the English reason, and a code
+    the admin words in the staff's language (``trial_channel``, ``trial_language``,
+    ``trial_flow``, ``trial_address``)."""
 
 
 def is_test_address(address: str | None) -> bool:
@@ -99,11 +102,13 @@ def start(
     """A new test contact speaking ``language`` on a conversation of ``flow_id``; its address."""
     bundle = runtime.bundle
     if channel not in CHANNELS:
-        raise TrialError(f"unknown channel '{channel}'")
+        raise TrialError(f"unknown channel '{channel}'", "trial_channel", channel=channel)
     if language not in bundle.settings.languages.enabled:
-        raise TrialError(f"language '{language}' is not enabled")
+        raise TrialError(
+            f"language '{language}' is not enabled", "trial_language", language=language
+        )
     if flow_id not in bundle.flows:
-        raise TrialError(f"no flow '{flow_id}'")
+        raise TrialError(f"no flow '{flow_id}'", "trial_flow", flow=flow_id)
     now = now or datetime.now(UTC)
     address = f"{TEST}:{secrets.token_hex(16)}"
     with write_session(runtime.engine) as session:
@@ -122,7 +127,7 @@ def send(
     from citoyen.messages.types import Inbound
 
     if not is_test_address(address):
-        raise TrialError("not a test conversation")
+        raise TrialError("not a test conversation", "trial_address")
     inbound = Inbound(
         channel, address, inp, provider_id=f"trial-{secrets.token_hex(12)}", flow_id=flow_id
     )

@@ -24,6 +24,7 @@ from citoyen.models import Area, Contact, QueueEntry, Report, Stakeholder
 from citoyen.routing import STATUSES, URGENCIES
 from citoyen.services.access import Staff, area_subtree, visible_stakeholders
 from citoyen.services.privacy import alias_label
+from citoyen.services.refusals import Refusal
 
 PAGE_SIZE = 50
 OPEN_STATUSES: tuple[str, ...] = ("new", "acknowledged", "in_progress")
@@ -37,8 +38,10 @@ AGES: dict[str, tuple[timedelta | None, timedelta | None]] = {
 }
 
 
-class FilterError(ValueError):
-    """A filter value that is not one of the choices (the page says which)."""
+class FilterError(Refusal):
+    """A filter value that is not one of the choices, or a damaged page link: the English
+    reason, and a code the admin words (``filter_status``, ``filter_category``,
+    ``filter_urgency``, ``filter_age`` with the ``value``; ``page_link``)."""
 
 
 @dataclass(frozen=True)
@@ -54,13 +57,17 @@ class QueueFilter:
     def validate(self, categories: tuple[str, ...]) -> QueueFilter:
         for status in self.statuses:
             if status not in STATUSES:
-                raise FilterError(f"unknown status {status!r}")
+                raise FilterError(f"unknown status {status!r}", "filter_status", value=status)
         if self.category is not None and self.category not in categories:
-            raise FilterError(f"unknown category {self.category!r}")
+            raise FilterError(
+                f"unknown category {self.category!r}", "filter_category", value=self.category
+            )
         if self.urgency is not None and self.urgency not in URGENCIES:
-            raise FilterError(f"unknown urgency {self.urgency!r}")
+            raise FilterError(
+                f"unknown urgency {self.urgency!r}", "filter_urgency", value=self.urgency
+            )
         if self.age is not None and self.age not in AGES:
-            raise FilterError(f"unknown age {self.age!r}")
+            raise FilterError(f"unknown age {self.age!r}", "filter_age", value=self.age)
         return self
 
 
@@ -110,7 +117,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
             raise ValueError("naive")
         return moment, int(entry_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise FilterError("this page link is damaged: start again from the first page") from exc
+        raise FilterError(
+            "this page link is damaged: start again from the first page", "page_link"
+        ) from exc
 
 
 def _scoped(stmt, session: Session, scope: set[int] | None, flt: QueueFilter, now: datetime):  # type: ignore[no-untyped-def]

@@ -178,6 +178,36 @@ REFUSALS = {
     "wav_unusable": _l("This WAV file has an unusable format: export it again as WAV or MP3."),
     "audio_too_long": _l("The recording is too long (%(seconds)s s; at most %(limit_seconds)s s)."),
     "audio_too_short": _l("The recording is empty or too short (%(seconds)s s)."),
+    # Texts (citoyen.services.translations.TranslationError).
+    "po_unreadable": _l("This is not a PO file that can be read."),
+    "po_language": _l("The language %(language)s has no locale file."),
+    "po_problems": _l("The catalogue cannot be imported (problems: %(count)s): nothing written."),
+    "text_unknown": _l("There is no text %(key)s in %(language)s."),
+    "text_blank": _l("The text of %(key)s cannot be empty."),
+    "placeholder_broken": _l(
+        "%(key)s: a placeholder is broken. Write each one as a name between braces, like {police}."
+    ),
+    "placeholder_name": _l(
+        "%(key)s: {%(name)s} is not a placeholder. Write a simple name between braces, like "
+        "{police}."
+    ),
+    "placeholders_differ": _l(
+        "%(key)s: the placeholders must be those of the reference text (%(reference)s): "
+        "%(expected)s; this text has %(found)s."
+    ),
+    "text_unwritable": _l("%(file)s: %(key)s could not be written safely; nothing was changed."),
+    # Trying a flow (citoyen.services.trial.TrialError).
+    "trial_channel": _l("Unknown channel: %(channel)s."),
+    "trial_language": _l("The language %(language)s is not enabled."),
+    "trial_flow": _l("There is no flow %(flow)s."),
+    "trial_address": _l("This is not a test conversation."),
+    # The queue list (citoyen.services.queues.listing.FilterError).
+    "filter_status": _l("Unknown status in the filter: %(value)s."),
+    "filter_category": _l("Unknown category in the filter: %(value)s."),
+    "filter_urgency": _l("Unknown urgency in the filter: %(value)s."),
+    "filter_age": _l("Unknown age in the filter: %(value)s."),
+    "filter_value": _l("Invalid filter value."),
+    "page_link": _l("This page link is damaged: start again from the first page."),
 }
 # What a length rule is about (the ``what`` of text_short, text_empty, text_long).
 TEXT_FIELDS = {"note": _l("The note"), "reply": _l("The reply"), "reason": _l("The reason")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import login_required
 
@@ -20,6 +20,7 @@ from citoyen.services.queues.listing import (
 )
 from citoyen.services.queues.stakeholders import stakeholders_by_name
 from citoyen.web.admin import bp, reading, staff
+from citoyen.web.admin.labels import refusal_words
 
 
 def _filter_from_args(categories: tuple[str, ...]) -> QueueFilter:
@@ -31,7 +32,7 @@ def _filter_from_args(categories: tuple[str, ...]) -> QueueFilter:
     holder = args.get("stakeholder") or None
     for value in (area, holder):
         if value is not None and not value.isdigit():
-            raise FilterError(_("Invalid filter value."))
+            raise FilterError("invalid filter value", "filter_value")
     return QueueFilter(
         statuses=statuses,
         category=args.get("category") or None,
@@ -54,11 +55,21 @@ def queues():  # type: ignore[no-untyped-def]
     with reading() as s:
         router = router_for(s)
         categories = tuple(router.config.categories)
+        args = request.args.to_dict(flat=False)
+        args.pop("after", None)
+        refused = False
         try:
             flt = _filter_from_args(categories)
-            page = queue_page(s, me, flt, cursor=request.args.get("after") or None)
-        except FilterError as exc:
-            abort(400, str(exc))
+        except FilterError as exc:  # a hand-made or stale link: the open queue, unfiltered
+            flash(_("Filter not applied: %(reason)s", reason=refusal_words(exc)), "error")
+            refused, flt, args = True, QueueFilter(), {}
+        try:
+            page = queue_page(
+                s, me, flt, cursor=None if refused else (request.args.get("after") or None)
+            )
+        except FilterError as exc:  # a damaged "next page" link: its first page
+            flash(refusal_words(exc), "error")
+            refused, page = True, queue_page(s, me, flt)
         scope = visible_stakeholders(s, me)
         holders = [h for h in stakeholders_by_name(s) if scope is None or h.id in scope]
         regions = areas_of_levels(s, ("region", "district"))
@@ -66,9 +77,7 @@ def queues():  # type: ignore[no-untyped-def]
             s.get(Area, flt.area_id).name if flt.area_id and s.get(Area, flt.area_id) else None
         )
         labels = {c: router.catalog.text(f"report.category.{c}", "fr") for c in categories}
-    args = request.args.to_dict(flat=False)
-    args.pop("after", None)
-    return render_template(
+    html = render_template(
         "admin/queues.html",
         page=page,
         flt=flt,
@@ -82,3 +91,4 @@ def queues():  # type: ignore[no-untyped-def]
         area_name=area_name,
         args=args,
     )
+    return (html, 400) if refused else html

@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from citoyen.i18n import Catalog
 from citoyen.services import translations
 from citoyen.web.admin import bp, reading, roles_required, runtime, staff
+from citoyen.web.admin.labels import refusal_words
 
 # -- review texts -------------------------------------------------------------------------------
 
@@ -73,7 +74,7 @@ def text_review(lang: str, key: str):  # type: ignore[no-untyped-def]
             user_id=staff().id,
         )
     except translations.TranslationError as exc:
-        flash(_("Not saved: %(reason)s", reason=str(exc)), "error")
+        flash(_("Not saved: %(reason)s", reason=refusal_words(exc)), "error")
     else:
         if change is None:
             flash(_("Nothing changed for %(key)s.", key=key))

@@ -17,6 +17,7 @@ from citoyen.services import trial
 from citoyen.services.prompts import PromptAudio
 from citoyen.web.admin import bp, roles_required, runtime
 from citoyen.web.admin.flows import AUTHORS
+from citoyen.web.admin.labels import refusal_words
 
 # -- try a flow ---------------------------------------------------------------------------------
 
@@ -69,7 +70,7 @@ def try_start():  # type: ignore[no-untyped-def]
     try:
         address = trial.start(runtime(), channel=channel, language=language, flow_id=flow_id)
     except trial.TrialError as exc:
-        flash(_("Not started: %(reason)s", reason=str(exc)), "error")
+        flash(_("Not started: %(reason)s", reason=refusal_words(exc)), "error")
         return redirect(url_for("admin.try_flow")), 303
     session[TRIAL_KEY] = {
         "address": address,
