@@ -81,6 +81,29 @@ def test_a_whole_report_over_whatsapp_with_a_location_and_a_voice_note(
     assert "· WhatsApp ·" in " ".join(page.split())
 
 
+def test_after_a_report_thanks_are_acknowledged_and_a_photo_joins_it(whatsapp, runtime, t) -> None:
+    """Through the real webhook: "Merci" after a report gets the acknowledgement (no new
+    report), a photo sent alone soon after is added to the report, SUIVI answers its status."""
+    for said in ("Bonjour", "1", "2", "1", "1", "2", "Vol de moto", "1", "2"):
+        confirm = whatsapp.say(said)
+    with Session(runtime.engine) as session:
+        [report] = session.exec(select(Report)).all()
+    assert words(*confirm) == words(t("report.confirm", "fr", reference=report.reference))
+    ack = whatsapp.say("Merci")
+    assert words(*ack) == words(t("report.after_report", "fr", reference=report.reference))
+    photo = whatsapp.say("", NumMedia="1", MediaUrl0=media_url(7), MediaContentType0="image/jpeg")
+    saved = t("report.addition.saved", "fr")
+    assert words(*photo) == words(
+        t("report.addition_done", "fr", reference=report.reference, addition_outcome=saved)
+    )
+    status = whatsapp.say("suivi")
+    assert words(*status).startswith(words(f"Signalement {report.reference} :"))
+    with Session(runtime.engine) as session:
+        assert len(session.exec(select(Report)).all()) == 1
+        [attachment] = session.exec(select(Attachment)).all()
+    assert (attachment.kind, attachment.report_id) == ("photo", report.id)
+
+
 def test_a_location_far_from_any_area_asks_again(whatsapp, t) -> None:
     whatsapp.say("Bonjour")
     whatsapp.say("1")
