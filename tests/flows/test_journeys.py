@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from citoyen.db import write_session
 from citoyen.engine.types import Input
-from citoyen.models import QueueEntry, Report, ReportEvent
+from citoyen.models import Outbox, QueueEntry, Report, ReportEvent
 from citoyen.services import casefile
 from citoyen.services.access import Staff
 from citoyen.services.casework import add_note, reply_to_citizen
@@ -338,8 +338,34 @@ def test_adding_a_recording_on_a_call_after_the_reference(talk, runtime, lang):
 # --- 4. Answering a staff question ----------------------------------------------------------
 
 
+def test_a_photo_answers_a_staff_question(talk, runtime):
+    d, reference = reported(talk, "telegram", "bm")
+    staff_asks(runtime, reference, "Avez-vous une photo de la moto ?")
+    verify_dialog(
+        d, [(photo("AgACAgQAAxkBAAIBMoto"), added(d, reference, "report.addition.answer"))]
+    )
+    [event] = events(runtime, reference, "citizen_answer")
+    assert (event.data["photo"], event.note) == ("AgACAgQAAxkBAAIBMoto", None)
+    assert event.data["question"] == "Avez-vous une photo de la moto ?"
+
+
+def test_the_on_call_phones_of_an_urgent_report_hear_of_an_answer(talk, runtime):
+    d, reference = reported(talk, "sms", "fr")  # someone in danger: an emergency
+    with Session(runtime.engine) as session:
+        before = {o.id for o in session.exec(select(Outbox).where(Outbox.kind == "alert")).all()}
+    assert before, "the emergency alerted no on-call address: nothing to compare with"
+    staff_asks(runtime, reference)
+    d.send(ANSWER["fr"])
+    with Session(runtime.engine) as session:
+        alerts = session.exec(select(Outbox).where(Outbox.kind == "alert")).all()
+    update = [a for a in alerts if a.id not in before]
+    assert update, "no on-call alert for the answer"
+    assert {a.payload["purpose"].split(":")[0] for a in update} == {"update"}
+    assert all(reference in a.body and ANSWER["fr"] not in a.body for a in update)
+
+
 @pytest.mark.parametrize(("channel", "lang"), [("sms", "fr"), ("sms", "bm"), ("telegram", "fr")])
-def test_the_answer_to_a_report_addition_joins_the_report(talk, runtime, clock, channel, lang):
+def test_the_answer_to_a_staff_question_joins_the_report(talk, runtime, clock, channel, lang):
     d, reference = reported(talk, channel, lang)
     clock.shift(timedelta(hours=5))
     staff_asks(runtime, reference)
@@ -364,7 +390,7 @@ def test_the_answer_to_a_report_addition_joins_the_report(talk, runtime, clock, 
 
 
 @pytest.mark.parametrize("lang", ["fr", "bm"])
-def test_a_caller_hears_the_report_addition_and_records_an_answer(talk, runtime, clock, lang):
+def test_a_caller_hears_the_staff_question_and_records_an_answer(talk, runtime, clock, lang):
     sms, reference = reported(talk, "sms", lang)
     staff_asks(runtime, reference)
     clock.shift(timedelta(hours=1))

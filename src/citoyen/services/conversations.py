@@ -569,22 +569,11 @@ class ConversationService:
                 reference = last.reference if last is not None else None
             return flow, ({"reference": reference} if reference else None)
         inp = inbound.input
-        speaks = inp.kind in ("text", "recording", "photo") and bool(inp.value)
-        if speaks and not first_contact and not self._is_keyword(inp.value, ctx):
-            message: Any = inp.value if inp.kind == "text" else {inp.kind: inp.value}
-            addition = bundle.flow_for("report_addition")
-            window = timedelta(seconds=self._after.answer_seconds)
-            pending = followups.staff_question(session, contact.id, now, window)
-            if addition is not None and pending is not None:
-                return addition, {"reference": pending.report.reference, "message": message}
-            recent = now - timedelta(seconds=self._after.acknowledge_seconds)
-            last = followups.last_report(session, contact.id, since=recent)
-            if last is not None and addition is not None and inp.kind != "text":
-                # A voice note or a photo after a report is more about it, not thanks.
-                return addition, {"reference": last.reference, "message": message}
-            after = bundle.flow_for("after_report")
-            if after is not None and last is not None:
-                return after, {"reference": last.reference}
+        if not first_contact and not self._is_keyword(inp.value, ctx):
+            about = followups.about_a_report(session, contact.id, inp, now, self._after)
+            flow = bundle.flow_for(about.trigger) if about is not None else None
+            if about is not None and flow is not None:
+                return flow, about.given
         kinds = ["incoming_call"] if inbound.channel == "voice" else []
         kinds += ["first_contact"] if first_contact else []
         for kind in [*kinds, "default"]:

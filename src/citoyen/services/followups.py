@@ -21,11 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from citoyen.engine.schema import AfterReport
+from citoyen.engine.types import Input
 from citoyen.models import Contact, Conversation, QueueEntry, Report, ReportEvent, Stakeholder
 from citoyen.routing import texts
 from citoyen.services.attachments import link_to_report
@@ -46,6 +48,40 @@ class StaffQuestion:
 
     report: Report
     event: ReportEvent
+
+
+@dataclass(frozen=True)
+class About:
+    """A message about a recent report: the trigger of the flow to run, and its answers."""
+
+    trigger: Literal["report_addition", "after_report"]
+    given: dict[str, Any]
+
+
+def about_a_report(
+    session: Session, contact_id: int, inp: Input, now: datetime, after: AfterReport
+) -> About | None:
+    """What a message that is neither a keyword nor part of a conversation says about the
+    contact's reports, if anything (``after``: settings ``after_report``).
+
+    Within the answer window of the last staff message, anything the citizen sends is the
+    answer to it. Within the acknowledgement window of their last report, a voice note or a
+    photo is more about it, and a text ("merci", "ok") is acknowledged.
+    """
+    if inp.kind not in ("text", "recording", "photo") or not inp.value:
+        return None
+    message: Any = inp.value if inp.kind == "text" else {inp.kind: inp.value}
+    window = timedelta(seconds=after.answer_seconds)
+    pending = staff_question(session, contact_id, now, window)
+    if pending is not None:
+        return About("report_addition", {"reference": pending.report.reference, "message": message})
+    since = now - timedelta(seconds=after.acknowledge_seconds)
+    last = last_report(session, contact_id, since=since)
+    if last is None:
+        return None
+    if inp.kind != "text":
+        return About("report_addition", {"reference": last.reference, "message": message})
+    return About("after_report", {"reference": last.reference})
 
 
 def last_report(session: Session, contact_id: int, since: datetime | None = None) -> Report | None:
