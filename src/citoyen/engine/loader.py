@@ -881,10 +881,20 @@ class _FlowChecker:
                 "cycle through nodes that never wait for input: " + " -> ".join([*cycle, cycle[0]]),
             )
 
+    def _requests_callback(self) -> bool:
+        return any(
+            action.request_callback is not None or "request_callback" in action.model_fields_set
+            for node in self.flow.nodes.values()
+            if isinstance(node, ActionNode)
+            for action in node.do
+        )
+
     def _check_texts(self) -> None:
         parent = self.parent
         langs = parent._languages()
         allowed = set(parent.emergency) | {"reference", "report_status"} | self._saved()
+        if self._requests_callback():
+            allowed.add("callback_answer")  # what request_callback's outcome says
         for name, node in self.flow.nodes.items():
             for key, path in _texts(name, node):
                 having = [lang for lang in langs if parent.catalog.has(key, lang)]
@@ -900,8 +910,8 @@ class _FlowChecker:
                         name,
                         path,
                         f"text '{key}' uses {_braces(extra)}, which is not an "
-                        "emergency number, {reference}, {report_status} or an answer saved by this "
-                        "flow",
+                        "emergency number, {reference}, {report_status}, {callback_answer} (with "
+                        "request_callback) or an answer saved by this flow",
                     )
 
     def _saved(self) -> set[str]:

@@ -174,7 +174,10 @@ ACTION_KINDS: tuple[str, ...] = (
     "opt_out",
     "opt_in",
     "lookup_report",
+    "request_callback",
 )
+# Actions written without an argument (``- opt_out:``, ``- request_callback:``).
+BARE_ACTIONS = ("opt_out", "opt_in", "request_callback")
 
 
 class Action(_Model):
@@ -187,11 +190,12 @@ class Action(_Model):
     opt_out: NoArgs | None = None
     opt_in: NoArgs | None = None
     lookup_report: LookupArgs | None = None
+    request_callback: NoArgs | None = None  # the citizen asks to be called (docs/voice.md)
 
     @model_validator(mode="after")
     def _one_action(self) -> Action:
         kind = _exactly_one(self, ACTION_KINDS, "an action")
-        if getattr(self, kind) is None and kind not in ("opt_out", "opt_in"):
+        if getattr(self, kind) is None and kind not in BARE_ACTIONS:
             raise ValueError(f"action '{kind}' needs an argument")
         return self
 

@@ -150,6 +150,8 @@ def action_words(action: Any, _: Translate = untranslated) -> str:
         return _("resume messages to the citizen")
     if kind == "lookup_report":
         return _("look up the report %(answer)s", answer=action.lookup_report.answer)
+    if kind == "request_callback":
+        return _("ask for a call back")
     return kind
 
 
