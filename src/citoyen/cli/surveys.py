@@ -35,7 +35,7 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
 
     from sqlmodel import Session, select
 
-    from citoyen.services.surveys.runs import estimated_segments, plan, start_run
+    from citoyen.services.surveys.runs import estimated_rows, estimated_segments, plan, start_run
 
     runtime = runtime_of(ctx)
     load_bundle_or_exit(runtime)
@@ -45,16 +45,27 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
     now = datetime.now(UTC)
     if dry_run:
         from citoyen.models import Contact
+        from citoyen.services.quiet_hours import next_allowed
+        from citoyen.services.sendtime import estimate
 
+        bundle = runtime.bundle
         with Session(runtime.engine) as session:
             the_plan = plan(session, definition, f"dry-run:{now.isoformat()}", now)
-            sms_ids = [c.contact_id for c in the_plan.drawn if c.channel == "sms"]
-            languages = (
-                session.exec(select(Contact.language).where(Contact.id.in_(sms_ids))).all()
-                if sms_ids
-                else []
-            )
-        segments = estimated_segments(runtime.bundle.catalog, runtime.bundle, definition, languages)
+            languages: dict[str, list[str | None]] = {}
+            for channel in ("sms", "telegram"):
+                ids = [c.contact_id for c in the_plan.drawn if c.channel == channel]
+                languages[channel] = list(
+                    session.exec(select(Contact.language).where(Contact.id.in_(ids))).all()
+                    if ids
+                    else []
+                )
+            rows = {
+                channel: estimated_rows(bundle.catalog, bundle, definition, channel, langs)
+                for channel, langs in languages.items()
+            }
+            send_at = next_allowed(now, definition.quiet_hours.window(), definition.timezone)
+            queues = estimate(session, runtime.settings, now, extra=rows, extra_at=send_at)
+        segments = estimated_segments(bundle.catalog, bundle, definition, languages["sms"])
         table = Table("channel", "would be invited")
         for channel in ("sms", "telegram", "voice"):
             table.add_row(channel, str(the_plan.per_channel.get(channel, 0)))
@@ -73,6 +84,13 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
             f"about {segments} SMS segment(s) for the SMS invitations (first message only). "
             "Nothing was sent."
         )
+        _print_send_time(queues, now, definition.timezone)  # type: ignore[attr-defined]
+        voice = the_plan.per_channel.get("voice", 0)
+        if voice:
+            click.echo(
+                f"voice: {voice} call(s), at most {definition.voice.max_concurrent} at once "  # type: ignore[attr-defined]
+                "within the quiet hours"
+            )
         return
     with progress_bar() as progress:
         task = progress.add_task(f"inviting ({name})", total=None)
@@ -90,6 +108,39 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
     if result.send_at is not None and result.send_at > now:
         local = result.send_at.astimezone(definition.timezone)  # type: ignore[attr-defined]
         click.echo(f"quiet hours: the messages and calls go out from {local:%Y-%m-%d %H:%M} local")
+
+
+CHANNEL_NAMES = {"sms": "SMS", "telegram": "Telegram", "whatsapp": "WhatsApp"}
+
+
+def _print_send_time(queues: list, now: object, zone: object) -> None:
+    """How long the outbox will take per channel with this run's messages added (the same
+    estimate as the admin's outbox page: citoyen.services.sendtime)."""
+    from citoyen.services.sendtime import duration_words
+
+    if not queues:
+        return
+    table = Table("channel", "waiting", "this run", "rate", "starts", "all sent", "takes")
+    for q in queues:
+        rate = "no limit set" if q.rate.per_second is None else f"{q.rate.per_second * 60:g}/min"
+        if q.rate.phones:
+            rate += f" ({q.rate.phones} phone(s))"
+        starts = q.starts_at.astimezone(zone).strftime("%d/%m %H:%M") if q.starts_at else "—"
+        ends = q.finishes_at.astimezone(zone).strftime("%d/%m %H:%M") if q.finishes_at else "—"
+        table.add_row(
+            CHANNEL_NAMES.get(q.channel, q.channel),
+            str(q.queued),
+            str(q.added),
+            rate,
+            starts,
+            ends,
+            duration_words(q.seconds(now)),
+        )
+    Console().print(table)
+    click.echo(
+        "Send time at the configured rates (CITOYEN_OUTBOX_RATE_*, the gateway phones' "
+        "per_minute), from the quiet hours' opening; local times (day/month)."
+    )
 
 
 @survey.command("results")

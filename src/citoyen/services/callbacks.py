@@ -427,6 +427,7 @@ class CallbackRow:
     requested_at: datetime
     due_at: datetime
     answered_at: datetime | None
+    report_id: int | None
     report_reference: str | None
 
 
@@ -463,7 +464,7 @@ def summary(
         ).all()
     )
     rows = session.exec(
-        select(CallbackRequest, Contact.alias, Report.reference)
+        select(CallbackRequest, Contact.alias, Report.id, Report.reference)
         .join(Contact, Contact.id == CallbackRequest.contact_id)
         .join(
             Report,
@@ -484,9 +485,10 @@ def summary(
             requested_at=row.requested_at,
             due_at=row.due_at,
             answered_at=row.answered_at,
+            report_id=report_id,
             report_reference=reference,
         )
-        for row, alias, reference in rows
+        for row, alias, report_id, reference in rows
     ]
     return CallbackSummary(
         counts=counts,

@@ -272,6 +272,39 @@ def estimated_segments(
     return total
 
 
+def estimated_rows(
+    catalog: Any, bundle: Any, survey: SurveyDef, channel: str, languages: Iterable[str | None]
+) -> int:
+    """Outbox rows the invitations of these contacts' languages would queue on ``channel`` (an
+    SMS cut in two is two rows, as :func:`~.invite.invitation_messages` cuts it)."""
+    from citoyen import engine as flow_engine
+    from citoyen.engine.types import Context
+    from citoyen.messages.types import Reply
+
+    flow = bundle.flows[survey.flow]
+    settings = bundle.settings
+    cache: dict[str | None, int] = {}
+    total = 0
+    for lang in languages:
+        if lang not in cache:
+            ctx = Context(
+                languages=tuple(settings.languages.enabled),
+                default_language=settings.languages.default,
+                keywords=settings.keyword_map(),
+                areas={},
+                area_roots=(),
+                menu_size=9,
+                contact_language=lang,
+                channel=channel,
+            )
+            result = flow_engine.start(flow, ctx, language=lang)
+            language = result.state.language or lang or settings.languages.default
+            reply = Reply(result.prompts, language, dict(settings.emergency_numbers))
+            cache[lang] = len(invitation_messages(catalog, reply, channel))
+        total += cache[lang]
+    return total
+
+
 # --- a run ---------------------------------------------------------------------------------------
 
 
