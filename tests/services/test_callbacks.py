@@ -274,14 +274,29 @@ def test_a_number_twilio_refuses_fails_the_request(runtime, twilio, calls_api) -
     assert (requests(runtime)[0].status, requests(runtime)[0].reason) == ("failed", "error")
 
 
-def test_stop_before_the_call_cancels_it(runtime, twilio, calls_api) -> None:
+def test_stop_after_asking_cancels_the_call_and_asking_after_stop_is_honoured(
+    runtime, twilio, calls_api
+) -> None:
+    known(runtime, ALICE)
+    sms(runtime, ALICE, "APPEL", NIGHT)  # called in the morning
+    sms(runtime, ALICE, "STOP", NIGHT)
+    assert (requests(runtime)[0].status, requests(runtime)[0].reason) == ("cancelled", "stopped")
+    assert place_due_calls(runtime, NEXT_MORNING, calls_api) == {}
+    assert twilio.placed == []
+    # STOP is about messages nobody asked for: a call asked for afterwards is made.
+    later = NEXT_MORNING + timedelta(hours=1)
+    assert written(runtime, sms(runtime, ALICE, "APPEL", later)) == told(runtime, "requested")
+    assert place_due_calls(runtime, later, calls_api) == {"placed": 1}
+
+
+def test_a_blocked_sender_is_not_called(runtime, twilio, calls_api) -> None:
     contact_id = known(runtime, ALICE)
     sms(runtime, ALICE, "APPEL", MORNING)
     with write_session(runtime.engine) as session:
-        session.get(Contact, contact_id).opted_out = True
+        session.get(Contact, contact_id).blocked = True  # staff blocked the sender meanwhile
     assert place_due_calls(runtime, MORNING, calls_api) == {"cancelled": 1}
     assert twilio.placed == []
-    assert (requests(runtime)[0].status, requests(runtime)[0].reason) == ("cancelled", "stopped")
+    assert (requests(runtime)[0].status, requests(runtime)[0].reason) == ("cancelled", "blocked")
 
 
 def test_a_request_not_called_within_a_day_is_cancelled(runtime, twilio, calls_api) -> None:

@@ -101,7 +101,7 @@ def call_status(
                 result = "completed"
             else:
                 contact = session.get(Contact, row.contact_id)
-                stopped = contact is None or contact.opted_out or contact.blocked
+                stopped = contact is None or contact.blocked
                 if stopped or row.attempts >= policy.max_attempts:
                     row.status, row.reason, row.ended_at = "failed", status, now
                     return "failed"

@@ -22,7 +22,9 @@ retry, or failed, or cancelled. Why each rule:
   and a number asking again and again is refused, with a message, until the next local day.
 - **A daily budget** (``CITOYEN_CALLBACK_DAILY_BUDGET``): at most so many calls (retries
   included) per local day, counted in ``callback_days``; beyond it requests wait for the next
-  day, never vanish. A request not called within :data:`EXPIRY` is cancelled.
+  day, never vanish. A request not called within :data:`EXPIRY` is cancelled, and so are a
+  contact's waiting requests when they send STOP (a request made after STOP is called: the
+  citizen asked for it) or are blocked.
 - **Retries**: busy, no answer and failed calls are tried again ``CITOYEN_CALLBACK_RETRY_MINUTES``
   later (within the hours), up to ``CITOYEN_CALLBACK_MAX_ATTEMPTS`` calls; at most
   ``CITOYEN_CALLBACK_MAX_CONCURRENT`` are in flight at once.
@@ -204,6 +206,16 @@ def request(
     return Outcome("requested" if due_at <= now else "later", due_at, row.id)
 
 
+def cancel_open(session: Session, contact: Contact, now: datetime) -> int:
+    """Cancel the contact's open requests (STOP): no call, and no retry of a call already
+    ringing (it goes on; answered, it runs the IVR as any call)."""
+    return session.execute(
+        sa.update(CallbackRequest)
+        .where(CallbackRequest.contact_id == contact.id, CallbackRequest.status.in_(OPEN))
+        .values(status="cancelled", reason="stopped", ended_at=now)
+    ).rowcount
+
+
 def first_slot(session: Session, policy: CallbackPolicy, now: datetime) -> datetime:
     """When a new request may first be called: now, or the next opening of the call-back hours
     on a day whose budget is not spent (requests already waiting count against it)."""
@@ -307,8 +319,8 @@ def _claim(
         ).all()
         claims = []
         for row, contact in rows:
-            if contact.opted_out or contact.blocked:
-                row.status, row.reason, row.ended_at = "cancelled", "stopped", now
+            if contact.blocked:
+                row.status, row.reason, row.ended_at = "cancelled", "blocked", now
                 done["cancelled"] += 1
                 continue
             row.status = "placed"

@@ -69,6 +69,7 @@ WORDS = {
     "no-answer": _l("no answer"),
     "expired": _l("not called within a day"),
     "stopped": _l("citizen stopped"),
+    "blocked": _l("sender blocked"),
     "lost": _l("no news of the call"),
     "error": _l("refused by Twilio"),
     "no_provider": _l("Twilio not configured"),
