@@ -41,15 +41,15 @@ def answered(
         ).first()
         if row is None or row.call_sid is None or row.call_sid != call_sid:
             return None
+        contact = session.get(Contact, row.contact_id)
+        if contact is None:
+            return None
+        address = runtime.vault.decrypt(contact.address_enc)
         if row.status == "placed":
             row.status = "answered"
             row.answered_at = now
             row.reason = None
         row.call_status = "in-progress"
-        contact = session.get(Contact, row.contact_id)
-        if contact is None:
-            return None
-        address = runtime.vault.decrypt(contact.address_enc)
     reply = calls.voice_turn(runtime, call_sid=call_sid, n=0, address=address, inp=Input("start"))
     if reply.conversation_id is not None:
         with write_session(runtime.engine) as session:
