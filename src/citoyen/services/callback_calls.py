@@ -16,13 +16,14 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from citoyen.db import write_session
+from citoyen.engine.loader import CALLBACK_INTRO
 from citoyen.engine.types import Input, Prompt
 from citoyen.models import CallbackRequest, Contact
 from citoyen.services import calls
 from citoyen.services.callbacks import RETRY, RINGING, CallbackPolicy
 from citoyen.services.quiet_hours import next_allowed
 
-CALL_INTRO = "callback.call_intro"
+CALL_INTRO = CALLBACK_INTRO
 
 
 def answered(

@@ -49,6 +49,7 @@ from sqlmodel import Session, select
 
 from citoyen.channels.base import CallPlacer, PermanentSendError, TransientSendError
 from citoyen.db import insert_or_skip, write_session
+from citoyen.engine.loader import CALLBACK_OUTCOMES
 from citoyen.models import CallbackDay, CallbackRequest, Contact, Conversation
 from citoyen.services.privacy import alias_label
 from citoyen.services.quiet_hours import is_allowed, next_allowed
@@ -68,7 +69,7 @@ EXPIRY = timedelta(hours=24)
 STALE_CALL = timedelta(hours=1)
 # What the citizen is told (``callback.<outcome>`` in locales/), in the reply's
 # ``callback_answer``.
-OUTCOMES = ("requested", "later", "pending", "limit", "no_phone", "unavailable")
+OUTCOMES = CALLBACK_OUTCOMES
 
 
 @dataclass(frozen=True)
