@@ -332,3 +332,29 @@ def test_bambara_keyword_and_reply(runtime, twilio, calls_api) -> None:
     reply = sms(runtime, ALICE, "wele", MORNING)
     assert written(runtime, reply) == told(runtime, "requested", "bm")
     assert place_due_calls(runtime, MORNING, calls_api) == {"placed": 1}
+
+
+def test_the_worker_places_call_backs_every_15_seconds(runtime) -> None:
+    """The job runs place_due_calls with the worker's runtime (its call placer, the clock)."""
+    from citoyen.worker import Worker
+
+    worker = Worker(runtime)
+    worker.scheduler.start(paused=True)
+    try:
+        worker._register()
+        job = worker.scheduler.get_job("callbacks")
+        assert job is not None
+        assert job.trigger.interval == timedelta(seconds=15)
+    finally:
+        worker.scheduler.shutdown(wait=False)
+
+
+def test_calls_being_placed_count_once_against_the_budget(runtime, twilio, calls_api) -> None:
+    for number in (ALICE, BOB, CAROL):
+        known(runtime, number)
+    sms(runtime, ALICE, "APPEL", MORNING)
+    sms(runtime, BOB, "APPEL", MORNING)
+    assert place_due_calls(runtime, MORNING, calls_api) == {"placed": 2}
+    # Two of three calls spent, none waiting: Carol is called today.
+    assert written(runtime, sms(runtime, CAROL, "APPEL", MORNING)) == told(runtime, "requested")
+    assert place_due_calls(runtime, MORNING, calls_api) == {"placed": 1}

@@ -223,9 +223,10 @@ def first_slot(session: Session, policy: CallbackPolicy, now: datetime) -> datet
     due = next_allowed(now, policy.window, policy.zone)
     for _day in range(7):
         used = _calls_on(session, policy.local_day(due))
+        # Requests not called yet; those being called are in the day's count already.
         waiting = session.exec(
             select(sa.func.count(CallbackRequest.id)).where(
-                CallbackRequest.status.in_(OPEN),
+                CallbackRequest.status == "requested",
                 CallbackRequest.due_at < policy.day_start(due) + timedelta(days=1),
             )
         ).one()
