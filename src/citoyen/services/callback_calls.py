@@ -50,7 +50,8 @@ def answered(
             row.status = "answered"
             row.answered_at = now
             row.reason = None
-        row.call_status = "in-progress"
+        if row.ended_at is None:  # not a retry of this request after the call ended
+            row.call_status = "in-progress"
     reply = calls.voice_turn(runtime, call_sid=call_sid, n=0, address=address, inp=Input("start"))
     if reply.conversation_id is not None:
         with write_session(runtime.engine) as session:

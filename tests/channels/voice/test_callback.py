@@ -149,6 +149,7 @@ def test_appel_by_sms_then_a_french_call_ends_with_one_voice_report(
         say(runtime, "report.welcome", "fr"),
     ]
     assert len(reports(runtime)) == 1
+    assert the_request(runtime).call_status == "completed"
 
 
 def test_bambara_call_back_falls_back_to_french_where_nothing_is_recorded(
