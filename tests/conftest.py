@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # fixed date with the wall clock fails in CI instead of on the day its date goes by.
 CLOCK_TESTS = (
     "tests/cli/test_survey_commands.py",
+    "tests/flows/test_journeys.py",
     "tests/flows/test_survey_transcripts.py",
     "tests/routing/test_escalation.py",
     "tests/routing/test_queues.py",

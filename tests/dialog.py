@@ -65,6 +65,7 @@ from citoyen.models import Area, Contact, Conversation, Message, Report, SurveyA
 from citoyen.runtime import Runtime
 from citoyen.services.contacts import find_contact
 from citoyen.services.setup import ensure_ready
+from citoyen.services.telegram_inbound import typed_input
 
 DEFAULT = "default"  # lang=DEFAULT: the deployment's default language (settings.yaml)
 CHANNELS = ("sms", "voice", "telegram")
@@ -312,6 +313,9 @@ class Dialog:
             provider_id = f"{self.channel}-{uuid.uuid4().hex}"
             shown = self._shown(said)
         assert inp is not None
+        if self.channel == "telegram" and inp.kind == "text":
+            # Typed in the chat: commands (/start, /help...) as the bot reads them.
+            inp = typed_input(self.runtime, self.address, inp.value or "")
         reply = self.runtime.conversations.handle(
             Inbound(self.channel, self.address, inp, provider_id=provider_id)
         )
@@ -578,11 +582,13 @@ class Transcript:
 
 
 def _pattern_for(text: str, captures: set[Capture]) -> re.Pattern[str]:
+    """The expected text as a pattern: a capture matches its pattern where it first appears,
+    and the same value wherever it appears again ("Référence : 482-1937 ... SUIVI 482-1937")."""
     pattern = re.escape(text)
     for capture in captures:
-        pattern = pattern.replace(
-            re.escape(capture.marker), f"(?P<{capture.name}>{capture.pattern})", 1
-        )
+        marker = re.escape(capture.marker)
+        pattern = pattern.replace(marker, f"(?P<{capture.name}>{capture.pattern})", 1)
+        pattern = pattern.replace(marker, f"(?P={capture.name})")
     return re.compile(pattern, re.DOTALL)
 
 

@@ -237,9 +237,10 @@ class Catalog:
         """The text (its ``channel`` variant if any) with its placeholders filled; a missing
         parameter stays visible as ``{name}``.
 
-        Raises KeyError only when the key itself is missing in that language.
+        Raises KeyError only when the key itself is missing in that language. Spaces around
+        the text are dropped (a placeholder at the end may be empty: ``{staff_message}``).
         """
-        return render_template(self.text(key, lang, channel), params or {})
+        return render_template(self.text(key, lang, channel), params or {}).strip()
 
     def audio_path(self, key: str, lang: str) -> Path | None:
         """The recorded prompt ``locales/<lang>/audio/<key>.wav|mp3``, if one exists."""

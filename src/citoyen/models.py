@@ -130,6 +130,9 @@ class Conversation(SQLModel, table=True):
     started_at: datetime = ts()
     updated_at: datetime = ts()
     expires_at: datetime | None = ts(nullable=True, default=False, index=True)
+    # The report this conversation adds to (information added, an answer to staff): its
+    # messages and attachments join that report (migration 0018).
+    report_id: int | None = Field(default=None, foreign_key="reports.id", index=True)
 
 
 class Message(SQLModel, table=True):
@@ -301,6 +304,10 @@ class QueueEntry(SQLModel, table=True):
     closed_at: datetime | None = ts(nullable=True, default=False)
     created_at: datetime = ts()
     updated_at: datetime = ts()
+    # The citizen's latest addition to the report ("answer" to a staff message, or "addition"),
+    # shown in the queue until staff act on the report (migration 0018).
+    citizen_update: str | None = Field(default=None, max_length=20)
+    citizen_update_at: datetime | None = ts(nullable=True, default=False)
     # Copies of the report's fields the queue pages filter on, kept equal to the report's by
     # the flush hook below: the pages then filter and sort one table on its own indexes, which
     # stays fast with millions of reports (a join per filter does not).

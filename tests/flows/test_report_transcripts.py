@@ -54,6 +54,7 @@ DANGER = ("report.danger.yes", "report.danger.no")
 ANONYMOUS = ("report.anonymous.yes", "report.anonymous.no")
 CONSENT = ("report.consent.yes", "report.consent.no")
 INTENTS = ("report.intent.new", "report.intent.follow")
+OFFER_ADDITION = ("report.offer_addition.add", "report.offer_addition.done")
 
 # The shipped areas, in menu order (Bamako district first, then regions alphabetically; nine
 # lines per menu, so the last line of a long level is "more").
@@ -194,8 +195,17 @@ def after_place(d: Dialog, route: Route) -> list:
     ]
 
 
+# A second report starts on an explicit choice: a call, /start, or the report keyword (any
+# other message after a report gets an acknowledgement: tests/flows/test_journeys.py).
+REPORT_KEYWORD = {"fr": "SIGNALER", "bm": "LAKALI", "en": "REPORT"}
+
+
+def new_report_input(d: Dialog):
+    return {"voice": call(), "telegram": "/start", "sms": REPORT_KEYWORD[d.lang]}[d.channel]
+
+
 def full_report(d: Dialog, route: Route, *, first: bool = True) -> list:
-    start = opening(d) if first else welcome(d, first_input(d))
+    start = opening(d) if first else welcome(d, new_report_input(d))
     return [*start, category(route.category), *route.places, *after_place(d, route)]
 
 
@@ -594,12 +604,17 @@ def test_follow_a_report_by_keying_its_reference_on_a_call(talk, lang):
             ),
             (
                 press(reference.replace("-", "")),
-                say(
-                    "report.follow_status",
-                    reference=reference,
-                    report_status=caller.t("report.status.new"),
-                ),
+                [
+                    say(
+                        "report.follow_status_call",
+                        reference=reference,
+                        report_status=caller.t("report.status.new"),
+                        staff_message="",
+                    ),
+                    menu("report.offer_addition", *OFFER_ADDITION),
+                ],
             ),
+            (choose(2, "done"), say("system.goodbye")),
         ],
     )
     assert caller.last.text.endswith("(the call ends)")
@@ -610,17 +625,18 @@ def test_follow_a_report_by_sms_keyword(talk):
     route = ROUTES["bamako-danger"]
     reporter = talk("sms", "en")
     reference = verify_dialog(reporter, full_report(reporter, route)).captures["reference"]
+    status = say(
+        "report.follow_status", reference=reference, report_status=reporter.t("report.status.new")
+    )
+    # The reporter's own last report needs no reference; anyone else is asked for it.
+    verify_dialog(reporter, [("FOLLOW", status)])
+    neighbour = talk("sms", "en")
     verify_dialog(
-        reporter,
+        neighbour,
         [
+            ("Hello", language_menu(lang=DEFAULT)),
+            *welcome(neighbour, choose(language_number(neighbour), "en")),
             ("FOLLOW", code_question("report.ask_reference")),
-            (
-                reference,
-                say(
-                    "report.follow_status",
-                    reference=reference,
-                    report_status=reporter.t("report.status.new"),
-                ),
-            ),
+            (reference, status),
         ],
     )

@@ -92,7 +92,7 @@ def test_bambara_help_at_the_first_question_fits_3_segments(runtime):
     d.send("2")
     question = FIRST_EXCHANGE["bm"].split("\n\n")[1]
     verify_dialog(
-        d, [("DƐMƐ", "Aw ye nimɔrɔ ci. SEGIN: segin. KAN: kan. DABILA: dabila.\n\n" + question)]
+        d, [("DƐMƐ", "Nimɔrɔ ci. Kumasen wɛrɛw: SEGIN, KƆLƆSI, KAN, DABILA.\n\n" + question)]
     )
     assert billed(d) == 3
 

@@ -17,7 +17,7 @@ from citoyen.runtime import Runtime
 from citoyen.services import queues
 from citoyen.services.privacy import alias_label
 from citoyen.services.users import create_user
-from tests.dialog import Dialog, question, say, verify_dialog
+from tests.dialog import Dialog, say, verify_dialog
 from tests.flows.test_report_transcripts import ROUTES, full_report
 from tests.routing.support import outbox, queue_codes
 
@@ -81,9 +81,8 @@ def test_sms_report_in_bambara_reaches_the_queues_and_the_citizen_hears_back(
     verify_dialog(
         citizen,
         [
-            ("SUIVI", question("report.ask_reference")),
             (
-                reference.replace("-", ""),
+                f"SUIVI {reference.replace('-', '')}",
                 say(
                     "report.follow_status",
                     reference=reference,

@@ -142,8 +142,9 @@ def test_two_first_messages_of_a_known_sender_at_once_open_one_conversation(
             conversation.status = "completed"
             s.add(conversation)
         s.commit()
-    results = while_stepping(monkeypatch, "start", lambda: send(runtime, "SIGNALER", "SM3"))
-    send(runtime, "SIGNALER", "SM2")
+    # Plain messages: a flow's keyword (SIGNALER) would rightly start its flow afresh each time.
+    results = while_stepping(monkeypatch, "start", lambda: send(runtime, "Bonsoir", "SM3"))
+    send(runtime, "Bonjour", "SM2")
     joined(results)
     with Session(runtime.engine) as s:
         open_ones = s.exec(

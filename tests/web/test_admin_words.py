@@ -6,15 +6,18 @@ Each test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import html
+import io
 import re
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from citoyen.db import write_session
-from citoyen.models import Attachment, Report
-from citoyen.services import queues
+from citoyen.models import Attachment, Report, User, VoicePrompt
+from citoyen.services import prompts, queues
+from tests.services.prompts.sounds import wav
 from tests.web.conftest import Desk
 
 COMMUNE_IV = "ML-BKO.commune-iv"
@@ -136,21 +139,131 @@ def test_refusals_are_worded_without_codes(desk: Desk) -> None:
     assert "a déjà ce signalement." in forwarded
 
 
+def _flash(response) -> str:  # type: ignore[no-untyped-def]
+    """The one error message of a refused form, as the page shows it."""
+    assert response.status_code == 400, response.status_code
+    page = response.get_data(as_text=True)
+    [flash] = re.findall(r'<p class="flash error" role="status">(.*?)</p>', page)
+    return html.unescape(flash)
+
+
+def _no_english(flash: str, *sentences: str) -> None:
+    for english in sentences:
+        assert english not in flash, (english, flash)
+
+
+def test_account_refusals_are_worded_in_french(desk: Desk) -> None:
+    desk.user("admin@example.org", "admin")
+    desk.login("admin@example.org")
+    english = ("already exists", "give --", "works for", "cannot remove", "not an email")
+    created = {
+        ("admin@example.org", "analyst", ""): (
+            "Le compte n’a pas été créé : Un compte existe déjà avec l’adresse e-mail "
+            "admin@example.org."
+        ),
+        ("agent@example", "agent", "bko-police-c4"): (
+            "Le compte n’a pas été créé : « agent@example » n’est pas une adresse e-mail."
+        ),
+        ("agent@example.org", "agent", ""): (
+            "Le compte n’a pas été créé : Un agent travaille pour un acteur : choisissez-en un."
+        ),
+    }
+    for (email, role, stakeholder), words in created.items():
+        form = {"email": email, "role": role, "stakeholder": stakeholder}
+        flash = _flash(desk.post("/admin/users/new", **form))
+        assert flash == words, (form, flash)
+        _no_english(flash, *english)
+    with Session(desk.runtime.engine) as session:
+        me = session.exec(select(User).where(User.email == "admin@example.org")).one()
+    flash = _flash(desk.post(f"/admin/users/{me.id}", role="analyst", active="1"))
+    assert flash == (
+        "Rien n’a été modifié : Vous ne pouvez pas retirer votre propre accès d’administrateur."
+    )
+    _no_english(flash, *english)
+
+
+def test_prompt_refusals_are_worded_in_french(desk: Desk) -> None:
+    desk.user("admin@example.org", "admin")
+    desk.user("recorder@example.org", "agent", "bko-police-c4")
+    desk.login("admin@example.org")
+    key = next(s.key for s in prompts.coverage(desk.runtime, "bm") if s.status == "missing")
+    english = ("not an audio", "not supported", "too long", "recording", "digits", "too easy")
+    uploads = {
+        (b"Ceci est un texte, pas un son.\n" * 20, "notes.wav"): (
+            "Non enregistré : Ce n’est pas un fichier audio : envoyez un enregistrement WAV ou MP3."
+        ),
+        (b"OggS\x00\x02" + bytes(200), "note.ogg"): (
+            "Non enregistré : Les fichiers Ogg ne peuvent pas être joués pendant les appels"
+        ),
+        (wav(61.5), "long.wav"): (
+            "Non enregistré : L’enregistrement est trop long (61,5 s ; 60 s au plus)."
+        ),
+    }
+    for (data, name), words in uploads.items():
+        response = desk.client.post(
+            f"/admin/prompts/bm/{key}/upload",
+            data={"csrf_token": desk.token("/admin/prompts"), "file": (io.BytesIO(data), name)},
+            content_type="multipart/form-data",
+        )
+        flash = _flash(response)
+        assert flash.startswith(words), (name, flash)
+        _no_english(flash, *english)
+    with Session(desk.runtime.engine) as session:
+        assert session.exec(select(VoicePrompt)).all() == []
+        recorder = session.exec(select(User).where(User.email == "recorder@example.org")).one()
+    pins = {
+        "1234": "Pas fait : Ce code est trop facile à deviner (un seul chiffre répété, ou une "
+        "suite comme 1234).",
+        "12a": "Pas fait : Le code doit avoir de 4 à 8 chiffres (tapés sur le clavier du "
+        "téléphone).",
+    }
+    for pin, words in pins.items():
+        flash = _flash(desk.post("/admin/prompts/pins", user=str(recorder.id), pin=pin))
+        assert flash == words, (pin, flash)
+        _no_english(flash, *english)
+
+
 def test_every_refusal_code_has_words() -> None:
-    """Each code the services raise (citoyen.services.refusals) is worded in the admin."""
+    """Each code the services raise (citoyen.services.refusals) is worded in the admin.
+
+    Read from the source: every class of the services derived from Refusal, and every call
+    making one, which must pass a code (literal, or a caught refusal's ``exc.code``).
+    """
+    import ast
     from pathlib import Path
 
     from citoyen.web.admin.labels import REFUSALS
 
     root = Path(__file__).resolve().parents[2] / "src" / "citoyen" / "services"
-    raised: set[str] = set()
-    for path in (root / "casework.py", root / "queues" / "status.py"):
-        source = path.read_text(encoding="utf-8")
-        for call in re.finditer(
-            r"(?:StatusError|CaseworkError)\((.*?)\)\s*(?:from|\n)", source, re.S
-        ):
-            found = re.search(r",\s*\"([a-z_]+)\"", call.group(1))
-            if found:
-                raised.add(found.group(1))
-    assert len(raised) >= 20
-    assert raised - set(REFUSALS) == set()
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in root.rglob("*.py")}
+    refusals = {"Refusal"}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(base, ast.Name) and base.id in refusals for base in node.bases
+            ):
+                refusals.add(node.name)
+    assert {"StatusError", "CaseworkError", "UserError", "PromptError", "AudioError"} <= refusals
+    raised: dict[str, set[str]] = {}
+    uncoded: list[str] = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id not in refusals - {"Refusal"}:
+                continue
+            code = next((k.value for k in node.keywords if k.arg == "code"), None)
+            if code is None and len(node.args) >= 2:
+                code = node.args[1]
+            where = f"{path.relative_to(root)}:{node.lineno}"
+            if isinstance(code, ast.Constant) and isinstance(code.value, str) and code.value:
+                raised.setdefault(node.func.id, set()).add(code.value)
+            elif not (isinstance(code, ast.Attribute) and code.attr == "code"):
+                uncoded.append(where)
+    assert uncoded == []
+    assert len(raised["CaseworkError"] | raised["StatusError"]) >= 20
+    assert len(raised["UserError"]) >= 8
+    assert len(raised["PromptError"]) >= 6
+    assert len(raised["AudioError"]) >= 9
+    everything = set().union(*raised.values())
+    assert everything - set(REFUSALS) == set()

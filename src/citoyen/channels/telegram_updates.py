@@ -16,8 +16,9 @@ What each update means:
   (below) and picks from the menu. Coordinates are never stored: only the area code is;
 - a voice note -> ``Input("recording", file_id)``: the engine takes it as the answer to a free-text
   question and refuses it elsewhere, like a recording on a call;
-- a photo -> its caption as text, or (no caption) "asked again"; the photo itself is kept as an
-  attachment; stickers, documents and the like are "asked again";
+- a photo -> its caption as text, or (no caption) ``Input("photo", file_id)``: the answer to a
+  question that takes photos (adding to a report), else the engine asks the question again; the
+  photo itself is kept as an attachment; stickers, documents and the like are "asked again";
 - "asked again" is the deployment's ``help`` keyword: the engine answers with the help text and
   the current question, without counting a wrong answer (``Input("start")`` would abandon the
   conversation: it begins a new one);
@@ -140,6 +141,18 @@ def parse_update(update: Update) -> ParsedUpdate:
     return _parse_message(uid, update.message)
 
 
+def parse_text(update_id: int, address: str, text: str) -> ParsedUpdate:
+    """A typed text: a command (/start, /help, /menu, /language, /stop) or an input.
+
+    The one reading of Telegram text: the webhook, long polling and ``citoyen chat --channel
+    telegram`` (and the transcript tests) all go through it.
+    """
+    command = _command(text)
+    if command is not None:
+        return ParsedUpdate(update_id, "command", address, command=command)
+    return ParsedUpdate(update_id, "input", address, Input("text", text))
+
+
 def _seconds(value: Any) -> int | None:
     """Whole seconds from an int or a timedelta.
 
@@ -180,15 +193,14 @@ def _parse_message(uid: int, message: Any) -> ParsedUpdate:
         caption = (message.caption or "").strip()
         if caption:
             return ParsedUpdate(uid, "input", address, Input("text", caption), media=media)
-        return ParsedUpdate(uid, "again", address, media=media)
+        if media is not None:
+            return ParsedUpdate(uid, "input", address, Input("photo", media.file_id), media=media)
+        return ParsedUpdate(uid, "again", address)
     if message.location is not None:
         loc = message.location
         return ParsedUpdate(uid, "location", address, location=(loc.latitude, loc.longitude))
     if message.text is not None:
-        command = _command(message.text)
-        if command is not None:
-            return ParsedUpdate(uid, "command", address, command=command)
-        return ParsedUpdate(uid, "input", address, Input("text", message.text))
+        return parse_text(uid, address, message.text)
     # Stickers, documents, contacts...: nothing the flows can use; ask the question again.
     return ParsedUpdate(uid, "again", address)
 

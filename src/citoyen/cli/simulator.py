@@ -31,6 +31,7 @@ from citoyen.messages.render import (
     render_telegram,
 )
 from citoyen.messages.types import Inbound, Reply
+from citoyen.services.telegram_inbound import typed_input
 
 HELP = {
     "sms": "Type your SMS. /quit to leave.",
@@ -162,6 +163,7 @@ class Simulator:
             stripped = line.strip()
             if stripped.isdigit() and 1 <= int(stripped) <= len(self.buttons):
                 return Input("choice", self.buttons[int(stripped) - 1][1])
+            return typed_input(self.runtime, self.address, line)  # /help, /start... as the bot
         return Input("text", line)
 
     def first_input(self) -> Input:

@@ -62,14 +62,23 @@ def language_of(state: State, ctx: Context) -> str:
     return state.language or ctx.default_language
 
 
-def start(flow: Flow, ctx: Context, *, language: str | None = None) -> StepResult:
+def start(
+    flow: Flow,
+    ctx: Context,
+    *,
+    language: str | None = None,
+    given: dict[str, Any] | None = None,
+) -> StepResult:
     """Begin a conversation: run from ``flow.start`` to the first question or the end.
 
     ``language`` (or ``ctx.contact_language``) counts as known when it is enabled, so a
-    ``language`` node with ``skip_if_known`` does not ask again.
+    ``language`` node with ``skip_if_known`` does not ask again. ``given`` answers are known
+    before the first node (what the trigger brought: the reference after "SUIVI", the message
+    that answers a staff question); a ``reference`` node whose answer is given is not asked.
     """
     known = _enabled(language, ctx) or _enabled(ctx.contact_language, ctx)
-    run = _Run(flow, ctx, State(flow.id, flow.version, flow.start, language=known))
+    state = State(flow.id, flow.version, flow.start, language=known, answers=dict(given or {}))
+    run = _Run(flow, ctx, state)
     run.enter(flow.start)
     return run.result()
 
@@ -227,6 +236,8 @@ class _Run:
                 return node.next
         if isinstance(node, PlaceNode) and not self._roots().codes:
             return node.next  # no area data: nothing to ask
+        if isinstance(node, ReferenceNode) and _given_reference(node, state):
+            return node.next  # given with the keyword ("SUIVI 161-6414"): not asked again
         state.status = "waiting"
         self.ask(intro=True)
         return None
@@ -298,6 +309,12 @@ class _Run:
             return
         state.scratch.pop("timeouts", None)
         if inp.kind == "start":
+            self.ask()
+            return
+        if inp.kind == "photo" and not (isinstance(node, TextNode) and node.photo):
+            # A photo alone is kept by the channel; the question is asked again (with the help
+            # text), no wrong answer counted: "describe what happened" still wants words.
+            self.say("message", "system.help")
             self.ask()
             return
         if inp.kind == "text" and inp.value and self.ctx.keywords:
@@ -408,8 +425,8 @@ class _Run:
 
     def _answer_text(self, node: TextNode, inp: Input) -> None:
         value = (inp.value or "").strip()
-        if inp.kind == "recording" and value:
-            answer: Any = {"recording": value}
+        if inp.kind in ("recording", "photo") and value:
+            answer: Any = {inp.kind: value}
         elif inp.kind in ("text", "digits") and value:
             answer = value[: node.max_length]
             if len(value) > node.max_length:
@@ -559,6 +576,19 @@ class _Run:
         elif kind == "lookup_report":
             reference = answers.get(action.lookup_report.answer)
             self.effects.append(Effect("lookup_report", {"reference": reference}))
+        elif kind == "add_to_report":
+            args = action.add_to_report
+            data = {
+                "reference": answers.get(args.reference),
+                "content": deep_copy(answers.get(args.answer)),
+            }
+            self.effects.append(Effect("add_to_report", data))
+
+
+def _given_reference(node: ReferenceNode, state: State) -> bool:
+    """Whether the reference this node asks for is already known (a valid code)."""
+    value = state.answers.get(node.save) if node.save else None
+    return isinstance(value, str) and parse_reference(value) is not None
 
 
 def _same_value(value: Any, expected: Any) -> bool:

@@ -8,6 +8,7 @@ reading code. ``check`` returns every problem; ``load_bundle`` refuses to start 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,12 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml.error import YAMLError
 
 from citoyen.engine import sms, sms_budget, textnorm
+from citoyen.engine.refcodes import parse_reference
 from citoyen.engine.schema import (
+    EFFECT_PARAMS,
     KEYWORD_NAMES,
     NODE_TYPES,
+    TRIGGER_ANSWERS,
     ActionNode,
     AllCondition,
     AnswerCondition,
@@ -92,6 +96,8 @@ _UNION_TAGS = frozenset({"bool", "int", "float", "str", "none"})
 NOT_FLOWS = frozenset({"settings.yaml", "stakeholders.yaml", "routing.yaml"})
 
 Level = Literal["error", "warning"]
+# What may follow a trigger keyword as its reference: digits with spaces, dashes or dots.
+_REFERENCE_TEXT = re.compile(r"\s*\d[\d\s.\-]*")
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,10 @@ class Bundle:
     warnings: list[Problem] = field(default_factory=list)
 
     def flow_for(
-        self, trigger: Literal["default", "first_contact", "incoming_call"]
+        self,
+        trigger: Literal[
+            "default", "first_contact", "incoming_call", "after_report", "report_addition"
+        ],
     ) -> Flow | None:
         """The flow started by a trigger kind (the validator allows one flow per kind)."""
         for flow in self.flows.values():
@@ -147,6 +156,23 @@ class Bundle:
                 if trigger.keyword and textnorm.find_keyword(text, {"k": trigger.keyword}):
                     return flow
         return None
+
+    def triggered_by(self, text: str) -> tuple[Flow, str | None] | None:
+        """The flow a message's trigger keyword starts, and the reference written after it.
+
+        "SUIVI" and "SUIVI 161-6414" both start the follow flow (the second with its reference
+        given); a keyword followed by anything but a reference is not a trigger ("signaler un
+        vol" is a description, not the keyword SIGNALER).
+        """
+        flow = self.flow_for_keyword(text)
+        if flow is not None:
+            return flow, None
+        head, _, rest = text.strip().partition(" ")
+        reference = parse_reference(rest) if _REFERENCE_TEXT.fullmatch(rest) else None
+        if reference is None:
+            return None
+        flow = self.flow_for_keyword(head)
+        return (flow, reference) if flow is not None else None
 
 
 def check(flows_dir: Path, locales_dir: Path, *, audio: bool = True) -> list[Problem]:
@@ -365,6 +391,9 @@ def _answer_refs(name: str, node: BaseModel) -> list[tuple[str, tuple[Any, ...]]
                 refs.append((action.set_language.answer, path))
             if action.lookup_report:
                 refs.append((action.lookup_report.answer, path))
+            if action.add_to_report:
+                refs.append((action.add_to_report.reference, path))
+                refs.append((action.add_to_report.answer, path))
     return refs
 
 
@@ -685,6 +714,8 @@ class _Checker:
             **self.emergency,
             "reference": SAMPLE_REFERENCE,
             "report_status": "en cours de traitement",
+            "addition_outcome": "votre information est ajoutée. Merci, l'équipe la verra.",
+            "staff_message": "",
             "n": "9",
             "min": "100",
             "max": "999",
@@ -915,9 +946,10 @@ class _FlowChecker:
     def _check_texts(self) -> None:
         parent = self.parent
         langs = parent._languages()
-        allowed = set(parent.emergency) | {"reference", "report_status"} | self._saved()
+        allowed = (
+            set(parent.emergency) | {"reference", "report_status"} | self._saved() | self._given()
+        )
         if self._requests_callback():
-            allowed.add("callback_answer")  # what request_callback's outcome says
             for key in CALLBACK_KEYS:  # rendered by the service: a missing one would fail there
                 if langs and not all(parent.catalog.has(key, lang) for lang in langs):
                     files = ", ".join(
@@ -946,12 +978,25 @@ class _FlowChecker:
                         name,
                         path,
                         f"text '{key}' uses {_braces(extra)}, which is not an "
-                        "emergency number, {reference}, {report_status}, {callback_answer} (with "
-                        "request_callback) or an answer saved by this flow",
+                        "emergency number, {reference}, {report_status}, a value of this flow's "
+                        "actions or an answer saved by this flow",
                     )
+
+    def _given(self) -> set[str]:
+        """Values this flow's actions give its texts (EFFECT_PARAMS)."""
+        return {
+            param
+            for node in self.flow.nodes.values()
+            if isinstance(node, ActionNode)
+            for action in node.do
+            for param in EFFECT_PARAMS.get(action.kind, ())
+        }
 
     def _saved(self) -> set[str]:
         saved = {getattr(n, "save", None) for n in self.flow.nodes.values()} - {None}
+        for trigger in self.flow.triggers:  # answers the flow is started with
+            if trigger.kind != "keyword" and getattr(trigger, trigger.kind):
+                saved.update(TRIGGER_ANSWERS.get(trigger.kind, ()))
         if any(isinstance(n, LanguageNode) for n in self.flow.nodes.values()):
             saved.add("language")
         return {s for s in saved if s}

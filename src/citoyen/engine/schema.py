@@ -166,6 +166,25 @@ class LookupArgs(_Model):
     answer: str
 
 
+class AddToReportArgs(_Model):
+    """``reference``: the answer holding the report's reference; ``answer``: the answer holding
+    what the citizen adds (text or recording). The service keeps it as the answer to the last
+    staff message when one awaits an answer, else as information added."""
+
+    reference: str
+    answer: str
+
+
+# The values an action gives the texts after it (the service computes them when it applies the
+# action's effect): a report's reference, its status as words, the team's last message to the
+# reporter, what became of an addition, what becomes of a call-back request.
+EFFECT_PARAMS: dict[str, tuple[str, ...]] = {
+    "create_report": ("reference",),
+    "lookup_report": ("reference", "report_status", "staff_message"),
+    "add_to_report": ("reference", "addition_outcome"),
+    "request_callback": ("callback_answer",),
+}
+
 ACTION_KINDS: tuple[str, ...] = (
     "create_report",
     "save_answers",
@@ -174,6 +193,7 @@ ACTION_KINDS: tuple[str, ...] = (
     "opt_out",
     "opt_in",
     "lookup_report",
+    "add_to_report",
     "request_callback",
 )
 # Actions written without an argument (``- opt_out:``, ``- request_callback:``).
@@ -190,6 +210,7 @@ class Action(_Model):
     opt_out: NoArgs | None = None
     opt_in: NoArgs | None = None
     lookup_report: LookupArgs | None = None
+    add_to_report: AddToReportArgs | None = None
     request_callback: NoArgs | None = None  # the citizen asks to be called (docs/voice.md)
 
     @model_validator(mode="after")
@@ -268,11 +289,16 @@ class NumberNode(_Model):
 
 
 class TextNode(_Model):
+    """Free text (a recording on a call, or a voice note, answers it too)."""
+
     type: Literal["text"]
     text: str
     save: str | None = None
     max_length: int = Field(default=1000, ge=1)
     max_seconds: int = Field(default=120, ge=1)
+    # A photo sent alone answers the question (``{photo: file id}``); otherwise it is kept and
+    # the question asked again, as a description still wants words.
+    photo: bool = False
     next: str
 
 
@@ -347,17 +373,38 @@ def waits(node: BaseModel) -> bool:
 # -- flow -----------------------------------------------------------------------------------------
 
 
+TRIGGER_KINDS: tuple[str, ...] = (
+    "keyword",
+    "first_contact",
+    "incoming_call",
+    "after_report",
+    "report_addition",
+    "default",
+)
+# Answers a flow started by these triggers is given before its first node (docs/flows.md,
+# "Triggers"): the reference of the report the message is about, and the message itself.
+TRIGGER_ANSWERS: dict[str, tuple[str, ...]] = {
+    "keyword": ("reference",),
+    "after_report": ("reference",),
+    "report_addition": ("reference", "message"),
+}
+
+
 class Trigger(_Model):
-    """What starts a flow: a keyword, a first contact, an incoming call, or any message."""
+    """What starts a flow: a keyword, a first contact, an incoming call, a message about a
+    recent report (``after_report``), an answer to a staff message (``report_addition``), or any
+    message."""
 
     keyword: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
     first_contact: bool | None = None
     incoming_call: bool | None = None
+    after_report: bool | None = None
+    report_addition: bool | None = None
     default: bool | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Trigger:
-        _exactly_one(self, ("keyword", "first_contact", "incoming_call", "default"), "a trigger")
+        _exactly_one(self, TRIGGER_KINDS, "a trigger")
         return self
 
     @property
@@ -465,6 +512,26 @@ class SmsBudget(_Model):
     prompt: int = Field(default=2, ge=1)  # any other prompt with its options
 
 
+class AfterReport(_Model):
+    """How long after a report a citizen's messages are read as being about it
+    (``after_report`` in settings.yaml; docs/flows.md, "After a report")."""
+
+    # A message (not a keyword) within this time of the contact's last report starts the flow
+    # with the ``after_report`` trigger: a short acknowledgement, never a new report.
+    acknowledge_for: str = Field(default="30d", pattern=_DURATION.pattern)
+    # A message within this time of the last staff message to the contact is their answer to
+    # it (the flow with the ``report_addition`` trigger).
+    answer_window: str = Field(default="72h", pattern=_DURATION.pattern)
+
+    @property
+    def acknowledge_seconds(self) -> int:
+        return duration_seconds(self.acknowledge_for)
+
+    @property
+    def answer_seconds(self) -> int:
+        return duration_seconds(self.answer_window)
+
+
 class Settings(_Model):
     """``flows/settings.yaml``: languages, emergency numbers, global keywords."""
 
@@ -485,6 +552,7 @@ class Settings(_Model):
     # Per language with text-to-speech: the Twilio voice its <Say> names (Polly.Lea,
     # Google.fr-FR-Standard-A...); others get the default voice of docs/voice.md.
     tts_voices: dict[str, str] = Field(default_factory=dict)
+    after_report: AfterReport = Field(default_factory=AfterReport)
 
     def keyword_map(self) -> dict[str, tuple[str, ...]]:
         """``Context.keywords`` as the engine wants it, in the engine's order."""

@@ -19,6 +19,7 @@ InputKind = Literal[
     "choice",  # an option key chosen directly (Telegram inline button)
     "location",  # a place resolved by the channel (value = area code), e.g. Telegram location
     "recording",  # a voice recording or voice note (value = provider URL or stored file id)
+    "photo",  # a photo sent without words (value = provider file id); kept as an attachment
     "timeout",  # the citizen did not answer (voice <Gather> timeout)
 ]
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from citoyen.messages.render import render_sms, stored_prompts
 from citoyen.models import (
     Area,
     Attachment,
     Contact,
+    Conversation,
     Message,
     QueueEntry,
     Report,
@@ -88,14 +89,15 @@ class CaseFile:
 def transcript(
     session: Session, catalog: Any, report: Report, emergency: dict[str, Any]
 ) -> list[TranscriptLine]:
-    """The conversation that made the report, in order, as the citizen saw it."""
-    if report.conversation_id is None:
-        return []
+    """The conversations about the report, in order, as the citizen saw them: the one that made
+    it, then those that added to it (information, answers to staff)."""
+    later = select(Conversation.id).where(Conversation.report_id == report.id)
+    about = col(Message.conversation_id).in_(later)
+    if report.conversation_id is not None:
+        about = about | (Message.conversation_id == report.conversation_id)
     lines: list[TranscriptLine] = []
     messages = session.exec(
-        select(Message)
-        .where(Message.conversation_id == report.conversation_id, Message.direction == "in")
-        .order_by(Message.id)
+        select(Message).where(about, Message.direction == "in").order_by(Message.id)
     ).all()
     for message in messages:
         if message.kind != "start":

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from citoyen.models import AuditEvent, Contact, QueueEntry, Report, ReportEvent, Stakeholder, User
 from citoyen.routing import texts
+from citoyen.services import followups
 from citoyen.services.access import AccessDenied, Staff, acting_stakeholder, may_reveal
 from citoyen.services.outbox import enqueue
 from citoyen.services.privacy import is_erased
@@ -74,6 +75,7 @@ def _event(
     )
     session.add(event)
     session.flush()
+    followups.seen_by_staff(session, report.id)  # type: ignore[arg-type]
     return event
 
 

@@ -39,6 +39,7 @@ from citoyen.models import (
     Message,
 )
 from citoyen.services import effects as effect_handlers
+from citoyen.services import followups
 from citoyen.services import inbound as messages
 from citoyen.services.areas.menus import AREA_RECHECK_SECONDS, load_area_context
 from citoyen.services.contacts import new_contact
@@ -319,16 +320,18 @@ class ConversationService:
             return blocked
 
         conversation = self._open_conversation(session, contact, inbound.channel, now)
-        if conversation is not None and inbound.input.kind == "start":
+        trigger = self._trigger(inbound)
+        if conversation is not None and (inbound.input.kind == "start" or trigger is not None):
             # A new call (or invitation) begins afresh: an SMS conversation left open must not
-            # continue on a keypad, mid-question.
+            # continue on a keypad, mid-question. A flow's keyword ("SUIVI 161-6414") works at
+            # every step of every flow: it leaves the open conversation for its own flow.
             conversation.status = "interrupted"
             conversation.state = {**conversation.state, "status": "interrupted"}
             conversation.updated_at = now
             conversation = None
         ctx = self._context(session, contact.language, inbound.channel)
         result, conversation, flow = self._engine_step(
-            session, contact, conversation, inbound, ctx, now, created
+            session, contact, conversation, inbound, ctx, now, created, trigger
         )
         params = self.reply_params(result)
         language = result.state.language or self._lang(contact)
@@ -438,6 +441,7 @@ class ConversationService:
                     channel=channel,
                     now=now,
                     render=render,
+                    answer_window=timedelta(seconds=self._after.answer_seconds),
                 )
             )
         return Reply.of_step(result, language, params, conversation.id, alias_label(contact.alias))
@@ -481,6 +485,7 @@ class ConversationService:
         ctx: Context,
         now: datetime,
         first_contact: bool,
+        trigger: tuple[Flow, str | None] | None,
     ) -> tuple[Any, Conversation, Any]:
         if conversation is not None:
             flow = self.flows.get(session, conversation.flow_id, conversation.flow_version)
@@ -493,17 +498,22 @@ class ConversationService:
             conversation.status = "interrupted"
             conversation.updated_at = now
 
-        flow = self._choose_flow(inbound, first_contact)
+        flow, given = self._choose_flow(session, contact, inbound, ctx, now, first_contact, trigger)
         self.flows.pin(session, flow)
-        result = self._first_step(flow, inbound, ctx, contact.language)
+        result = self._first_step(flow, inbound, ctx, contact.language, given)
         conversation = _new_conversation(session, contact, inbound.channel, flow, result, now)
         return result, conversation, flow
 
     def _first_step(
-        self, flow: Flow, inbound: Inbound, ctx: Context, language: str | None
+        self,
+        flow: Flow,
+        inbound: Inbound,
+        ctx: Context,
+        language: str | None,
+        given: dict[str, Any] | None,
     ) -> StepResult:
         """The first step of a conversation ``inbound`` starts on ``flow``."""
-        result = flow_engine.start(flow, ctx, language=language)
+        result = flow_engine.start(flow, ctx, language=language, given=given)
         if (
             inbound.input.kind == "text"
             and self._is_keyword(inbound.input.value, ctx)
@@ -520,22 +530,68 @@ class ConversationService:
     def _is_trigger(self, flow: Any, text: str | None) -> bool:
         return self.bundle.flow_for_keyword(text or "") is flow
 
-    def _choose_flow(self, inbound: Inbound, first_contact: bool) -> Any:
-        """The flow a new conversation runs, from the flows' triggers."""
+    def _trigger(self, inbound: Inbound) -> tuple[Flow, str | None] | None:
+        """The flow a text's trigger keyword starts, with the reference written after it."""
+        if inbound.flow_id is not None or inbound.input.kind != "text" or not inbound.input.value:
+            return None
+        return self.bundle.triggered_by(inbound.input.value)
+
+    @property
+    def _after(self) -> Any:
+        return self.bundle.settings.after_report
+
+    def _choose_flow(
+        self,
+        session: Session,
+        contact: Contact,
+        inbound: Inbound,
+        ctx: Context,
+        now: datetime,
+        first_contact: bool,
+        trigger: tuple[Flow, str | None] | None,
+    ) -> tuple[Flow, dict[str, Any] | None]:
+        """The flow a new conversation runs, and the answers it starts with.
+
+        In this order: the flow the caller names (a survey call); a flow's keyword, with the
+        reference written after it or else the contact's last report; a global keyword or a new
+        call, which go to the flows the triggers choose; then, for any other message, the answer
+        to a recent staff message, the acknowledgement after a recent report, and last the
+        triggers (first contact, default). docs/flows.md, "After a report".
+        """
         bundle = self.bundle
         if inbound.flow_id is not None:
-            return bundle.flows[inbound.flow_id]
-        if inbound.input.kind == "text" and inbound.input.value:
-            flow = bundle.flow_for_keyword(inbound.input.value)
-            if flow is not None:
-                return flow
+            return bundle.flows[inbound.flow_id], None
+        assert contact.id is not None
+        if trigger is not None:
+            flow, reference = trigger
+            if reference is None and not first_contact:
+                last = followups.last_report(session, contact.id)
+                reference = last.reference if last is not None else None
+            return flow, ({"reference": reference} if reference else None)
+        inp = inbound.input
+        speaks = inp.kind in ("text", "recording", "photo") and bool(inp.value)
+        if speaks and not first_contact and not self._is_keyword(inp.value, ctx):
+            message: Any = inp.value if inp.kind == "text" else {inp.kind: inp.value}
+            addition = bundle.flow_for("report_addition")
+            window = timedelta(seconds=self._after.answer_seconds)
+            pending = followups.staff_question(session, contact.id, now, window)
+            if addition is not None and pending is not None:
+                return addition, {"reference": pending.report.reference, "message": message}
+            recent = now - timedelta(seconds=self._after.acknowledge_seconds)
+            last = followups.last_report(session, contact.id, since=recent)
+            if last is not None and addition is not None and inp.kind != "text":
+                # A voice note or a photo after a report is more about it, not thanks.
+                return addition, {"reference": last.reference, "message": message}
+            after = bundle.flow_for("after_report")
+            if after is not None and last is not None:
+                return after, {"reference": last.reference}
         kinds = ["incoming_call"] if inbound.channel == "voice" else []
         kinds += ["first_contact"] if first_contact else []
         for kind in [*kinds, "default"]:
             flow = bundle.flow_for(kind)
             if flow is not None:
-                return flow
-        return next(iter(bundle.flows.values()))
+                return flow, None
+        return next(iter(bundle.flows.values())), None
 
     def _match_label(self, inp: Input, menu: list | None) -> Input:
         """Typed text equal to a label of the last ``menu`` shown, in the citizen's language,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, select
@@ -17,10 +17,12 @@ from citoyen.db import insert_or_skip
 from citoyen.engine.types import Effect
 from citoyen.messages.addresses import WITHHELD
 from citoyen.models import Contact, Conversation, Report, SurveyAnswer
+from citoyen.services import followups
 from citoyen.services.attachments import link_to_report
 from citoyen.services.queues.places import area_id as _area_id
 from citoyen.services.queues.routes import event_row, route_and_record
 from citoyen.services.refcodes import new_reference
+from citoyen.services.reports import live_report
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +111,9 @@ def lookup_status(session: Session, reference: Any) -> str:
     if not isinstance(reference, str):
         return "unknown"
     report = session.exec(select(Report).where(Report.reference == reference)).first()
-    for _ in range(5):  # a merged report answers with the report it was merged into
-        if report is None or report.merged_into_id is None:
-            break
-        report = session.get(Report, report.merged_into_id)
     if report is None:
         return "unknown"
+    report = live_report(session, report)  # a merged report answers with the one it joined
     return report.status if report.status in PUBLIC_STATUSES else "in_progress"
 
 
@@ -148,11 +147,13 @@ def apply(
     channel: str,
     now: datetime,
     render: Callable[[str], str] | None = None,
+    answer_window: timedelta = timedelta(hours=72),
 ) -> dict[str, Any]:
     """Apply effects in order; return values for the reply's placeholders.
 
     ``render(key)`` gives a text in the conversation's language, for values that are words
-    (a report's status read back to the citizen).
+    (a report's status read back to the citizen). ``answer_window``: how long a staff message
+    awaits the citizen's answer (settings ``after_report.answer_window``).
     """
     params: dict[str, Any] = {}
     for effect in effects:
@@ -205,6 +206,24 @@ def apply(
             params["reference"] = data.get("reference") or ""
             key = f"report.status.{status}"
             params["report_status"] = render(key) if render else status
+            params.update(
+                followups.staff_message_params(
+                    session, contact, data.get("reference"), now, answer_window, render
+                )
+            )
+        elif effect.kind == "add_to_report":
+            params.update(
+                followups.add_to_report(
+                    session,
+                    data,
+                    contact=contact,
+                    conversation=conversation,
+                    channel=channel,
+                    now=now,
+                    answer_window=answer_window,
+                    render=render,
+                )
+            )
         elif effect.kind == "request_callback":
             params["callback_answer"] = request_callback(
                 session,

@@ -40,6 +40,8 @@ Translate = Callable[..., str]
 SAMPLE_PARAMS: dict[str, str] = {
     "reference": "482-1937",
     "report_status": "en cours de traitement",
+    "addition_outcome": "votre information est ajoutée. Merci, l'équipe la verra.",
+    "staff_message": "",
     "min": "1",
     "max": "99",
 }
@@ -150,6 +152,13 @@ def action_words(action: Any, _: Translate = untranslated) -> str:
         return _("resume messages to the citizen")
     if kind == "lookup_report":
         return _("look up the report %(answer)s", answer=action.lookup_report.answer)
+    if kind == "add_to_report":
+        args = action.add_to_report
+        return _(
+            "add %(answer)s to the report %(reference)s",
+            answer=args.answer,
+            reference=args.reference,
+        )
     if kind == "request_callback":
         return _("ask for a call back")
     return kind

@@ -16,12 +16,14 @@ execution, and only the values change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select, update
 
+from citoyen.engine.types import Input
 from citoyen.models import Contact, Message
 
 _STORED_REPLY = select(Message.reply).where(
@@ -111,3 +113,19 @@ def store(
         )
     session.flush()  # the rows the session holds (a new conversation) go first
     session.execute(_INSERT, rows)
+
+
+def first_keyword(keywords: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """The first word of a global keyword list (what a command or button stands for)."""
+    words = keywords.get(name) or ()
+    return words[0] if words else None
+
+
+def ask_again(keywords: Mapping[str, Sequence[str]]) -> Input:
+    """An input that makes the engine show the current question again, no retry counted.
+
+    The ``help`` keyword does exactly that (help text, then the question). Without one, an empty
+    text: the engine then says it did not understand, and asks again.
+    """
+    word = first_keyword(keywords, "help")
+    return Input("text", word or "")

@@ -218,6 +218,21 @@ def export_chunks(
     yield buffer.getvalue()
 
 
+def live_report(session: Session, report: Report, hops: int = 50) -> Report:
+    """The report a merged report lives on in (the end of its merges); itself when not merged.
+
+    A citizen following or adding to a merged report reaches the report it joined.
+    """
+    for _ in range(hops):
+        if report.merged_into_id is None:
+            break
+        target = session.get(Report, report.merged_into_id)
+        if target is None:
+            break
+        report = target
+    return report
+
+
 def report_by_reference(session: Session, reference: str) -> Report | None:
     """The report with this public reference (``482-1937``), whoever may see it."""
     return session.exec(select(Report).where(Report.reference == reference)).first()

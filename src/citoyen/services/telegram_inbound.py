@@ -32,15 +32,17 @@ from citoyen.channels.telegram_updates import (
     MediaRef,
     ParsedUpdate,
     callback_data,
+    parse_text,
     parse_update,
     reply_payloads,
 )
 from citoyen.db import session_scope, write_session
 from citoyen.engine.types import Input
 from citoyen.messages.types import Inbound, Reply
-from citoyen.models import Attachment, Contact, Conversation, Message
-from citoyen.services.attachments import link_to_report
+from citoyen.models import Contact, Conversation, Message
+from citoyen.services import attachments
 from citoyen.services.contacts import find_contact
+from citoyen.services.inbound import ask_again, first_keyword
 from citoyen.services.outbox import enqueue
 from citoyen.services.places import nearest_area
 
@@ -74,11 +76,6 @@ def _open_conversation(session: Session, contact: Contact | None) -> Conversatio
     ).first()
 
 
-def _first_keyword(keywords: dict[str, Sequence[str]], name: str) -> str | None:
-    words = keywords.get(name) or ()
-    return words[0] if words else None
-
-
 def resolve_input(runtime: Any, parsed: ParsedUpdate) -> Input:
     """The engine input for an ``input``, ``command``, ``location`` or ``again`` update.
 
@@ -89,7 +86,7 @@ def resolve_input(runtime: Any, parsed: ParsedUpdate) -> Input:
     if parsed.action == "command":
         if parsed.command == "start":
             return _start_input(runtime, parsed.address or "", keywords)
-        word = _first_keyword(keywords, COMMANDS[parsed.command or ""])
+        word = first_keyword(keywords, COMMANDS[parsed.command or ""])
         return Input("text", word or f"/{parsed.command}")
     if parsed.action == "location":
         lat, lon = parsed.location or (float("nan"), float("nan"))
@@ -108,14 +105,9 @@ def resolve_input(runtime: Any, parsed: ParsedUpdate) -> Input:
     return inp
 
 
-def ask_again(keywords: dict[str, Sequence[str]]) -> Input:
-    """An input that makes the engine show the current question again, no retry counted.
-
-    The ``help`` keyword does exactly that (help text, then the question). Without one, an empty
-    text: the engine then says it did not understand, and asks again.
-    """
-    word = _first_keyword(keywords, "help")
-    return Input("text", word or "")
+def typed_input(runtime: Any, address: str, text: str) -> Input:
+    """What a text typed in the Telegram chat means (commands mapped as the bot maps them)."""
+    return resolve_input(runtime, parse_text(0, address, text))
 
 
 def _start_input(runtime: Any, address: str, keywords: dict[str, Sequence[str]]) -> Input:
@@ -129,7 +121,7 @@ def _start_input(runtime: Any, address: str, keywords: dict[str, Sequence[str]])
     with session_scope(runtime.engine) as session:
         contact = find_contact(session, runtime.vault, address)
         opted_out = contact is not None and contact.opted_out
-    word = _first_keyword(keywords, "start") if opted_out else None
+    word = first_keyword(keywords, "start") if opted_out else None
     return Input("text", word) if word else Input("start")
 
 
@@ -147,38 +139,6 @@ def _unhash_choice(runtime: Any, address: str, inp: Input) -> Input:
 # --- replies into the outbox -------------------------------------------------------------------
 
 
-def _keep_media(
-    session: Session, media: MediaRef, contact_id: int, conversation_id: int | None
-) -> None:
-    """An Attachment row for a voice note or photo (one per file: a forwarded copy is reused)."""
-    existing = session.exec(
-        select(Attachment).where(
-            Attachment.channel == CHANNEL, Attachment.provider_ref == media.file_id
-        )
-    ).first()
-    if existing is not None:
-        if existing.conversation_id is None:
-            existing.conversation_id = conversation_id
-        return
-    row = Attachment(
-        conversation_id=conversation_id,
-        contact_id=contact_id,
-        channel=CHANNEL,
-        kind=media.kind,
-        provider_ref=media.file_id,
-        content_type=media.content_type,
-        duration_seconds=media.duration_seconds,
-        size_bytes=media.size_bytes,
-        status="pending",
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        pass  # the same file stored by a concurrent update: that row stands
-
-
 @dataclass
 class _Queue:
     """The ``on_reply`` hook: queue the reply and keep the media, in the input's transaction."""
@@ -190,10 +150,19 @@ class _Queue:
     queued: list[int] = field(default_factory=list)
 
     def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
-        if self.media is not None:
-            _keep_media(session, self.media, contact_id, reply.conversation_id)
-            if reply.conversation_id is not None:
-                link_to_report(session, reply.conversation_id)
+        media = self.media
+        if media is not None:
+            attachments.keep(
+                session,
+                channel=CHANNEL,
+                kind=media.kind,
+                provider_ref=media.file_id,
+                content_type=media.content_type,
+                contact_id=contact_id,
+                conversation_id=reply.conversation_id,
+                duration_seconds=media.duration_seconds,
+                size_bytes=media.size_bytes,
+            )
         for i, (text, payload) in enumerate(reply_payloads(self.catalog, reply)):
             row = enqueue(
                 session,

@@ -11,14 +11,16 @@ from sqlmodel import Session, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from citoyen.models import Area, Stakeholder, User
+from citoyen.services.refusals import Refusal
 
 ROLES = ("admin", "coordinator", "agent", "analyst", "reviewer")
 MIN_PASSWORD = 10
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class UserError(ValueError):
-    """A request about accounts that cannot be honoured, with the reason."""
+class UserError(Refusal):
+    """A request about accounts that cannot be honoured: the English reason (for the command
+    line) and a code the admin words in the staff's language."""
 
 
 def hash_password(password: str) -> str:
@@ -39,7 +41,7 @@ def _stakeholder_id(session: Session, code: str | None) -> int | None:
         return None
     stakeholder = session.exec(select(Stakeholder).where(Stakeholder.code == code)).first()
     if stakeholder is None:
-        raise UserError(f"unknown stakeholder {code!r}")
+        raise UserError(f"unknown stakeholder {code!r}", "unknown_stakeholder", stakeholder=code)
     return stakeholder.id
 
 
@@ -48,7 +50,7 @@ def _area_id(session: Session, code: str | None) -> int | None:
         return None
     area = session.exec(select(Area).where(Area.code == code)).first()
     if area is None:
-        raise UserError(f"unknown area {code!r}")
+        raise UserError(f"unknown area {code!r}", "unknown_area", area=code)
     return area.id
 
 
@@ -56,14 +58,17 @@ def _check_scope(
     session: Session, role: str, stakeholder_id: int | None, area_id: int | None
 ) -> None:
     if role not in ROLES:
-        raise UserError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        raise UserError(
+            f"unknown role {role!r}; roles: {', '.join(ROLES)}", "unknown_role", role=role
+        )
     if role == "agent" and stakeholder_id is None:
-        raise UserError("an agent works for a stakeholder: give --stakeholder")
+        raise UserError("an agent works for a stakeholder: give --stakeholder", "agent_stakeholder")
     if role == "coordinator" and area_id is None:
         stakeholder = session.get(Stakeholder, stakeholder_id) if stakeholder_id else None
         if stakeholder is None or stakeholder.area_id is None:
             raise UserError(
-                "a coordinator coordinates an area: give --area, or a --stakeholder with an area"
+                "a coordinator coordinates an area: give --area, or a --stakeholder with an area",
+                "coordinator_area",
             )
 
 
@@ -78,11 +83,15 @@ def create_user(
 ) -> User:
     email = email.strip().lower()
     if not _EMAIL.match(email):
-        raise UserError(f"not an email address: {email!r}")
+        raise UserError(f"not an email address: {email!r}", "email_invalid", email=email)
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"password too short (at least {MIN_PASSWORD} characters)")
+        raise UserError(
+            f"password too short (at least {MIN_PASSWORD} characters)",
+            "password_short",
+            minimum=MIN_PASSWORD,
+        )
     if session.exec(select(User).where(User.email == email)).first():
-        raise UserError(f"a user with email {email} already exists")
+        raise UserError(f"a user with email {email} already exists", "email_taken", email=email)
     stakeholder_id = _stakeholder_id(session, stakeholder_code)
     area_id = _area_id(session, area_code)
     _check_scope(session, role, stakeholder_id, area_id)
@@ -116,7 +125,7 @@ def update_user(
     area_id = _area_id(session, area_code)
     _check_scope(session, role, stakeholder_id, area_id)
     if acting_user_id == user.id and (role != "admin" or not active):
-        raise UserError("you cannot remove your own administrator access")
+        raise UserError("you cannot remove your own administrator access", "own_admin")
     if (user.role, user.stakeholder_id, user.area_id, user.active) != (
         role,
         stakeholder_id,
@@ -139,7 +148,11 @@ def update_user(
 def set_password(user: User, password: str) -> None:
     """A new password; every session opened with the old one ends."""
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"password too short (at least {MIN_PASSWORD} characters)")
+        raise UserError(
+            f"password too short (at least {MIN_PASSWORD} characters)",
+            "password_short",
+            minimum=MIN_PASSWORD,
+        )
     user.password_hash = hash_password(password)
     end_sessions(user)
 

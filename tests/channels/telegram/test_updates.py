@@ -92,10 +92,11 @@ def test_photo_takes_largest_size_and_caption() -> None:
     assert parsed.media.file_id == "AgACAgQAAxkBAAIBXmZbPhotoLarge"
 
 
-def test_photo_without_caption_asks_the_question_again() -> None:
+def test_photo_without_caption_is_a_photo_input() -> None:
+    # The engine takes it where a question takes photos, else asks again (test_webhook.py).
     parsed = parse_update(read(Updates().photo(caption=None)))
-    assert parsed.action == "again"
-    assert parsed.input is None
+    assert parsed.action == "input"
+    assert parsed.input == Input("photo", "AgACAgQAAxkBAAIBXmZbPhotoLarge")
     assert parsed.media is not None
 
 

@@ -50,25 +50,25 @@ def test_mp3_is_accepted_with_its_duration() -> None:
 def test_a_non_audio_file_is_refused_with_a_clear_message() -> None:
     with pytest.raises(AudioError) as caught:
         validate_upload(b"Bonjour, voici le texte du message.\n", "message.txt")
-    assert caught.value.problem == "not_audio"
+    assert (caught.value.code, caught.value.params) == ("not_audio", {})
     assert str(caught.value) == (
         "message.txt: this is not an audio file; send a WAV or MP3 recording"
     )
 
 
 @pytest.mark.parametrize(
-    ("data", "name"),
+    ("data", "name", "bare"),
     [
-        (b"OggS\x00\x02" + bytes(200), "Ogg (Opus or Vorbis, e.g. a WhatsApp voice note)"),
-        (b"\x00\x00\x00\x20ftypM4A " + bytes(200), "MP4/M4A/3GP (AAC)"),
-        (b"#!AMR\n" + bytes(200), "AMR (a phone voice memo)"),
+        (b"OggS\x00\x02" + bytes(200), "Ogg (Opus or Vorbis, e.g. a WhatsApp voice note)", "Ogg"),
+        (b"\x00\x00\x00\x20ftypM4A " + bytes(200), "MP4/M4A/3GP (AAC)", "MP4/M4A/3GP (AAC)"),
+        (b"#!AMR\n" + bytes(200), "AMR (a phone voice memo)", "AMR"),
     ],
 )
-def test_phone_formats_twilio_cannot_play_are_named(data: bytes, name: str) -> None:
+def test_phone_formats_twilio_cannot_play_are_named(data: bytes, name: str, bare: str) -> None:
     # Named by content: a voice note renamed to .wav is still a voice note.
     with pytest.raises(AudioError) as caught:
         validate_upload(data, "note.wav")
-    assert caught.value.problem == "unsupported"
+    assert (caught.value.code, caught.value.params) == ("audio_format", {"format": bare})
     assert f"{name} audio is not supported" in str(caught.value)
     assert "WAV or MP3" in str(caught.value)
 
@@ -76,20 +76,29 @@ def test_phone_formats_twilio_cannot_play_are_named(data: bytes, name: str) -> N
 def test_a_float_wav_is_refused_as_not_pcm() -> None:
     with pytest.raises(AudioError) as caught:
         validate_upload(float_wav(), "float.wav")
-    assert caught.value.problem == "unsupported"
+    assert caught.value.code == "wav_not_pcm"
     assert "not plain PCM" in str(caught.value)
 
 
 def test_empty_too_big_too_long_and_too_short() -> None:
     with pytest.raises(AudioError, match="the file is empty") as caught:
         validate_upload(b"", "x.wav")
-    assert caught.value.problem == "empty"
+    assert caught.value.code == "audio_empty"
     with pytest.raises(AudioError, match=r"too big \(1\.0 MB; at most 0\.5 MB\)") as caught:
         validate_upload(bytes(1024 * 1024), "x.wav", max_bytes=512 * 1024)
-    assert caught.value.problem == "too_big"
+    assert (caught.value.code, caught.value.params) == (
+        "audio_too_big",
+        {"size_mb": 1.0, "limit_mb": 0.5},
+    )
     with pytest.raises(AudioError, match=r"too long \(2 min 5 s; at most 1 min 0 s\)") as caught:
         validate_upload(wav(125.0), "x.wav")
-    assert caught.value.problem == "too_long"
+    assert (caught.value.code, caught.value.params) == (
+        "audio_too_long",
+        {"seconds": 125.0, "limit_seconds": 60.0},
+    )
     with pytest.raises(AudioError, match="empty or too short") as caught:
         validate_upload(wav(0.05), "x.wav")
-    assert caught.value.problem == "too_short"
+    assert (caught.value.code, caught.value.params) == (
+        "audio_too_short",
+        {"seconds": 0.05},
+    )

@@ -18,31 +18,34 @@ from dataclasses import dataclass
 from mutagen import MutagenError
 from mutagen.mp3 import MP3
 
+from citoyen.services.refusals import Refusal
+
 MAX_BYTES = 10 * 1024 * 1024  # a minute of 16-bit 44.1 kHz stereo WAV is about 10 MB
 MAX_SECONDS = 60.0  # a prompt is a sentence or two (the longest, the welcome, ~15 s)
 MIN_SECONDS = 0.2  # shorter is a click, not a prompt
 
-# Formats phones and messaging apps produce, by their first bytes: refused with their name.
-_OTHER_FORMATS: tuple[tuple[bytes, int, str], ...] = (
-    (b"OggS", 0, "Ogg (Opus or Vorbis, e.g. a WhatsApp voice note)"),
-    (b"ftyp", 4, "MP4/M4A/3GP (AAC)"),
-    (b"#!AMR", 0, "AMR (a phone voice memo)"),
-    (b"fLaC", 0, "FLAC"),
-    (b"FORM", 0, "AIFF"),
-    (b"\x1a\x45\xdf\xa3", 0, "WebM/Matroska"),
-    (b"\x30\x26\xb2\x75", 0, "WMA"),
+# Formats phones and messaging apps produce, by their first bytes: refused with their name in
+# the English message, and with the bare format name (the same in every language) as the
+# ``format`` of the code the admin words.
+_OTHER_FORMATS: tuple[tuple[bytes, int, str, str], ...] = (
+    (b"OggS", 0, "Ogg (Opus or Vorbis, e.g. a WhatsApp voice note)", "Ogg"),
+    (b"ftyp", 4, "MP4/M4A/3GP (AAC)", "MP4/M4A/3GP (AAC)"),
+    (b"#!AMR", 0, "AMR (a phone voice memo)", "AMR"),
+    (b"fLaC", 0, "FLAC", "FLAC"),
+    (b"FORM", 0, "AIFF", "AIFF"),
+    (b"\x1a\x45\xdf\xa3", 0, "WebM/Matroska", "WebM/Matroska"),
+    (b"\x30\x26\xb2\x75", 0, "WMA", "WMA"),
 )
 
 
-class AudioError(ValueError):
-    """An upload that cannot be a prompt; ``problem`` is a short code, the message says why.
+class AudioError(Refusal):
+    """An upload that cannot be a prompt: the English message says why (logs, the command line,
+    a phone take's error), ``code`` and ``params`` let the admin say it in the staff's language.
 
-    Codes: ``empty``, ``too_big``, ``not_audio``, ``unsupported``, ``too_long``, ``too_short``.
+    Codes: ``audio_empty``, ``audio_too_big`` (``size_mb``, ``limit_mb``), ``not_audio``,
+    ``mp3_unreadable``, ``audio_format`` (``format``), ``wav_not_pcm``, ``wav_unusable``,
+    ``audio_too_long`` (``seconds``, ``limit_seconds``), ``audio_too_short`` (``seconds``).
     """
-
-    def __init__(self, problem: str, message: str) -> None:
-        self.problem = problem
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,16 @@ def _seconds(value: float) -> str:
     return f"{whole // 60} min {whole % 60} s" if whole >= 60 else f"{value:.1f} s"
 
 
-def _sniff(data: bytes) -> str | None:
-    """``wav``, ``mp3``, the name of another known format, or None for anything else."""
+def _sniff(data: bytes) -> tuple[str, str] | None:
+    """``("wav", "WAV")``, ``("mp3", "MP3")``, the description and bare name of another known
+    format, or None for anything else."""
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "wav"
+        return "wav", "WAV"
     if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
-        return "mp3"
-    for magic, offset, name in _OTHER_FORMATS:
+        return "mp3", "MP3"
+    for magic, offset, described, bare in _OTHER_FORMATS:
         if data[offset : offset + len(magic)] == magic:
-            return name
+            return described, bare
     return None
 
 
@@ -90,36 +94,45 @@ def validate_upload(
     """
     name = f"{filename}: " if filename else ""
     if not data:
-        raise AudioError("empty", f"{name}the file is empty")
+        raise AudioError(f"{name}the file is empty", "audio_empty")
     if len(data) > max_bytes:
         raise AudioError(
-            "too_big", f"{name}the file is too big ({_mb(len(data))}; at most {_mb(max_bytes)})"
+            f"{name}the file is too big ({_mb(len(data))}; at most {_mb(max_bytes)})",
+            "audio_too_big",
+            size_mb=round(len(data) / (1024 * 1024), 1),
+            limit_mb=round(max_bytes / (1024 * 1024), 1),
         )
-    kind = _sniff(data)
-    if kind is None:
+    sniffed = _sniff(data)
+    if sniffed is None:
         raise AudioError(
-            "not_audio", f"{name}this is not an audio file; send a WAV or MP3 recording"
+            f"{name}this is not an audio file; send a WAV or MP3 recording", "not_audio"
         )
+    kind, bare = sniffed
     if kind == "wav":
         audio = _wav(data, name)
     elif kind == "mp3":
         audio = _mp3(data, name)
     else:
         raise AudioError(
-            "unsupported",
             f"{name}{kind} audio is not supported: export or convert the recording to WAV or "
             "MP3 (most phone recorder apps offer one of them)",
+            "audio_format",
+            format=bare,
         )
     seconds = audio.duration_ms / 1000
     if seconds > max_seconds:
         raise AudioError(
-            "too_long",
             f"{name}the recording is too long ({_seconds(seconds)}; at most "
             f"{_seconds(max_seconds)})",
+            "audio_too_long",
+            seconds=round(seconds, 1),
+            limit_seconds=round(max_seconds, 1),
         )
     if seconds < MIN_SECONDS:
         raise AudioError(
-            "too_short", f"{name}the recording is empty or too short ({_seconds(seconds)})"
+            f"{name}the recording is empty or too short ({_seconds(seconds)})",
+            "audio_too_short",
+            seconds=round(seconds, 2),
         )
     return audio
 
@@ -134,11 +147,11 @@ def _wav(data: bytes, name: str) -> Audio:
     except (wave.Error, EOFError) as exc:
         # wave reads PCM only: float, A-law, ADPCM or MP3-in-WAV end up here.
         raise AudioError(
-            "unsupported",
             f"{name}this WAV file is not plain PCM ({exc}); export it as 16-bit PCM WAV or MP3",
+            "wav_not_pcm",
         ) from None
     if rate <= 0 or channels <= 0 or width not in (1, 2, 3, 4):
-        raise AudioError("unsupported", f"{name}this WAV file has an unusable format")
+        raise AudioError(f"{name}this WAV file has an unusable format", "wav_unusable")
     count = len(frames) // (width * channels)
     duration_ms = int(count * 1000 / rate)
     if width in (1, 2) and channels == 1:
@@ -179,6 +192,6 @@ def _mp3(data: bytes, name: str) -> Audio:
         info = MP3(io.BytesIO(data)).info
     except (MutagenError, ValueError) as exc:
         raise AudioError(
-            "not_audio", f"{name}this file looks like MP3 but cannot be read ({exc})"
+            f"{name}this file looks like MP3 but cannot be read ({exc})", "mp3_unreadable"
         ) from None
     return Audio(data, ".mp3", "audio/mpeg", int(info.length * 1000), converted=False)

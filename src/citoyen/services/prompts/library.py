@@ -39,6 +39,7 @@ from citoyen.db import write_session
 from citoyen.models import AuditEvent, User, VoicePrompt
 from citoyen.services.prompts.audio import Audio, AudioError, validate_upload
 from citoyen.services.prompts.catalogue import PromptSpec, catalogue
+from citoyen.services.refusals import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ FILE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 CONTENT_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg"}
 
 
-class PromptError(ValueError):
-    """A library request that cannot be honoured (unknown language or key), with the reason."""
+class PromptError(Refusal):
+    """A library request that cannot be honoured (unknown language or key, a bad PIN): the
+    English reason for the command line, and a code the admin words in the staff's language."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,11 @@ def languages_of(bundle: Any, language: str | None = None) -> list[str]:
     if language is None:
         return enabled
     if language not in enabled:
-        raise PromptError(f"language '{language}' is not enabled ({', '.join(enabled)})")
+        raise PromptError(
+            f"language '{language}' is not enabled ({', '.join(enabled)})",
+            "prompt_language",
+            language=language,
+        )
     return [language]
 
 
@@ -221,7 +227,12 @@ def _spec(runtime: Any, lang: str, key: str) -> PromptSpec:
     languages_of(bundle, lang)
     spec = next((s for s in catalogue(bundle, lang) if s.key == key), None)
     if spec is None:
-        raise PromptError(f"'{key}' is not a prompt a call can play in '{lang}'")
+        raise PromptError(
+            f"'{key}' is not a prompt a call can play in '{lang}'",
+            "prompt_key",
+            key=key,
+            language=lang,
+        )
     return spec
 
 
@@ -260,7 +271,7 @@ def store_audio(
     the recorder, so a text edited meanwhile shows the new recording as stale.
     """
     if source not in SOURCES:
-        raise PromptError(f"unknown source {source!r}")
+        raise PromptError(f"unknown source {source!r}", "prompt_source", source=source)
     spec = _spec(runtime, lang, key)
     digest = hashlib.sha256(audio.data).hexdigest()[:12]
     name = f"{key}.{digest}{audio.extension}"

@@ -48,14 +48,16 @@ def set_pin(runtime: Any, user_id: int, pin: str, *, by_user_id: int | None) -> 
     or is trivially guessed (all one digit, a run like 1234).
     """
     if not PIN.fullmatch(pin or ""):
-        raise PromptError("the PIN must be 4 to 8 digits (keyed on a phone)")
+        raise PromptError("the PIN must be 4 to 8 digits (keyed on a phone)", "pin_digits")
     if _weak(pin):
-        raise PromptError("this PIN is too easy to guess (one digit repeated, or a run)")
+        raise PromptError(
+            "this PIN is too easy to guess (one digit repeated, or a run)", "pin_weak"
+        )
     now = datetime.now(UTC)
     with write_session(runtime.engine) as session:
         user = session.get(User, user_id)
         if user is None or not user.active:
-            raise PromptError(f"no active user with id {user_id}")
+            raise PromptError(f"no active user with id {user_id}", "pin_user", user=user_id)
         recorder = session.exec(
             select(PromptRecorder).where(PromptRecorder.user_id == user_id)
         ).first()

@@ -82,6 +82,8 @@ class QueueRow:
     overdue: bool
     assigned: bool
     description: str
+    # What the citizen last added ("answer" to staff, "addition"), until staff act on it.
+    citizen_update: str | None = None
 
 
 @dataclass
@@ -155,6 +157,7 @@ def _rows(session: Session, stmt, now: datetime) -> list[QueueRow]:  # type: ign
                 due_at=entry.due_at,
                 overdue=entry.status == "open" and entry.due_at < now,
                 assigned=entry.assigned_to is not None,
+                citizen_update=entry.citizen_update,
                 description=(report.description or "")[:160],
             )
         )

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 
 from citoyen.models import QueueEntry, Report, ReportEvent, Stakeholder, User
 from citoyen.routing import CLOSE_REASONS, STATUSES
+from citoyen.services import followups
 from citoyen.services.queues.config import Router, router_for
 from citoyen.services.queues.notify import followers, notify_citizens
 from citoyen.services.queues.routes import (
@@ -18,6 +19,7 @@ from citoyen.services.queues.routes import (
     route_report,
 )
 from citoyen.services.refusals import Refusal
+from citoyen.services.reports import live_report
 
 # Allowed moves of a report's status. "closed" is final (a concern closed by mistake is raised
 # again as a new report, so the timeline never rewrites history); a resolved report can be
@@ -170,6 +172,7 @@ def change_status(
         _close_entries(session, report, now)
     report.status = to_status
     report.updated_at = now
+    followups.seen_by_staff(session, report.id)  # type: ignore[arg-type]
     event = ReportEvent(
         report_id=report.id,
         kind="status_changed",
@@ -326,14 +329,7 @@ def merge_reports(
     """
     now = now or datetime.now(UTC)
     router = router or router_for(session)
-    root = target
-    for _ in range(50):  # follow earlier merges to the report that is still alive
-        if root.merged_into_id is None:
-            break
-        parent = session.get(Report, root.merged_into_id)
-        if parent is None:
-            break
-        root = parent
+    root = live_report(session, target)  # follow earlier merges to the report still alive
     if root.id == duplicate.id:
         raise StatusError("a report cannot be merged into itself", "merge_itself")
     if duplicate.merged_into_id is not None:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from flask_babel import get_locale
+from flask_babel import format_decimal, get_locale
 from flask_babel import lazy_gettext as _l
 
 from citoyen.services.queues.config import router_for_settings
@@ -55,11 +55,15 @@ EVENTS = {
     "merged": _l("Merged"),
     "note": _l("Internal note"),
     "reply": _l("Reply to the reporter"),
+    "citizen_answer": _l("Answer from the reporter"),
+    "citizen_addition": _l("Information added by the reporter"),
     "assigned": _l("Assigned"),
     "forwarded": _l("Forwarded"),
     "sender_blocked": _l("Sender blocked"),
     "identity_revealed": _l("Number revealed"),
 }
+# What the citizen last added to a report, as its queue entries show it until staff act.
+CITIZEN_UPDATES = {"answer": _l("answer received"), "addition": _l("information added")}
 CHANNELS = {
     "sms": _l("SMS"),
     "voice": _l("phone call"),
@@ -144,6 +148,36 @@ REFUSALS = {
     "already_blocked": _l("This sender is already blocked."),
     "anonymous": _l("This report is anonymous: the reporter's number is never shown."),
     "no_number": _l("No number is known for this reporter."),
+    # Accounts (citoyen.services.users.UserError).
+    "unknown_area": _l("Unknown area: %(area)s."),
+    "unknown_role": _l("Unknown role: %(role)s."),
+    "agent_stakeholder": _l("An agent works for a stakeholder: choose one."),
+    "coordinator_area": _l(
+        "A coordinator coordinates an area: choose an area, or a stakeholder that has one."
+    ),
+    "email_invalid": _l("“%(email)s” is not an email address."),
+    "email_taken": _l("An account with the email %(email)s already exists."),
+    "password_short": _l("The password is too short (at least %(minimum)s characters)."),
+    "own_admin": _l("You cannot remove your own administrator access."),
+    # Voice prompts (citoyen.services.prompts: PromptError, AudioError).
+    "prompt_language": _l("The language %(language)s is not enabled."),
+    "prompt_key": _l("%(key)s is not a prompt a call can play in %(language)s."),
+    "prompt_source": _l("Unknown source of recording: %(source)s."),
+    "pin_digits": _l("The PIN must have 4 to 8 digits (typed on a phone keypad)."),
+    "pin_weak": _l("This PIN is too easy to guess (one digit repeated, or a run like 1234)."),
+    "pin_user": _l("No active user with staff number %(user)s."),
+    "audio_empty": _l("The file is empty."),
+    "audio_too_big": _l("The file is too big (%(size_mb)s MB; at most %(limit_mb)s MB)."),
+    "not_audio": _l("This is not an audio file: send a WAV or MP3 recording."),
+    "mp3_unreadable": _l("This file looks like an MP3 but cannot be read: export it again."),
+    "audio_format": _l(
+        "%(format)s files cannot be played on calls: export or convert the recording to WAV or "
+        "MP3 (most phone recorder apps offer one of them)."
+    ),
+    "wav_not_pcm": _l("This WAV file is not plain PCM: export it as 16-bit PCM WAV or as MP3."),
+    "wav_unusable": _l("This WAV file has an unusable format: export it again as WAV or MP3."),
+    "audio_too_long": _l("The recording is too long (%(seconds)s s; at most %(limit_seconds)s s)."),
+    "audio_too_short": _l("The recording is empty or too short (%(seconds)s s)."),
 }
 # What a length rule is about (the ``what`` of text_short, text_empty, text_long).
 TEXT_FIELDS = {"note": _l("The note"), "reply": _l("The reply"), "reason": _l("The reason")}
@@ -197,6 +231,9 @@ def refusal_words(exc: Exception) -> str:
             params[name] = STATUSES.get(params[name], params[name])
     if "what" in params:
         params["what"] = TEXT_FIELDS.get(params["what"], params["what"])
+    for name, value in params.items():
+        if isinstance(value, float):  # sizes and durations: "1,5" in French
+            params[name] = format_decimal(value, format="#,##0.##")
     return str(REFUSALS[code]) % {k: str(v) for k, v in params.items()}
 
 
@@ -215,6 +252,7 @@ def helpers() -> dict[str, Any]:
         "event_label": _lookup(EVENTS),
         "age_label": _lookup(AGES),
         "channel_label": _lookup(CHANNELS),
+        "citizen_update_label": _lookup(CITIZEN_UPDATES),
         "reply_channel_label": _lookup(REPLY_CHANNELS),
         "kind_label": _lookup(KINDS),
         "target_label": _lookup(TARGETS),

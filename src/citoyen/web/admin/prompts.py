@@ -18,6 +18,7 @@ from citoyen.services.prompts.audio import MAX_BYTES as UPLOAD_MAX_BYTES
 from citoyen.services.prompts.live import voice_languages
 from citoyen.services.users import active_users
 from citoyen.web.admin import bp, reading, roles_required, runtime, staff
+from citoyen.web.admin.labels import refusal_words
 
 EDITORS = ("admin", "coordinator")
 UPLOAD_LIMIT = UPLOAD_MAX_BYTES + 64 * 1024  # the file, plus the form around it
@@ -105,7 +106,7 @@ def prompt_upload(lang: str, key: str):  # type: ignore[no-untyped-def]
             runtime(), lang, key, upload.read(), upload.filename, user_id=staff().id
         )
     except (AudioError, PromptError) as exc:
-        flash(_("Not stored: %(reason)s", reason=str(exc)), "error")
+        flash(_("Not stored: %(reason)s", reason=refusal_words(exc)), "error")
         return _refused(lang)
     flash(_("Recording stored for %(key)s.", key=key))
     return _back(lang)
@@ -132,7 +133,7 @@ def prompt_pin_set():  # type: ignore[no-untyped-def]
             runtime(), user_id, request.form.get("pin") or "", by_user_id=staff().id
         )
     except PromptError as exc:
-        flash(_("Not done: %(reason)s", reason=str(exc)), "error")
+        flash(_("Not done: %(reason)s", reason=refusal_words(exc)), "error")
         return _refused(None)
     flash(_("PIN saved: this user may now record prompts by phone."))
     return redirect(url_for("admin.prompts"))

@@ -31,6 +31,7 @@ from citoyen.services.users import (
     users_with_scope,
 )
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
+from citoyen.web.admin.labels import refusal_words
 
 # Areas a coordinator may be given: regions (and the Bamako district) and cercles.
 COORDINATION_LEVELS = ("region", "district", "cercle")
@@ -106,7 +107,7 @@ def user_new():  # type: ignore[no-untyped-def]
                     s, staff(), user, stakeholder=values["stakeholder"], area=values["area"]
                 )
         except UserError as exc:
-            flash(_("The account was not created: %(why)s", why=str(exc)), "error")
+            flash(_("The account was not created: %(why)s", why=refusal_words(exc)), "error")
         else:
             with reading() as s:
                 html = render_template(
@@ -166,7 +167,7 @@ def user_edit(user_id: int):  # type: ignore[no-untyped-def]
                     data={"email": target.email, "before": before, "after": new},
                 )
         except UserError as exc:
-            flash(_("Nothing was changed: %(why)s", why=str(exc)), "error")
+            flash(_("Nothing was changed: %(why)s", why=refusal_words(exc)), "error")
             values.update(new)
             with reading() as s:
                 return render_template(

@@ -5,8 +5,8 @@ call-back hours, a per-number daily limit and a daily budget of calls, and retri
 unanswered calls (docs/voice.md, "Call-back"). ``callback_days`` counts the calls of each local
 day against the budget.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-07 08:30:00
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 import citoyen.models
 
-revision: str = "0018"
-down_revision: str | None = "0017"
+revision: str = "0019"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
