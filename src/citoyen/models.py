@@ -721,6 +721,9 @@ class CallbackRequest(SQLModel, table=True):
     call_sid: str | None = Field(default=None, max_length=40, index=True)
     call_status: str | None = Field(default=None, max_length=20)
     conversation_id: int | None = Field(default=None, foreign_key="conversations.id")
+    # The citizen had sent STOP when they asked: STOP is about messages nobody asked for, so this
+    # call is still made; a STOP sent after the request cancels it.
+    asked_while_stopped: bool = False
 
 
 class CallbackDay(SQLModel, table=True):

@@ -20,7 +20,7 @@ from citoyen.engine.loader import CALLBACK_INTRO
 from citoyen.engine.types import Input, Prompt
 from citoyen.models import CallbackRequest, Contact
 from citoyen.services import calls
-from citoyen.services.callbacks import RETRY, RINGING, CallbackPolicy
+from citoyen.services.callbacks import RETRY, RINGING, CallbackPolicy, stopped_since
 from citoyen.services.quiet_hours import next_allowed
 
 CALL_INTRO = CALLBACK_INTRO
@@ -103,7 +103,7 @@ def call_status(
                 result = "completed"
             else:
                 contact = session.get(Contact, row.contact_id)
-                stopped = contact is None or contact.blocked
+                stopped = contact is None or contact.blocked or stopped_since(row, contact)
                 if stopped or row.attempts >= policy.max_attempts:
                     row.status, row.reason, row.ended_at = "failed", status, now
                     return "failed"

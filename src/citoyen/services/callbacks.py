@@ -22,9 +22,9 @@ retry, or failed, or cancelled. Why each rule:
   and a number asking again and again is refused, with a message, until the next local day.
 - **A daily budget** (``CITOYEN_CALLBACK_DAILY_BUDGET``): at most so many calls (retries
   included) per local day, counted in ``callback_days``; beyond it requests wait for the next
-  day, never vanish. A request not called within :data:`EXPIRY` is cancelled, and so are a
-  contact's waiting requests when they send STOP (a request made after STOP is called: the
-  citizen asked for it) or are blocked.
+  day, never vanish. A request not called within :data:`EXPIRY` is cancelled, and so is one
+  whose contact sent STOP after asking (a request made after STOP is called: the citizen asked
+  for it) or was blocked.
 - **Retries**: busy, no answer and failed calls are tried again ``CITOYEN_CALLBACK_RETRY_MINUTES``
   later (within the hours), up to ``CITOYEN_CALLBACK_MAX_ATTEMPTS`` calls; at most
   ``CITOYEN_CALLBACK_MAX_CONCURRENT`` are in flight at once.
@@ -200,6 +200,7 @@ def request(
         status="requested",
         due_at=due_at,
         requested_at=now,
+        asked_while_stopped=contact.opted_out,
     )
     session.add(row)
     session.flush()
@@ -207,14 +208,9 @@ def request(
     return Outcome("requested" if due_at <= now else "later", due_at, row.id)
 
 
-def cancel_open(session: Session, contact: Contact, now: datetime) -> int:
-    """Cancel the contact's open requests (STOP): no call, and no retry of a call already
-    ringing (it goes on; answered, it runs the IVR as any call)."""
-    return session.execute(
-        sa.update(CallbackRequest)
-        .where(CallbackRequest.contact_id == contact.id, CallbackRequest.status.in_(OPEN))
-        .values(status="cancelled", reason="stopped", ended_at=now)
-    ).rowcount
+def stopped_since(row: CallbackRequest, contact: Contact) -> bool:
+    """The contact sent STOP after asking (a request made while stopped is still called)."""
+    return contact.opted_out and not row.asked_while_stopped
 
 
 def first_slot(session: Session, policy: CallbackPolicy, now: datetime) -> datetime:
@@ -321,8 +317,9 @@ def _claim(
         ).all()
         claims = []
         for row, contact in rows:
-            if contact.blocked:
-                row.status, row.reason, row.ended_at = "cancelled", "blocked", now
+            if contact.blocked or stopped_since(row, contact):
+                reason = "blocked" if contact.blocked else "stopped"
+                row.status, row.reason, row.ended_at = "cancelled", reason, now
                 done["cancelled"] += 1
                 continue
             row.status = "placed"

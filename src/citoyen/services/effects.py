@@ -161,11 +161,6 @@ def apply(
         if effect.kind in CONTACT_EFFECTS:
             for name, value in contact_values(effect).items():
                 setattr(contact, name, value)
-            if effect.kind == "opt_out":
-                # STOP after asking to be called: no call (one asked for after STOP is made).
-                from citoyen.services.callbacks import cancel_open
-
-                cancel_open(session, contact, now)
         elif effect.kind == "create_report":
             report = create_report(
                 session,

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("call_sid", sa.String(length=40), nullable=True),
         sa.Column("call_status", sa.String(length=20), nullable=True),
         sa.Column("conversation_id", sa.Integer(), nullable=True),
+        sa.Column("asked_while_stopped", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"]),
         sa.ForeignKeyConstraint(["conversation_id"], ["conversations.id"]),
         sa.PrimaryKeyConstraint("id"),
