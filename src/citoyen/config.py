@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -307,6 +307,61 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CITOYEN_SMS_GATEWAY_TOLERANCE_SECONDS"),
         description="How old (or how far ahead) a gateway webhook's X-Timestamp may be.",
     )
+
+    callback_hours: str = Field(
+        default="08:00-20:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$",
+        validation_alias=AliasChoices("CITOYEN_CALLBACK_HOURS"),
+        description="Local hours (Africa/Bamako) call-backs are placed in, as a survey's "
+        "quiet_hours; a request outside them is called at the next opening.",
+    )
+    callback_daily_limit: int = Field(
+        default=3,
+        ge=1,
+        validation_alias=AliasChoices("CITOYEN_CALLBACK_DAILY_LIMIT"),
+        description="Call-back requests one number may make per local day; more are refused "
+        "with a message.",
+    )
+    callback_daily_budget: int = Field(
+        default=300,
+        ge=0,
+        validation_alias=AliasChoices("CITOYEN_CALLBACK_DAILY_BUDGET"),
+        description="Call-back calls placed per local day (retries count); beyond it requests "
+        "wait for the next day. 0: call-back off.",
+    )
+    callback_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        validation_alias=AliasChoices("CITOYEN_CALLBACK_MAX_ATTEMPTS"),
+        description="Calls placed for one request when the line is busy or nobody answers.",
+    )
+    callback_retry_minutes: int = Field(
+        default=15,
+        ge=1,
+        validation_alias=AliasChoices("CITOYEN_CALLBACK_RETRY_MINUTES"),
+        description="Minutes between a busy or unanswered call-back and the next attempt.",
+    )
+    callback_max_concurrent: int = Field(
+        default=5,
+        ge=1,
+        validation_alias=AliasChoices("CITOYEN_CALLBACK_MAX_CONCURRENT"),
+        description="Call-back calls ringing or in progress at once.",
+    )
+
+    @field_validator("callback_hours")
+    @classmethod
+    def _callback_window(cls, value: str) -> str:
+        start, end = value.split("-")
+        if start >= end:
+            raise ValueError("the call-back window's start must be before its end (HH:MM-HH:MM)")
+        return value
+
+    @property
+    def callback_window(self) -> tuple[str, str]:
+        """``CITOYEN_CALLBACK_HOURS`` as (start, end), "HH:MM" local time."""
+        start, end = self.callback_hours.split("-")
+        return start, end
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -693,3 +693,42 @@ class GatewayPhoneRecord(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=300)
     down_until: datetime | None = ts(nullable=True, default=False)
     updated_at: datetime = ts()
+
+
+class CallbackRequest(SQLModel, table=True):
+    """A citizen asked to be called back: voice, free for the caller (docs/voice.md, "Call-back").
+
+    ``status``: requested (waiting for its call, ``due_at`` says from when) -> placed (a call is
+    ringing or being placed) -> answered (the report IVR runs), or back to requested for a retry
+    (busy, no answer), or failed (attempts exhausted, a permanent error), or cancelled (the
+    contact stopped, was blocked, or the request went unserved for a day). ``request_key`` is
+    unique: the request is made once, however often the message that made it is delivered.
+    """
+
+    __tablename__ = "callbacks"
+    id: int | None = Field(default=None, primary_key=True)
+    request_key: str = Field(max_length=120, unique=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    source: str = Field(max_length=20)  # the channel of the request: sms | whatsapp | ...
+    status: str = Field(default="requested", max_length=20, index=True)
+    reason: str | None = Field(default=None, max_length=40)  # why failed/cancelled/retried
+    attempts: int = 0
+    due_at: datetime = ts(index=True)
+    requested_at: datetime = ts(index=True)
+    placed_at: datetime | None = ts(nullable=True, default=False)
+    answered_at: datetime | None = ts(nullable=True, default=False)
+    ended_at: datetime | None = ts(nullable=True, default=False)
+    call_sid: str | None = Field(default=None, max_length=40, index=True)
+    call_status: str | None = Field(default=None, max_length=20)
+    conversation_id: int | None = Field(default=None, foreign_key="conversations.id")
+    # The citizen had sent STOP when they asked: STOP is about messages nobody asked for, so this
+    # call is still made; a STOP sent after the request cancels it.
+    asked_while_stopped: bool = False
+
+
+class CallbackDay(SQLModel, table=True):
+    """Call-back calls placed in one local day (Africa/Bamako): the daily budget's counter."""
+
+    __tablename__ = "callback_days"
+    day: str = Field(max_length=10, primary_key=True)  # YYYY-MM-DD, local
+    calls: int = 0

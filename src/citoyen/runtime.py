@@ -111,7 +111,8 @@ class Runtime:
 
     @property
     def call_placer(self) -> CallPlacer | None:
-        """Twilio's Calls API for survey calls; None without credentials and a caller number."""
+        """Twilio's Calls API for survey calls and call-backs; None without credentials and a
+        caller number."""
         from citoyen.channels.twilio_rest import TwilioCallPlacer
 
         settings = self.settings
@@ -153,8 +154,11 @@ class Runtime:
     def conversations(self) -> Any:
         from datetime import timedelta
 
+        from citoyen.services import callbacks
         from citoyen.services.conversations import ConversationService, InboundLimit
 
+        # Call-backs requested in a conversation step follow this runtime's settings.
+        callbacks.install(self)
         limit = InboundLimit(
             self.settings.inbound_limit, timedelta(seconds=self.settings.inbound_window_seconds)
         )

@@ -2,7 +2,9 @@
 
 Jobs: survey schedules (one cron job per ``flows/surveys/*.yaml``, Africa/Bamako), survey
 housekeeping (reminders, invitations followed to their end) and outbound survey calls;
-conversation expiry (:mod:`citoyen.services.expiry`); recording and media fetches (:mod:`citoyen.services.media`); escalation of
+call-backs citizens asked for (:mod:`citoyen.services.callbacks`);
+conversation expiry (:mod:`citoyen.services.expiry`); recording and media fetches
+(:mod:`citoyen.services.media`); escalation of
 unacknowledged queue entries (:mod:`citoyen.services.queues`). Beside the scheduler, every worker
 sends the outbox every second (:mod:`citoyen.services.dispatch`: leases, retries, rate limits;
 docs/outbox.md).
@@ -118,7 +120,7 @@ class Worker:
 
     def _specs(self) -> list[dict[str, Any]]:
         """Every job as ``{id, call, store, trigger, trigger_args, misfire_grace_time}``."""
-        from citoyen.services import media, queues, retention, trial
+        from citoyen.services import callbacks, media, queues, retention, trial
         from citoyen.services.bulletin import jobs as bulletin_jobs
         from citoyen.services.prompts import phone
         from citoyen.services.surveys import jobs as survey_jobs
@@ -141,6 +143,7 @@ class Worker:
             *retention.scheduled_jobs(runtime),
             *bulletin_jobs.scheduled_jobs(runtime),
             *trial.scheduled_jobs(runtime),
+            *callbacks.scheduled_jobs(runtime),
         ]:
             func, args, kwargs = job["func"], job.get("args", []), job.get("kwargs", {})
             trigger_args = {k: job[k] for k in TRIGGER_ARGS if k in job}

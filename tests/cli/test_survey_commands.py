@@ -141,3 +141,45 @@ def test_dry_run_of_a_sampled_survey_calls_its_figures_an_estimate(runtime: Runt
     said = " ".join(result.stdout.split())
     assert "4 eligible contact(s); 2 drawn (a sample drawn for this dry run" in said
     assert "the figures per channel are an estimate" in said
+
+
+def test_dry_run_says_how_long_the_outbox_will_take(runtime: Runtime) -> None:
+    """Two SMS contacts; 118 SMS already waiting; one SMS a minute: with the run's invitations
+    the queue takes two hours. The clock is fixed; the survey's quiet hours are open."""
+    from datetime import UTC, datetime
+
+    import time_machine
+
+    from citoyen.db import write_session
+    from citoyen.services.outbox import enqueue_many, queued_row
+    from citoyen.services.surveys import surveys_for
+    from citoyen.services.surveys.runs import estimated_rows
+
+    now = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    ids = [
+        add_contact(runtime, f"+2237642{i:04d}", last_channel="sms", language="fr")
+        for i in range(2)
+    ]
+    survey = surveys_for(runtime)["cli_survey"]
+    per_invitation = estimated_rows(runtime.bundle.catalog, runtime.bundle, survey, "sms", ["fr"])
+    waiting = 120 - 2 * per_invitation
+    with write_session(runtime.engine) as session:
+        enqueue_many(
+            session,
+            [
+                queued_row(channel="sms", idempotency_key=f"t{i}", contact_id=ids[0], now=now)
+                for i in range(waiting)
+            ],
+        )
+    runtime.settings = runtime.settings.model_copy(update={"outbox_rate_sms": 1 / 60})
+    with time_machine.travel(now):
+        result = invoke(runtime, "run", "cli_survey", "--dry-run")
+    assert result.exit_code == 0, result.output
+    row = re.search(
+        r"│\s*SMS\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*1/min\s*│([^│]*)│([^│]*)│([^│]*)│", result.stdout
+    )
+    assert row is not None, result.stdout
+    assert (int(row[1]), int(row[2])) == (waiting, 2 * per_invitation)
+    assert row[3].strip() == "28/11 10:00"  # starts now: the quiet hours are open
+    assert row[4].strip() == "28/11 12:00"  # 120 SMS at one a minute
+    assert row[5].strip() == "2 h 0 min"

@@ -260,3 +260,62 @@ def test_sms_budget_in_settings_makes_an_overrun_an_error(variant: Callable[...,
     assert "the help at the first question of flow 'demo'" in help_errors[1]
     # bm has no budget: its overruns stay warnings
     assert all("SMS in 'fr'" in m for m in messages if "segments" in m), messages
+
+
+CALLBACK_FLOW = """\
+id: callme
+triggers:
+  - keyword: [RAPPELEZ]
+start: request
+nodes:
+  request:
+    type: action
+    do:
+      - request_callback:
+    next: told
+  told:
+    type: end
+    text: callme.told
+"""
+CALLBACK_TEXTS = """\
+  callme.told: "{callback_answer}"
+  callback.requested: "Appel dans quelques minutes depuis le {callback_from}."
+  callback.later: "Appel à {callback_time} depuis le {callback_from}."
+  callback.pending: "Déjà demandé ({callback_from})."
+  callback.limit: "Trop de demandes aujourd'hui."
+  callback.no_phone: "Pas de numéro ici."
+  callback.unavailable: "Pas possible."
+  callback.call_intro: "Vous avez demandé à être rappelé."
+"""
+
+
+def test_a_flow_asking_for_call_backs_needs_every_outcome_text(
+    variant: Callable[..., Path],
+) -> None:
+    fr = (VALID / "locales/fr.yaml").read_text(encoding="utf-8")
+    bm = (VALID / "locales/bm.yaml").read_text(encoding="utf-8")
+    complete = {
+        "flows/callme.yaml": CALLBACK_FLOW,
+        "locales/fr.yaml": fr + CALLBACK_TEXTS,
+        "locales/bm.yaml": bm + CALLBACK_TEXTS,
+    }
+    problems = _check(variant(complete))
+    assert not [p for p in problems if p.level == "error"]
+    # {callback_answer} is what request_callback says: no warning about an unknown value.
+    assert not [p for p in problems if "callback_answer" in p.message]
+    # The intro of the answered call is a voice prompt: Bambara has no text-to-speech here.
+    assert any("'callback.call_intro'" in p.message for p in problems if p.level == "warning")
+    # A text the service renders but no node names: missing everywhere, only this rule sees it.
+    texts = CALLBACK_TEXTS.replace('  callback.limit: "Trop de demandes aujourd\'hui."\n', "")
+    problems = _check(
+        variant({**complete, "locales/fr.yaml": fr + texts, "locales/bm.yaml": bm + texts})
+    )
+    errors = [(p.file, p.node, p.message) for p in problems if p.level == "error"]
+    assert errors == [
+        (
+            "flows/callme.yaml",
+            None,
+            "the flow asks for call-backs (request_callback): add text 'callback.limit' to "
+            "locales/fr.yaml, locales/bm.yaml",
+        )
+    ]

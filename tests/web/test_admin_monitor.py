@@ -222,3 +222,68 @@ def test_a_retried_row_is_sent_by_the_dispatcher(
             if row.status != "pending":
                 break
     assert (row.status, row.attempts) == ("sent", 1)
+
+
+def test_outbox_page_says_how_long_the_queue_takes(app: Flask, rt: Runtime, scene) -> None:
+    """3,600 SMS waiting at one a second: an hour. The page is read on the wall clock, so the
+    rows are due now and the figure is the rate's alone."""
+    from sqlmodel import func
+
+    from citoyen.services.outbox import enqueue_many, queued_row
+
+    with write_session(rt.engine) as s:
+        waiting = s.exec(
+            select(func.count(Outbox.id)).where(
+                Outbox.channel == "sms", Outbox.status.in_(("pending", "sending"))
+            )
+        ).one()
+        enqueue_many(
+            s,
+            [
+                queued_row(
+                    channel="sms",
+                    idempotency_key=f"wave:{i}",
+                    contact_id=scene["bko"].contact_id,
+                    now=NOW - timedelta(minutes=1),
+                )
+                for i in range(3600 - waiting)
+            ],
+        )
+    html = sign_in(app, "admin@example.org", "admin").get("/admin/outbox").get_data(as_text=True)
+    row = re.search(r'<tr data-channel="sms">(.*?)</tr>', html, re.S)
+    assert row is not None
+    assert re.search(r"<td data-waiting>3600</td>", row[1])
+    assert "60 per minute" in row[1]
+    # One hour, give or take the seconds the request itself took.
+    assert re.search(r"<td data-takes>(1 h 0 min|59 min)</td>", row[1]), row[1]
+
+
+def test_admins_see_call_backs_by_alias_never_by_number(app: Flask, rt: Runtime, scene) -> None:
+    from citoyen.models import CallbackRequest
+
+    with write_session(rt.engine) as s:
+        for n, status in enumerate(("requested", "answered", "failed")):
+            s.add(
+                CallbackRequest(
+                    request_key=f"conversation:test{n}",
+                    contact_id=scene["bko"].contact_id,
+                    source="sms",
+                    status=status,
+                    reason="no-answer" if status == "failed" else None,
+                    attempts=3 if status == "failed" else 1,
+                    due_at=NOW,
+                    requested_at=NOW,
+                )
+            )
+    html = sign_in(app, "admin@example.org", "admin").get("/admin/outbox").get_data(as_text=True)
+    assert 'id="callbacks-title"' in html
+    for status in ("requested", "answered", "failed"):
+        assert f'<td data-callbacks="{status}">1</td>' in html
+    assert '<td data-callbacks="placed">0</td>' in html
+    assert html.count(alias_of(rt, scene["bko"])) >= 3
+    assert "no answer" in html
+    for number in scene["numbers"]:
+        assert number not in html and number[-8:] not in html
+    # Coordinators see their queues' messages, not every citizen's call-backs.
+    coordinator = sign_in(app, "coord@example.org", "coordinator", area="ML-BKO")
+    assert 'id="callbacks-title"' not in coordinator.get("/admin/outbox").get_data(as_text=True)

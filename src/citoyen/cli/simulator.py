@@ -7,7 +7,7 @@ from the same TwiML the voice webhook sends: "[French text-to-speech] ..." for a
 "[recording bm/report.welcome]" for a recorded prompt, then what the call waits for. WhatsApp
 shows numbered options and the 24-hour customer-service window: ``/wait HOURS`` moves the
 simulated clock, and each reply says whether notices would now go free-form or need a template
-(flows/whatsapp/templates.yaml).
+(config/whatsapp/templates.yaml).
 """
 
 from __future__ import annotations

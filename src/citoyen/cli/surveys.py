@@ -44,7 +44,7 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
     now = datetime.now(UTC)
     if dry_run:
         planned = plan_dry_run(runtime, definition, now)  # type: ignore[arg-type]
-        the_plan, segments = planned.plan, planned.segments
+        the_plan, segments, queues = planned.plan, planned.segments, planned.queues
         table = Table("channel", "would be invited")
         for channel in ("sms", "telegram", "voice"):
             table.add_row(channel, str(the_plan.per_channel.get(channel, 0)))
@@ -63,6 +63,13 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
             f"about {segments} SMS segment(s) for the SMS invitations (first message only). "
             "Nothing was sent."
         )
+        _print_send_time(queues, now, definition.timezone)  # type: ignore[attr-defined]
+        voice = the_plan.per_channel.get("voice", 0)
+        if voice:
+            click.echo(
+                f"voice: {voice} call(s), at most {definition.voice.max_concurrent} at once "  # type: ignore[attr-defined]
+                "within the quiet hours"
+            )
         return
     with progress_bar() as progress:
         task = progress.add_task(f"inviting ({name})", total=None)
@@ -80,6 +87,39 @@ def survey_run(ctx: click.Context, name: str, dry_run: bool) -> None:
     if result.send_at is not None and result.send_at > now:
         local = result.send_at.astimezone(definition.timezone)  # type: ignore[attr-defined]
         click.echo(f"quiet hours: the messages and calls go out from {local:%Y-%m-%d %H:%M} local")
+
+
+CHANNEL_NAMES = {"sms": "SMS", "telegram": "Telegram", "whatsapp": "WhatsApp"}
+
+
+def _print_send_time(queues: list, now: object, zone: object) -> None:
+    """How long the outbox will take per channel with this run's messages added (the same
+    estimate as the admin's outbox page: citoyen.services.sendtime)."""
+    from citoyen.services.sendtime import duration_words
+
+    if not queues:
+        return
+    table = Table("channel", "waiting", "this run", "rate", "starts", "all sent", "takes")
+    for q in queues:
+        rate = "no limit set" if q.rate.per_second is None else f"{q.rate.per_second * 60:g}/min"
+        if q.rate.phones:
+            rate += f" ({q.rate.phones} phone(s))"
+        starts = q.starts_at.astimezone(zone).strftime("%d/%m %H:%M") if q.starts_at else "—"
+        ends = q.finishes_at.astimezone(zone).strftime("%d/%m %H:%M") if q.finishes_at else "—"
+        table.add_row(
+            CHANNEL_NAMES.get(q.channel, q.channel),
+            str(q.queued),
+            str(q.added),
+            rate,
+            starts,
+            ends,
+            duration_words(q.seconds(now)),
+        )
+    Console().print(table)
+    click.echo(
+        "Send time at the configured rates (CITOYEN_OUTBOX_RATE_*, the gateway phones' "
+        "per_minute), from the quiet hours' opening; local times (day/month)."
+    )
 
 
 @survey.command("results")

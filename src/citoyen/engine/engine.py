@@ -571,7 +571,7 @@ class _Run:
             if isinstance(lang, str) and lang in self.ctx.languages:
                 self.state.language = lang
                 self.effects.append(Effect("set_language", {"language": lang}))
-        elif kind in ("opt_out", "opt_in"):
+        elif kind in ("opt_out", "opt_in", "request_callback"):
             self.effects.append(Effect(kind, {}))
         elif kind == "lookup_report":
             reference = answers.get(action.lookup_report.answer)

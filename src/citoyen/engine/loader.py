@@ -170,13 +170,44 @@ def check(
     return checker.run()[0]
 
 
+# What a flow with a ``request_callback`` action needs besides its nodes' texts: the outcome the
+# citizen is told (``callback.<outcome>``, citoyen.services.callbacks) and what an answered
+# call-back says first (``callback.call_intro``, a voice prompt).
+CALLBACK_OUTCOMES: tuple[str, ...] = (
+    "requested",
+    "later",
+    "pending",
+    "limit",
+    "no_phone",
+    "unavailable",
+)
+CALLBACK_INTRO = "callback.call_intro"
+CALLBACK_KEYS: tuple[str, ...] = (
+    *(f"callback.{outcome}" for outcome in CALLBACK_OUTCOMES),
+    CALLBACK_INTRO,
+)
+
+
+def requests_callback(flow: Flow) -> bool:
+    """Whether a node of ``flow`` asks for a call-back (``request_callback``)."""
+    return any(
+        action.kind == "request_callback"
+        for node in flow.nodes.values()
+        if isinstance(node, ActionNode)
+        for action in node.do
+    )
+
+
 def voice_keys(flows: Mapping[str, Flow]) -> list[str]:
     """Every text key a call can play: the engine's voice texts, then each flow's node and
-    option texts, in file order without repeats (the prompt library's catalogue)."""
+    option texts, in file order without repeats (the prompt library's catalogue), and the
+    opening of an answered call-back when a flow asks for them."""
     keys: dict[str, None] = dict.fromkeys(VOICE_SYSTEM_KEYS)
     for flow in flows.values():
         for name, node in flow.nodes.items():
             keys.update(dict.fromkeys(k for k, _path in _texts(name, node)))
+        if requests_callback(flow):
+            keys[CALLBACK_INTRO] = None
     return list(keys)
 
 
@@ -781,10 +812,7 @@ class _Checker:
 
     def _check_audio(self) -> None:
         cat = self.catalog
-        keys: dict[str, None] = dict.fromkeys(VOICE_SYSTEM_KEYS)
-        for flow, _source in self.flows.values():
-            for name, node in flow.nodes.items():
-                keys.update(dict.fromkeys(k for k, _path in _texts(name, node)))
+        keys = voice_keys({flow.id: flow for flow, _source in self.flows.values()})
         for lang in self._languages():
             if cat.meta(lang).tts:
                 continue
@@ -901,12 +929,29 @@ class _FlowChecker:
                 "cycle through nodes that never wait for input: " + " -> ".join([*cycle, cycle[0]]),
             )
 
+    def _requests_callback(self) -> bool:
+        return requests_callback(self.flow)
+
     def _check_texts(self) -> None:
         parent = self.parent
         langs = parent._languages()
         allowed = (
             set(parent.emergency) | {"reference", "report_status"} | self._saved() | self._given()
         )
+        if self._requests_callback():
+            for key in CALLBACK_KEYS:  # rendered by the service: a missing one would fail there
+                if langs and not all(parent.catalog.has(key, lang) for lang in langs):
+                    files = ", ".join(
+                        parent.catalog.file(lang)
+                        for lang in langs
+                        if not parent.catalog.has(key, lang)
+                    )
+                    self.error(
+                        None,
+                        ("nodes",),
+                        f"the flow asks for call-backs (request_callback): add text '{key}' to "
+                        f"{files}",
+                    )
         for name, node in self.flow.nodes.items():
             for key, path in _texts(name, node):
                 having = [lang for lang in langs if parent.catalog.has(key, lang)]

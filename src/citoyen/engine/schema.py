@@ -177,11 +177,12 @@ class AddToReportArgs(_Model):
 
 # The values an action gives the texts after it (the service computes them when it applies the
 # action's effect): a report's reference, its status as words, the team's last message to the
-# reporter, what became of an addition.
+# reporter, what became of an addition, what becomes of a call-back request.
 EFFECT_PARAMS: dict[str, tuple[str, ...]] = {
     "create_report": ("reference",),
     "lookup_report": ("reference", "report_status", "staff_message"),
     "add_to_report": ("reference", "addition_outcome"),
+    "request_callback": ("callback_answer",),
 }
 
 ACTION_KINDS: tuple[str, ...] = (
@@ -193,7 +194,10 @@ ACTION_KINDS: tuple[str, ...] = (
     "opt_in",
     "lookup_report",
     "add_to_report",
+    "request_callback",
 )
+# Actions written without an argument (``- opt_out:``, ``- request_callback:``).
+BARE_ACTIONS = ("opt_out", "opt_in", "request_callback")
 
 
 class Action(_Model):
@@ -207,11 +211,12 @@ class Action(_Model):
     opt_in: NoArgs | None = None
     lookup_report: LookupArgs | None = None
     add_to_report: AddToReportArgs | None = None
+    request_callback: NoArgs | None = None  # the citizen asks to be called (docs/voice.md)
 
     @model_validator(mode="after")
     def _one_action(self) -> Action:
         kind = _exactly_one(self, ACTION_KINDS, "an action")
-        if getattr(self, kind) is None and kind not in ("opt_out", "opt_in"):
+        if getattr(self, kind) is None and kind not in BARE_ACTIONS:
             raise ValueError(f"action '{kind}' needs an argument")
         return self
 

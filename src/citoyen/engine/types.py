@@ -92,7 +92,8 @@ class Effect:
     urgency, anonymous, callback, answers}; ``save_answers`` {flow_id, flow_version, answers};
     ``set_consent`` {consent}; ``opt_out`` {}; ``opt_in`` {}; ``set_discreet`` {discreet};
     ``lookup_report`` {reference}
-    (the caller adds ``report_status`` to the texts' values).
+    (the caller adds ``report_status`` to the texts' values); ``request_callback`` {} (the
+    caller adds ``callback_answer``).
     """
 
     kind: str

@@ -219,6 +219,44 @@ def apply(
                     render=render,
                 )
             )
+        elif effect.kind == "request_callback":
+            params["callback_answer"] = request_callback(
+                session,
+                contact=contact,
+                conversation=conversation,
+                channel=channel,
+                now=now,
+                render=render,
+            )
         else:
             raise ValueError(f"unknown effect {effect.kind!r}")
     return params
+
+
+def request_callback(
+    session: Session,
+    *,
+    contact: Contact,
+    conversation: Conversation,
+    channel: str,
+    now: datetime,
+    render: Callable[[str], str] | None = None,
+) -> str:
+    """Record a call-back request (citoyen.services.callbacks) and return what the citizen is
+    told: the text ``callback.<outcome>`` in the conversation's language, with the time of the
+    call filled in (``render`` leaves placeholders as they are)."""
+    from citoyen.i18n import render_template
+    from citoyen.services import callbacks
+
+    policy = callbacks.policy_for(session)
+    outcome = callbacks.request(
+        session,
+        contact=contact,
+        key=callbacks.conversation_key(conversation),
+        source=channel,
+        now=now,
+        policy=policy,
+    )
+    key = f"callback.{outcome.kind}"
+    text = render(key) if render else outcome.kind
+    return render_template(text, callbacks.answer_params(outcome, policy))

@@ -159,6 +159,8 @@ def action_words(action: Any, _: Translate = untranslated) -> str:
             answer=args.answer,
             reference=args.reference,
         )
+    if kind == "request_callback":
+        return _("ask for a call back")
     return kind
 
 

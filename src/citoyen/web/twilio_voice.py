@@ -11,6 +11,9 @@ Routes (all POSTs Twilio-signed; a failed check is a 403 before anything is read
   the survey (:mod:`citoyen.services.surveys.voice`). Later turns use ``/twilio/voice/step``.
 - ``POST /twilio/voice/survey-status?invitation=ID``: the survey call's status callbacks
   (busy, no-answer and failed calls are retried later).
+- ``POST /twilio/voice/callback?request=ID``: a call-back we placed was answered (the citizen
+  asked for it, :mod:`citoyen.services.callbacks`); turn 0 of the report IVR, as an incoming
+  call. ``POST /twilio/voice/callback-status?request=ID``: its status callbacks (retries).
 - ``GET /audio/<lang>/<file>``: recorded prompts for ``<Play>``, from the prompt library
   (``CITOYEN_PROMPTS_DIR``) or the shipped ``locales/<lang>/audio/``.
 
@@ -277,6 +280,42 @@ def survey_call_status() -> Response:
         log.error("survey definitions are broken: run `citoyen flows check`")
         return Response(status=503)
     voice.call_status(runtime, surveys, invitation, request.form)
+    return Response(status=204)
+
+
+def _request_id() -> int:
+    value = request.args.get("request", "")
+    if not INVITATION.fullmatch(value):
+        _bad("missing or malformed request")
+    return int(value)
+
+
+@bp.post("/twilio/voice/callback")
+@require_twilio_signature
+def callback_call() -> Response:
+    """A call-back we placed was answered: the report IVR starts, as for an incoming call."""
+    from citoyen.services import callback_calls
+
+    request_id = _request_id()
+    call_sid = request.form.get("CallSid", "")
+    if not calls.CALL_SID.fullmatch(call_sid):
+        _bad("missing or malformed CallSid")
+    reply = callback_calls.answered(_runtime(), request_id, call_sid)
+    if reply is None:
+        abort(404)  # not a call we placed for this request
+    return _twiml(reply, 0)
+
+
+@bp.post("/twilio/voice/callback-status")
+@require_twilio_signature
+def callback_call_status() -> Response:
+    """Status callbacks of call-back calls: answered, retries, the end of the call."""
+    from citoyen.services import callback_calls
+
+    request_id = _request_id()
+    if not calls.CALL_SID.fullmatch(request.form.get("CallSid", "")):
+        _bad("missing or malformed CallSid")
+    callback_calls.call_status(_runtime(), request_id, request.form)
     return Response(status=204)
 
 

@@ -40,6 +40,7 @@ from citoyen.db import among, write_session
 from citoyen.engine.sms import segments
 from citoyen.models import Area, Contact, Conversation, SurveyAnswer, SurveyInvitation, SurveyRun
 from citoyen.services.outbox import enqueue
+from citoyen.services.sendtime import ChannelEstimate, estimate
 from citoyen.services.surveys.definitions import SurveyDef
 from citoyen.services.surveys.invite import (  # noqa: F401  (invitation_messages: re-exported)
     STOP_NOTICE,
@@ -84,6 +85,9 @@ class DryRun:
 
     plan: Plan
     segments: int  # about how many SMS segments the SMS invitations' first messages take
+    # Per channel: when the queue (what waits now, and these invitations from the first
+    # allowed moment) would be sent at the configured rates, phones and quiet hours.
+    queues: list[ChannelEstimate] = field(default_factory=list)
 
 
 @dataclass
@@ -246,16 +250,25 @@ def plan(
 def dry_run(runtime: Any, survey: SurveyDef, now: datetime) -> DryRun:
     """Whom a run of ``survey`` would invite now, per channel, and the SMS segments of the SMS
     invitations; nothing is written (the plan's key is its own, ``dry-run:<now>``)."""
+    bundle = runtime.bundle
     with Session(runtime.engine) as session:
         the_plan = plan(session, survey, f"dry-run:{now.isoformat()}", now)
-        sms_ids = [c.contact_id for c in the_plan.drawn if c.channel == "sms"]
-        languages: list[str | None] = []
-        for chunk in _chunks(sms_ids):
-            languages += session.exec(
-                select(Contact.language).where(among(session, Contact.id, chunk))
-            ).all()
-    bundle = runtime.bundle
-    return DryRun(the_plan, estimated_segments(bundle.catalog, bundle, survey, languages))
+        languages: dict[str, list[str | None]] = {}
+        for channel in ("sms", "telegram"):
+            ids = [c.contact_id for c in the_plan.drawn if c.channel == channel]
+            languages[channel] = []
+            for chunk in _chunks(ids):
+                languages[channel] += session.exec(
+                    select(Contact.language).where(among(session, Contact.id, chunk))
+                ).all()
+        rows = {
+            channel: estimated_rows(bundle.catalog, bundle, survey, channel, langs)
+            for channel, langs in languages.items()
+        }
+        send_at = next_allowed(now, survey.quiet_hours.window(), survey.timezone)
+        queues = estimate(session, runtime.settings, now, extra=rows, extra_at=send_at)
+    segments = estimated_segments(bundle.catalog, bundle, survey, languages["sms"])
+    return DryRun(the_plan, segments, queues)
 
 
 # --- messages ----------------------------------------------------------------------------------
@@ -291,6 +304,39 @@ def estimated_segments(
             from citoyen.channels.sms import split_sms
 
             cache[lang] = sum(segments(p) for p in split_sms(with_notice(catalog, text, language)))
+        total += cache[lang]
+    return total
+
+
+def estimated_rows(
+    catalog: Any, bundle: Any, survey: SurveyDef, channel: str, languages: Iterable[str | None]
+) -> int:
+    """Outbox rows the invitations of these contacts' languages would queue on ``channel`` (an
+    SMS cut in two is two rows, as :func:`~.invite.invitation_messages` cuts it)."""
+    from citoyen import engine as flow_engine
+    from citoyen.engine.types import Context
+    from citoyen.messages.types import Reply
+
+    flow = bundle.flows[survey.flow]
+    settings = bundle.settings
+    cache: dict[str | None, int] = {}
+    total = 0
+    for lang in languages:
+        if lang not in cache:
+            ctx = Context(
+                languages=tuple(settings.languages.enabled),
+                default_language=settings.languages.default,
+                keywords=settings.keyword_map(),
+                areas={},
+                area_roots=(),
+                menu_size=9,
+                contact_language=lang,
+                channel=channel,
+            )
+            result = flow_engine.start(flow, ctx, language=lang)
+            language = result.state.language or lang or settings.languages.default
+            reply = Reply(result.prompts, language, dict(settings.emergency_numbers))
+            cache[lang] = len(invitation_messages(catalog, reply, channel))
         total += cache[lang]
     return total
 

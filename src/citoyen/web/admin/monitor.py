@@ -6,6 +6,12 @@ contact's alias, or "on-call" for a stakeholder's duty address; never a number. 
 the messages about reports of their queues only (the ``report`` reference every notification,
 reply and alert carries in its payload); administrators see every row.
 
+Below the rows: how long the queued messages will take to send per channel, at the configured
+rates, phones and quiet hours (:func:`citoyen.services.sendtime.estimate`, the figures
+``citoyen survey run --dry-run`` prints), and, for administrators, the call-backs citizens asked
+for: counts per state, today's calls against the budget, the latest requests by alias (never a
+number) with the report their call made.
+
 The audit log (administrators) lists sensitive actions: identity reveals, account changes,
 exports, retries. Both lists page by id (keyset), newest first, so a page costs the same on a
 table of millions of rows.
@@ -20,7 +26,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from citoyen.models import Outbox
-from citoyen.services import casework, monitor
+from citoyen.services import callbacks, casework, monitor, sendtime
 from citoyen.services.gateway_phones import phone_states
 from citoyen.services.outbox import RetryError, retry
 from citoyen.services.privacy import alias_label
@@ -55,7 +61,37 @@ WORDS = {
     "up": _l("answering"),
     "down": _l("not answering"),
     "unknown": _l("not used yet"),
+    "requested": _l("requested"),
+    "placed": _l("called"),
+    "answered": _l("answered"),
+    "cancelled": _l("cancelled"),
+    "busy": _l("busy"),
+    "no-answer": _l("no answer"),
+    "expired": _l("not called within a day"),
+    "stopped": _l("citizen stopped"),
+    "blocked": _l("sender blocked"),
+    "lost": _l("no news of the call"),
+    "error": _l("refused by Twilio"),
+    "no_provider": _l("Twilio not configured"),
 }
+CALLBACK_STATUSES = callbacks.STATUSES
+
+
+@bp.app_template_global()
+def duration_label(seconds: float | None) -> str:
+    """A send time as staff read it: "2 d 4 h", "3 h 20 min", "12 min"."""
+    if seconds is None:
+        return _("no rate limit set")
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return _("%(days)d d %(hours)d h", days=days, hours=hours)
+    if hours:
+        return _("%(hours)d h %(minutes)d min", hours=hours, minutes=minutes)
+    if minutes:
+        return _("%(minutes)d min", minutes=minutes)
+    return _("less than a minute")
 
 
 @bp.app_template_global()
@@ -90,6 +126,9 @@ def outbox():  # type: ignore[no-untyped-def]
             if settings.sms_provider == "android-gateway"
             else []
         )
+        now = datetime.now(UTC)
+        queues = sendtime.estimate(s, settings, now)
+        called = callbacks.summary(s, settings, now) if staff().role == "admin" else None
     rows = [
         {
             "row": row,
@@ -111,6 +150,10 @@ def outbox():  # type: ignore[no-untyped-def]
         status=status,
         next_after=rows[-1]["row"].id if len(found) > PAGE else None,
         phones=phones,
+        queues=queues,
+        now=now,
+        callbacks=called,
+        callback_statuses=CALLBACK_STATUSES,
     )
 
 
