@@ -313,6 +313,24 @@ def test_queue_refusals_are_worded_in_french(desk: Desk) -> None:
     assert '<option value="normal" selected>' in response.get_data(as_text=True)
 
 
+def test_error_pages_are_worded_in_french(desk: Desk) -> None:
+    """A report that does not exist, a page the role may not open, a damaged outbox filter:
+    the French admin says so in French; a webhook path keeps its plain answer."""
+    desk.user("agent@example.org", "agent", stakeholder="bko-police-c4")
+    desk.login("agent@example.org")
+    pages = {
+        "/admin/reports/999999": (404, "Page introuvable", "n'existe pas"),
+        "/admin/users": (403, "Accès refusé", "Votre compte ne peut pas ouvrir cette page."),
+    }
+    for path, (status, title, words) in pages.items():
+        response = desk.client.get(path)
+        page = html.unescape(response.get_data(as_text=True))
+        assert response.status_code == status, path
+        assert f"<h1>{title}</h1>" in page and words in page, page
+        _no_english(page, "Not found", "Forbidden", "Bad Request")
+    assert desk.client.get("/twilio/nowhere").get_data(as_text=True) == "Not found"
+
+
 def test_every_refusal_code_has_words() -> None:
     """Each code the services raise (citoyen.services.refusals) is worded in the admin.
 

@@ -21,11 +21,12 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Flask, abort, current_app, g, request, session
+from flask import Blueprint, Flask, abort, current_app, g, render_template, request, session
 from flask_babel import Babel
 from flask_login import LoginManager, current_user, login_required
 from flask_wtf.csrf import CSRFProtect
 from sqlmodel import Session
+from werkzeug.exceptions import HTTPException
 
 from citoyen.db import write_session
 from citoyen.models import User
@@ -163,15 +164,21 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(bp)
 
-    @app.errorhandler(404)
-    def not_found(_e: Exception) -> tuple[str, int]:
-        return "Not found", 404
-
-    @app.errorhandler(403)
-    def forbidden(_e: Exception) -> tuple[str, int]:
-        return "Forbidden", 403
-
     from citoyen.web.admin import labels
+
+    @app.errorhandler(400)
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    def refused(error: HTTPException) -> tuple[str, int]:
+        """Staff read why in their language; webhooks and scripts get the plain word."""
+        code = error.code or 400
+        if not request.path.startswith("/admin"):
+            return {400: "Bad request", 403: "Forbidden", 404: "Not found"}[code], code
+        title, message = labels.ERROR_PAGES[code]
+        # A page's own reason (abort(400, _("Invalid filter value."))) beats the generic one.
+        if error.description and error.description != type(error).description:
+            message = error.description
+        return render_template("admin/error.html", title=title, message=message), code
 
     @app.context_processor
     def admin_globals() -> dict[str, Any]:

@@ -62,6 +62,18 @@ EVENTS = {
     "sender_blocked": _l("Sender blocked"),
     "identity_revealed": _l("Number revealed"),
 }
+# The admin's error pages: a title and what the staff member can do.
+ERROR_PAGES = {
+    400: (
+        _l("Request not understood"),
+        _l("The link or the form is damaged: go back and try again."),
+    ),
+    403: (_l("Not allowed"), _l("Your account may not open this page.")),
+    404: (
+        _l("Page not found"),
+        _l("This page or this report does not exist, or no longer exists."),
+    ),
+}
 # What the citizen last added to a report, as its queue entries show it until staff act.
 CITIZEN_UPDATES = {"answer": _l("answer received"), "addition": _l("information added")}
 CHANNELS = {
