@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -278,34 +279,8 @@ def estimated_segments(
     catalog: Any, bundle: Any, survey: SurveyDef, languages: Iterable[str | None]
 ) -> int:
     """SMS segments the invitations of these contacts' languages would take (first message)."""
-    from citoyen import engine as flow_engine
-    from citoyen.engine.types import Context
-    from citoyen.messages.render import render_sms
-
-    flow = bundle.flows[survey.flow]
-    settings = bundle.settings
-    cache: dict[str | None, int] = {}
-    total = 0
-    for lang in languages:
-        if lang not in cache:
-            ctx = Context(
-                languages=tuple(settings.languages.enabled),
-                default_language=settings.languages.default,
-                keywords=settings.keyword_map(),
-                areas={},
-                area_roots=(),
-                menu_size=9,
-                contact_language=lang,
-                channel="sms",
-            )
-            result = flow_engine.start(flow, ctx, language=lang)
-            language = result.state.language or lang or settings.languages.default
-            text = render_sms(catalog, result.prompts, language, dict(settings.emergency_numbers))
-            from citoyen.channels.sms import split_sms
-
-            cache[lang] = sum(segments(p) for p in split_sms(with_notice(catalog, text, language)))
-        total += cache[lang]
-    return total
+    texts = _invitation_texts(catalog, bundle, survey, "sms")
+    return sum(segments(text) for lang in languages for text in texts(lang))
 
 
 def estimated_rows(
@@ -313,32 +288,41 @@ def estimated_rows(
 ) -> int:
     """Outbox rows the invitations of these contacts' languages would queue on ``channel`` (an
     SMS cut in two is two rows, as :func:`~.invite.invitation_messages` cuts it)."""
+    texts = _invitation_texts(catalog, bundle, survey, channel)
+    return sum(len(texts(lang)) for lang in languages)
+
+
+def _invitation_texts(
+    catalog: Any, bundle: Any, survey: SurveyDef, channel: str
+) -> Callable[[str | None], list[str]]:
+    """The texts of one contact's invitation on ``channel``, by the contact's language: the
+    survey flow's first step as :func:`~.invite.invitation_messages` sends it, computed once per
+    language (a wave has a few languages and many contacts)."""
     from citoyen import engine as flow_engine
     from citoyen.engine.types import Context
     from citoyen.messages.types import Reply
 
     flow = bundle.flows[survey.flow]
     settings = bundle.settings
-    cache: dict[str | None, int] = {}
-    total = 0
-    for lang in languages:
-        if lang not in cache:
-            ctx = Context(
-                languages=tuple(settings.languages.enabled),
-                default_language=settings.languages.default,
-                keywords=settings.keyword_map(),
-                areas={},
-                area_roots=(),
-                menu_size=9,
-                contact_language=lang,
-                channel=channel,
-            )
-            result = flow_engine.start(flow, ctx, language=lang)
-            language = result.state.language or lang or settings.languages.default
-            reply = Reply(result.prompts, language, dict(settings.emergency_numbers))
-            cache[lang] = len(invitation_messages(catalog, reply, channel))
-        total += cache[lang]
-    return total
+
+    @cache
+    def texts(lang: str | None) -> list[str]:
+        ctx = Context(
+            languages=tuple(settings.languages.enabled),
+            default_language=settings.languages.default,
+            keywords=settings.keyword_map(),
+            areas={},
+            area_roots=(),
+            menu_size=9,
+            contact_language=lang,
+            channel=channel,
+        )
+        result = flow_engine.start(flow, ctx, language=lang)
+        language = result.state.language or lang or settings.languages.default
+        reply = Reply(result.prompts, language, dict(settings.emergency_numbers))
+        return [text for text, _payload in invitation_messages(catalog, reply, channel)]
+
+    return texts
 
 
 # --- a run ---------------------------------------------------------------------------------------
