@@ -76,11 +76,17 @@ def _bad(reason: str) -> NoReturn:
     abort(400)
 
 
-def _call() -> tuple[str, str]:
-    """CallSid and the caller's canonical address, or 400."""
+def _call_sid() -> str:
+    """The request's CallSid, or 400."""
     call_sid = request.form.get("CallSid", "")
     if not calls.CALL_SID.fullmatch(call_sid):
         _bad("missing or malformed CallSid")
+    return call_sid
+
+
+def _call() -> tuple[str, str]:
+    """CallSid and the caller's canonical address, or 400."""
+    call_sid = _call_sid()
     # On a call we placed (a survey call) the citizen is the callee: "To", not "From".
     outbound = request.form.get("Direction", "").startswith("outbound")
     field = "To" if outbound else "From"
@@ -234,16 +240,16 @@ def recording_status() -> Response:
     """Twilio says a recording is ready (with its duration) or that there is none."""
     if not calls.RECORDING_SID.fullmatch(request.form.get("RecordingSid", "")):
         _bad("missing or malformed RecordingSid")
-    if not calls.CALL_SID.fullmatch(request.form.get("CallSid", "")):
-        _bad("missing or malformed CallSid")
+    _call_sid()
     calls.record_recording_status(_runtime(), request.form)
     return Response(status=204)
 
 
-def _invitation() -> int:
-    value = request.args.get("invitation", "")
+def _id_arg(name: str) -> int:
+    """The id a placed call's URL carries (``?invitation=``, ``?request=``), or 400."""
+    value = request.args.get(name, "")
     if not INVITATION.fullmatch(value):
-        _bad("missing or malformed invitation")
+        _bad(f"missing or malformed {name}")
     return int(value)
 
 
@@ -253,11 +259,8 @@ def survey_call() -> Response:
     """A survey call we placed was answered: the survey starts (turn 0)."""
     from citoyen.services.surveys import voice
 
-    invitation = _invitation()
-    call_sid = request.form.get("CallSid", "")
-    if not calls.CALL_SID.fullmatch(call_sid):
-        _bad("missing or malformed CallSid")
-    reply = voice.answered(_runtime(), invitation, call_sid)
+    invitation = _id_arg("invitation")
+    reply = voice.answered(_runtime(), invitation, _call_sid())
     if reply is None:
         abort(404)  # not a call we placed for this invitation
     return _twiml(reply, 0)
@@ -269,9 +272,8 @@ def survey_call_status() -> Response:
     """Status callbacks of survey calls: retries, concurrency, the end of the call."""
     from citoyen.services.surveys import SurveyConfigError, surveys_for, voice
 
-    invitation = _invitation()
-    if not calls.CALL_SID.fullmatch(request.form.get("CallSid", "")):
-        _bad("missing or malformed CallSid")
+    invitation = _id_arg("invitation")
+    _call_sid()
     runtime = _runtime()
     try:
         surveys = surveys_for(runtime)
@@ -283,24 +285,14 @@ def survey_call_status() -> Response:
     return Response(status=204)
 
 
-def _request_id() -> int:
-    value = request.args.get("request", "")
-    if not INVITATION.fullmatch(value):
-        _bad("missing or malformed request")
-    return int(value)
-
-
 @bp.post("/twilio/voice/callback")
 @require_twilio_signature
 def callback_call() -> Response:
     """A call-back we placed was answered: the report IVR starts, as for an incoming call."""
     from citoyen.services import callback_calls
 
-    request_id = _request_id()
-    call_sid = request.form.get("CallSid", "")
-    if not calls.CALL_SID.fullmatch(call_sid):
-        _bad("missing or malformed CallSid")
-    reply = callback_calls.answered(_runtime(), request_id, call_sid)
+    request_id = _id_arg("request")
+    reply = callback_calls.answered(_runtime(), request_id, _call_sid())
     if reply is None:
         abort(404)  # not a call we placed for this request
     return _twiml(reply, 0)
@@ -312,9 +304,8 @@ def callback_call_status() -> Response:
     """Status callbacks of call-back calls: answered, retries, the end of the call."""
     from citoyen.services import callback_calls
 
-    request_id = _request_id()
-    if not calls.CALL_SID.fullmatch(request.form.get("CallSid", "")):
-        _bad("missing or malformed CallSid")
+    request_id = _id_arg("request")
+    _call_sid()
     callback_calls.call_status(_runtime(), request_id, request.form)
     return Response(status=204)
 
