@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # runs them again with the system clock moved a year ahead (libfaketime), so a test that mixes a
 # fixed date with the wall clock fails in CI instead of on the day its date goes by.
 CLOCK_TESTS = (
+    "tests/channels/gateway/test_callback.py",
+    "tests/channels/voice/test_callback.py",
+    "tests/channels/whatsapp/test_callback.py",
     "tests/cli/test_survey_commands.py",
     "tests/flows/test_journeys.py",
     "tests/flows/test_survey_transcripts.py",
@@ -49,6 +52,7 @@ CLOCK_TESTS = (
     "tests/services/surveys/",
     "tests/services/publication/",
     "tests/services/bulletin/",
+    "tests/services/test_callbacks.py",
     "tests/services/test_conversations.py",
     "tests/services/test_dispatch.py",
     "tests/services/test_outbox.py",
