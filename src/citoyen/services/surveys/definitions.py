@@ -27,11 +27,11 @@ from pydantic import (
 )
 from ruamel.yaml import YAMLError
 
+from citoyen.engine.layout import SURVEYS_DIR
 from citoyen.engine.loader import Problem, _pydantic_problems, _Source, plain
 from citoyen.engine.schema import ChoiceNode, duration_seconds
 from citoyen.i18n import read_yaml, yaml_error_line
 
-SURVEYS_DIR = "surveys"
 TIMEZONE = "Africa/Bamako"
 CHANNELS: tuple[str, ...] = ("sms", "telegram", "voice")
 
