@@ -41,9 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # fixed date with the wall clock fails in CI instead of on the day its date goes by.
 CLOCK_TESTS = (
     "tests/channels/gateway/test_callback.py",
+    "tests/channels/telegram/test_callback.py",
     "tests/channels/voice/test_callback.py",
     "tests/channels/whatsapp/test_callback.py",
     "tests/cli/test_survey_commands.py",
+    "tests/flows/test_callback_transcripts.py",
     "tests/flows/test_journeys.py",
     "tests/flows/test_survey_transcripts.py",
     "tests/routing/test_escalation.py",

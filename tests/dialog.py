@@ -21,16 +21,19 @@ What a citizen can do (``said``):
 - :func:`press` (keypad digits), :func:`button` (a Telegram inline button, by option key; it must
   be on the last reply), :func:`record` (a voice recording), :func:`no_answer` (a call's
   ``<Gather>`` timed out), :func:`call` (an incoming call), :func:`typed` (text on any channel),
-  :func:`retry` (the provider delivers the previous input again, same provider id), and
-  :func:`choose` (the n-th option of the last menu, as this channel picks it: its number on SMS,
-  its key on a call, its button on Telegram), which lets one script serve every channel.
+  :func:`retry` (the provider delivers the previous input again, same provider id),
+  :func:`share_contact` (Telegram: the citizen's own number with the "call me" button, or
+  someone else's contact), and :func:`choose` (the n-th option of the last menu, as this
+  channel picks it: its number on SMS, its key on a call, its button on Telegram), which lets
+  one script serve every channel.
 
 What the reply must be (``expected``):
 
 - a part or a list of parts, compared **exactly** with the whole rendered reply:
   :func:`say` (a text), :func:`menu` (a text and numbered/button/"press n" options from locale
   keys), :func:`places` (a place menu: area names, "more", "I don't know"), :func:`question`
-  (a free-text question: a recording on a call), :func:`language_menu`;
+  (a free-text question: a recording on a call), :func:`phone_question` (a question for the
+  citizen's own number: on Telegram, the keyboard button that shares it), :func:`language_menu`;
 - :func:`contains` (parts or strings that must appear, in this order), :func:`matches` (a regular
   expression searched in the rendered reply);
 - a plain ``str``: the rendered reply, exactly.
@@ -42,7 +45,8 @@ what it matched: ``verify_dialog`` returns the captures (``transcript.captures["
 
 Rendering conventions of the transcript text (what failures show and plain strings compare to):
 SMS is the SMS text itself; Telegram shows each message's text, then one ``  [label]`` line per
-button, messages separated by a blank line; a call shows one line per thing said, then what the
+button (``  [label] (shares the phone number)`` for the keyboard button of a phone question),
+messages separated by a blank line; a call shows one line per thing said, then what the
 call waits for: ``(one key)``, ``(digits, then #)``, ``(recording)`` or ``(the call ends)``.
 """
 
@@ -59,13 +63,14 @@ from typing import Any
 from sqlmodel import Session, select
 
 from citoyen.engine.types import Input
+from citoyen.messages.addresses import normalise_address
 from citoyen.messages.render import render_sms, render_telegram, render_voice
 from citoyen.messages.types import Inbound, Reply
 from citoyen.models import Area, Contact, Conversation, Message, Report, SurveyAnswer
 from citoyen.runtime import Runtime
 from citoyen.services.contacts import find_contact
 from citoyen.services.setup import ensure_ready
-from citoyen.services.telegram_inbound import typed_input
+from citoyen.services.telegram_inbound import contact_input, typed_input
 
 DEFAULT = "default"  # lang=DEFAULT: the deployment's default language (settings.yaml)
 CHANNELS = ("sms", "voice", "telegram")
@@ -131,6 +136,15 @@ def choose(n: int, key: str) -> Said:
     its number typed on SMS, its key pressed on a call, its button on Telegram. The dialog checks
     that the ``n``-th option shown is indeed ``key``."""
     return Said(Input("choice", key), f"option {n} ({key})", needs="option", number=n)
+
+
+def share_contact(number: str, *, own: bool = True) -> Said:
+    """A contact shared on Telegram: the citizen's own number, with the button of a phone
+    question (it must be on the last reply), or (``own=False``) someone else's contact card,
+    which Telegram sends with another user's id. The transcript never shows the number."""
+    if own:
+        return Said(Input("contact", number), "(shares their own number)", needs="share_phone")
+    return Said(Input("contact"), "(shares someone else's contact)", needs="contact")
 
 
 def retry() -> Said:
@@ -227,6 +241,12 @@ def code_question(key: str, *, lang: str | None = None, **params: Any) -> Part:
     return Part("code", key, params=params, lang=lang)
 
 
+def phone_question(key: str, button: str, *, lang: str | None = None) -> Part:
+    """A question for the citizen's own phone number (a ``phone`` node): on Telegram, the text
+    and the keyboard button (``button``, a text key) that shares the number."""
+    return Part("phone", key, (button,), lang=lang)
+
+
 def language_menu(*, lang: str | None = None) -> Part:
     """The language menu: its header in ``lang``, each language offered in itself."""
     return Part("language", "system.language_prompt", lang=lang)
@@ -316,6 +336,10 @@ class Dialog:
         if self.channel == "telegram" and inp.kind == "text":
             # Typed in the chat: commands (/start, /help...) as the bot reads them.
             inp = typed_input(self.runtime, self.address, inp.value or "")
+        elif inp.kind == "contact":
+            # As the bot reads a contact: the number encrypted, or refused (someone else's).
+            phone = normalise_address(f"tel:{inp.value}") if inp.value else None
+            inp = contact_input(self.runtime, phone)
         reply = self.runtime.conversations.handle(
             Inbound(self.channel, self.address, inp, provider_id=provider_id)
         )
@@ -340,6 +364,13 @@ class Dialog:
         reply = self.turns[-1].reply
         messages = render_telegram(self.catalog, reply.prompts, reply.language, reply.params)
         return [b for m in messages for b in m.buttons]
+
+    def _last_share_phone(self) -> str | None:
+        if not self.turns:
+            return None
+        reply = self.turns[-1].reply
+        messages = render_telegram(self.catalog, reply.prompts, reply.language, reply.params)
+        return next((m.share_phone for m in messages if m.share_phone), None)
 
     def _last_gather(self) -> str | None:
         if not self.turns:
@@ -376,6 +407,11 @@ class Dialog:
             keys = [key for _label, key in self._last_buttons()]
             if said.input is None or said.input.value not in keys:
                 raise AssertionError(f"{where}: no such button on the last reply; shown: {keys}")
+        elif said.needs in ("share_phone", "contact"):
+            if self.channel != "telegram":
+                raise AssertionError(f"{where}: contacts are shared on Telegram only")
+            if said.needs == "share_phone" and self._last_share_phone() is None:
+                raise AssertionError(f"{where}: the last reply shows no button to share a number")
         elif said.needs in ("key", "record", "timeout", "call"):
             if self.channel != "voice":
                 raise AssertionError(f"{where}: keys, recordings, silence exist on calls only")
@@ -402,7 +438,11 @@ class Dialog:
             blocks = []
             for message in render_telegram(catalog, prompts, lang, params):
                 blocks.append(
-                    _telegram_block(message.text, [label for label, _ in message.buttons])
+                    _telegram_block(
+                        message.text,
+                        [label for label, _ in message.buttons],
+                        message.share_phone,
+                    )
                 )
             return "\n\n".join(blocks)
         turn = render_voice(catalog, prompts, lang, params)
@@ -442,6 +482,10 @@ class Dialog:
             if self.channel == "telegram":
                 return _telegram_block(header, [self.catalog.meta(c).name for c in languages])
             return "\n".join([header, *lines])  # each line in its own language, with its digit
+        if part.kind == "phone":
+            if self.channel == "telegram":
+                return _telegram_block(header, [], self.t(part.options[0], lang))
+            return header
         if part.kind == "menu":
             labels = [self.t(option, lang, **params) for option in part.options]
         elif part.kind == "places":
@@ -552,8 +596,11 @@ _WAITS = {
 }
 
 
-def _telegram_block(text: str, buttons: Sequence[str]) -> str:
-    return "\n".join([text, *(f"  [{label}]" for label in buttons)])
+def _telegram_block(text: str, buttons: Sequence[str], share_phone: str | None = None) -> str:
+    lines = [text, *(f"  [{label}]" for label in buttons)]
+    if share_phone:
+        lines.append(f"  [{share_phone}] (shares the phone number)")
+    return "\n".join(lines)
 
 
 def _indent(text: str, prefix: str) -> str:

@@ -20,7 +20,7 @@ from citoyen.engine.engine import language_of
 from citoyen.engine.refcodes import damm_digit
 from tests.engine.support import AREAS, REPO, ROOTS, VALID
 
-QUESTION_KINDS = {"choice", "language", "place", "number", "text", "reference"}
+QUESTION_KINDS = {"choice", "language", "place", "number", "text", "reference", "phone"}
 OTHER_SCRIPTS = ["ߒߞߏ", "مرحبا", "中文", "👍🏾", "🙂🙂", "\u0000", " \n\t ", "Ɛ", "ŋɲɔ", "١٢", "½"]
 
 
@@ -88,6 +88,8 @@ def _inputs(bundle: Bundle) -> st.SearchStrategy[Input]:
         st.builds(Input, st.just("choice"), st.one_of(st.sampled_from(vocab["keys"]), text)),
         st.builds(Input, st.just("location"), st.sampled_from([*codes, "ZZ9", "", " R1"])),
         st.builds(Input, st.just("recording"), st.one_of(st.just(""), st.text(max_size=40))),
+        # A shared contact: the number encrypted (any text here), or someone else's (None).
+        st.builds(Input, st.just("contact"), st.one_of(st.none(), st.text(max_size=40))),
         st.just(Input("timeout")),
         st.just(Input("start")),
         st.builds(
@@ -137,6 +139,8 @@ def _check(bundle: Bundle, flow: Flow, ctx: Context, result: StepResult) -> None
         params = {**bundle.settings.emergency_numbers, "reference": "X", **prompt.params}
         if prompt.text is not None:
             assert isinstance(bundle.catalog.render(prompt.text, lang, params), str)
+        if prompt.kind == "phone":
+            assert isinstance(bundle.catalog.render(prompt.expects["button"], lang, params), str)
         for option in prompt.options:
             assert (option.text is None) != (option.label is None)
             if option.text is not None:

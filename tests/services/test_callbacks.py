@@ -22,9 +22,10 @@ from citoyen.messages.types import Inbound, Reply
 from citoyen.models import CallbackDay, CallbackRequest, Contact
 from citoyen.runtime import Runtime
 from citoyen.services import callback_calls
-from citoyen.services.callbacks import place_due_calls, summary
-from citoyen.services.contacts import get_or_create_contact
+from citoyen.services.callbacks import place_due_calls, request, summary
+from citoyen.services.contacts import find_contact, get_or_create_contact
 from citoyen.services.setup import ensure_ready
+from citoyen.services.telegram_inbound import contact_input
 from tests.channels.twilio_calls import FakeCalls, fake_calls, placer
 from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL
 
@@ -374,15 +375,20 @@ def test_a_request_not_called_within_a_day_is_cancelled(runtime, twilio, calls_a
     assert requests(runtime)[0].status == "cancelled" and twilio.placed == []
 
 
-def test_telegram_has_no_number_to_call(runtime) -> None:
+def test_telegram_asks_for_the_number_it_does_not_know(runtime) -> None:
     inbound = Inbound("telegram", "telegram:4242", Input("text", "APPEL"), provider_id="u1")
     reply = runtime.conversations.handle(inbound, now=MORNING)
-    if reply.status == "waiting":  # a new contact picks a language first
+    if reply.status == "waiting" and reply.prompts[-1].kind == "language":  # a new contact
         inbound = Inbound("telegram", "telegram:4242", Input("choice", "en"), provider_id="u2")
         reply = runtime.conversations.handle(inbound, now=MORNING)
-    catalog = runtime.bundle.catalog
-    assert catalog.render("callback.answer", "en", reply.params) == told(runtime, "no_phone", "en")
+    assert reply.status == "waiting"
+    assert [(p.kind, p.text) for p in reply.prompts] == [("phone", "callback.ask_phone")]
     assert requests(runtime) == []
+    # Without a number shared (a flow that asks for none), there is nothing to call.
+    with write_session(runtime.engine) as session:
+        contact, _ = get_or_create_contact(session, runtime.vault, "telegram:4242", MORNING)
+        outcome = request(session, contact=contact, key="k", source="telegram", now=MORNING)
+    assert outcome.kind == "no_phone" and requests(runtime) == []
 
 
 def test_without_twilio_the_citizen_is_told_it_is_not_available(settings) -> None:  # type: ignore[no-untyped-def]
@@ -391,6 +397,19 @@ def test_without_twilio_the_citizen_is_told_it_is_not_available(settings) -> Non
     known(runtime, ALICE)
     reply = sms(runtime, ALICE, "APPEL", MORNING)
     assert written(runtime, reply) == told(runtime, "unavailable")
+    assert requests(runtime) == []
+
+
+def test_without_twilio_a_shared_number_is_not_kept(settings) -> None:  # type: ignore[no-untyped-def]
+    runtime = Runtime(settings)
+    ensure_ready(runtime)
+    shared = contact_input(runtime, f"tel:{ALICE}")  # the "call me" button, on Telegram
+    for n, inp in enumerate([Input("text", "APPEL"), Input("choice", "fr"), shared]):
+        inbound = Inbound("telegram", "telegram:4343", inp, provider_id=f"t{n}")
+        reply = runtime.conversations.handle(inbound, now=MORNING)
+    assert written(runtime, reply) == told(runtime, "unavailable")
+    with Session(runtime.engine) as session:
+        assert find_contact(session, runtime.vault, f"tel:{ALICE}") is None
     assert requests(runtime) == []
 
 

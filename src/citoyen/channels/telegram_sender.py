@@ -27,11 +27,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, BinaryIO, TypeVar
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -110,6 +117,23 @@ def reply_markup(buttons: Sequence[Sequence[str]] | None) -> InlineKeyboardMarku
     )
 
 
+def payload_markup(
+    payload: Mapping[str, Any],
+) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
+    """The ``reply_markup`` of an outbox payload: its inline buttons; or, for a question asking
+    for the citizen's phone number (``share_phone``), a keyboard of one button that shares it
+    (``request_contact``: Telegram sends the number of the account, which the citizen cannot
+    change), hidden once used; or ``remove_keyboard`` to take that keyboard away."""
+    share = payload.get("share_phone")
+    if share:
+        button = KeyboardButton(str(share), request_contact=True)
+        return ReplyKeyboardMarkup([[button]], resize_keyboard=True, one_time_keyboard=True)
+    inline = reply_markup(payload.get("buttons"))
+    if inline is None and payload.get("remove_keyboard"):
+        return ReplyKeyboardRemove()
+    return inline
+
+
 def _seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
@@ -181,7 +205,8 @@ class TelegramClient:
 
 
 class TelegramSender(TelegramClient):
-    """The outbox sender for channel ``telegram``: sendMessage with inline buttons."""
+    """The outbox sender for channel ``telegram``: sendMessage with inline buttons (or the
+    keyboard button that shares the citizen's phone number)."""
 
     channel = CHANNEL
 
@@ -190,7 +215,7 @@ class TelegramSender(TelegramClient):
         text = (message.body or "").strip()
         if not text:
             raise PermanentSendError("empty message", code="empty")
-        markup = reply_markup(message.payload.get("buttons"))
+        markup = payload_markup(message.payload)
         try:
             sent = self.run(self.bot.send_message(chat_id=chat_id, text=text, reply_markup=markup))
         except TelegramError as exc:

@@ -19,6 +19,10 @@ What each update means:
 - a photo -> its caption as text, or (no caption) ``Input("photo", file_id)``: the answer to a
   question that takes photos (adding to a report), else the engine asks the question again; the
   photo itself is kept as an attachment; stickers, documents and the like are "asked again";
+- a shared contact -> the sender's own phone number when the contact's ``user_id`` is the
+  sender's (what the "share my number" button of a ``phone`` question sends: Telegram vouches
+  for it), else "someone else's number"; the service turns it into ``Input("contact")`` with
+  the number encrypted (:mod:`citoyen.services.telegram_inbound`). The number is never logged;
 - "asked again" is the deployment's ``help`` keyword: the engine answers with the help text and
   the current question, without counting a wrong answer (``Input("start")`` would abandon the
   conversation: it begins a new one);
@@ -35,13 +39,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from telegram import Update
 
 from citoyen.channels.telegram_sender import MAX_DOWNLOAD_BYTES
 from citoyen.engine.types import Input
+from citoyen.messages.addresses import AddressError, normalise_address
 from citoyen.messages.render import render_telegram
 from citoyen.messages.types import Reply
 
@@ -74,8 +79,10 @@ class ParsedUpdate:
     """What one update means, before any database lookup.
 
     ``action``: ``input`` (``input`` is set), ``command`` (``command`` names it), ``location``
-    (``location`` is set), ``again`` (nothing the flows can use: ask the question again),
-    ``opt_out`` (the user blocked the bot) or ``ignore`` (``reason`` says why, for the log).
+    (``location`` is set), ``contact`` (a shared contact: ``phone`` is the sender's own number,
+    ``tel:+…``, or None for someone else's), ``again`` (nothing the flows can use: ask the
+    question again), ``opt_out`` (the user blocked the bot) or ``ignore`` (``reason`` says why,
+    for the log).
     """
 
     update_id: int
@@ -87,6 +94,7 @@ class ParsedUpdate:
     media: MediaRef | None = None
     callback_query_id: str | None = None
     reason: str = ""
+    phone: str | None = field(default=None, repr=False)  # never in a log line
 
 
 # --- reading an update -------------------------------------------------------------------------
@@ -199,10 +207,26 @@ def _parse_message(uid: int, message: Any) -> ParsedUpdate:
     if message.location is not None:
         loc = message.location
         return ParsedUpdate(uid, "location", address, location=(loc.latitude, loc.longitude))
+    if message.contact is not None:
+        return _parse_contact(uid, address, message.contact, user.id)
     if message.text is not None:
         return parse_text(uid, address, message.text)
-    # Stickers, documents, contacts...: nothing the flows can use; ask the question again.
+    # Stickers, documents...: nothing the flows can use; ask the question again.
     return ParsedUpdate(uid, "again", address)
+
+
+def _parse_contact(uid: int, address: str, contact: Any, sender_id: int) -> ParsedUpdate:
+    """A shared contact: the sender's own number (``user_id`` is theirs: Telegram filled it in
+    and vouches for the number), or someone else's (``phone`` None). Telegram writes numbers in
+    international form, usually without the "+"."""
+    if contact.user_id is None or contact.user_id != sender_id:
+        return ParsedUpdate(uid, "contact", address)
+    raw = str(contact.phone_number or "").strip()
+    try:
+        phone = normalise_address("tel:" + (raw if raw.startswith("+") else f"+{raw}"))
+    except AddressError:
+        return ParsedUpdate(uid, "again", address)  # no number we can call: nothing to refuse
+    return ParsedUpdate(uid, "contact", address, phone=phone)
 
 
 # --- from parsed update to neutral input -------------------------------------------------------
@@ -234,24 +258,39 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     return [p for p in pieces if p] or [text]
 
 
-def reply_payloads(catalog: Any, reply: Reply) -> list[tuple[str, dict[str, Any]]]:
+def reply_payloads(
+    catalog: Any, reply: Reply, *, close_keyboard: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
     """(text, payload) per Telegram message of a reply.
 
     Texts without buttons are joined to the message after them ("Bienvenue..." and the first
     question make one message): fewer notifications on the citizen's phone, and fewer messages
     against Telegram's limit of about one per second per chat. Buttons stay under their question
     and go with the last piece of a text too long for one message.
+
+    A question for the citizen's phone number carries ``share_phone``, the label of the keyboard
+    button that shares it. ``close_keyboard`` (that button was shown or used just before) puts
+    ``remove_keyboard`` on the first message that has no button of its own: Telegram takes one
+    keyboard per message, so a reply that is only menus leaves it to a later one.
     """
     out: list[tuple[str, dict[str, Any]]] = []
     pending: list[str] = []
     messages = render_telegram(catalog, reply.prompts, reply.language, reply.params)
     for n, message in enumerate(messages):
         pending.append(message.text)
-        if not message.buttons and n < len(messages) - 1:
+        if not message.buttons and not message.share_phone and n < len(messages) - 1:
             continue
         pieces = split_text("\n\n".join(pending))
         pending = []
         buttons = [[label, callback_data(key)] for label, key in message.buttons]
         for i, piece in enumerate(pieces):
-            out.append((piece, {"buttons": buttons if i == len(pieces) - 1 else []}))
+            payload: dict[str, Any] = {"buttons": buttons if i == len(pieces) - 1 else []}
+            if message.share_phone and i == len(pieces) - 1:
+                payload["share_phone"] = message.share_phone
+            out.append((piece, payload))
+    if close_keyboard and not any("share_phone" in payload for _text, payload in out):
+        for _text, payload in out:
+            if not payload["buttons"]:
+                payload["remove_keyboard"] = True
+                break
     return out

@@ -31,7 +31,7 @@ from citoyen.messages.render import (
     render_telegram,
 )
 from citoyen.messages.types import Inbound, Reply
-from citoyen.services.telegram_inbound import typed_input
+from citoyen.services.telegram_inbound import contact_input, typed_input
 
 HELP = {
     "sms": "Type your SMS. /quit to leave.",
@@ -39,7 +39,8 @@ HELP = {
     "When a recording is asked, type what you would say. Empty line = no answer. "
     "/hangup or /quit to leave.",
     "telegram": "Type text, or the number of a button to press it. "
-    "/location CODE shares a place (area code). /quit to leave.",
+    "/location CODE shares a place (area code), /contact NUMBER shares your own phone number "
+    '(the "call me" button). /quit to leave.',
     "whatsapp": "Type your message. /location CODE shares a place (area code), /voice TEXT "
     "sends a voice note, /wait HOURS lets time pass (the 24-hour window). /quit to leave.",
 }
@@ -140,6 +141,8 @@ class Simulator:
             for label, _key in m.buttons:
                 n += 1
                 lines.append(f"  [{n}: {label}]")
+            if m.share_phone:
+                lines.append(f"  [{m.share_phone}] (keyboard button: /contact NUMBER)")
         return "\n".join(lines)
 
     def parse(self, line: str) -> Input | None:
@@ -160,12 +163,25 @@ class Simulator:
             return Input("location", line.split(maxsplit=1)[1].strip())
         if self.channel == "whatsapp" and line.startswith("/voice "):
             return Input("recording", f"simulator:{line.split(maxsplit=1)[1].strip()}")
+        if self.channel == "telegram" and line.startswith("/contact "):
+            return self._contact(line.split(maxsplit=1)[1])
         if self.channel == "telegram":
             stripped = line.strip()
             if stripped.isdigit() and 1 <= int(stripped) <= len(self.buttons):
                 return Input("choice", self.buttons[int(stripped) - 1][1])
             return typed_input(self.runtime, self.address, line)  # /help, /start... as the bot
         return Input("text", line)
+
+    def _contact(self, number: str) -> Input:
+        """The citizen's own number, as the "call me" button shares it (an unreadable one as
+        someone else's: refused)."""
+        from citoyen.messages.addresses import AddressError, normalise_address
+
+        try:
+            phone: str | None = normalise_address(f"tel:{number.strip()}")
+        except AddressError:
+            phone = None
+        return contact_input(self.runtime, phone)
 
     def first_input(self) -> Input:
         return Input("start") if self.channel == "voice" else Input("text", "Bonjour")

@@ -35,6 +35,7 @@ from citoyen.engine.schema import (
     MessageNode,
     NotCondition,
     NumberNode,
+    PhoneNode,
     PlaceNode,
     ReferenceNode,
     TextNode,
@@ -272,6 +273,8 @@ class _Run:
             self.say("text", node.text, expects=expects)
         elif isinstance(node, ReferenceNode):
             self.say("reference", node.text, expects={"digits": 7})
+        elif isinstance(node, PhoneNode):
+            self.say("phone", node.text, expects={"button": node.button})
         elif isinstance(node, PlaceNode):
             if intro:
                 self.say("message", node.text)
@@ -294,7 +297,14 @@ class _Run:
         state = self.state
         node = self.flow.nodes[state.node]
         if not isinstance(
-            node, ChoiceNode | LanguageNode | PlaceNode | NumberNode | TextNode | ReferenceNode
+            node,
+            ChoiceNode
+            | LanguageNode
+            | PlaceNode
+            | NumberNode
+            | TextNode
+            | ReferenceNode
+            | PhoneNode,
         ):
             self.enter(state.node)  # a state saved before its node ran: just run it
             return
@@ -317,6 +327,12 @@ class _Run:
             self.say("message", "system.help")
             self.ask()
             return
+        if inp.kind == "contact" and not isinstance(node, PhoneNode):
+            # A phone number nobody asked for: kept nowhere; the question is asked again (with
+            # the help text), no wrong answer counted.
+            self.say("message", "system.help")
+            self.ask()
+            return
         if inp.kind == "text" and inp.value and self.ctx.keywords:
             keyword = textnorm.find_keyword(inp.value, self.ctx.keywords)
             if keyword is not None and self._keyword(keyword):
@@ -331,6 +347,8 @@ class _Run:
             self._answer_number(node, inp)
         elif isinstance(node, ReferenceNode):
             self._answer_reference(node, inp)
+        elif isinstance(node, PhoneNode):
+            self._answer_phone(node, inp)
         else:
             self._answer_text(node, inp)
 
@@ -421,6 +439,16 @@ class _Run:
             return
         if node.save:
             self.state.answers[node.save] = reference
+        self.goto(node.next)
+
+    def _answer_phone(self, node: PhoneNode, inp: Input) -> None:
+        """Only the citizen's own number, shared by the channel, answers: a typed number could
+        be anyone's."""
+        if inp.kind != "contact" or not inp.value:
+            self.invalid(node.invalid)
+            return
+        if node.save:
+            self.state.answers[node.save] = inp.value
         self.goto(node.next)
 
     def _answer_text(self, node: TextNode, inp: Input) -> None:
@@ -571,8 +599,12 @@ class _Run:
             if isinstance(lang, str) and lang in self.ctx.languages:
                 self.state.language = lang
                 self.effects.append(Effect("set_language", {"language": lang}))
-        elif kind in ("opt_out", "opt_in", "request_callback"):
+        elif kind in ("opt_out", "opt_in"):
             self.effects.append(Effect(kind, {}))
+        elif kind == "request_callback":
+            args = action.request_callback
+            phone = answers.get(args.phone) if args is not None and args.phone else None
+            self.effects.append(Effect(kind, {"phone": phone} if phone else {}))
         elif kind == "lookup_report":
             reference = answers.get(action.lookup_report.answer)
             self.effects.append(Effect("lookup_report", {"reference": reference}))

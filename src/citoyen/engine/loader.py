@@ -36,6 +36,7 @@ from citoyen.engine.schema import (
     LanguageNode,
     NotCondition,
     NumberNode,
+    PhoneNode,
     Settings,
     TextNode,
     waits,
@@ -413,6 +414,9 @@ def _texts(name: str, node: BaseModel) -> list[tuple[str, tuple[Any, ...]]]:
         out.extend(
             (o.text, ("nodes", name, "options", i, "text")) for i, o in enumerate(node.options)
         )
+    if isinstance(node, PhoneNode):
+        out.append((node.button, ("nodes", name, "button")))
+        out.append((node.invalid, ("nodes", name, "invalid")))
     return out
 
 
@@ -440,6 +444,8 @@ def _answer_refs(name: str, node: BaseModel) -> list[tuple[str, tuple[Any, ...]]
             if action.add_to_report:
                 refs.append((action.add_to_report.reference, path))
                 refs.append((action.add_to_report.answer, path))
+            if action.request_callback and action.request_callback.phone:
+                refs.append((action.request_callback.phone, path))
     return refs
 
 
@@ -999,7 +1005,7 @@ class _FlowChecker:
         langs = parent._languages()
         allowed = (
             set(parent.emergency) | {"reference", "report_status"} | self._saved() | self._given()
-        )
+        ) - self._phones()
         if self._requests_callback():
             for key in CALLBACK_KEYS:  # rendered by the service: a missing one would fail there
                 if langs and not all(parent.catalog.has(key, lang) for lang in langs):
@@ -1032,6 +1038,10 @@ class _FlowChecker:
                         "emergency number, {reference}, {report_status}, a value of this flow's "
                         "actions or an answer saved by this flow",
                     )
+
+    def _phones(self) -> set[str]:
+        """Answers a phone node saves: an encrypted number, never a text's value."""
+        return {n.save for n in self.flow.nodes.values() if isinstance(n, PhoneNode) and n.save}
 
     def _given(self) -> set[str]:
         """Values this flow's actions give its texts (EFFECT_PARAMS)."""

@@ -166,6 +166,13 @@ class LookupArgs(_Model):
     answer: str
 
 
+class CallbackArgs(_Model):
+    """``phone``: the answer a ``phone`` node saved (the number shared on Telegram); without it
+    the citizen is called on the number they write from."""
+
+    phone: str | None = None
+
+
 class AddToReportArgs(_Model):
     """``reference``: the answer holding the report's reference; ``answer``: the answer holding
     what the citizen adds (text or recording). The service keeps it as the answer to the last
@@ -211,7 +218,8 @@ class Action(_Model):
     opt_in: NoArgs | None = None
     lookup_report: LookupArgs | None = None
     add_to_report: AddToReportArgs | None = None
-    request_callback: NoArgs | None = None  # the citizen asks to be called (docs/voice.md)
+    # The citizen asks to be called (docs/voice.md): bare, or {phone: ANSWER}.
+    request_callback: CallbackArgs | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> Action:
@@ -311,6 +319,21 @@ class ReferenceNode(_Model):
     next: str
 
 
+class PhoneNode(_Model):
+    """Asks for the citizen's own phone number, where the channel does not give it (Telegram):
+    a button shares it (``button``, a text key). A typed number, or someone else's, is not
+    taken (nobody can make us call a number that is not theirs): ``invalid`` is said and the
+    question asked again. The number is saved encrypted, never in clear, for
+    ``request_callback: {phone: ...}``."""
+
+    type: Literal["phone"]
+    text: str
+    button: str
+    invalid: str
+    save: str | None = None
+    next: str
+
+
 class Branch(_Model):
     if_: Condition = Field(alias="if")
     next: str
@@ -341,6 +364,7 @@ Node = Annotated[
     | NumberNode
     | TextNode
     | ReferenceNode
+    | PhoneNode
     | BranchNode
     | ActionNode
     | EndNode,
@@ -354,13 +378,16 @@ NODE_TYPES: tuple[str, ...] = (
     "number",
     "text",
     "reference",
+    "phone",
     "branch",
     "action",
     "end",
 )
 # Node types whose ``text`` may be left out: it is then ``<flow>.<node>`` (Flow below).
-TEXT_KEY_TYPES = frozenset({"message", "choice", "place", "number", "text", "reference"})
-WAITING_TYPES = frozenset({"choice", "language", "place", "number", "text", "reference"})
+TEXT_KEY_TYPES = frozenset({"message", "choice", "place", "number", "text", "reference", "phone"})
+WAITING_TYPES = frozenset({"choice", "language", "place", "number", "text", "reference", "phone"})
+# A phone node's other texts, derived the same way: ``<flow>.<node>.button``, ``.invalid``.
+PHONE_TEXTS = ("button", "invalid")
 
 
 def waits(node: BaseModel) -> bool:
@@ -438,7 +465,8 @@ class Flow(_Model):
 
         Filled in before validation, so a derived key is part of the definition (and of the
         version hash) exactly as if it had been written. End nodes keep ``text`` optional: an
-        end without one says nothing.
+        end without one says nothing. A phone node's button and refusal are
+        ``<flow>.<node>.button`` and ``<flow>.<node>.invalid``.
         """
         if not isinstance(data, dict) or not isinstance(data.get("nodes"), dict):
             return data
@@ -449,6 +477,8 @@ class Flow(_Model):
         for name, node in data["nodes"].items():
             if isinstance(node, dict) and node.get("type") in TEXT_KEY_TYPES:
                 node = {"text": f"{flow_id}.{name}", **node}
+                if node.get("type") == "phone":
+                    node = {f: f"{flow_id}.{name}.{f}" for f in PHONE_TEXTS} | node
                 if node.get("type") == "choice" and isinstance(node.get("options"), list):
                     node["options"] = [
                         {"text": f"{flow_id}.{name}.{opt['key']}", **opt}

@@ -20,10 +20,16 @@ InputKind = Literal[
     "location",  # a place resolved by the channel (value = area code), e.g. Telegram location
     "recording",  # a voice recording or voice note (value = provider URL or stored file id)
     "photo",  # a photo sent without words (value = provider file id); kept as an attachment
+    # The citizen's own phone number shared by the channel (a Telegram contact whose user is
+    # the sender): value = the number encrypted by the service (never in clear); None: a
+    # number that is not the sender's own.
+    "contact",
     "timeout",  # the citizen did not answer (voice <Gather> timeout)
 ]
 
-PromptKind = Literal["message", "choice", "language", "place", "number", "text", "reference", "end"]
+PromptKind = Literal[
+    "message", "choice", "language", "place", "number", "text", "reference", "phone", "end"
+]
 
 StatusKind = Literal["active", "waiting", "completed", "expired", "interrupted"]
 
@@ -58,7 +64,8 @@ class Prompt:
     ``text`` is a locale key (or None for a prompt that is only a menu); ``params`` fill its
     placeholders (emergency numbers and answers are added by the renderer's caller).
     For waiting prompts, ``expects`` describes the input: for ``number`` the ``min``/``max``;
-    for ``text`` the ``max_length`` and ``max_seconds`` (voice recording length).
+    for ``text`` the ``max_length`` and ``max_seconds`` (voice recording length); for ``phone``
+    the ``button`` (the text key of the button that shares the number, on Telegram).
     """
 
     kind: PromptKind
@@ -92,8 +99,8 @@ class Effect:
     urgency, anonymous, callback, answers}; ``save_answers`` {flow_id, flow_version, answers};
     ``set_consent`` {consent}; ``opt_out`` {}; ``opt_in`` {}; ``set_discreet`` {discreet};
     ``lookup_report`` {reference}
-    (the caller adds ``report_status`` to the texts' values); ``request_callback`` {} (the
-    caller adds ``callback_answer``).
+    (the caller adds ``report_status`` to the texts' values); ``request_callback`` {} or
+    {phone} (the number a ``phone`` node saved, encrypted; the caller adds ``callback_answer``).
     """
 
     kind: str

@@ -94,15 +94,24 @@ def render_sms_parts(
 class TelegramMessage:
     text: str
     buttons: list[tuple[str, str]] = field(default_factory=list)  # (label, callback data)
+    # A question for the citizen's own number (a ``phone`` prompt): the label of the keyboard
+    # button that shares it (Telegram's request_contact), instead of inline buttons.
+    share_phone: str | None = None
 
 
 def render_telegram(
     catalog: Any, prompts: Sequence[Prompt], lang: str, params: Mapping[str, Any]
 ) -> list[TelegramMessage]:
-    """One Telegram message per prompt; menus become inline buttons carrying option keys."""
+    """One Telegram message per prompt; menus become inline buttons carrying option keys, and a
+    question for the citizen's phone number a button that shares it."""
     messages: list[TelegramMessage] = []
     for prompt in prompts:
         text = "\n".join(_lines_for(catalog, prompt, lang, params, "telegram"))
+        button = prompt.expects.get("button") if prompt.kind == "phone" else None
+        if isinstance(button, str):
+            label = catalog.render(button, lang, {**params, **prompt.params}, "telegram")
+            messages.append(TelegramMessage(text=text or "…", share_phone=label))
+            continue
         buttons = [
             (
                 catalog.meta(option.key).name

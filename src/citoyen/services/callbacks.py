@@ -1,7 +1,8 @@
 """Voice by call-back: the citizen asks to be called, the worker calls, the call is the report IVR.
 
 In Mali a call to a Twilio number is an international call, when it connects at all; a call
-from it costs the citizen nothing. So a citizen sends APPEL (CALL, WELE) by SMS or WhatsApp
+from it costs the citizen nothing. So a citizen sends APPEL (CALL, WELE) by SMS or WhatsApp, or
+on Telegram and shares their own number with the button the flow shows
 (``flows/callback.yaml``, its ``request_callback`` action applied by :func:`request`), and the
 worker's ``callbacks`` job (:func:`place_due_calls`) calls the number back through the runtime's
 :class:`~citoyen.channels.base.CallPlacer`. The answered call asks Twilio for
@@ -53,7 +54,9 @@ from sqlmodel import Session, select
 from citoyen.channels.base import CallPlacer, PermanentSendError, TransientSendError
 from citoyen.db import insert_or_skip, write_session
 from citoyen.engine.loader import CALLBACK_OUTCOMES
+from citoyen.messages.addresses import normalise_address
 from citoyen.models import CallbackDay, CallbackRequest, Contact, Conversation
+from citoyen.services.contacts import find_contact, new_contact
 from citoyen.services.privacy import alias_label
 from citoyen.services.quiet_hours import is_allowed, next_allowed
 
@@ -165,16 +168,21 @@ def request(
     source: str,
     now: datetime,
     policy: CallbackPolicy | None = None,
+    phone: str | None = None,
+    vault: Any = None,
 ) -> Outcome:
     """Record a call-back request of ``contact`` (in the caller's transaction), or say why not.
 
     ``key`` names what made the request (``conversation:<id>``, a missed call's event): a
     second request with the same key finds the first. Runs under the contact's lock (the
     conversation step holds it), so one contact's requests are decided one after the other.
+
+    ``phone`` (with the ``vault`` that reads it): the number, encrypted, that a Telegram citizen
+    shared for this call (:func:`phone_contact`); the request is then that number's, under the
+    same rules as if it had texted APPEL. Its contact is only looked up or created when a call
+    can be placed.
     """
     policy = policy or policy_for(session)
-    if contact.channel != "tel":
-        return Outcome("no_phone")  # Telegram, a withheld number, the admin's simulator
     existing = session.exec(
         select(CallbackRequest).where(CallbackRequest.request_key == key)
     ).first()
@@ -186,6 +194,14 @@ def request(
             "CITOYEN_CALLBACK_DAILY_BUDGET=0)",
             alias_label(contact.alias),
         )
+        return Outcome("unavailable")
+    if phone is not None and vault is not None:
+        contact = phone_contact(session, vault, phone, contact, now) or contact
+    if contact.channel != "tel":
+        return Outcome("no_phone")  # Telegram, a withheld number, the admin's simulator
+    if contact.blocked:
+        # Staff blocked this number (a Telegram citizen shared it): no call to it.
+        log.info("call-back refused to %s: the number is blocked", alias_label(contact.alias))
         return Outcome("unavailable")
     open_one = session.exec(
         select(CallbackRequest).where(
@@ -217,6 +233,29 @@ def request(
     session.flush()
     log.info("call-back %d requested by %s by %s", row.id, alias_label(contact.alias), source)
     return Outcome("requested" if due_at <= now else "later", due_at, row.id)
+
+
+def phone_contact(
+    session: Session, vault: Any, token: str, asker: Contact, now: datetime
+) -> Contact | None:
+    """The contact of the phone number in ``token`` (encrypted by the channel: a Telegram
+    citizen's own number, shared with the flow's button), created when the number is new, and
+    locked for the rest of the transaction like the asker. It speaks the asker's language when
+    it has none yet, so the call does not ask again. None when the token cannot be read (a data
+    key removed since): the asker is then told ``no_phone``."""
+    try:
+        address = normalise_address(vault.decrypt(token))
+    except ValueError:
+        log.warning("call-back asked by %s: the number cannot be read", alias_label(asker.alias))
+        return None
+    if not address.startswith("tel:"):
+        return None
+    contact = find_contact(session, vault, address, lock=True)
+    if contact is None:
+        contact = new_contact(session, vault, address, now)
+    if contact.language is None:
+        contact.language = asker.language
+    return contact
 
 
 def stopped_since(row: CallbackRequest, contact: Contact) -> bool:

@@ -442,6 +442,7 @@ class ConversationService:
                     now=now,
                     render=render,
                     answer_window=timedelta(seconds=self._after.answer_seconds),
+                    vault=self.vault,
                 )
             )
         return Reply.of_step(result, language, params, conversation.id, alias_label(contact.alias))

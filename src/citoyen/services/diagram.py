@@ -37,6 +37,7 @@ FILLS = {
     "number": "#e3f0fb",
     "text": "#e3f0fb",
     "reference": "#e3f0fb",
+    "phone": "#e3f0fb",
     "message": "#f3f3f3",
     "branch": "#fff4d6",
     "action": "#fde2c8",

@@ -148,12 +148,14 @@ def apply(
     now: datetime,
     render: Callable[[str], str] | None = None,
     answer_window: timedelta = timedelta(hours=72),
+    vault: Any = None,
 ) -> dict[str, Any]:
     """Apply effects in order; return values for the reply's placeholders.
 
     ``render(key)`` gives a text in the conversation's language, for values that are words
     (a report's status read back to the citizen). ``answer_window``: how long a staff message
-    awaits the citizen's answer (settings ``after_report.answer_window``).
+    awaits the citizen's answer (settings ``after_report.answer_window``). ``vault``: the data
+    key, for a phone number a ``phone`` question saved encrypted.
     """
     params: dict[str, Any] = {}
     for effect in effects:
@@ -227,6 +229,8 @@ def apply(
                 channel=channel,
                 now=now,
                 render=render,
+                phone=data.get("phone"),
+                vault=vault,
             )
         else:
             raise ValueError(f"unknown effect {effect.kind!r}")
@@ -241,10 +245,17 @@ def request_callback(
     channel: str,
     now: datetime,
     render: Callable[[str], str] | None = None,
+    phone: Any = None,
+    vault: Any = None,
 ) -> str:
     """Record a call-back request (citoyen.services.callbacks) and return what the citizen is
     told: the text ``callback.<outcome>`` in the conversation's language, with the time of the
-    call filled in (``render`` leaves placeholders as they are)."""
+    call filled in (``render`` leaves placeholders as they are).
+
+    ``phone``: the number a ``phone`` question saved (encrypted; a Telegram citizen's own): the
+    request is that number's, as if it had texted APPEL (the same hours, daily limit and
+    budget), and the call's report is that number's too.
+    """
     from citoyen.i18n import render_template
     from citoyen.services import callbacks
 
@@ -256,6 +267,8 @@ def request_callback(
         source=channel,
         now=now,
         policy=policy,
+        phone=phone if isinstance(phone, str) else None,
+        vault=vault,
     )
     key = f"callback.{outcome.kind}"
     text = render(key) if render else outcome.kind

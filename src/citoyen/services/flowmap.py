@@ -30,6 +30,7 @@ from citoyen.engine.schema import (
     LanguageCondition,
     NotCondition,
     NumberNode,
+    PhoneNode,
     PlaceNode,
     TextNode,
 )
@@ -66,7 +67,7 @@ class TextRow:
     """One text key a node shows, in every enabled language (None: missing there)."""
 
     key: str
-    role: str  # "question" or the option key
+    role: str  # "question", the option key, or a phone node's "button" and "invalid"
     texts: dict[str, str | None]
 
 
@@ -160,6 +161,9 @@ def action_words(action: Any, _: Translate = untranslated) -> str:
             reference=args.reference,
         )
     if kind == "request_callback":
+        phone = action.request_callback.phone if action.request_callback else None
+        if phone:
+            return _("ask for a call back on the number %(answer)s", answer=phone)
         return _("ask for a call back")
     return kind
 
@@ -182,6 +186,8 @@ def _node_lines(node: Any, _: Translate) -> list[str]:
         lines.append(_("language menu (skipped when known)") if node.skip_if_known else "")
     elif node.type == "reference":
         lines.append(_("a report reference"))
+    elif isinstance(node, PhoneNode):
+        lines.append(_("the citizen's own phone number, shared by a button (Telegram)"))
     if save:
         lines.append(_("saved as %(name)s", name=save))
     return [line for line in lines if line]
@@ -213,6 +219,8 @@ def _text_rows(node: Any, catalog: Catalog, languages: list[str]) -> list[TextRo
         keys.append((node.text, "question"))
     if isinstance(node, ChoiceNode):
         keys.extend((o.text, o.key) for o in node.options)
+    if isinstance(node, PhoneNode):
+        keys.extend([(node.button, "button"), (node.invalid, "invalid")])
     return [
         TextRow(
             key,

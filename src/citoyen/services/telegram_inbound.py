@@ -3,7 +3,8 @@
 The channel (:mod:`citoyen.channels.telegram_updates`) reads a Bot API ``Update`` into a
 :class:`~citoyen.channels.telegram_updates.ParsedUpdate` without touching the database; here it
 becomes a neutral :class:`~citoyen.messages.types.Inbound` (looking up what the input
-means where that needs the database: /start after /stop, a shared location, a hashed button) and
+means where that needs the database or the flows: /start after /stop, a shared location, a hashed
+button, a command named after a flow's keyword; a shared phone number is encrypted here) and
 goes to the conversation service with ``provider_id = str(update_id)``, so Telegram re-sending an
 update (it does, when a webhook answer is late) changes nothing. Replies are not sent from here:
 they are queued in the outbox inside the conversation's own transaction (``on_reply``), so a reply
@@ -39,7 +40,7 @@ from citoyen.channels.telegram_updates import (
 from citoyen.db import session_scope, write_session
 from citoyen.engine.types import Input
 from citoyen.messages.types import Inbound, Reply
-from citoyen.models import Contact, Conversation, Message
+from citoyen.models import Contact, Conversation, Message, Outbox
 from citoyen.services import attachments
 from citoyen.services.contacts import find_contact
 from citoyen.services.inbound import ask_again, first_keyword
@@ -77,7 +78,8 @@ def _open_conversation(session: Session, contact: Contact | None) -> Conversatio
 
 
 def resolve_input(runtime: Any, parsed: ParsedUpdate) -> Input:
-    """The engine input for an ``input``, ``command``, ``location`` or ``again`` update.
+    """The engine input for an ``input``, ``command``, ``location``, ``contact`` or ``again``
+    update.
 
     Reads the database for /start (has the contact opted out?), locations (nearest area) and
     hashed buttons (the last menu shown); writes nothing.
@@ -96,13 +98,38 @@ def resolve_input(runtime: Any, parsed: ParsedUpdate) -> Input:
             return Input("location", area.code)
         log.info("telegram location: no known area near it, asking with the menu")
         return ask_again(keywords)
+    if parsed.action == "contact":
+        return contact_input(runtime, parsed.phone)
     if parsed.action == "again":
         return ask_again(keywords)
     assert parsed.input is not None
     inp = parsed.input
     if inp.kind == "choice" and inp.value and inp.value.startswith(HASHED_PREFIX):
         return _unhash_choice(runtime, parsed.address or "", inp)
+    if inp.kind == "text" and inp.value and inp.value.startswith("/"):
+        return _keyword_command(runtime, inp)
     return inp
+
+
+def contact_input(runtime: Any, phone: str | None) -> Input:
+    """A shared contact as the engine takes it: the sender's own number (``tel:+…``)
+    encrypted with the data key, as every stored number is (the input is kept with its
+    message and the answers of its conversation); None, someone else's number, is an input
+    with no value, which a ``phone`` question refuses."""
+    if phone is None:
+        log.info("telegram: a shared contact is not the sender's own number")
+        return Input("contact")
+    return Input("contact", runtime.vault.encrypt(phone))
+
+
+def _keyword_command(runtime: Any, inp: Input) -> Input:
+    """``/appel``, ``/suivi 161-6414``: a command named after a flow's trigger keyword is that
+    keyword (the flows' keywords, in any language, without a list of commands to keep)."""
+    head, _, rest = (inp.value or "")[1:].partition(" ")
+    word = head.split("@", 1)[0]
+    if not word or runtime.bundle.flow_for_keyword(word) is None:
+        return inp
+    return Input("text", f"{word} {rest.strip()}".strip())
 
 
 def typed_input(runtime: Any, address: str, text: str) -> Input:
@@ -147,6 +174,7 @@ class _Queue:
     update_id: int
     media: MediaRef | None
     now: datetime
+    contact_shared: bool = False
     queued: list[int] = field(default_factory=list)
 
     def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
@@ -163,7 +191,9 @@ class _Queue:
                 duration_seconds=media.duration_seconds,
                 size_bytes=media.size_bytes,
             )
-        for i, (text, payload) in enumerate(reply_payloads(self.catalog, reply)):
+        close = self.contact_shared or _asked_for_phone(session, contact_id)
+        payloads = reply_payloads(self.catalog, reply, close_keyboard=close)
+        for i, (text, payload) in enumerate(payloads):
             row = enqueue(
                 session,
                 channel=CHANNEL,
@@ -175,6 +205,18 @@ class _Queue:
                 now=self.now,
             )
             self.queued.append(row.id or 0)
+
+
+def _asked_for_phone(session: Session, contact_id: int) -> bool:
+    """Whether the last reply queued for the contact showed the button that shares their phone
+    number: the reply to whatever they did instead takes that keyboard away."""
+    payload = session.exec(
+        select(Outbox.payload)
+        .where(Outbox.contact_id == contact_id, Outbox.channel == CHANNEL, Outbox.kind == "reply")
+        .order_by(Outbox.id.desc())
+        .limit(1)
+    ).first()
+    return isinstance(payload, dict) and bool(payload.get("share_phone"))
 
 
 # --- the shared entry point --------------------------------------------------------------------
@@ -225,7 +267,13 @@ def process_parsed(runtime: Any, parsed: ParsedUpdate, now: datetime | None = No
         log.info("telegram: a user blocked the bot (%s)", status)
         return Outcome(status)
     inp = resolve_input(runtime, parsed)
-    queue = _Queue(runtime.bundle.catalog, parsed.update_id, parsed.media, now)
+    queue = _Queue(
+        runtime.bundle.catalog,
+        parsed.update_id,
+        parsed.media,
+        now,
+        contact_shared=parsed.action == "contact",
+    )
     inbound = Inbound(CHANNEL, parsed.address or "", inp, provider_id=str(parsed.update_id))
     reply = runtime.conversations.handle(inbound, now=now, on_reply=queue)
     status = "duplicate" if reply.duplicate else "handled"

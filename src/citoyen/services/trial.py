@@ -91,6 +91,7 @@ class Turn:
     who: str  # "citizen" | "service"
     text: str = ""
     buttons: list[tuple[str, str]] = field(default_factory=list)  # Telegram: (label, key)
+    share_phone: str | None = None  # Telegram: the button that shares the citizen's number
     voice: list[tuple[str, str | None]] = field(default_factory=list)  # (said, recording URL)
     gather: str | None = None  # voice: "key", "digits", "record"; None: the call ends
     segments: int = 0  # SMS parts
@@ -196,6 +197,7 @@ def _render(
             "service",
             "\n\n".join(m.text for m in messages),
             buttons=[b for m in messages for b in m.buttons],
+            share_phone=next((m.share_phone for m in messages if m.share_phone), None),
         )
     turn = render_voice(catalog, prompts, lang, params, audio=audio)
     gather = None

@@ -80,6 +80,15 @@ class Updates:
         data["message"]["location"] = {"latitude": latitude, "longitude": longitude}
         return data
 
+    def contact(self, phone: str, user_id: int | None = None) -> dict[str, Any]:
+        """A shared contact: by default the user's own (what the "call me" button sends: its
+        ``user_id`` is the sender's), else the card of ``user_id``. Telegram writes the number
+        without "+"."""
+        data = self._from("contact")
+        data["message"]["contact"]["phone_number"] = phone.removeprefix("+")
+        data["message"]["contact"]["user_id"] = self.user_id if user_id is None else user_id
+        return data
+
     def voice(self) -> dict[str, Any]:
         return self._from("voice")
 

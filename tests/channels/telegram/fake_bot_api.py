@@ -121,8 +121,11 @@ class FakeBotApi:
                 "from": BOT_USER,
                 "text": params.get("text", ""),
             }
-            if "reply_markup" in params:
-                message["reply_markup"] = params["reply_markup"]
+            markup = params.get("reply_markup")
+            if isinstance(markup, dict) and "inline_keyboard" in markup:
+                # A sent message carries its inline keyboard only: a reply keyboard (or its
+                # removal) belongs to the chat, and Telegram does not echo it.
+                message["reply_markup"] = markup
             return message
         if method == "getFile":
             file_id = params["file_id"]

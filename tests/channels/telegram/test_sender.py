@@ -72,6 +72,22 @@ def test_send_message_without_buttons_has_no_keyboard(
     assert "reply_markup" not in call.params
 
 
+def test_the_call_me_button_asks_for_the_contact_then_goes_away(
+    sender: TelegramSender, fake_api: FakeBotApi
+) -> None:
+    ask = {"buttons": [], "share_phone": "Appelez-moi"}
+    sender.send(OutboundMessage(1, "tg:1:0", "telegram", "telegram:42", "Appuyez", ask))
+    done = {"buttons": [], "remove_keyboard": True}
+    sender.send(OutboundMessage(2, "tg:2:0", "telegram", "telegram:42", "C'est noté", done))
+    shown, removed = fake_api.calls_to("sendMessage")
+    assert shown.params["reply_markup"] == {
+        "keyboard": [[{"text": "Appelez-moi", "request_contact": True}]],
+        "resize_keyboard": True,
+        "one_time_keyboard": True,
+    }
+    assert removed.params["reply_markup"] == {"remove_keyboard": True}
+
+
 def test_one_loop_and_one_bot_for_many_messages(
     sender: TelegramSender, fake_api: FakeBotApi
 ) -> None:

@@ -17,7 +17,7 @@ from citoyen.channels.telegram_updates import (
     split_text,
 )
 from citoyen.engine.types import Input
-from tests.channels.telegram.conftest import FR_USER, Updates, fixture
+from tests.channels.telegram.conftest import BM_USER, FR_USER, Updates, fixture
 from tests.channels.telegram.fake_bot_api import TOKEN
 
 
@@ -159,6 +159,27 @@ def test_sticker_asks_the_question_again() -> None:
     parsed = parse_update(read(data))
     assert parsed.action == "again"
     assert parsed.media is None
+
+
+def test_own_contact_is_the_senders_number_never_in_a_repr() -> None:
+    parsed = parse_update(read(Updates().contact("+22376300001")))
+    assert (parsed.action, parsed.phone) == ("contact", "tel:+22376300001")
+    assert parsed.address == f"telegram:{FR_USER}" and parsed.input is None
+    assert "76300001" not in repr(parsed)  # a log line that prints it shows no number
+    data = Updates().contact("22376300001")
+    assert parse_update(read(data)).phone == "tel:+22376300001"  # Telegram's form: no "+"
+
+
+def test_someone_elses_contact_carries_no_number() -> None:
+    card = Updates().contact("+22376999999", user_id=BM_USER)
+    parsed = parse_update(read(card))
+    assert (parsed.action, parsed.phone) == ("contact", None)
+    del card["message"]["contact"]["user_id"]  # a card of someone not on Telegram
+    assert parse_update(read(card)).phone is None
+
+
+def test_own_contact_without_a_usable_number_asks_again() -> None:
+    assert parse_update(read(Updates().contact("12"))).action == "again"
 
 
 def test_callback_data_fits_telegram_limit() -> None:

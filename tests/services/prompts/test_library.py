@@ -64,10 +64,17 @@ def test_catalogue_lists_what_a_bambara_call_can_play(runtime: Runtime) -> None:
 
 def test_flows_only_a_typed_message_starts_are_not_prompts(runtime: Runtime) -> None:
     """APPEL, SUIVI, a thanks after a report: flows a call never runs, so their texts only ever
-    go by message (the call-back's answer); the call-back's opening is
+    go by message (the call-back's answer, its Telegram button); the call-back's opening is
     heard, and so are the report flow (incoming calls) and the survey (survey calls)."""
     keys = {s.key for s in catalogue(runtime.bundle, "bm")}
-    text_only = {"callback.answer", "report.follow_status", "report.after_report"}
+    text_only = {
+        "callback.answer",
+        "callback.ask_phone",
+        "callback.ask_phone.button",
+        "callback.ask_phone.invalid",
+        "report.follow_status",
+        "report.after_report",
+    }
     assert not keys & text_only, keys & text_only
     heard = {"callback.call_intro", "report.follow_status_call", "report.ask_reference",
              "report.addition_done", "perceived_safety.safe_after_dark"}  # fmt: skip
