@@ -407,7 +407,7 @@ def bench_database(kind: str, args: argparse.Namespace, pg_admin: str) -> None:
                     ports[name],
                     partial(_messages, path),
                     args.clients,
-                    args.seconds if name == "webhook" else args.baseline_seconds,
+                    args.paced_seconds if name == "webhook" else args.baseline_seconds,
                     args.rate,
                     base + 2_000_000,
                 )
@@ -448,6 +448,9 @@ def main() -> None:
     parser.add_argument(
         "--baseline-seconds", type=float, default=None, help="each run of the baseline (--seconds)"
     )
+    parser.add_argument(
+        "--paced-seconds", type=float, default=None, help="the webhook's paced run (--seconds)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternated peak runs per route")
     parser.add_argument("--rate", type=float, default=50, help="messages a second, paced run")
     parser.add_argument("--port", type=int, default=8917)
@@ -456,6 +459,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.baseline_seconds is None:
         args.baseline_seconds = args.seconds
+    if args.paced_seconds is None:
+        args.paced_seconds = args.seconds
     print(machine_line())
     for kind in args.db:
         if kind == "postgresql":
