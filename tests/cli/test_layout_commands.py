@@ -56,11 +56,13 @@ def test_flows_check_warns_about_each_file_of_the_layout_before_and_passes(
     result = invoke(before, "flows", "check")
     assert result.exit_code == 0, result.output
     for name in MOVED:
-        assert (
-            f"warning: flows/{name}: configuration in the flows folder is read for one more "
+        warning = (
+            f"flows/{name}: configuration in the flows folder is read for one more "
             f"release only: move it to {tmp_path / 'config' / name} (`citoyen flows "
             "migrate-layout` does)"
-        ) in said(result)
+        )
+        assert f"warning: {warning}" in said(result)
+        assert said(result).count(warning) == 1  # listed, not also logged
 
 
 def test_the_service_logs_the_layout_before_at_start(
