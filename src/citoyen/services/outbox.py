@@ -101,6 +101,10 @@ class RetryError(ValueError):
     """The row cannot be retried (it does not exist, or it has not failed)."""
 
 
+class NoSuchMessage(RetryError):
+    """There is no outbox row with this id."""
+
+
 @dataclass(frozen=True)
 class Retried:
     """A row put back in line, with the attempts and error it had, for the audit event."""
@@ -122,7 +126,7 @@ def retry(session: Session, outbox_id: int, now: datetime) -> Retried:
     """
     row = session.get(Outbox, outbox_id)
     if row is None:
-        raise RetryError(f"no outbox message {outbox_id}")
+        raise NoSuchMessage(f"no outbox message {outbox_id}")
     if row.status != "failed":
         raise RetryError(f"outbox message {outbox_id} is {row.status}, not failed")
     retried = Retried(row, row.attempts, row.error)

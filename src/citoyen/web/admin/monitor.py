@@ -27,7 +27,7 @@ from flask_babel import lazy_gettext as _l
 
 from citoyen.services import callbacks, casework, monitor, sendtime
 from citoyen.services.gateway_phones import phone_states
-from citoyen.services.outbox import RetryError, retry
+from citoyen.services.outbox import NoSuchMessage, RetryError, retry
 from citoyen.services.privacy import alias_label
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
 
@@ -166,6 +166,8 @@ def outbox_retry(outbox_id: int):  # type: ignore[no-untyped-def]
             abort(404)
         try:
             retried = retry(s, outbox_id, now)
+        except NoSuchMessage:
+            abort(404)
         except RetryError:
             flash(_("Only a failed message can be retried."), "error")
             return redirect(url_for("admin.outbox", status="failed"))
