@@ -25,7 +25,7 @@ Exactly once per phone: the gateway message id is derived from the outbox row's 
 and the app refuses a second message with the same id (409), which is taken as "already
 accepted". A retry after a lost answer therefore does not send twice on the same phone. The id
 is also the row's ``provider_id``, so the phone's ``sms:sent`` / ``sms:delivered`` /
-``sms:failed`` webhooks find the row (web/sms_gateway.py).
+``sms:failed`` webhooks find the row (services/gateway_inbound.py).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ survey invitation), so a message is queued if and only if its cause is committed
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,25 +101,39 @@ class RetryError(ValueError):
     """The row cannot be retried (it does not exist, or it has not failed)."""
 
 
-def retry(session: Session, outbox_id: int, now: datetime) -> Outbox:
+class NoSuchMessage(RetryError):
+    """There is no outbox row with this id."""
+
+
+@dataclass(frozen=True)
+class Retried:
+    """A row put back in line, with the attempts and error it had, for the audit event."""
+
+    row: Outbox
+    attempts_before: int
+    error_before: str | None
+
+
+def retry(session: Session, outbox_id: int, now: datetime) -> Retried:
     """Put a failed message back in line, to be sent at the worker's next pass.
 
     For a failure an operator has fixed (a provider outage, a wrong on-call number): the row goes
     back to ``pending`` with ``next_attempt_at = now`` and a fresh set of attempts (the
     dispatcher gives up on a row whose ``attempts`` reached its maximum, so keeping the count
     would make a retry of an exhausted row fail at once); the previous count and error are
-    returned in ``previous`` for the caller's audit event. Only failed rows qualify: retrying one
+    returned beside the row for the caller's audit event. Only failed rows qualify: retrying one
     that is pending, sending or sent could send a message twice. Flushes without committing.
     """
     row = session.get(Outbox, outbox_id)
     if row is None:
-        raise RetryError(f"no outbox message {outbox_id}")
+        raise NoSuchMessage(f"no outbox message {outbox_id}")
     if row.status != "failed":
         raise RetryError(f"outbox message {outbox_id} is {row.status}, not failed")
+    retried = Retried(row, row.attempts, row.error)
     row.status = "pending"
     row.next_attempt_at = now
     row.locked_until = None
     row.attempts = 0
     session.add(row)
     session.flush()
-    return row
+    return retried

@@ -25,10 +25,9 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from citoyen.models import Outbox
 from citoyen.services import callbacks, casework, monitor, sendtime
 from citoyen.services.gateway_phones import phone_states
-from citoyen.services.outbox import RetryError, retry
+from citoyen.services.outbox import NoSuchMessage, RetryError, retry
 from citoyen.services.privacy import alias_label
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
 
@@ -165,13 +164,11 @@ def outbox_retry(outbox_id: int):  # type: ignore[no-untyped-def]
     with writing() as s:
         if not monitor.outbox_visible(s, me, outbox_id):
             abort(404)
-        found = s.get(Outbox, outbox_id)
-        attempts_before, error_before = (found.attempts, found.error) if found else (None, None)
         try:
-            row = retry(s, outbox_id, now)
+            retried = retry(s, outbox_id, now)
+        except NoSuchMessage:
+            abort(404)
         except RetryError:
-            if s.get(Outbox, outbox_id) is None:
-                abort(404)
             flash(_("Only a failed message can be retried."), "error")
             return redirect(url_for("admin.outbox", status="failed"))
         casework.audit(
@@ -179,8 +176,8 @@ def outbox_retry(outbox_id: int):  # type: ignore[no-untyped-def]
             me,
             "outbox_retry",
             target_type="outbox",
-            target_id=row.id,
-            data={"attempts": attempts_before, "error": (error_before or "")[:200]},
+            target_id=retried.row.id,
+            data={"attempts": retried.attempts_before, "error": (retried.error_before or "")[:200]},
             now=now,
         )
     flash(_("Message %(id)s will be sent again shortly.", id=outbox_id))
