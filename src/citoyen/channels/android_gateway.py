@@ -37,12 +37,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
-from android_sms_gateway import APIClient, Message, TextMessage
-from android_sms_gateway.errors import APIError
-from android_sms_gateway.http import RequestsHttpClient
 
 from citoyen.channels.base import (
     OutboundMessage,
@@ -53,6 +50,12 @@ from citoyen.channels.base import (
 from citoyen.channels.mali_operators import operator_of
 from citoyen.channels.sms import SmsSender, scrub_numbers
 from citoyen.config import GatewayPhone
+
+if TYPE_CHECKING:
+    from android_sms_gateway import APIClient
+
+# The gateway's client is imported where it is used: it brings aiohttp and its async client
+# (about 19 MB), which the web workers, who only read the phones' webhooks, never need.
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,9 @@ class _TimeoutSession(requests.Session):
 
 def gateway_client(phone: GatewayPhone, timeout: float = GATEWAY_TIMEOUT_SECONDS) -> APIClient:
     """The project's client for one phone: basic auth with the app's login, or a token."""
+    from android_sms_gateway import APIClient
+    from android_sms_gateway.http import RequestsHttpClient
+
     http = RequestsHttpClient(_TimeoutSession(timeout))
     return APIClient(phone.login, phone.password, base_url=phone.url, http=http)
 
@@ -222,6 +228,9 @@ class AndroidGatewaySender(SmsSender):
     def _send_on(self, phone: Phone, to: str, body: str, message_id: str) -> bool:
         """Send on one phone (its lock held): True when it took the message, False when the
         phone is in trouble (it is then marked down); PermanentSendError for a bad message."""
+        from android_sms_gateway import Message, TextMessage
+        from android_sms_gateway.errors import APIError
+
         request = Message(
             phone_numbers=[to],
             text_message=TextMessage(text=body),
