@@ -59,6 +59,7 @@ CLOCK_TESTS = (
     "tests/services/test_outbox.py",
     "tests/web/test_admin_access.py",
     "tests/web/test_admin_dashboard.py",
+    "tests/web/test_admin_outbox_quiet_hours.py",
     "tests/web/test_admin_transparency.py",
     "tests/web/test_public.py",
 )
