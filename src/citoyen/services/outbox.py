@@ -2,7 +2,8 @@
 
 A row is written in the same transaction as whatever caused it (a report, a status change, a
 survey invitation), so a message is queued if and only if its cause is committed. The
-``idempotency_key`` makes queueing the same message twice a no-op.
+``idempotency_key`` makes queueing the same message twice a no-op. A survey's rows carry its
+window (``quiet_hours``): the dispatcher sends them only inside it (docs/outbox.md).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ def queued_row(
     kind: str = "reply",
     now: datetime,
     send_at: datetime | None = None,
+    quiet_hours: str | None = None,
 ) -> dict[str, Any]:
     """The columns of a newly queued message (what :func:`enqueue` and :func:`enqueue_many`
-    insert), to be sent from ``send_at`` (default: ``now``)."""
+    insert), to be sent from ``send_at`` (default: ``now``), and only inside ``quiet_hours``
+    (a survey's window, :func:`citoyen.services.quiet_hours.spec`) when given."""
     if contact_id is None and address_enc is None:
         raise ValueError("an outbox message needs a contact or an address")
     return {
@@ -46,6 +49,7 @@ def queued_row(
         "status": "pending",
         "attempts": 0,
         "next_attempt_at": send_at or now,
+        "quiet_hours": quiet_hours,
         "created_at": now,
     }
 
@@ -72,6 +76,8 @@ def enqueue(
     address_enc: str | None = None,
     kind: str = "reply",
     now: datetime | None = None,
+    send_at: datetime | None = None,
+    quiet_hours: str | None = None,
 ) -> Outbox:
     """Queue one message (to a contact, or to an encrypted address such as an on-call phone).
 
@@ -88,6 +94,8 @@ def enqueue(
         address_enc=address_enc,
         kind=kind,
         now=now or datetime.now(UTC),
+        send_at=send_at,
+        quiet_hours=quiet_hours,
     )
     row = session.scalars(
         insert_or_skip(session, Outbox, ["idempotency_key"]).values(**values).returning(Outbox)

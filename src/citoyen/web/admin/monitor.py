@@ -7,8 +7,9 @@ the messages about reports of their queues only (the ``report`` reference every 
 reply and alert carries in its payload); administrators see every row.
 
 Below the rows: how long the queued messages will take to send per channel, at the configured
-rates, phones and quiet hours (:func:`citoyen.services.sendtime.estimate`, the figures
-``citoyen survey run --dry-run`` prints), and, for administrators, the call-backs citizens asked
+rates, phones and quiet hours, with the survey messages waiting for their hours to open
+(:func:`citoyen.services.sendtime.estimate`, the figures ``citoyen survey run --dry-run``
+prints), and, for administrators, the call-backs citizens asked
 for: counts per state, today's calls against the budget, the latest requests by alias (never a
 number) with the report their call made.
 
