@@ -129,14 +129,21 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def _pg_schema_url() -> Iterator[str]:
+def pg_url_or_skip() -> str:
+    """``PG_URL`` when its server answers; else the test is skipped (failed under
+    ``CITOYEN_REQUIRE_POSTGRES=1``, as in CI), with the reason."""
     problem = _pg_reachable()
     if problem:
         message = f"PostgreSQL unreachable at {PG_URL}: {problem}"
         if REQUIRE_PG:
             pytest.fail(message + " (CITOYEN_REQUIRE_POSTGRES=1)", pytrace=False)
         pytest.skip(message)
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def _pg_schema_url() -> Iterator[str]:
+    pg_url_or_skip()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:
