@@ -199,10 +199,13 @@ class AndroidGatewaySender(SmsSender):
         for round_ in range(2):
             waits: list[float] = []
             for phone in self.candidates(to):
-                now = self.clock()
-                if now - started + GATEWAY_TIMEOUT_SECONDS > SEND_BUDGET_SECONDS:
-                    break  # out of time for this send: the row is tried again
                 with phone.lock:
+                    # The time is read with the phone in hand: a send that waited for another
+                    # one on this phone counts that wait, in its budget and in the phone's
+                    # tokens (read before, it saw a busy phone and went off-net).
+                    now = self.clock()
+                    if now - started + GATEWAY_TIMEOUT_SECONDS > SEND_BUDGET_SECONDS:
+                        break  # out of time for this send: the row is tried again
                     if phone.down_until > now:
                         continue
                     wait = phone.wait_for_token(now)

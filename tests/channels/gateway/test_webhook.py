@@ -20,16 +20,8 @@ from citoyen.channels.sms import MAX_SEGMENTS
 from citoyen.engine.sms import segments
 from citoyen.models import Area, Message, Outbox, QueueEntry, Report
 from citoyen.services.dispatch import dispatch_once
-from tests.channels.gateway.conftest import (
-    DEVICE_ID,
-    MOOV_NUMBER,
-    ORANGE_NUMBER,
-    SIGNING_KEY,
-    envelope,
-    post,
-    received,
-    sign,
-)
+from tests.channels.gateway.conftest import MOOV_NUMBER, ORANGE_NUMBER, post
+from tests.channels.gateway.fake_gateway import DEVICE_ID, SIGNING_KEY, envelope, received, sign
 from tests.channels.sms.conftest import count, counts, words
 from tests.channels.sms.test_webhook import CATEGORIES, DESCRIPTIONS, contact_of
 from tests.security.conftest import FUZZ, report_statuses, snapshot
