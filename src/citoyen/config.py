@@ -349,6 +349,14 @@ class Settings(BaseSettings):
         description="Call-back calls ringing or in progress at once.",
     )
 
+    callback_machine_detection: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("CITOYEN_CALLBACK_MACHINE_DETECTION"),
+        description="Ask Twilio who answers a call-back (answering machine detection): a "
+        "voicemail or fax is hung up on and called again later. Costs a few seconds of silence "
+        "at the start of each call and Twilio's per-call AMD charge.",
+    )
+
     @field_validator("callback_hours")
     @classmethod
     def _callback_window(cls, value: str) -> str:

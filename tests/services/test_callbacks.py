@@ -194,6 +194,73 @@ def test_busy_and_unanswered_calls_are_retried_then_fail(runtime, twilio, calls_
     assert place_due_calls(runtime, third_time + timedelta(hours=1), calls_api) == {}
 
 
+def test_a_machine_is_hung_up_on_counts_as_no_answer_then_fails(runtime, twilio, calls_api) -> None:
+    """Answering machine detection: a voicemail or a fax is not a person; the call is hung up
+    and tried again within the rules, and staff see why."""
+    known(runtime, ALICE)
+    sms(runtime, ALICE, "APPEL", MORNING)
+    now = MORNING
+    for attempt, answered_by in enumerate(("machine_start", "fax", "machine_start"), start=1):
+        assert place_due_calls(runtime, now, calls_api) == {"placed": 1}
+        assert twilio.placed[-1]["MachineDetection"] == ["Enable"]
+        row = requests(runtime)[0]
+        sid = row.call_sid or ""
+        assert status(runtime, row, "ringing", now) == "ringing"
+        reply = callback_calls.answered(runtime, row.id, sid, now, answered_by=answered_by)  # type: ignore[arg-type]
+        assert reply is not None and reply.prompts == []  # nothing said: <Hangup/>
+        again = callback_calls.answered(runtime, row.id, sid, now, answered_by=answered_by)  # type: ignore[arg-type]
+        assert again is not None and again.prompts == []  # Twilio retrying: the same
+        form = {"CallSid": sid, "CallStatus": "completed", "AnsweredBy": answered_by}
+        assert callback_calls.call_status(runtime, row.id, form, now) is None  # type: ignore[arg-type]
+        row = requests(runtime)[0]
+        assert (row.reason, row.attempts, row.conversation_id) == ("machine", attempt, None)
+        if attempt < 3:
+            assert row.status == "requested"
+            assert row.due_at == now + timedelta(minutes=15)
+            now = row.due_at
+    assert (row.status, row.call_status) == ("failed", "machine")
+    with Session(runtime.engine) as session:
+        [seen] = summary(session, runtime.settings, now).latest
+    assert (seen.status, seen.reason, seen.attempts) == ("failed", "machine", 3)
+
+
+def test_a_machine_heard_of_only_by_the_status_callback_is_no_answer(
+    runtime, twilio, calls_api
+) -> None:
+    known(runtime, ALICE)
+    sms(runtime, ALICE, "APPEL", MORNING)
+    place_due_calls(runtime, MORNING, calls_api)
+    row = requests(runtime)[0]
+    form = {"CallSid": row.call_sid or "", "AnsweredBy": "machine_start"}
+    answered = {**form, "CallStatus": "in-progress"}
+    assert callback_calls.call_status(runtime, row.id, answered, MORNING) is None  # type: ignore[arg-type]
+    assert requests(runtime)[0].status == "placed"  # not answered by a person
+    done = {**form, "CallStatus": "completed"}
+    assert callback_calls.call_status(runtime, row.id, done, MORNING) == "retry"  # type: ignore[arg-type]
+    assert (requests(runtime)[0].status, requests(runtime)[0].reason) == ("requested", "machine")
+
+
+def test_a_person_or_an_unknown_answer_runs_the_ivr(runtime, twilio, calls_api) -> None:
+    for number in (ALICE, BOB):
+        known(runtime, number)
+        sms(runtime, number, "APPEL", MORNING)
+    place_due_calls(runtime, MORNING, calls_api)
+    for row, answered_by in zip(requests(runtime), ("human", "unknown"), strict=True):
+        reply = callback_calls.answered(runtime, row.id, row.call_sid or "", MORNING, answered_by)  # type: ignore[arg-type]
+        assert reply is not None and reply.prompts[0].text == "callback.call_intro"
+    assert [r.status for r in requests(runtime)] == ["answered", "answered"]
+
+
+def test_machine_detection_can_be_switched_off(runtime, twilio, calls_api) -> None:
+    """CITOYEN_CALLBACK_MACHINE_DETECTION=false: no AMD asked (no delay, no charge), and a
+    voicemail that picks up counts as answered, as before."""
+    runtime.settings = runtime.settings.model_copy(update={"callback_machine_detection": False})
+    known(runtime, ALICE)
+    sms(runtime, ALICE, "APPEL", MORNING)
+    assert place_due_calls(runtime, MORNING, calls_api) == {"placed": 1}
+    assert "MachineDetection" not in twilio.placed[0]
+
+
 def test_a_retry_that_falls_at_night_waits_for_the_morning(runtime, twilio, calls_api) -> None:
     evening = datetime(2026, 11, 28, 19, 50, tzinfo=UTC)
     known(runtime, ALICE)

@@ -287,3 +287,25 @@ def test_admins_see_call_backs_by_alias_never_by_number(app: Flask, rt: Runtime,
     # Coordinators see their queues' messages, not every citizen's call-backs.
     coordinator = sign_in(app, "coord@example.org", "coordinator", area="ML-BKO")
     assert 'id="callbacks-title"' not in coordinator.get("/admin/outbox").get_data(as_text=True)
+
+
+def test_a_call_back_a_machine_answered_says_so(app: Flask, rt: Runtime, scene) -> None:
+    from citoyen.models import CallbackRequest
+
+    with write_session(rt.engine) as s:
+        s.add(
+            CallbackRequest(
+                request_key="conversation:machine",
+                contact_id=scene["bko"].contact_id,
+                source="telegram",
+                status="requested",
+                reason="machine",
+                attempts=1,
+                due_at=NOW,
+                requested_at=NOW,
+            )
+        )
+    html = sign_in(app, "admin@example.org", "admin").get("/admin/outbox").get_data(as_text=True)
+    row = re.search(r'<tr data-callback="\d+">(.*?)</tr>', html, re.S)
+    assert row is not None
+    assert "answering machine or fax" in row[1] and "telegram" in row[1]

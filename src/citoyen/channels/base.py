@@ -160,6 +160,12 @@ def copy_limited(chunks: Iterable[bytes], dest: BinaryIO, limit: int = MAX_MEDIA
 
 
 class CallPlacer(Protocol):
-    """Places one call; returns its CallSid. Raises Transient/PermanentSendError."""
+    """Places one call; returns its CallSid. Raises Transient/PermanentSendError.
 
-    def create(self, to: str, url: str, status_callback: str) -> str: ...
+    ``machine_detection``: the provider tells the answer request who picked up (a person, an
+    answering machine, a fax), so that a voicemail is hung up on instead of hearing the menu.
+    """
+
+    def create(
+        self, to: str, url: str, status_callback: str, *, machine_detection: bool = False
+    ) -> str: ...

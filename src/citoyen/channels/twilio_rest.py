@@ -123,11 +123,18 @@ class TwilioCallPlacer:
         self.client = Client(account_sid, auth_token, http_client=http_client)
         self.from_number = from_number
 
-    def create(self, to: str, url: str, status_callback: str) -> str:
+    def create(
+        self, to: str, url: str, status_callback: str, *, machine_detection: bool = False
+    ) -> str:
+        """Place the call. ``machine_detection``: Twilio's answering machine detection,
+        synchronous, in its ``Enable`` mode: the answer request (``url``) waits until Twilio
+        has heard who picked up and carries ``AnsweredBy`` (``human``, ``machine_start``,
+        ``fax`` or ``unknown``); docs/voice.md, "Answering machines"."""
         from twilio.base.exceptions import TwilioException, TwilioRestException
 
         from citoyen.channels.sms import map_twilio_error
 
+        amd: dict[str, Any] = {"machine_detection": "Enable"} if machine_detection else {}
         try:
             call = self.client.calls.create(
                 to=to,
@@ -138,6 +145,7 @@ class TwilioCallPlacer:
                 status_callback_method="POST",
                 status_callback_event=["initiated", "ringing", "answered", "completed"],
                 timeout=30,  # seconds of ringing before no-answer
+                **amd,
             )
         except TwilioRestException as exc:
             raise map_twilio_error(exc) from None

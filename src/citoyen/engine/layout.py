@@ -22,6 +22,8 @@ from pathlib import Path
 from citoyen.engine.problems import Problem
 
 CONFIG_DIR_NAME = "config"
+# Survey definitions, in the flows folder (citoyen.services.surveys.definitions).
+SURVEYS_DIR = "surveys"
 SETTINGS_FILE = "settings.yaml"
 STAKEHOLDERS_FILE = "stakeholders.yaml"
 ROUTING_FILE = "routing.yaml"

@@ -9,7 +9,7 @@ reading code. ``check`` returns every problem; ``load_bundle`` refuses to start 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml.error import YAMLError
 
 from citoyen.engine import sms, sms_budget, textnorm
-from citoyen.engine.layout import LEGACY_NAMES, SETTINGS_FILE, Layout
+from citoyen.engine.layout import LEGACY_NAMES, SETTINGS_FILE, SURVEYS_DIR, Layout
 from citoyen.engine.problems import Level, Problem
 from citoyen.engine.refcodes import parse_reference
 from citoyen.engine.schema import (
@@ -117,6 +117,12 @@ class Bundle:
     settings: Settings
     catalog: Catalog
     warnings: list[Problem] = field(default_factory=list)
+    # The flows survey calls run (the surveys of flows/surveys/ that call): heard on calls.
+    survey_flows: frozenset[str] = frozenset()
+
+    def call_flows(self) -> list[Flow]:
+        """The flows a call can run (:func:`call_flows`)."""
+        return call_flows(self.flows, self.survey_flows)
 
     def flow_for(
         self,
@@ -198,14 +204,67 @@ def requests_callback(flow: Flow) -> bool:
     )
 
 
-def voice_keys(flows: Mapping[str, Flow]) -> list[str]:
-    """Every text key a call can play: the engine's voice texts, then each flow's node and
-    option texts, in file order without repeats (the prompt library's catalogue), and the
-    opening of an answered call-back when a flow asks for them."""
-    keys: dict[str, None] = dict.fromkeys(VOICE_SYSTEM_KEYS)
+def _flow_with(flows: Mapping[str, Flow], kind: str) -> Flow | None:
     for flow in flows.values():
-        for name, node in flow.nodes.items():
-            keys.update(dict.fromkeys(k for k, _path in _texts(name, node)))
+        if any(t.kind == kind and getattr(t, kind) for t in flow.triggers):
+            return flow
+    return None
+
+
+def call_flows(flows: Mapping[str, Flow], called: Iterable[str] = ()) -> list[Flow]:
+    """The flows a call can run, in file order: the one an incoming call starts (its
+    ``incoming_call`` trigger; without one, the ``first_contact`` and ``default`` flows, or the
+    first flow, as the conversation service falls back) and ``called``, those the server starts
+    on a call (survey calls: :func:`survey_flows`).
+
+    Every other flow is started by a typed message only (a keyword, a message about a recent
+    report: a call sends neither), so its texts are only ever sent as text.
+    """
+    incoming = _flow_with(flows, "incoming_call")
+    if incoming is not None:
+        starts = [incoming]
+    else:
+        starts = [f for f in (_flow_with(flows, k) for k in ("first_contact", "default")) if f]
+        starts = starts or list(flows.values())[:1]
+    ids = {flow.id for flow in starts} | set(called)
+    return [flow for flow in flows.values() if flow.id in ids]
+
+
+def survey_flows(flows_dir: Path) -> frozenset[str]:
+    """The flows survey calls run: the ``flow`` of each ``<flows>/surveys/*.yaml`` whose
+    ``channels`` include ``voice``.
+
+    Read leniently, these two fields only: :mod:`citoyen.services.surveys.definitions`
+    validates survey files and reports their problems; a file it would refuse counts here as
+    well as it can (a prompt too many in the catalogue is better than one missing).
+    """
+    folder = Path(flows_dir) / SURVEYS_DIR
+    found: set[str] = set()
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        try:
+            tree = plain(read_yaml(path))
+        except (YAMLError, OSError, ValueError):
+            continue
+        if not isinstance(tree, dict):
+            continue
+        channels, flow = tree.get("channels"), tree.get("flow")
+        if isinstance(channels, list) and "voice" in channels and isinstance(flow, str):
+            found.add(flow)
+    return frozenset(found)
+
+
+def voice_keys(flows: Mapping[str, Flow], called: Iterable[str] = ()) -> list[str]:
+    """Every text key a call can play (the prompt library's catalogue), without repeats: the
+    engine's voice texts, then in file order the node and option texts of each flow a call can
+    run (:func:`call_flows`; ``called``: the flows survey calls run) and, for a flow that asks
+    for call-backs, the opening of the answered call-back (the flow itself runs on text
+    channels: a caller is already on the phone)."""
+    keys: dict[str, None] = dict.fromkeys(VOICE_SYSTEM_KEYS)
+    heard = {flow.id for flow in call_flows(flows, called)}
+    for flow in flows.values():
+        if flow.id in heard:
+            for name, node in flow.nodes.items():
+                keys.update(dict.fromkeys(k for k, _path in _texts(name, node)))
         if requests_callback(flow):
             keys[CALLBACK_INTRO] = None
     return list(keys)
@@ -401,6 +460,7 @@ class _Checker:
         self.default_language: str | None = None
         self.emergency: dict[str, str] = {}
         self.flows: dict[str, tuple[Flow, _Source]] = {}
+        self.survey_flows = survey_flows(self.flows_dir)
         self.audio = True
 
     def add(
@@ -422,7 +482,7 @@ class _Checker:
         if self.settings is not None:
             flows = {flow.id: flow for flow, _src in self.flows.values()}
             warnings = [p for p in self.problems if p.level == "warning"]
-            bundle = Bundle(flows, self.settings, self.catalog, warnings)
+            bundle = Bundle(flows, self.settings, self.catalog, warnings, self.survey_flows)
         return self.problems, bundle
 
     def _read(self, path: Path, file: str) -> _Source | None:
@@ -812,7 +872,9 @@ class _Checker:
 
     def _check_audio(self) -> None:
         cat = self.catalog
-        keys = voice_keys({flow.id: flow for flow, _source in self.flows.values()})
+        keys = voice_keys(
+            {flow.id: flow for flow, _source in self.flows.values()}, self.survey_flows
+        )
         for lang in self._languages():
             if cat.meta(lang).tts:
                 continue

@@ -28,6 +28,9 @@ retry, or failed, or cancelled. Why each rule:
 - **Retries**: busy, no answer and failed calls are tried again ``CITOYEN_CALLBACK_RETRY_MINUTES``
   later (within the hours), up to ``CITOYEN_CALLBACK_MAX_ATTEMPTS`` calls; at most
   ``CITOYEN_CALLBACK_MAX_CONCURRENT`` are in flight at once.
+- **Answering machines** (``CITOYEN_CALLBACK_MACHINE_DETECTION``, on by default): Twilio says
+  who picked up; a voicemail or a fax is hung up on and counts as no answer (a retry), so the
+  request is not spent on a machine that would have heard the menu.
 
 The policy comes from the runtime's settings, registered per database by :func:`install`
 (the effect is applied deep inside a conversation step, which knows the session, not the
@@ -60,6 +63,12 @@ TIMEZONE = ZoneInfo("Africa/Bamako")
 OPEN = ("requested", "placed")
 STATUSES = ("requested", "placed", "answered", "failed", "cancelled")
 RETRY = frozenset({"busy", "no-answer", "failed", "canceled"})
+# Twilio's AnsweredBy values for what is not a person ("Enable" gives machine_start and fax;
+# the machine_end_* values come with "DetectMessageEnd"). human and unknown go on: a person who
+# says nothing is "unknown", and is better talked to than hung up on.
+MACHINE = frozenset(
+    {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
+)
 RINGING = frozenset({"queued", "initiated", "ringing"})
 # A request the budget or the hours kept from being called for this long is cancelled: a call
 # a day late is no answer to "call me".
@@ -84,6 +93,7 @@ class CallbackPolicy:
     max_concurrent: int
     can_call: bool  # Twilio credentials and a caller number are configured
     from_number: str = ""  # the number the call comes from (the citizen is told it)
+    machine_detection: bool = True  # ask Twilio who answers (CITOYEN_CALLBACK_MACHINE_DETECTION)
     zone: ZoneInfo = TIMEZONE
 
     @classmethod
@@ -98,6 +108,7 @@ class CallbackPolicy:
             max_concurrent=settings.callback_max_concurrent,
             can_call=bool(settings.twilio_enabled and settings.twilio_from_number),
             from_number=settings.twilio_from_number or "",
+            machine_detection=settings.callback_machine_detection,
         )
 
     def local_day(self, moment: datetime) -> date:
@@ -368,7 +379,9 @@ def _place(
             from citoyen.channels.sms import phone_number
 
             to = phone_number(runtime.vault.decrypt(address_enc))
-            sid = placer.create(to, url, status_callback)
+            sid = placer.create(
+                to, url, status_callback, machine_detection=policy.machine_detection
+            )
             values = {"call_sid": sid, "call_status": "queued"}
             done["placed"] += 1
             log.info("call-back %d to %s placed (call %d)", request_id, alias_label(alias), attempt)

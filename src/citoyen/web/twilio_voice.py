@@ -13,7 +13,8 @@ Routes (all POSTs Twilio-signed; a failed check is a 403 before anything is read
   (busy, no-answer and failed calls are retried later).
 - ``POST /twilio/voice/callback?request=ID``: a call-back we placed was answered (the citizen
   asked for it, :mod:`citoyen.services.callbacks`); turn 0 of the report IVR, as an incoming
-  call. ``POST /twilio/voice/callback-status?request=ID``: its status callbacks (retries).
+  call, or ``<Hangup/>`` when ``AnsweredBy`` says a machine answered.
+  ``POST /twilio/voice/callback-status?request=ID``: its status callbacks (retries).
 - ``GET /audio/<lang>/<file>``: recorded prompts for ``<Play>``, from the prompt library
   (``CITOYEN_PROMPTS_DIR``) or the shipped ``locales/<lang>/audio/``.
 
@@ -288,11 +289,13 @@ def survey_call_status() -> Response:
 @bp.post("/twilio/voice/callback")
 @require_twilio_signature
 def callback_call() -> Response:
-    """A call-back we placed was answered: the report IVR starts, as for an incoming call."""
+    """A call-back we placed was answered: the report IVR starts, as for an incoming call; a
+    machine (``AnsweredBy``, answering machine detection) is hung up on."""
     from citoyen.services import callback_calls
 
     request_id = _id_arg("request")
-    reply = callback_calls.answered(_runtime(), request_id, _call_sid())
+    answered_by = request.form.get("AnsweredBy")
+    reply = callback_calls.answered(_runtime(), request_id, _call_sid(), answered_by=answered_by)
     if reply is None:
         abort(404)  # not a call we placed for this request
     return _twiml(reply, 0)

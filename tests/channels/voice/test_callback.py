@@ -66,8 +66,8 @@ class CallBack(Call):
             **extra,
         }
 
-    def answer(self, request_id: int):  # type: ignore[no-untyped-def]
-        return self.post(f"/twilio/voice/callback?request={request_id}", self.params())
+    def answer(self, request_id: int, **extra: str):  # type: ignore[no-untyped-def]
+        return self.post(f"/twilio/voice/callback?request={request_id}", self.params(**extra))
 
     def status(self, request_id: int, value: str):  # type: ignore[no-untyped-def]
         form = {
@@ -214,3 +214,34 @@ def test_a_busy_line_is_called_again_and_webhooks_refuse_what_is_not_ours(
     assert the_request(runtime).status == "placed"
     heard = CallBack(client, CALLER, sid=the_request(runtime).call_sid).answer(row.id)
     assert heard.said[0] == say(runtime, "callback.call_intro", "en")
+
+
+def test_a_voicemail_is_hung_up_on_and_the_citizen_called_again(
+    client: FlaskClient, runtime: Runtime, twilio: FakeCalls, calls_api, clock
+) -> None:
+    phone = Phone(client, CALLER)
+    phone.say("APPEL")
+    phone.say("1")
+    assert place_due_calls(runtime, placer=calls_api) == {"placed": 1}
+    assert twilio.placed[0]["MachineDetection"] == ["Enable"]  # Twilio tells who picks up
+    row = the_request(runtime)
+    voicemail = CallBack(client, CALLER, sid=row.call_sid)
+    assert voicemail.status(row.id, "ringing").status_code == 204
+    heard = voicemail.answer(row.id, AnsweredBy="machine_start")
+    assert [verb.tag for verb in heard.root] == ["Hangup"]  # not a word to a machine
+    row = the_request(runtime)
+    assert (row.status, row.reason, row.conversation_id) == ("requested", "machine", None)
+    assert row.due_at >= MORNING + timedelta(minutes=15)
+    assert voicemail.status(row.id, "completed").status_code == 204
+    assert the_request(runtime).status == "requested"
+    assert reports(runtime) == []
+
+    # The next call: a person answers, the report IVR runs.
+    assert place_due_calls(runtime, row.due_at, calls_api) == {"placed": 1}
+    person = CallBack(client, CALLER, sid=the_request(runtime).call_sid)
+    heard = person.answer(row.id, AnsweredBy="human")
+    assert heard.said[:2] == [
+        say(runtime, "callback.call_intro", "fr"),
+        say(runtime, "report.welcome", "fr"),
+    ]
+    assert (the_request(runtime).status, the_request(runtime).attempts) == ("answered", 2)

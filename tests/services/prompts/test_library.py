@@ -62,6 +62,18 @@ def test_catalogue_lists_what_a_bambara_call_can_play(runtime: Runtime) -> None:
     assert "17" in welcome.text and "{police}" not in welcome.text  # numbers are recorded
 
 
+def test_flows_only_a_typed_message_starts_are_not_prompts(runtime: Runtime) -> None:
+    """APPEL, SUIVI, a thanks after a report: flows a call never runs, so their texts only ever
+    go by message (the call-back's answer); the call-back's opening is
+    heard, and so are the report flow (incoming calls) and the survey (survey calls)."""
+    keys = {s.key for s in catalogue(runtime.bundle, "bm")}
+    text_only = {"callback.answer", "report.follow_status", "report.after_report"}
+    assert not keys & text_only, keys & text_only
+    heard = {"callback.call_intro", "report.follow_status_call", "report.ask_reference",
+             "report.addition_done", "perceived_safety.safe_after_dark"}  # fmt: skip
+    assert heard <= keys, heard - keys
+
+
 def test_coverage_and_staleness_from_a_fixture_library(runtime: Runtime, staff: User) -> None:
     store_upload(runtime, "bm", "report.danger", wav(1.2), "danger.wav", user_id=staff.id)
     store_upload(runtime, "bm", "report.welcome", mp3(4.0), "welcome.mp3", user_id=None)

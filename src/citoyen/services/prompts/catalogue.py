@@ -1,8 +1,10 @@
 """Which prompts a deployment needs: every text a call can play, per language, with its hash.
 
-The list comes from the flows themselves (engine voice texts, then each flow's questions and menu
-options, in file order), so adding a question to a flow adds a prompt to record without anyone
-maintaining a list. Menu lines are recorded in parts (docs/voice.md, "Recording files"): an
+The list comes from the flows themselves (engine voice texts, then the questions and menu options
+of each flow a call can run, in file order), so adding a question to a flow adds a prompt to
+record without anyone maintaining a list. A flow only a typed message starts (a keyword such as
+SUIVI or APPEL, a message after a report) is never heard on a call: its texts are not prompts
+(:func:`citoyen.engine.loader.call_flows`). Menu lines are recorded in parts (docs/voice.md, "Recording files"): an
 option's own text plus ``system.voice_option.<n>`` ("..., press n") for each position a menu
 uses, and ``system.language_option.<n>`` for the position of the language in the language menu.
 
@@ -15,7 +17,7 @@ is *stale*.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +45,10 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _max_options(flows: Mapping[str, Any]) -> int:
+def _max_options(flows: Sequence[Any]) -> int:
     sizes = [
         len(node.options)
-        for flow in flows.values()
+        for flow in flows
         for node in flow.nodes.values()
         if isinstance(node, ChoiceNode)
     ]
@@ -57,9 +59,9 @@ def prompt_keys(bundle: Any, lang: str) -> list[tuple[str, str, dict[str, Any]]]
     """``(recording key, text key, extra values)`` a call in ``lang`` can play, in order."""
     enabled = list(bundle.settings.languages.enabled)
     out: list[tuple[str, str, dict[str, Any]]] = []
-    for key in voice_keys(bundle.flows):
+    for key in voice_keys(bundle.flows, bundle.survey_flows):
         if key == VOICE_OPTION:
-            for n in range(1, _max_options(bundle.flows) + 1):
+            for n in range(1, _max_options(bundle.call_flows()) + 1):
                 out.append((f"{VOICE_OPTION}.{n}", VOICE_OPTION, {"n": n, "label": "…"}))
         elif key == LANGUAGE_OPTION:
             if lang in enabled:

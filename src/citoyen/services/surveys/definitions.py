@@ -27,12 +27,12 @@ from pydantic import (
 )
 from ruamel.yaml import YAMLError
 
+from citoyen.engine.layout import SURVEYS_DIR
 from citoyen.engine.loader import Problem, _pydantic_problems, _Source, plain
 from citoyen.engine.schema import ChoiceNode, duration_seconds
 from citoyen.i18n import read_yaml, yaml_error_line
 from citoyen.services.quiet_hours import spec
 
-SURVEYS_DIR = "surveys"
 TIMEZONE = "Africa/Bamako"
 CHANNELS: tuple[str, ...] = ("sms", "telegram", "voice")
 

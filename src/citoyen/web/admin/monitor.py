@@ -67,6 +67,7 @@ WORDS = {
     "cancelled": _l("cancelled"),
     "busy": _l("busy"),
     "no-answer": _l("no answer"),
+    "machine": _l("answering machine or fax"),
     "expired": _l("not called within a day"),
     "stopped": _l("citizen stopped"),
     "blocked": _l("sender blocked"),
