@@ -1,11 +1,13 @@
 """Bench-sized fuzzing of every webhook endpoint (>= 10,000 cases each), by hand, not in CI.
 
-Runs tests/security/test_fuzz_webhooks.py with ``CITOYEN_FUZZ_EXAMPLES`` raised (default 10,000)
-on SQLite (``--postgres`` for PostgreSQL too), then prints the time taken and the spread of
-status codes per endpoint as a Markdown table. The invariants are the test's: no 5xx, and a
+Runs the fuzz tests with ``CITOYEN_FUZZ_EXAMPLES`` raised (default 10,000) on SQLite
+(``--postgres`` for PostgreSQL too): tests/security/test_fuzz_webhooks.py (every Twilio route and
+the Telegram webhook), the SMS gateway's webhook (tests/channels/gateway/test_webhook.py) and
+WhatsApp messages (tests/channels/whatsapp/test_inbound.py). Then it prints the time taken and
+the spread of status codes per endpoint as a Markdown table. The invariants are the test's: no 5xx, and a
 refused request leaves every table as it was. Record the figures in docs/security.md.
 
-It takes hours on a shared machine (17 endpoints): ``--report FILE`` keeps each endpoint's line
+It takes hours on a shared machine (21 endpoints): ``--report FILE`` keeps each endpoint's line
 as it finishes, so a run stopped early still has the figures of the endpoints it completed.
 
     .venv/bin/python bench/fuzz_webhooks.py [--examples 10000] [--postgres] [-k EXPR]
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+FUZZ_TESTS = "never_fail or never_give_a_5xx"
 
 
 def main() -> int:
@@ -45,11 +48,13 @@ def main() -> int:
         "no:cacheprovider",
         "--timeout=0",
         str(ROOT / "tests" / "security" / "test_fuzz_webhooks.py"),
+        str(ROOT / "tests" / "channels" / "gateway" / "test_webhook.py"),
+        str(ROOT / "tests" / "channels" / "whatsapp" / "test_inbound.py"),
         "-k",
-        "never_fail",
+        FUZZ_TESTS,
     ]
     if selection:
-        command[-1] = f"never_fail and ({selection})"
+        command[-1] = f"({FUZZ_TESTS}) and ({selection})"
     with tempfile.TemporaryDirectory() as tmp:
         report = args.report or Path(tmp) / "statuses.jsonl"
         env = {

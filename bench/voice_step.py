@@ -54,6 +54,7 @@ from webhook_sms import (
     TOKEN,
     Request,
     prepare_database,
+    print_minutes,
     run_load,
     start_server,
 )
@@ -229,12 +230,13 @@ def under_gunicorn(url: str, instance: Path, args: argparse.Namespace) -> None:
     server = start_server(url, instance, args.workers, args.port, app="voice_step:bench_app()")
     try:
         run_load(args.port, signed_calls, args.clients, 2, None, 9_000_000)  # warm-up
-        peak = run_load(args.port, signed_calls, args.clients, args.seconds, None, 1_000_000)
+        peak = run_load(args.port, signed_calls, args.clients, args.peak_seconds, None, 1_000_000)
         print(
             f"gunicorn {args.workers} sync workers, {args.clients} clients, closed loop: "
             f"{peak['rps']:.1f} req/s, {peak['errors']} errors of {peak['requests']}"
         )
         print_by_kind(peak["samples"])
+        print_minutes(peak)
         paced = run_load(args.port, signed_calls, args.clients, args.seconds, args.rate, 2_000_000)
         latencies = sorted(sample[1] * 1000 for sample in paced["samples"])
         print(
@@ -243,6 +245,7 @@ def under_gunicorn(url: str, instance: Path, args: argparse.Namespace) -> None:
             f"p99 {paced['p99_ms']:.1f} ms (max {latencies[-1]:.1f} ms)"
         )
         print_by_kind(paced["samples"])
+        print_minutes(paced)
         print_worker_rss(server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -256,13 +259,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="the Procfile's 2")
     parser.add_argument("--rate", type=float, default=20, help="steps a second, paced run")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=10, help="the paced run")
+    parser.add_argument(
+        "--peak-seconds", type=float, default=None, help="the closed-loop run (--seconds)"
+    )
     parser.add_argument("--port", type=int, default=8927)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
     parser.add_argument("--pg-db", default="citoyen_bench_voice", help="throwaway database's name")
     parser.add_argument("--no-gunicorn", action="store_true")
     parser.add_argument("--profile", type=Path, default=None, help="cProfile the in-process part")
     args = parser.parse_args()
+    if args.peak_seconds is None:
+        args.peak_seconds = args.seconds
     print(machine_line())
     for kind in args.db:
         with (

@@ -244,12 +244,14 @@ def _client(
 
     The requests are signed and encoded before the start (as many as the run can use at
     :data:`MAX_RATE`; more are made on the way only past that). Puts ``(samples, errors,
-    elapsed)``; a sample is ``(label, latency s, server ms or None)``.
+    elapsed, finished)``; a sample is ``(label, latency s, server ms or None)``, and
+    ``finished`` holds when each sample's answer came, in seconds from the start.
     """
     gen = source(client, sender_base)
     budget = int(seconds / interval) + 2 if interval else int(seconds * MAX_RATE)
     ready = [_wire(port, request) for request in itertools.islice(gen, budget)]
     samples: list[tuple[str, float, float | None]] = []
+    finished: list[float] = []
     errors = 0
     start.wait()  # every client has its requests ready
     t0 = time.perf_counter()
@@ -268,10 +270,12 @@ def _client(
         if interval is not None:
             sent = t0 + (i + phase) * interval  # the schedule, however late the send went out
         ok, server_ms = _post(port, wire)
-        samples.append((label, time.perf_counter() - sent, server_ms))
+        done = time.perf_counter()
+        samples.append((label, done - sent, server_ms))
+        finished.append(done - t0)
         errors += not ok
         i += 1
-    out.put((samples, errors, time.perf_counter() - t0))
+    out.put((samples, errors, time.perf_counter() - t0, finished))
 
 
 def run_load(
@@ -302,6 +306,10 @@ def run_load(
     server = sorted(s[2] for s in samples if s[2] is not None)
     qs = statistics.quantiles(server, n=100) if len(server) > 1 else [float("nan")] * 99
     # The message that completes a report (one in ten) does the most work: its own tail.
+    by_minute: dict[int, list[float]] = {}
+    for r in results:
+        for sample, at in zip(r[0], r[3], strict=True):
+            by_minute.setdefault(int(at // 60), []).append(sample[1] * 1000)
     report = sorted(s[2] for s in samples if s[0] == "report" and s[2] is not None)
     other = sorted(s[2] for s in samples if s[0] != "report" and s[2] is not None)
     return {
@@ -315,7 +323,29 @@ def run_load(
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
         "samples": samples,
+        # Per whole minute of the run: (answers a second, p99 ms); the last, partial minute and
+        # runs shorter than two minutes give none.
+        "minutes": [
+            (len(v) / 60, _p99(sorted(v)))
+            for m, v in sorted(by_minute.items())
+            if (m + 1) * 60 <= elapsed
+        ]
+        if elapsed >= 120
+        else [],
     }
+
+
+def print_minutes(result: dict[str, Any]) -> None:
+    """The run minute by minute, and the last full minute's throughput against the first's:
+    a database slowing down as dead rows pile up shows here, not in the run's totals."""
+    minutes = result["minutes"]
+    if not minutes:
+        return
+    print("  minute  req/s  p99 ms")
+    for m, (rps, p99) in enumerate(minutes, 1):
+        print(f"  {m:6d} {rps:6.1f} {p99:7.1f}")
+    first, last = minutes[0][0], minutes[-1][0]
+    print(f"  last minute / first: {last / first:.2f}")
 
 
 def _p99(values: list[float]) -> float:
@@ -360,7 +390,7 @@ def bench_database(kind: str, args: argparse.Namespace, pg_admin: str) -> None:
                         ports[name],
                         partial(_messages, path),
                         args.clients,
-                        args.seconds,
+                        args.seconds if name == "webhook" else args.baseline_seconds,
                         None,
                         base + r * 100_000,
                     )
@@ -370,13 +400,14 @@ def bench_database(kind: str, args: argparse.Namespace, pg_admin: str) -> None:
                         f"(p50 {peak['p50_ms']:.1f} ms, p99 {peak['p99_ms']:.1f} ms, "
                         f"{peak['errors']} errors of {peak['requests']})"
                     )
+                    print_minutes(peak)
                 ratios.append(peaks["webhook"][-1] / peaks["baseline"][-1])
             for name, path, base in routes:
                 paced = run_load(
                     ports[name],
                     partial(_messages, path),
                     args.clients,
-                    args.seconds,
+                    args.paced_seconds if name == "webhook" else args.baseline_seconds,
                     args.rate,
                     base + 2_000_000,
                 )
@@ -394,6 +425,7 @@ def bench_database(kind: str, args: argparse.Namespace, pg_admin: str) -> None:
                         else ""
                     )
                 )
+                print_minutes(paced)
             print(
                 f"ratio webhook/baseline at the peak: median {statistics.median(ratios):.2f} "
                 f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})"
@@ -412,13 +444,23 @@ def main() -> None:
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--workers", type=int, default=2, help="per app (the Procfile's 2)")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=10, help="each run of the webhook")
+    parser.add_argument(
+        "--baseline-seconds", type=float, default=None, help="each run of the baseline (--seconds)"
+    )
+    parser.add_argument(
+        "--paced-seconds", type=float, default=None, help="the webhook's paced run (--seconds)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternated peak runs per route")
     parser.add_argument("--rate", type=float, default=50, help="messages a second, paced run")
     parser.add_argument("--port", type=int, default=8917)
     parser.add_argument("--pg-admin", default=PG_ADMIN)
     parser.add_argument("--pg-db", default=PG_DB, help="a database name no one else uses")
     args = parser.parse_args()
+    if args.baseline_seconds is None:
+        args.baseline_seconds = args.seconds
+    if args.paced_seconds is None:
+        args.paced_seconds = args.seconds
     print(machine_line())
     for kind in args.db:
         if kind == "postgresql":

@@ -57,9 +57,11 @@ CLOCK_TESTS = (
     "tests/services/test_callbacks.py",
     "tests/services/test_conversations.py",
     "tests/services/test_dispatch.py",
+    "tests/services/test_dispatch_quiet_hours.py",
     "tests/services/test_outbox.py",
     "tests/web/test_admin_access.py",
     "tests/web/test_admin_dashboard.py",
+    "tests/web/test_admin_outbox_quiet_hours.py",
     "tests/web/test_admin_transparency.py",
     "tests/web/test_public.py",
 )
@@ -131,14 +133,21 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def _pg_schema_url() -> Iterator[str]:
+def postgres_or_skip() -> str:
+    """``PG_URL`` when its server answers; otherwise the test skips with the reason (fails under
+    ``CITOYEN_REQUIRE_POSTGRES=1``)."""
     problem = _pg_reachable()
     if problem:
         message = f"PostgreSQL unreachable at {PG_URL}: {problem}"
         if REQUIRE_PG:
             pytest.fail(message + " (CITOYEN_REQUIRE_POSTGRES=1)", pytrace=False)
         pytest.skip(message)
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def _pg_schema_url() -> Iterator[str]:
+    postgres_or_skip()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:

@@ -417,6 +417,9 @@ class Outbox(SQLModel, table=True):
     # The registration (scheduler_leases) of the worker holding a ``sending`` row: when it is
     # gone the row is due again without waiting for ``locked_until`` (docs/outbox.md).
     claimed_by: str | None = Field(default=None, max_length=40)
+    # A survey's window, "08:00-20:00 Africa/Bamako" (services.quiet_hours.spec): the row goes
+    # out only inside it, held until the next opening otherwise; None for every other message.
+    quiet_hours: str | None = Field(default=None, max_length=60)
     created_at: datetime = ts()
     sent_at: datetime | None = ts(nullable=True, default=False)
 

@@ -167,8 +167,9 @@ class Runtime:
     def session(self) -> Session:
         """A session on this runtime's database, for a face to hand to the services it calls:
         the faces never import the ORM themselves (a contract in pyproject.toml), so every
-        query stays in a service."""
-        return Session(self.engine)
+        query stays in a service. Rows read through it stay readable after the session ends
+        (the page renders them then), whether or not a service committed."""
+        return Session(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
         db.upgrade(self.settings.resolved_database_url)

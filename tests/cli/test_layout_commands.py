@@ -5,8 +5,11 @@ it to the configuration folder (CITOYEN_CONFIG_DIR)."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,11 +59,36 @@ def test_flows_check_warns_about_each_file_of_the_layout_before_and_passes(
     result = invoke(before, "flows", "check")
     assert result.exit_code == 0, result.output
     for name in MOVED:
-        assert (
-            f"warning: flows/{name}: configuration in the flows folder is read for one more "
+        warning = (
+            f"flows/{name}: configuration in the flows folder is read for one more "
             f"release only: move it to {tmp_path / 'config' / name} (`citoyen flows "
             "migrate-layout` does)"
-        ) in said(result)
+        )
+        assert f"warning: {warning}" in said(result)
+
+
+def test_in_a_terminal_flows_check_prints_each_warning_once(before: Settings, tmp_path: Path):
+    """The command as an operator runs it, logging configured by the CLI: the warning the
+    bundle's loading logs is not printed beside the command's own list."""
+    env = {
+        **os.environ,
+        "CITOYEN_FLOWS_DIR": str(before.flows_dir),
+        "CITOYEN_INSTANCE_DIR": str(tmp_path / "instance"),
+    }
+    env.pop("CITOYEN_CONFIG_DIR", None)
+    env.pop("CITOYEN_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "citoyen.cli", "flows", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = " ".join((done.stdout + done.stderr).split())
+    for name in MOVED:
+        assert printed.count(f"flows/{name}: configuration in the flows folder") == 1, printed
 
 
 def test_the_service_logs_the_layout_before_at_start(

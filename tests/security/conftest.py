@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
 from sqlmodel import SQLModel
 
 from citoyen.runtime import Runtime
@@ -18,6 +22,32 @@ from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL
 
 TELEGRAM_SECRET = "s3cret-Webhook_token-for-tests"
 TELEGRAM_TOKEN = "7000000001:AAFakeTokenForTests_0123456789abcdef"
+
+
+# Cases per fuzzed endpoint: 40 in CI; bench/fuzz_webhooks.py sets 10,000 (docs/security.md §4).
+FUZZ_EXAMPLES = int(os.environ.get("CITOYEN_FUZZ_EXAMPLES", "40"))
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+
+
+def report_statuses(endpoint: str, db_url: str, tally: Counter[int]) -> None:
+    """With ``CITOYEN_FUZZ_REPORT=FILE``, append a fuzzed endpoint's spread of statuses (a JSON
+    line): the bench prints them, to show the cases reached the parsing and the service, not
+    only the signature check."""
+    target = os.environ.get("CITOYEN_FUZZ_REPORT")
+    if target:
+        line = {
+            "endpoint": endpoint,
+            "database": db_url.split(":", 1)[0].split("+")[0],
+            "cases": sum(tally.values()),
+            "statuses": {str(k): v for k, v in sorted(tally.items())},
+        }
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
 
 
 @pytest.fixture

@@ -22,25 +22,16 @@ PostgreSQL; the full run (bench/fuzz_webhooks.py, ``--postgres`` for both databa
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, sign
-from tests.security.conftest import TELEGRAM_SECRET, snapshot
-
-EXAMPLES = int(os.environ.get("CITOYEN_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
+from tests.security.conftest import FUZZ, TELEGRAM_SECRET, report_statuses, snapshot
 
 # Valid values (what Twilio sends) and anything at all (what an attacker or a bug sends).
 VALID_PHONES = st.sampled_from(["+22376900001", "+22376900002", "76900003", "0022376900004"])
@@ -209,22 +200,6 @@ def _check(
         assert snapshot(engine) == before, f"a {response.status_code} answer changed the database"
 
 
-def _report(endpoint: str, db_url: str, tally: Counter[int]) -> None:
-    """With ``CITOYEN_FUZZ_REPORT=FILE``, append this run's spread of statuses (a JSON line):
-    the bench prints them, to show the cases reached the parsing and the service, not only the
-    signature check."""
-    target = os.environ.get("CITOYEN_FUZZ_REPORT")
-    if target:
-        line = {
-            "endpoint": endpoint,
-            "database": db_url.split(":", 1)[0].split("+")[0],
-            "cases": sum(tally.values()),
-            "statuses": {str(k): v for k, v in sorted(tally.items())},
-        }
-        with open(target, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line) + "\n")
-
-
 REFUSED = (400, 403, 404, 413)  # the refusals of the checks; anything else reached the service
 
 
@@ -308,7 +283,7 @@ def test_twilio_webhooks_never_fail_nor_half_write(
         _check(client, runtime.engine, send, tally)
 
     run()
-    _report(path, db_url, tally)
+    report_statuses(path, db_url, tally)
     reached = sum(n for code, n in tally.items() if code not in REFUSED)
     if path.startswith(("/twilio/voice/survey", "/twilio/voice/callback")):
         # No survey call was placed (and most fuzzed call-backs name another call or request):
@@ -419,7 +394,7 @@ def test_telegram_webhook_never_fails_nor_half_writes(client, runtime, db_url) -
         )
 
     run()
-    _report("/telegram/webhook", db_url, tally)
+    report_statuses("/telegram/webhook", db_url, tally)
     assert sum(n for code, n in tally.items() if code < 300), f"none reached the service: {tally}"
 
 

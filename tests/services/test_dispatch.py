@@ -440,6 +440,29 @@ def test_results_are_written_even_when_the_pass_breaks_off(runtime, monkeypatch)
 # --- concurrency -------------------------------------------------------------------------------
 
 
+def dispatch_together(runtime: Runtime, senders: dict, now: datetime, dispatchers: int = 2) -> None:
+    """``dispatchers`` dispatchers (no rate limit) started at once, each passing (7 rows at most
+    a pass) until it claims nothing; fails on any error of theirs."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(dispatchers)
+
+    def work() -> None:
+        d = Dispatcher(runtime, senders, channel_limits={})
+        try:
+            barrier.wait()
+            while d.run_once(now=now, limit=7).claimed:
+                pass
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(dispatchers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+
+
 def test_two_dispatchers_at_once_never_send_a_row_twice(runtime) -> None:
     cid = make_contact(runtime)
     with write_session(runtime.engine) as session:
@@ -450,25 +473,7 @@ def test_two_dispatchers_at_once_never_send_a_row_twice(runtime) -> None:
         session.flush()
         ids = [r.id for r in ids]
     sender = FakeSender()
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2)
-    later = datetime.now(UTC) + timedelta(seconds=1)
-
-    def work() -> None:
-        d = Dispatcher(runtime, {"sms": sender}, channel_limits={})
-        try:
-            barrier.wait()
-            while d.run_once(now=later, limit=7).claimed:
-                pass
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    dispatch_together(runtime, {"sms": sender}, datetime.now(UTC) + timedelta(seconds=1))
     counts = sender.counts()
     assert sorted(counts) == sorted(ids)
     assert set(counts.values()) == {1}

@@ -19,6 +19,7 @@ from citoyen.services.sendtime import duration_words, estimate
 from citoyen.services.setup import ensure_ready
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+WINDOW = "08:00-20:00 Africa/Bamako"  # a survey's quiet hours, as its outbox rows carry them
 PHONES = [
     GatewayPhone(name=name, operator=op, url="http://10.0.0.5:8080", password="x", per_minute=10)
     for name, op in (("orange1", "orange"), ("moov1", "moov"), ("telecel1", "telecel"))
@@ -32,16 +33,24 @@ def runtime(settings) -> Runtime:  # type: ignore[no-untyped-def]
     return runtime
 
 
-def queue(runtime: Runtime, channel: str, count: int, send_at: datetime = NOW) -> None:
+def queue(
+    runtime: Runtime,
+    channel: str,
+    count: int,
+    send_at: datetime = NOW,
+    quiet_hours: str | None = None,
+) -> None:
     with write_session(runtime.engine) as session:
         contact, _ = get_or_create_contact(session, runtime.vault, "tel:+22376000001", NOW)
         rows = [
             queued_row(
                 channel=channel,
-                idempotency_key=f"{channel}:{send_at.isoformat()}:{i}",
+                idempotency_key=f"{channel}:{send_at.isoformat()}:{quiet_hours}:{i}",
                 contact_id=contact.id,
+                kind="survey" if quiet_hours else "reply",
                 now=NOW,
                 send_at=send_at,
+                quiet_hours=quiet_hours,
             )
             for i in range(count)
         ]
@@ -95,3 +104,46 @@ def test_a_wave_deferred_by_quiet_hours_starts_at_the_opening(runtime: Runtime) 
     assert (sms.queued, sms.added, sms.starts_at) == (7260, 3600, NOW)
     assert sms.finishes_at == opening + timedelta(hours=3)
     assert duration_words(sms.seconds(NOW)) == "1 d 1 h"
+
+
+def test_a_wave_longer_than_its_window_goes_on_at_the_next_opening(runtime: Runtime) -> None:
+    """One SMS a minute, 08:00-20:00: 720 a day. 2,000 survey SMS due since 08:00, at 10:00:
+    600 today, 720 tomorrow, the last 680 the day after by 19:20, as the dispatcher holds them
+    at each close (tests/services/test_dispatch_quiet_hours.py). A reply queued for 21:00 goes
+    in the night, not after the wave. (Before, the estimate ran on through the nights: 10:00
+    plus 2,000 minutes, tomorrow at 19:20.)"""
+    runtime.settings = runtime.settings.model_copy(update={"outbox_rate_sms": 1 / 60})
+    morning = NOW.replace(hour=8)
+    queue(runtime, "sms", 2000, send_at=morning, quiet_hours=WINDOW)
+    queue(runtime, "sms", 1, send_at=NOW.replace(hour=21))
+    sms = by_channel(runtime)["sms"]
+    assert (sms.queued, sms.held, sms.starts_at) == (2001, 0, NOW)
+    assert sms.finishes_at == NOW.replace(hour=19, minute=20) + timedelta(days=2)
+    assert duration_words(sms.seconds(NOW)) == "2 d 9 h"
+
+    # In the night the wave waits for its window: the page says how many rows, and from when.
+    night = NOW.replace(hour=22)
+    with Session(runtime.engine) as session:
+        [sms] = estimate(session, runtime.settings, night)
+    opening = morning + timedelta(days=1)
+    assert (sms.held, sms.starts_at) == (2000, night)  # the reply first, at once
+    assert sms.finishes_at == opening + timedelta(days=2, hours=9, minutes=20)  # 720 + 720 + 560
+
+
+def test_a_dry_runs_wave_keeps_to_its_window(runtime: Runtime) -> None:
+    """``citoyen survey run --dry-run`` at 21:30: the run's 1,000 invitations, one a minute
+    within 08:00-20:00, start at 08:00 and end the day after at 12:40 (720 + 280)."""
+    runtime.settings = runtime.settings.model_copy(update={"outbox_rate_sms": 1 / 60})
+    late = NOW.replace(hour=21, minute=30)
+    opening = NOW.replace(hour=8) + timedelta(days=1)
+    with Session(runtime.engine) as session:
+        [sms] = estimate(
+            session,
+            runtime.settings,
+            late,
+            extra={"sms": 1000},
+            extra_at=opening,
+            extra_quiet_hours=WINDOW,
+        )
+    assert (sms.queued, sms.added, sms.held, sms.starts_at) == (0, 1000, 0, opening)
+    assert sms.finishes_at == opening + timedelta(days=1, hours=4, minutes=40)

@@ -25,7 +25,7 @@ Exactly once per phone: the gateway message id is derived from the outbox row's 
 and the app refuses a second message with the same id (409), which is taken as "already
 accepted". A retry after a lost answer therefore does not send twice on the same phone. The id
 is also the row's ``provider_id``, so the phone's ``sms:sent`` / ``sms:delivered`` /
-``sms:failed`` webhooks find the row (web/sms_gateway.py).
+``sms:failed`` webhooks find the row (services/gateway_inbound.py).
 """
 
 from __future__ import annotations
@@ -37,12 +37,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
-from android_sms_gateway import APIClient, Message, TextMessage
-from android_sms_gateway.errors import APIError
-from android_sms_gateway.http import RequestsHttpClient
 
 from citoyen.channels.base import (
     OutboundMessage,
@@ -53,6 +50,12 @@ from citoyen.channels.base import (
 from citoyen.channels.mali_operators import operator_of
 from citoyen.channels.sms import SmsSender, scrub_numbers
 from citoyen.config import GatewayPhone
+
+if TYPE_CHECKING:
+    from android_sms_gateway import APIClient
+
+# The gateway's client is imported where it is used: it brings aiohttp and its async client
+# (about 19 MB), which the web workers, who only read the phones' webhooks, never need.
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,9 @@ class _TimeoutSession(requests.Session):
 
 def gateway_client(phone: GatewayPhone, timeout: float = GATEWAY_TIMEOUT_SECONDS) -> APIClient:
     """The project's client for one phone: basic auth with the app's login, or a token."""
+    from android_sms_gateway import APIClient
+    from android_sms_gateway.http import RequestsHttpClient
+
     http = RequestsHttpClient(_TimeoutSession(timeout))
     return APIClient(phone.login, phone.password, base_url=phone.url, http=http)
 
@@ -193,10 +199,13 @@ class AndroidGatewaySender(SmsSender):
         for round_ in range(2):
             waits: list[float] = []
             for phone in self.candidates(to):
-                now = self.clock()
-                if now - started + GATEWAY_TIMEOUT_SECONDS > SEND_BUDGET_SECONDS:
-                    break  # out of time for this send: the row is tried again
                 with phone.lock:
+                    # The time is read with the phone in hand: a send that waited for another
+                    # one on this phone counts that wait, in its budget and in the phone's
+                    # tokens (read before, it saw a busy phone and went off-net).
+                    now = self.clock()
+                    if now - started + GATEWAY_TIMEOUT_SECONDS > SEND_BUDGET_SECONDS:
+                        break  # out of time for this send: the row is tried again
                     if phone.down_until > now:
                         continue
                     wait = phone.wait_for_token(now)
@@ -222,6 +231,9 @@ class AndroidGatewaySender(SmsSender):
     def _send_on(self, phone: Phone, to: str, body: str, message_id: str) -> bool:
         """Send on one phone (its lock held): True when it took the message, False when the
         phone is in trouble (it is then marked down); PermanentSendError for a bad message."""
+        from android_sms_gateway import Message, TextMessage
+        from android_sms_gateway.errors import APIError
+
         request = Message(
             phone_numbers=[to],
             text_message=TextMessage(text=body),

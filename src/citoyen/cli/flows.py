@@ -3,6 +3,7 @@ of the flows folder, syncing stakeholders."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,20 @@ def flows_check(ctx: click.Context, areas_from_db: bool) -> None:
     from citoyen.services.flowcheck import problems as all_problems
 
     runtime = runtime_of(ctx)
-    if areas_from_db:
-        with runtime.session() as session:
-            areas = database_area_tree(session)
-    else:
-        areas = shipped_area_tree()
-    problems = all_problems(runtime, areas)
+    # This command lists every problem itself: the warning the bundle's loading logs for a file
+    # left in the flows folder would print each of them twice.
+    loading = logging.getLogger("citoyen.services.flows")
+    level = loading.level
+    loading.setLevel(logging.ERROR)
+    try:
+        if areas_from_db:
+            with runtime.session() as session:
+                areas = database_area_tree(session)
+        else:
+            areas = shipped_area_tree()
+        problems = all_problems(runtime, areas)
+    finally:
+        loading.setLevel(level)
     problems += _voice_problems(runtime)
     problems += _whatsapp_problems(runtime)
     errors = [p for p in problems if p.level == "error"]

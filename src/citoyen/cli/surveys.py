@@ -118,7 +118,8 @@ def _print_send_time(queues: list, now: object, zone: object) -> None:
     Console().print(table)
     click.echo(
         "Send time at the configured rates (CITOYEN_OUTBOX_RATE_*, the gateway phones' "
-        "per_minute), from the quiet hours' opening; local times (day/month)."
+        "per_minute), within the quiet hours: a wave longer than one window goes on at the "
+        "next opening; local times (day/month)."
     )
 
 

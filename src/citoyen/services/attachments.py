@@ -67,6 +67,12 @@ def keep(
         link_to_report(session, conversation_id)
 
 
+def fetched_attachment(session: Session, attachment_id: int) -> Attachment | None:
+    """The attachment whose media is on disk, or None (no such row, not fetched yet, expired)."""
+    row = session.get(Attachment, attachment_id)
+    return row if row is not None and row.status == "fetched" else None
+
+
 def link_to_report(session: Session, conversation_id: int) -> None:
     """Give the conversation's unlinked attachments to its report, when it has one."""
     created = (

@@ -2,11 +2,13 @@
 
 A row is written in the same transaction as whatever caused it (a report, a status change, a
 survey invitation), so a message is queued if and only if its cause is committed. The
-``idempotency_key`` makes queueing the same message twice a no-op.
+``idempotency_key`` makes queueing the same message twice a no-op. A survey's rows carry its
+window (``quiet_hours``): the dispatcher sends them only inside it (docs/outbox.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,9 +31,11 @@ def queued_row(
     kind: str = "reply",
     now: datetime,
     send_at: datetime | None = None,
+    quiet_hours: str | None = None,
 ) -> dict[str, Any]:
     """The columns of a newly queued message (what :func:`enqueue` and :func:`enqueue_many`
-    insert), to be sent from ``send_at`` (default: ``now``)."""
+    insert), to be sent from ``send_at`` (default: ``now``), and only inside ``quiet_hours``
+    (a survey's window, :func:`citoyen.services.quiet_hours.spec`) when given."""
     if contact_id is None and address_enc is None:
         raise ValueError("an outbox message needs a contact or an address")
     return {
@@ -45,6 +49,7 @@ def queued_row(
         "status": "pending",
         "attempts": 0,
         "next_attempt_at": send_at or now,
+        "quiet_hours": quiet_hours,
         "created_at": now,
     }
 
@@ -71,6 +76,8 @@ def enqueue(
     address_enc: str | None = None,
     kind: str = "reply",
     now: datetime | None = None,
+    send_at: datetime | None = None,
+    quiet_hours: str | None = None,
 ) -> Outbox:
     """Queue one message (to a contact, or to an encrypted address such as an on-call phone).
 
@@ -87,6 +94,8 @@ def enqueue(
         address_enc=address_enc,
         kind=kind,
         now=now or datetime.now(UTC),
+        send_at=send_at,
+        quiet_hours=quiet_hours,
     )
     row = session.scalars(
         insert_or_skip(session, Outbox, ["idempotency_key"]).values(**values).returning(Outbox)
@@ -100,25 +109,39 @@ class RetryError(ValueError):
     """The row cannot be retried (it does not exist, or it has not failed)."""
 
 
-def retry(session: Session, outbox_id: int, now: datetime) -> Outbox:
+class NoSuchMessage(RetryError):
+    """There is no outbox row with this id."""
+
+
+@dataclass(frozen=True)
+class Retried:
+    """A row put back in line, with the attempts and error it had, for the audit event."""
+
+    row: Outbox
+    attempts_before: int
+    error_before: str | None
+
+
+def retry(session: Session, outbox_id: int, now: datetime) -> Retried:
     """Put a failed message back in line, to be sent at the worker's next pass.
 
     For a failure an operator has fixed (a provider outage, a wrong on-call number): the row goes
     back to ``pending`` with ``next_attempt_at = now`` and a fresh set of attempts (the
     dispatcher gives up on a row whose ``attempts`` reached its maximum, so keeping the count
     would make a retry of an exhausted row fail at once); the previous count and error are
-    returned in ``previous`` for the caller's audit event. Only failed rows qualify: retrying one
+    returned beside the row for the caller's audit event. Only failed rows qualify: retrying one
     that is pending, sending or sent could send a message twice. Flushes without committing.
     """
     row = session.get(Outbox, outbox_id)
     if row is None:
-        raise RetryError(f"no outbox message {outbox_id}")
+        raise NoSuchMessage(f"no outbox message {outbox_id}")
     if row.status != "failed":
         raise RetryError(f"outbox message {outbox_id} is {row.status}, not failed")
+    retried = Retried(row, row.attempts, row.error)
     row.status = "pending"
     row.next_attempt_at = now
     row.locked_until = None
     row.attempts = 0
     session.add(row)
     session.flush()
-    return row
+    return retried

@@ -167,6 +167,20 @@ def count_users(session: Session) -> int:
     return session.exec(select(func.count()).select_from(User)).one()
 
 
+def user_by_id(session: Session, user_id: int) -> User | None:
+    return session.get(User, user_id)
+
+
+def scope_codes(session: Session, user: User) -> dict[str, str | None]:
+    """The codes of ``user``'s stakeholder and area (None: none), as the account form shows them."""
+    stakeholder = session.get(Stakeholder, user.stakeholder_id) if user.stakeholder_id else None
+    area = session.get(Area, user.area_id) if user.area_id else None
+    return {
+        "stakeholder": stakeholder.code if stakeholder else None,
+        "area": area.code if area else None,
+    }
+
+
 def user_by_email(session: Session, email: str) -> User | None:
     return session.exec(select(User).where(User.email == email)).first()
 

@@ -15,7 +15,8 @@ from sqlmodel import Session, select
 
 from citoyen.models import CallbackRequest, Outbox
 from citoyen.services.callbacks import place_due_calls
-from tests.channels.gateway.conftest import ORANGE_NUMBER, post, received
+from tests.channels.gateway.conftest import ORANGE_NUMBER, post
+from tests.channels.gateway.fake_gateway import received
 from tests.channels.twilio_calls import fake_calls, placer
 from tests.channels.twilio_helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL
 

@@ -4,6 +4,9 @@ stops answering, per-phone rates, and the exactly-once-per-phone message id."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from phonenumbers import carrier
 from sqlmodel import Session
@@ -179,6 +182,38 @@ def test_a_busy_phone_spills_to_the_next_and_all_busy_gives_the_row_back(
     assert caught.value.code == "phones_busy"
     assert 50 < caught.value.retry_after <= 60
     assert len(gateway.all()) == 3
+
+
+def test_a_send_that_waited_for_its_phone_takes_the_token_made_meanwhile(
+    gateway, phones, clock
+) -> None:
+    """Two sends for one phone at once (two sending threads): the second waits for the first's
+    answer, and the token the phone made meanwhile is its own. Read before the wait, the clock
+    said the phone was busy, and the SMS went off-net on another operator's phone."""
+    sender = make_sender([p.model_copy(update={"per_minute": 60.0}) for p in phones], clock)
+    orange = sender.phones[0]
+    client, answering, answer = orange.client, threading.Event(), threading.Event()
+
+    class SlowToAnswer:
+        def send(self, request):
+            answering.set()
+            assert answer.wait(10)
+            return client.send(request)
+
+    orange.client = SlowToAnswer()
+    first = threading.Thread(target=sender.send, args=(message(ORANGE_NUMBER, "a", key="a"),))
+    first.start()
+    assert answering.wait(10)
+    orange.client = client  # the second send's own call is answered at once
+    second = threading.Thread(target=sender.send, args=(message(ORANGE_NUMBER, "b", key="b"),))
+    second.start()
+    time.sleep(0.2)  # the second send is waiting for the phone
+    clock.now += 1.0  # the first answer took a second: the phone has made a token meanwhile
+    answer.set()
+    first.join(10)
+    second.join(10)
+    assert gateway.texts("orange1") == ["a", "b"]
+    assert gateway.texts("moov1") == []
 
 
 def test_a_short_wait_for_a_busy_phone_is_waited_out(gateway, phones, clock) -> None:

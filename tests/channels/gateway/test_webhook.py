@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
@@ -20,19 +20,11 @@ from citoyen.channels.sms import MAX_SEGMENTS
 from citoyen.engine.sms import segments
 from citoyen.models import Area, Message, Outbox, QueueEntry, Report
 from citoyen.services.dispatch import dispatch_once
-from tests.channels.gateway.conftest import (
-    DEVICE_ID,
-    MOOV_NUMBER,
-    ORANGE_NUMBER,
-    SIGNING_KEY,
-    envelope,
-    post,
-    received,
-    sign,
-)
+from tests.channels.gateway.conftest import MOOV_NUMBER, ORANGE_NUMBER, post
+from tests.channels.gateway.fake_gateway import DEVICE_ID, SIGNING_KEY, envelope, received, sign
 from tests.channels.sms.conftest import count, counts, words
 from tests.channels.sms.test_webhook import CATEGORIES, DESCRIPTIONS, contact_of
-from tests.security.conftest import snapshot
+from tests.security.conftest import FUZZ, report_statuses, snapshot
 
 NUMBER = ORANGE_NUMBER
 
@@ -374,12 +366,6 @@ def test_each_event_delivered_one_to_three_times_at_once_is_taken_once(app, runt
 
 # --- fuzzing -----------------------------------------------------------------------------------
 
-FUZZ = settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda inner: (
@@ -415,7 +401,7 @@ def gateway_bodies(draw: st.DrawFn) -> bytes:
     )
 
 
-def test_fuzzed_signed_bodies_never_give_a_5xx_nor_half_write(client, runtime) -> None:
+def test_fuzzed_signed_bodies_never_give_a_5xx_nor_half_write(client, runtime, db_url) -> None:
     tally: Counter[int] = Counter()
 
     @FUZZ
@@ -429,4 +415,5 @@ def test_fuzzed_signed_bodies_never_give_a_5xx_nor_half_write(client, runtime) -
             assert snapshot(runtime.engine) == before
 
     run()
+    report_statuses("/sms-gateway/webhook", db_url, tally)
     assert tally[200] and tally[400], tally

@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from citoyen.models import Area, Attachment, Conversation, Message, QueueEntry, Report
 from tests.channels.sms.conftest import counts, words
 from tests.channels.whatsapp.conftest import WhatsApp
+from tests.security.conftest import FUZZ, report_statuses, snapshot
 
 MEDIA = "https://api.twilio.com/2010-04-01/Accounts/AC" + "0" * 32 + "/Messages/{mm}/Media/{me}"
 
@@ -170,12 +171,6 @@ def test_a_voice_note_is_downloaded_from_the_messages_media_list(
     assert stored.read_bytes() == b"OggS-voice-note"
 
 
-FUZZ = settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
 ANYTHING = st.one_of(
     st.text(max_size=40),
     st.sampled_from(["", "nan", "inf", "-91", "1e400", "whatsapp:", "whatsapp:+1", "3"]),
@@ -183,9 +178,8 @@ ANYTHING = st.one_of(
 FIELDS = ["Body", "Latitude", "Longitude", "NumMedia", "MediaUrl0", "MediaContentType0", "From"]
 
 
-def test_fuzzed_signed_whatsapp_messages_never_give_a_5xx_nor_half_write(client, runtime):
+def test_fuzzed_signed_whatsapp_messages_never_give_a_5xx_nor_half_write(client, runtime, db_url):
     from tests.channels.twilio_helpers import signed_post
-    from tests.security.conftest import snapshot
 
     tally: Counter[int] = Counter()
     citizen = WhatsApp(client)
@@ -205,4 +199,5 @@ def test_fuzzed_signed_whatsapp_messages_never_give_a_5xx_nor_half_write(client,
             assert snapshot(runtime.engine) == before
 
     run()
+    report_statuses("/twilio/sms (WhatsApp)", db_url, tally)
     assert tally[200] and tally[400], tally

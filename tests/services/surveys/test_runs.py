@@ -168,6 +168,24 @@ def test_quiet_hours_defer_never_drop(runtime) -> None:
     assert invitation.expires_at == row.next_attempt_at + timedelta(days=3)
 
 
+def test_every_message_of_a_survey_carries_its_window(runtime) -> None:
+    """Invitations (SMS, Telegram, each part of a long SMS) and reminders carry the survey's
+    quiet hours in its time zone: the dispatcher holds them outside it (docs/outbox.md)."""
+    add_contact(runtime, "+22376000042")
+    add_contact(runtime, "telegram:5550042")
+    survey = definition(
+        quiet_hours={"start": "09:00", "end": "18:00"},
+        schedule={"cron": "0 9 1 * *", "timezone": "Africa/Lagos"},
+        reminder={"after": "1d"},
+    )
+    start_run(runtime, survey, MORNING)
+    assert send_reminders(runtime, {"test_survey": survey}, MORNING + timedelta(days=1)) == 2
+    found = survey_rows(runtime)
+    assert {r.channel for r in found} == {"sms", "telegram"}
+    assert any(r.idempotency_key.endswith(":reminder") for r in found)
+    assert {r.quiet_hours for r in found} == {"09:00-18:00 Africa/Lagos"}
+
+
 def test_a_contact_in_another_conversation_is_not_interrupted(runtime) -> None:
     from citoyen.engine.types import Input
     from citoyen.messages.types import Inbound

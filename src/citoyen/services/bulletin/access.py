@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from citoyen.models import Area, Stakeholder
+from citoyen.models import Area, Bulletin, Stakeholder
 from citoyen.services.access import Staff, area_subtree, coordinator_area
 
 
@@ -28,3 +28,21 @@ def bulletin_areas(session: Session, staff: Staff) -> set[str] | None:
         return set()
     ids = area_subtree(session, area_id)
     return set(session.exec(select(Area.code).where(Area.id.in_(sorted(ids)))).all())
+
+
+def kept_bulletins(session: Session, staff: Staff) -> list[Bulletin]:
+    """The bulletins made for the areas ``staff`` may see, newest month first."""
+    areas = bulletin_areas(session, staff)
+    stmt = select(Bulletin).where(Bulletin.status == "done")
+    if areas is not None:
+        stmt = stmt.where(Bulletin.area_code.in_(sorted(areas)))
+    return list(session.exec(stmt.order_by(Bulletin.month.desc(), Bulletin.area_code)).all())
+
+
+def kept_bulletin(session: Session, staff: Staff, bulletin_id: int) -> Bulletin | None:
+    """One made bulletin, if ``staff`` may download it; None otherwise, as if it did not exist."""
+    row = session.get(Bulletin, bulletin_id)
+    if row is None or row.status != "done":
+        return None
+    areas = bulletin_areas(session, staff)
+    return row if areas is None or row.area_code in areas else None

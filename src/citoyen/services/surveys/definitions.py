@@ -31,6 +31,7 @@ from citoyen.engine.layout import SURVEYS_DIR
 from citoyen.engine.loader import Problem, _pydantic_problems, _Source, plain
 from citoyen.engine.schema import ChoiceNode, duration_seconds
 from citoyen.i18n import read_yaml, yaml_error_line
+from citoyen.services.quiet_hours import spec
 
 TIMEZONE = "Africa/Bamako"
 CHANNELS: tuple[str, ...] = ("sms", "telegram", "voice")
@@ -189,6 +190,12 @@ class SurveyDef(_Model):
     @property
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.schedule.timezone if self.schedule else TIMEZONE)
+
+    @property
+    def quiet_spec(self) -> str:
+        """The quiet hours as this survey's outbox rows carry them (``outbox.quiet_hours``),
+        so that the dispatcher holds them outside the window without reading this definition."""
+        return spec(self.quiet_hours.window(), self.timezone)
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,8 @@ def _queued_rows(
     send_at: datetime,
 ) -> list[dict[str, Any]]:
     """The outbox rows of these invitations (contact id -> invitation id), one per message of
-    the invitation (an SMS cut in two: two), to be sent from ``send_at``."""
+    the invitation (an SMS cut in two: two), to be sent from ``send_at`` and only within the
+    survey's quiet hours (the dispatcher holds them at night: a wave can last days)."""
     return [
         queued_row(
             channel=channel,
@@ -117,6 +118,7 @@ def _queued_rows(
             kind="survey",
             now=now,
             send_at=send_at,
+            quiet_hours=survey.quiet_spec,
         )
         for contact_id, invitation_id in invitations.items()
         for index, (text, payload) in enumerate(messages)

@@ -1,5 +1,5 @@
 """Quiet hours of surveys: :mod:`citoyen.services.quiet_hours`, shared with call-backs."""
 
-from citoyen.services.quiet_hours import is_allowed, next_allowed
+from citoyen.services.quiet_hours import is_allowed, next_allowed, spec
 
-__all__ = ["is_allowed", "next_allowed"]
+__all__ = ["is_allowed", "next_allowed", "spec"]

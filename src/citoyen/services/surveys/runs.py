@@ -12,7 +12,9 @@ shaped like this:
   and the run key, from the contacts eligible *ignoring this run's own invitations*, so a run that
   is resumed (a crash, a second firing) draws the same people and only invites those not yet done.
 - **Quiet hours defer, never drop.** Outside the window the rows are queued with
-  ``next_attempt_at`` at the next opening (:mod:`.quiet`).
+  ``next_attempt_at`` at the next opening (:mod:`.quiet`), and every row carries the window
+  (``outbox.quiet_hours``): a wave that does not fit in one window is held by the dispatcher at
+  the window's end and goes on at the next opening (:mod:`citoyen.services.dispatch`).
 - **Consent first.** Only contacts who said yes to surveys, not opted out, not blocked, with an
   address we can write to. A contact in the middle of another conversation (a report) is not
   interrupted: they are skipped for this run and counted.
@@ -87,7 +89,8 @@ class DryRun:
     plan: Plan
     segments: int  # about how many SMS segments the SMS invitations' first messages take
     # Per channel: when the queue (what waits now, and these invitations from the first
-    # allowed moment) would be sent at the configured rates, phones and quiet hours.
+    # allowed moment, within the survey's quiet hours day after day) would be sent at the
+    # configured rates and phones.
     queues: list[ChannelEstimate] = field(default_factory=list)
 
 
@@ -267,7 +270,14 @@ def dry_run(runtime: Any, survey: SurveyDef, now: datetime) -> DryRun:
             for channel, langs in languages.items()
         }
         send_at = next_allowed(now, survey.quiet_hours.window(), survey.timezone)
-        queues = estimate(session, runtime.settings, now, extra=rows, extra_at=send_at)
+        queues = estimate(
+            session,
+            runtime.settings,
+            now,
+            extra=rows,
+            extra_at=send_at,
+            extra_quiet_hours=survey.quiet_spec,
+        )
     segments = estimated_segments(bundle.catalog, bundle, survey, languages["sms"])
     return DryRun(the_plan, segments, queues)
 
@@ -512,7 +522,7 @@ def send_reminders(runtime: Any, surveys: dict[str, SurveyDef], now: datetime | 
             for invitation, contact, conversation in rows:
                 lang = conversation.state.get("language") or contact.language or default
                 body = with_notice(catalog, catalog.render(REMINDER, lang, {}), lang)
-                row = enqueue(
+                enqueue(
                     session,
                     channel=invitation.channel,
                     idempotency_key=f"survey:{invitation.id}:reminder",
@@ -521,9 +531,8 @@ def send_reminders(runtime: Any, surveys: dict[str, SurveyDef], now: datetime | 
                     contact_id=contact.id,
                     kind="survey",
                     now=now,
-                )
-                row.next_attempt_at = next_allowed(
-                    now, survey.quiet_hours.window(), survey.timezone
+                    send_at=next_allowed(now, survey.quiet_hours.window(), survey.timezone),
+                    quiet_hours=survey.quiet_spec,
                 )
                 invitation.reminded_at = now
                 sent += 1

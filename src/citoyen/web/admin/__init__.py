@@ -19,18 +19,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, abort, current_app, g, render_template, request, session
 from flask_babel import Babel
 from flask_login import LoginManager, current_user, login_required
 from flask_wtf.csrf import CSRFProtect
-from sqlmodel import Session
 from werkzeug.exceptions import HTTPException
 
 from citoyen.db import write_session
 from citoyen.models import User
 from citoyen.services.access import Staff
+from citoyen.services.users import user_by_id
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="../templates")
 login_manager = LoginManager()
@@ -61,7 +64,8 @@ def runtime() -> Any:
 
 @contextmanager
 def reading() -> Iterator[Session]:
-    with Session(runtime().engine, expire_on_commit=False) as s:
+    """A session to hand to the services a page reads through (it commits nothing)."""
+    with runtime().session() as s:
         yield s
 
 
@@ -100,7 +104,7 @@ def load_user(user_id: str) -> LoginUser | None:
     if not user_id.isdigit():
         return None
     with reading() as s:
-        user = s.get(User, int(user_id))
+        user = user_by_id(s, int(user_id))
     if user is None or not user.active:
         return None
     if not sessions.still_valid(user, runtime().settings, datetime.now(UTC)):

@@ -7,8 +7,9 @@ the messages about reports of their queues only (the ``report`` reference every 
 reply and alert carries in its payload); administrators see every row.
 
 Below the rows: how long the queued messages will take to send per channel, at the configured
-rates, phones and quiet hours (:func:`citoyen.services.sendtime.estimate`, the figures
-``citoyen survey run --dry-run`` prints), and, for administrators, the call-backs citizens asked
+rates, phones and quiet hours, with the survey messages waiting for their hours to open
+(:func:`citoyen.services.sendtime.estimate`, the figures ``citoyen survey run --dry-run``
+prints), and, for administrators, the call-backs citizens asked
 for: counts per state, today's calls against the budget, the latest requests by alias (never a
 number) with the report their call made.
 
@@ -25,10 +26,9 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from citoyen.models import Outbox
 from citoyen.services import callbacks, casework, monitor, sendtime
 from citoyen.services.gateway_phones import phone_states
-from citoyen.services.outbox import RetryError, retry
+from citoyen.services.outbox import NoSuchMessage, RetryError, retry
 from citoyen.services.privacy import alias_label
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
 
@@ -166,13 +166,11 @@ def outbox_retry(outbox_id: int):  # type: ignore[no-untyped-def]
     with writing() as s:
         if not monitor.outbox_visible(s, me, outbox_id):
             abort(404)
-        found = s.get(Outbox, outbox_id)
-        attempts_before, error_before = (found.attempts, found.error) if found else (None, None)
         try:
-            row = retry(s, outbox_id, now)
+            retried = retry(s, outbox_id, now)
+        except NoSuchMessage:
+            abort(404)
         except RetryError:
-            if s.get(Outbox, outbox_id) is None:
-                abort(404)
             flash(_("Only a failed message can be retried."), "error")
             return redirect(url_for("admin.outbox", status="failed"))
         casework.audit(
@@ -180,8 +178,8 @@ def outbox_retry(outbox_id: int):  # type: ignore[no-untyped-def]
             me,
             "outbox_retry",
             target_type="outbox",
-            target_id=row.id,
-            data={"attempts": attempts_before, "error": (error_before or "")[:200]},
+            target_id=retried.row.id,
+            data={"attempts": retried.attempts_before, "error": (retried.error_before or "")[:200]},
             now=now,
         )
     flash(_("Message %(id)s will be sent again shortly.", id=outbox_id))

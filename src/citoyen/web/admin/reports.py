@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import (
     abort,
@@ -25,13 +25,13 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import login_required
-from sqlmodel import Session
 
 from citoyen.engine.refcodes import parse_reference
-from citoyen.models import Attachment, Report
+from citoyen.models import Report
 from citoyen.routing import CLOSE_REASONS, texts
 from citoyen.services import casefile, casework
 from citoyen.services.access import AccessDenied, acting_stakeholder, may_reveal, require_report
+from citoyen.services.attachments import fetched_attachment
 from citoyen.services.casework import CaseworkError
 from citoyen.services.media import media_file
 from citoyen.services.queues import StatusError, acknowledge, change_status, merge_reports
@@ -39,6 +39,9 @@ from citoyen.services.queues.config import router_for
 from citoyen.services.reports import report_by_reference, report_id_of_attachment
 from citoyen.web.admin import bp, reading, runtime, staff, writing
 from citoyen.web.admin.labels import refusal_words
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 
 def _report_or_404(s: Session, report_id: int) -> Report:
@@ -315,8 +318,8 @@ def attachment(attachment_id: int):  # type: ignore[no-untyped-def]
     """A recording or photo the citizen sent, for players and image tags of the report page."""
     rt = runtime()
     with reading() as s:
-        row = s.get(Attachment, attachment_id)
-        if row is None or row.status != "fetched":
+        row = fetched_attachment(s, attachment_id)
+        if row is None:
             abort(404)
         report_id = report_id_of_attachment(s, row)
         if report_id is None:

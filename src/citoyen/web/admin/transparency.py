@@ -13,11 +13,9 @@ from datetime import UTC, datetime
 
 from flask import abort, render_template, request, send_file
 from flask_login import login_required
-from sqlmodel import select
 
-from citoyen.models import Bulletin
 from citoyen.services.access import visible_stakeholders
-from citoyen.services.bulletin.access import bulletin_areas
+from citoyen.services.bulletin.access import kept_bulletin, kept_bulletins
 from citoyen.services.bulletin.contents import month_bounds
 from citoyen.services.bulletin.jobs import previous_month
 from citoyen.services.dashboard import WHOLE_PICTURE_ROLES
@@ -44,11 +42,7 @@ def scorecards():  # type: ignore[no-untyped-def]
 def bulletins():  # type: ignore[no-untyped-def]
     me = staff()
     with reading() as s:
-        areas = bulletin_areas(s, me)
-        stmt = select(Bulletin).where(Bulletin.status == "done")
-        if areas is not None:
-            stmt = stmt.where(Bulletin.area_code.in_(sorted(areas)))
-        rows = s.exec(stmt.order_by(Bulletin.month.desc(), Bulletin.area_code)).all()
+        rows = kept_bulletins(s, me)
     return render_template("admin/bulletins.html", rows=rows)
 
 
@@ -57,9 +51,8 @@ def bulletins():  # type: ignore[no-untyped-def]
 def bulletin_pdf(bulletin_id: int):  # type: ignore[no-untyped-def]
     me = staff()
     with reading() as s:
-        row = s.get(Bulletin, bulletin_id)
-        areas = bulletin_areas(s, me)
-    if row is None or row.status != "done" or (areas is not None and row.area_code not in areas):
+        row = kept_bulletin(s, me, bulletin_id)
+    if row is None:
         abort(404)
     path = runtime().settings.instance_dir / "bulletins" / (row.file_name or "")
     if not path.is_file():

@@ -10,13 +10,12 @@ the new role and scope, never a password.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlmodel import Session
 
-from citoyen.models import Area, Stakeholder, User
+from citoyen.models import Area, User
 from citoyen.services import casework
 from citoyen.services.access import ROLES
 from citoyen.services.areas.labels import areas_of_levels
@@ -26,12 +25,17 @@ from citoyen.services.users import (
     audit_creation,
     create_user,
     generate_password,
+    scope_codes,
     set_password,
     update_user,
+    user_by_id,
     users_with_scope,
 )
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
 from citoyen.web.admin.labels import refusal_words
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 # Areas a coordinator may be given: regions (and the Bamako district) and cercles.
 COORDINATION_LEVELS = ("region", "district", "cercle")
@@ -50,17 +54,8 @@ def _choices(s: Session) -> dict[str, Any]:
     return {"roles": ROLES, "stakeholders": stakeholders, "area_groups": groups}
 
 
-def _codes(s: Session, user: User) -> dict[str, str | None]:
-    stakeholder = s.get(Stakeholder, user.stakeholder_id) if user.stakeholder_id else None
-    area = s.get(Area, user.area_id) if user.area_id else None
-    return {
-        "stakeholder": stakeholder.code if stakeholder else None,
-        "area": area.code if area else None,
-    }
-
-
 def _user_or_404(s: Session, user_id: int) -> User:
-    user = s.get(User, user_id)
+    user = user_by_id(s, user_id)
     if user is None:
         abort(404)
     return user
@@ -134,7 +129,7 @@ def user_edit(user_id: int):  # type: ignore[no-untyped-def]
         values: dict[str, Any] = {
             "email": user.email,
             "role": user.role,
-            **_codes(s, user),
+            **scope_codes(s, user),
             "active": user.active,
         }
     if request.method == "POST":
@@ -200,7 +195,12 @@ def user_password(user_id: int):  # type: ignore[no-untyped-def]
             data={"email": user.email},
             now=now,
         )
-        values = {"email": user.email, "role": user.role, **_codes(s, user), "active": user.active}
+        values = {
+            "email": user.email,
+            "role": user.role,
+            **scope_codes(s, user),
+            "active": user.active,
+        }
     with reading() as s:
         html = render_template(
             "admin/user_form.html", user=user, values=values, password=password, **_choices(s)
