@@ -248,7 +248,9 @@ def test_a_retry_or_a_lost_claim_at_night_waits_for_the_opening(runtime: Runtime
     }
     assert found == {failing: ("pending", 1, OPENING), lost: ("pending", 1, OPENING)}
     assert dispatcher.run_once(OPENING).sent == 2
-    assert sender.ids() == [other, failing, lost]
+    # The two held rows go in one pass to two contacts, sent in parallel: no order between them.
+    sent = sender.ids()
+    assert sent[0] == other and sorted(sent[1:]) == sorted([failing, lost])
     assert {r.attempts for r in rows(runtime, [failing, lost])} == {2}
 
 
