@@ -28,6 +28,11 @@ except ImportError:  # pragma: no cover - not on Linux: SQLite's busy handler al
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+# The session a face (web view, CLI command, worker job) opens with `Runtime.session()` or
+# `write_session` and hands to the services: faces name its type from here and never import
+# the ORM (a contract in pyproject.toml), so every query stays in a service.
+DbSession = Session
+
 _engines: dict[str, Engine] = {}
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, Flask, abort, current_app, g, render_template, request, session
 from flask_babel import Babel
@@ -27,13 +27,10 @@ from flask_login import LoginManager, current_user, login_required
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from citoyen.db import write_session
+from citoyen.db import DbSession, write_session
 from citoyen.models import User
 from citoyen.services.access import Staff
 from citoyen.services.users import user_by_id
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="../templates")
 login_manager = LoginManager()
@@ -63,14 +60,14 @@ def runtime() -> Any:
 
 
 @contextmanager
-def reading() -> Iterator[Session]:
+def reading() -> Iterator[DbSession]:
     """A session to hand to the services a page reads through (it commits nothing)."""
     with runtime().session() as s:
         yield s
 
 
 @contextmanager
-def writing() -> Iterator[Session]:
+def writing() -> Iterator[DbSession]:
     """One writing transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
     with write_session(runtime().engine) as s:
         yield s

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import (
     abort,
@@ -26,6 +26,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import login_required
 
+from citoyen.db import DbSession
 from citoyen.engine.refcodes import parse_reference
 from citoyen.models import Report
 from citoyen.routing import CLOSE_REASONS, texts
@@ -40,11 +41,8 @@ from citoyen.services.reports import report_by_reference, report_id_of_attachmen
 from citoyen.web.admin import bp, reading, runtime, staff, writing
 from citoyen.web.admin.labels import refusal_words
 
-if TYPE_CHECKING:
-    from sqlmodel import Session
 
-
-def _report_or_404(s: Session, report_id: int) -> Report:
+def _report_or_404(s: DbSession, report_id: int) -> Report:
     try:
         return require_report(s, staff(), report_id)
     except AccessDenied:
@@ -100,7 +98,7 @@ def find():  # type: ignore[no-untyped-def]
     return redirect(url_for("admin.queues"))
 
 
-def _act(report_id: int, action: Callable[[Session, Report], Any], done: str):  # type: ignore[no-untyped-def]
+def _act(report_id: int, action: Callable[[DbSession, Report], Any], done: str):  # type: ignore[no-untyped-def]
     """Run one action in one transaction; a refusal is shown and changes nothing."""
     try:
         with writing() as s:
@@ -124,7 +122,7 @@ def _form(name: str) -> str:
 def acknowledge_report(report_id: int):  # type: ignore[no-untyped-def]
     me = staff()
 
-    def run(s: Session, report: Report) -> None:
+    def run(s: DbSession, report: Report) -> None:
         acknowledge(
             s,
             report,
@@ -144,7 +142,7 @@ def status(report_id: int):  # type: ignore[no-untyped-def]
     reason = _form("reason") or None
     template_status, _dot, template = _form("template").partition(".")
 
-    def run(s: Session, report: Report) -> None:
+    def run(s: DbSession, report: Report) -> None:
         catalog = router_for(s).catalog
         known = template and any(
             catalog.has(texts.template_key(to_status, template), lang) for lang in catalog.languages
@@ -177,7 +175,7 @@ def decline(report_id: int):  # type: ignore[no-untyped-def]
     """ "Not responsible": the user's stakeholder steps out and the report is rerouted."""
     me = staff()
 
-    def run(s: Session, report: Report) -> None:
+    def run(s: DbSession, report: Report) -> None:
         acting = acting_stakeholder(s, me, report)
         if acting is None:
             raise CaseworkError(_("only a stakeholder holding this report can decline it"))
@@ -203,7 +201,7 @@ def assign(report_id: int):  # type: ignore[no-untyped-def]
     if entry is None:
         abort(400)
 
-    def run(s: Session, report: Report) -> None:
+    def run(s: DbSession, report: Report) -> None:
         casework.assign(s, me, report, entry, user)
 
     return _act(report_id, run, _("Assignment saved."))
@@ -214,7 +212,7 @@ def assign(report_id: int):  # type: ignore[no-untyped-def]
 def forward(report_id: int):  # type: ignore[no-untyped-def]
     me = staff()
 
-    def run(s: Session, report: Report) -> None:
+    def run(s: DbSession, report: Report) -> None:
         casework.forward(s, me, report, _form("stakeholder"), _form("note") or None)
 
     return _act(report_id, run, _("Forwarded."))
@@ -248,7 +246,7 @@ def merge(report_id: int):  # type: ignore[no-untyped-def]
     me = staff()
     reference = parse_reference(_form("into"))
 
-    def run(s: Session, report: Report) -> None:
+    def run(s: DbSession, report: Report) -> None:
         target = report_by_reference(s, reference) if reference else None
         if target is None or not _in_scope(s, target):
             raise CaseworkError(_("no report with this reference in your queues"))
@@ -257,7 +255,7 @@ def merge(report_id: int):  # type: ignore[no-untyped-def]
     return _act(report_id, run, _("Merged."))
 
 
-def _in_scope(s: Session, report: Report) -> bool:
+def _in_scope(s: DbSession, report: Report) -> bool:
     try:
         require_report(s, staff(), report.id)  # type: ignore[arg-type]
         return True

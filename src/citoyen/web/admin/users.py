@@ -10,11 +10,12 @@ the new role and scope, never a password.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from citoyen.db import DbSession
 from citoyen.models import Area, User
 from citoyen.services import casework
 from citoyen.services.access import ROLES
@@ -34,14 +35,11 @@ from citoyen.services.users import (
 from citoyen.web.admin import bp, reading, roles_required, staff, writing
 from citoyen.web.admin.labels import refusal_words
 
-if TYPE_CHECKING:
-    from sqlmodel import Session
-
 # Areas a coordinator may be given: regions (and the Bamako district) and cercles.
 COORDINATION_LEVELS = ("region", "district", "cercle")
 
 
-def _choices(s: Session) -> dict[str, Any]:
+def _choices(s: DbSession) -> dict[str, Any]:
     """The stakeholder and area menus of the form."""
     stakeholders = stakeholders_by_name(s)
     areas = areas_of_levels(s, COORDINATION_LEVELS)
@@ -54,7 +52,7 @@ def _choices(s: Session) -> dict[str, Any]:
     return {"roles": ROLES, "stakeholders": stakeholders, "area_groups": groups}
 
 
-def _user_or_404(s: Session, user_id: int) -> User:
+def _user_or_404(s: DbSession, user_id: int) -> User:
     user = user_by_id(s, user_id)
     if user is None:
         abort(404)
