@@ -3,7 +3,8 @@
 The channel (:mod:`citoyen.channels.gateway_webhook`) verifies and reads the event without the
 database; here a citizen's SMS becomes a conversation input and a delivery report reaches its
 outbox row. The reply to an SMS cannot travel in the webhook's answer, so it is queued in the
-outbox in the input's own transaction (``on_reply``), one row per SMS part, keyed by the event:
+outbox in the input's own transaction (``on_reply``), one row per SMS message, the same messages
+Twilio's TwiML answer would carry (:func:`citoyen.channels.sms.reply_texts`), keyed by the event:
 a redelivered event, also one arriving twice at once, gets the stored reply and stores nothing.
 """
 
@@ -17,8 +18,7 @@ from typing import Any
 from sqlmodel import Session
 
 from citoyen.channels.gateway_webhook import ID_PATTERN, STATUS_EVENTS, BadRequest
-from citoyen.channels.sms import split_sms
-from citoyen.messages.render import render_sms_parts
+from citoyen.channels.sms import reply_texts
 from citoyen.messages.types import Inbound, Reply
 from citoyen.services.delivery import record_delivery
 from citoyen.services.outbox import enqueue
@@ -36,9 +36,7 @@ class QueueReply:
     queued: list[int] = field(default_factory=list)
 
     def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
-        parts = render_sms_parts(self.catalog, reply.prompts, reply.language, reply.params)
-        texts = [text for part in parts for text in split_sms(part)]
-        for i, text in enumerate(texts):
+        for i, text in enumerate(reply_texts(self.catalog, reply)):
             row = enqueue(
                 session,
                 channel="sms",
