@@ -6,7 +6,9 @@ the signature check. This module reads the form and refuses what is not a usable
 (:class:`BadRequest`: the web answers 400); :mod:`citoyen.services.whatsapp_inbound` then turns it
 into a conversation input. What a message may carry, as on Telegram:
 
-- text (``Body``);
+- text (``Body``), or the id of a template's quick-reply button the citizen tapped
+  (``ButtonPayload``: the word the button stands for, such as ``APPEL``, whatever language the
+  button's label is in);
 - a shared location (``Latitude`` / ``Longitude``);
 - a voice note or a photo (the first media item, ``MediaContentType0`` ``audio/*`` or
   ``image/*``), kept as ``MM…/ME…`` so that the download URL is rebuilt from the account setting
@@ -27,6 +29,7 @@ PREFIX = "whatsapp:"
 # Twilio's media URL: .../Accounts/AC…/Messages/MM…/Media/ME…
 MEDIA_URL = re.compile(r"/Messages/((?:MM|SM)[0-9a-fA-F]{32})/Media/(ME[0-9a-fA-F]{32})$")
 MAX_NUM_MEDIA = 10
+MAX_BUTTON_PAYLOAD = 256  # WhatsApp's limit for a quick-reply button's id
 
 
 class BadRequest(ValueError):
@@ -91,6 +94,16 @@ def _location(form: Any) -> tuple[float, float] | None:
     return point
 
 
+def _text(form: Any, body: str) -> str:
+    """What the citizen said: a tapped quick-reply button's id, else the body. WhatsApp puts
+    the button's label in ``Body``; the id, chosen when the template was made, is what the flows
+    know (a keyword, a choice's number)."""
+    payload = _one(form, "ButtonPayload").strip()
+    if len(payload) > MAX_BUTTON_PAYLOAD:
+        raise BadRequest("malformed ButtonPayload")
+    return payload or body.strip()
+
+
 def read_message(form: Any, body: str) -> WhatsAppMessage:
     """The message in Twilio's form (``body`` already checked), or :class:`BadRequest`."""
     sender = _one(form, "From").strip().removeprefix(PREFIX)
@@ -100,4 +113,4 @@ def read_message(form: Any, body: str) -> WhatsAppMessage:
         raise BadRequest("From is not a WhatsApp number") from None
     if not address.startswith("tel:"):
         raise BadRequest("From is not a WhatsApp number")
-    return WhatsAppMessage(address, body.strip(), _location(form), _media(form))
+    return WhatsAppMessage(address, _text(form, body), _location(form), _media(form))

@@ -126,6 +126,7 @@ def test_a_location_far_from_any_area_asks_again(whatsapp, t) -> None:
             "MediaUrl0 is not a Twilio media URL",
         ),
         ({"MessageSid": ""}, "missing MessageSid"),
+        ({"ButtonText": "Appelez-moi", "ButtonPayload": "A" * 257}, "malformed ButtonPayload"),
     ],
 )
 def test_malformed_whatsapp_requests_get_400_and_store_nothing(
@@ -173,9 +174,18 @@ def test_a_voice_note_is_downloaded_from_the_messages_media_list(
 
 ANYTHING = st.one_of(
     st.text(max_size=40),
-    st.sampled_from(["", "nan", "inf", "-91", "1e400", "whatsapp:", "whatsapp:+1", "3"]),
+    st.sampled_from(["", "nan", "inf", "-91", "1e400", "whatsapp:", "whatsapp:+1", "3", "A" * 300]),
 )
-FIELDS = ["Body", "Latitude", "Longitude", "NumMedia", "MediaUrl0", "MediaContentType0", "From"]
+FIELDS = [
+    "Body",
+    "Latitude",
+    "Longitude",
+    "NumMedia",
+    "MediaUrl0",
+    "MediaContentType0",
+    "From",
+    "ButtonPayload",
+]
 
 
 def test_fuzzed_signed_whatsapp_messages_never_give_a_5xx_nor_half_write(client, runtime, db_url):
