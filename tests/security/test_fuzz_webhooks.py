@@ -49,6 +49,7 @@ VALID = {
     "number": st.integers(0, 300).map(str),
     "url": st.just("https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE0"),
     "direction": st.sampled_from(["outbound-api", "inbound"]),
+    "answered_by": st.sampled_from(["human", "unknown", "machine_start", "fax"]),
 }
 ANYTHING = st.one_of(
     st.text(max_size=40),
@@ -97,21 +98,33 @@ FIELDS: dict[str, dict[str, str]] = {
         "ErrorCode": "number",
     },
     # Survey calls we place (the citizen is "To"), and their status callbacks.
-    "/twilio/voice/survey": {"To": "phone", "CallSid": "call_sid", "Direction": "direction"},
+    "/twilio/voice/survey": {
+        "To": "phone",
+        "CallSid": "call_sid",
+        "Direction": "direction",
+        "AnsweredBy": "answered_by",
+    },
     "/twilio/voice/survey-status": {
         "To": "phone",
         "CallSid": "call_sid",
         "CallStatus": "status",
         "CallDuration": "number",
+        "AnsweredBy": "answered_by",
     },
     # Call-backs we place (the citizen is "To"; request 1 is being called, see
     # ``_callback_placed``), and their status callbacks.
-    "/twilio/voice/callback": {"To": "phone", "CallSid": "call_sid", "Direction": "direction"},
+    "/twilio/voice/callback": {
+        "To": "phone",
+        "CallSid": "call_sid",
+        "Direction": "direction",
+        "AnsweredBy": "answered_by",
+    },
     "/twilio/voice/callback-status": {
         "To": "phone",
         "CallSid": "call_sid",
         "CallStatus": "status",
         "CallDuration": "number",
+        "AnsweredBy": "answered_by",
     },
     # The staff's prompt recorder (see the ``recorder`` fixture: the call is identified).
     "/twilio/voice/prompts": {"From": "phone", "CallSid": "call_sid"},
@@ -467,6 +480,7 @@ VALID_EXAMPLE = {
     "url": "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE0",
     "status": "completed",
     "direction": "outbound-api",
+    "answered_by": "machine_start",
 }
 
 

@@ -257,11 +257,23 @@ def _id_arg(name: str) -> int:
 @bp.post("/twilio/voice/survey")
 @require_twilio_signature
 def survey_call() -> Response:
-    """A survey call we placed was answered: the survey starts (turn 0)."""
-    from citoyen.services.surveys import voice
+    """A survey call we placed was answered: the survey starts (turn 0); a machine
+    (``AnsweredBy``, answering machine detection) is hung up on."""
+    from citoyen.services.surveys import SurveyConfigError, surveys_for, voice
 
     invitation = _id_arg("invitation")
-    reply = voice.answered(_runtime(), invitation, _call_sid())
+    call_sid = _call_sid()
+    runtime = _runtime()
+    answered_by = request.form.get("AnsweredBy")
+    surveys = None
+    if answered_by:
+        try:
+            surveys = surveys_for(runtime)
+        except SurveyConfigError:
+            # The operator broke flows/surveys/ after start: Twilio's retry finds them mended.
+            log.error("survey definitions are broken: run `citoyen flows check`")
+            return Response(status=503)
+    reply = voice.answered(runtime, invitation, call_sid, surveys=surveys, answered_by=answered_by)
     if reply is None:
         abort(404)  # not a call we placed for this invitation
     return _twiml(reply, 0)

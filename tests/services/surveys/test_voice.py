@@ -104,16 +104,18 @@ class SurveyCall(Call):
             **extra,
         }
 
-    def answer(self, invitation_id: int):  # type: ignore[no-untyped-def]
-        return self.post(f"/twilio/voice/survey?invitation={invitation_id}", self.params())
+    def answer(self, invitation_id: int, **extra: str):  # type: ignore[no-untyped-def]
+        path = f"/twilio/voice/survey?invitation={invitation_id}"
+        return self.post(path, self.params(**extra))
 
 
-def status(client, invitation_id: int, sid: str, value: str):  # type: ignore[no-untyped-def]
+def status(client, invitation_id: int, sid: str, value: str, **extra: str):  # type: ignore[no-untyped-def]
     form = {
         "CallSid": sid,
         "AccountSid": ACCOUNT_SID,
         "CallStatus": value,
         "Direction": "outbound-api",
+        **extra,
     }
     return signed_post(client, f"/twilio/voice/survey-status?invitation={invitation_id}", form)
 
@@ -142,6 +144,7 @@ def test_calls_respect_concurrency_and_retry_when_busy(
         f"{PUBLIC_URL}/twilio/voice/survey-status?invitation={first.id}"
     ]
     assert sorted(form["StatusCallbackEvent"]) == ["answered", "completed", "initiated", "ringing"]
+    assert form["MachineDetection"] == ["Enable"]  # Twilio says who picks up
 
     # The first line is busy: tried again an hour later at the earliest, within quiet hours.
     assert status(client, first.id, first.call_sid, "busy").status_code == 204
@@ -201,6 +204,76 @@ def test_answered_call_runs_the_survey_on_the_keypad(runtime, client, placer, tw
     assert update_invitations(runtime, MORNING) == {"completed": 1}
     # Twilio retrying the first request gets the same survey, nothing stored twice.
     assert call.answer(invitation.id).said == first.said
+
+
+def test_a_voicemail_is_hung_up_on_and_the_contact_called_again(
+    runtime, client, placer, twilio_calls
+) -> None:
+    number = "+22376500061"
+    add_contact(runtime, number, last_channel="voice", language="fr")
+    survey = voice_survey(runtime)
+    surveys = {survey.id: survey}
+    # The webhooks apply the retry delay to the real time: the test runs on it too.
+    now = datetime.now(UTC).replace(microsecond=0)
+    start_run(runtime, survey, now)
+    assert place_due_calls(runtime, surveys, now, placer) == {"placed": 1}
+    [invitation] = invitations(runtime)
+
+    voicemail = SurveyCall(client, number, sid=invitation.call_sid)
+    heard = voicemail.answer(invitation.id, AnsweredBy="machine_start")
+    assert [verb.tag for verb in voicemail.root] == ["Hangup"] and heard.said == []
+    row = invitations(runtime)[0]
+    assert (row.status, row.call_status, row.conversation_id) == ("calling", "machine", None)
+    assert row.send_at >= now + timedelta(hours=1)  # voice.retry_delay
+    # Twilio's retry of the answer request and the call's end change nothing more.
+    assert voicemail.answer(invitation.id, AnsweredBy="machine_start").said == []
+    done = status(client, row.id, row.call_sid, "completed", AnsweredBy="machine_start")
+    assert done.status_code == 204
+    assert invitations(runtime)[0].status == "calling"
+    assert place_due_calls(runtime, surveys, now, placer) == {}  # not due yet
+
+    # An hour later the second call: a person answers and hears the survey.
+    assert place_due_calls(runtime, surveys, row.send_at, placer) == {"placed": 1}
+    second = invitations(runtime)[0]
+    assert second.call_attempts == 2
+    person = SurveyCall(client, number, sid=second.call_sid).answer(second.id, AnsweredBy="human")
+    catalog = runtime.bundle.catalog
+    assert person.said[0] == catalog.render("survey.stop_notice_voice", "fr", {})
+    assert catalog.render("perceived_safety.safe_after_dark", "fr", {}) in person.said
+    assert invitations(runtime)[0].conversation_id is not None
+
+
+def test_a_machine_on_the_last_call_fails_the_invitation(
+    runtime, client, placer, twilio_calls
+) -> None:
+    number = "+22376500071"
+    add_contact(runtime, number, last_channel="voice")
+    survey = voice_survey(runtime)  # voice.max_attempts: 2
+    surveys = {survey.id: survey}
+    now = datetime.now(UTC).replace(microsecond=0)
+    start_run(runtime, survey, now)
+    place_due_calls(runtime, surveys, now, placer)
+    first = invitations(runtime)[0]
+    # The call ends before its answer request was heard of: the status says a machine answered.
+    ended = status(client, first.id, first.call_sid, "completed", AnsweredBy="fax")
+    assert ended.status_code == 204
+    retried = invitations(runtime)[0]
+    assert (retried.status, retried.call_status) == ("calling", "machine")
+    place_due_calls(runtime, surveys, retried.send_at, placer)
+    last = invitations(runtime)[0]
+    SurveyCall(client, number, sid=last.call_sid).answer(last.id, AnsweredBy="machine_start")
+    assert (invitations(runtime)[0].status, invitations(runtime)[0].call_status) == (
+        "failed",
+        "machine",
+    )
+
+
+def test_machine_detection_can_be_switched_off(runtime, placer, twilio_calls) -> None:
+    add_contact(runtime, "+22376500081", last_channel="voice")
+    survey = definition(channels=["sms", "voice"], voice={"machine_detection": False})
+    start_run(runtime, survey, MORNING)
+    assert place_due_calls(runtime, {survey.id: survey}, MORNING, placer) == {"placed": 1}
+    assert "MachineDetection" not in twilio_calls[0]
 
 
 def test_survey_call_webhooks_refuse_what_is_not_ours(

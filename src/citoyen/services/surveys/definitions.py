@@ -137,11 +137,16 @@ class FrequencyCap(_Model):
 
 
 class Voice(_Model):
-    """Outbound survey calls: retries of busy/no-answer/failed calls and concurrency."""
+    """Outbound survey calls: retries of busy/no-answer/failed calls and concurrency.
+
+    ``machine_detection``: Twilio's answering machine detection, so a voicemail is hung up on
+    and the contact called again instead of the survey talking to it (docs/surveys.md).
+    """
 
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_delay: Duration = "2h"
     max_concurrent: int = Field(default=5, ge=1)
+    machine_detection: bool = True
 
 
 class Indicator(_Model):

@@ -10,6 +10,9 @@ through the same voice step machinery as incoming calls (the answered call's fir
   lock on SQLite) so two passes never call one person twice.
 - **Retries.** Busy, no answer and failed calls are tried again ``voice.retry_delay`` later, up
   to ``voice.max_attempts`` calls in all; then the invitation is ``failed``.
+- **Answering machines** (``voice.machine_detection``, on by default): Twilio says who picked up
+  (``AnsweredBy``); a voicemail or a fax is hung up on without a word and counts as no answer,
+  so the contact is called again rather than the survey being spent on a machine.
 - **Quiet hours.** A call (first or retry) due outside the window waits for its opening.
 - **Stop.** A contact who opted out (STOP by SMS, the operator's opt-out) is never called again;
   each call opens with how to stop, in the contact's language.
@@ -31,6 +34,7 @@ from citoyen.db import write_session
 from citoyen.engine.schema import duration_seconds
 from citoyen.engine.types import Input, Prompt
 from citoyen.models import Contact, SurveyInvitation, SurveyRun
+from citoyen.services.callbacks import MACHINE
 from citoyen.services.privacy import alias_label
 from citoyen.services.surveys.definitions import SurveyDef
 from citoyen.services.surveys.quiet import is_allowed, next_allowed
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 
 IN_FLIGHT = ("placing", "queued", "initiated", "ringing", "in-progress", "answered")
 RETRY = ("busy", "no-answer", "failed")
+MACHINE_ANSWER = "machine"  # the call_status of a call a machine answered: called again
 STOP_NOTICE_VOICE = "survey.stop_notice_voice"
 # A call we placed but never heard of again (a crash between the API call and the commit, a lost
 # callback) stops counting as in flight after this long.
@@ -67,8 +72,9 @@ def place_due_calls(
         if "voice" not in survey.channels:
             continue
         claims = _claim(runtime, survey, now, done)
+        detect = survey.voice.machine_detection
         for invitation_id, attempt, address_enc, alias in claims:
-            _place(runtime, placer, invitation_id, attempt, address_enc, alias, now, done)
+            _place(runtime, placer, invitation_id, attempt, address_enc, alias, now, done, detect)
     return done
 
 
@@ -99,7 +105,7 @@ def _claim(
                 SurveyInvitation.send_at <= now,
                 sa.or_(
                     SurveyInvitation.call_status.is_(None),
-                    SurveyInvitation.call_status.in_(RETRY),
+                    SurveyInvitation.call_status.in_((*RETRY, MACHINE_ANSWER)),
                     sa.and_(
                         SurveyInvitation.call_status.in_(IN_FLIGHT),
                         SurveyInvitation.send_at <= now - STALE_CALL,
@@ -137,6 +143,7 @@ def _place(
     alias: int,
     now: datetime,
     done: Counter[str],
+    machine_detection: bool,
 ) -> None:
     values: dict[str, Any]
     if placer is None:
@@ -154,7 +161,7 @@ def _place(
             from citoyen.channels.sms import phone_number
 
             to = phone_number(runtime.vault.decrypt(address_enc))
-            sid = placer.create(to, url, status_callback)
+            sid = placer.create(to, url, status_callback, machine_detection=machine_detection)
             values = {"call_sid": sid, "call_status": "queued"}
             done["placed"] += 1
             log.info(
@@ -205,20 +212,17 @@ def call_status(
         ).first()
         if invitation is None or invitation.call_sid != sid or invitation.status != "calling":
             return None  # an earlier attempt's late callback, or not ours
+        if invitation.call_status == MACHINE_ANSWER:
+            return None  # a machine answered (below): already waiting for the next call
         survey = surveys.get(invitation.survey)
+        machine = form.get("AnsweredBy") in MACHINE and invitation.conversation_id is None
         if status in RETRY:
-            contact = session.get(Contact, invitation.contact_id)
-            stopped = contact is None or contact.opted_out or contact.blocked
-            if survey is None or stopped or invitation.call_attempts >= survey.voice.max_attempts:
-                invitation.status = "failed"
-                invitation.call_status = status
-                return "failed"
-            delay = timedelta(seconds=duration_seconds(survey.voice.retry_delay))
-            invitation.call_status = status
-            invitation.send_at = next_allowed(
-                now + delay, survey.quiet_hours.window(), survey.timezone
-            )
-            return "retry"
+            return _again_or_failed(session, invitation, survey, status, now)
+        if machine and status in ("in-progress", "answered"):
+            return None  # the answer request hangs up on it (answered below)
+        if machine and status == "completed":
+            # A machine's call ended before its answer request was heard of: no answer.
+            return _again_or_failed(session, invitation, survey, MACHINE_ANSWER, now)
         if status == "completed":
             invitation.call_status = "completed"
             if invitation.conversation_id is None:
@@ -235,17 +239,70 @@ def call_status(
     return status
 
 
+def _again_or_failed(
+    session: Session,
+    invitation: SurveyInvitation,
+    survey: SurveyDef | None,
+    call_status: str,
+    now: datetime,
+) -> str:
+    """Nobody we could talk to (busy, no answer, a machine...): called again
+    ``voice.retry_delay`` later within quiet hours, or ``failed`` when its calls are spent or
+    the contact stopped meanwhile."""
+    invitation.call_status = call_status
+    contact = session.get(Contact, invitation.contact_id)
+    stopped = contact is None or contact.opted_out or contact.blocked
+    if survey is None or stopped or invitation.call_attempts >= survey.voice.max_attempts:
+        invitation.status = "failed"
+        return "failed"
+    delay = timedelta(seconds=duration_seconds(survey.voice.retry_delay))
+    invitation.send_at = next_allowed(now + delay, survey.quiet_hours.window(), survey.timezone)
+    return "retry"
+
+
 def answered(
-    runtime: Any, invitation_id: int, call_sid: str, now: datetime | None = None
+    runtime: Any,
+    invitation_id: int,
+    call_sid: str,
+    now: datetime | None = None,
+    *,
+    surveys: Mapping[str, SurveyDef] | None = None,
+    answered_by: str | None = None,
 ) -> Any | None:
     """The answered survey call's first turn: start the survey flow (deduped on CallSid:0).
 
     None when the invitation is unknown or the call is not the one we placed for it.
+    ``answered_by``: Twilio's ``AnsweredBy``. A machine or a fax gets nothing to hear
+    (``<Hangup/>``) and the contact is called again later, as when nobody answers (``surveys``
+    gives the retry rules).
     """
-    from citoyen.messages.types import Inbound
+    from citoyen.messages.types import Inbound, Reply
     from citoyen.services.calls import provider_id
 
     now = now or datetime.now(UTC)
+    if answered_by in MACHINE:
+        with write_session(runtime.engine) as session:
+            invitation = session.exec(
+                select(SurveyInvitation)
+                .where(SurveyInvitation.id == invitation_id)
+                .with_for_update()
+            ).first()
+            if invitation is None or invitation.call_sid != call_sid:
+                return None
+            contact = session.get(Contact, invitation.contact_id)
+            first_word = invitation.call_status != MACHINE_ANSWER  # not Twilio's retry
+            if invitation.status == "calling" and invitation.conversation_id is None and first_word:
+                survey = (surveys or {}).get(invitation.survey)
+                outcome = _again_or_failed(session, invitation, survey, MACHINE_ANSWER, now)
+                log.info(
+                    "survey call %d: a machine answered; %s",
+                    invitation_id,
+                    "called again later" if outcome == "retry" else "no call left",
+                )
+            language = (contact.language if contact else None) or (
+                runtime.bundle.settings.languages.default
+            )
+            return Reply(prompts=[], language=language, status="completed")
     with Session(runtime.engine) as session:
         invitation = session.get(SurveyInvitation, invitation_id)
         if invitation is None or invitation.call_sid != call_sid:
@@ -258,8 +315,6 @@ def answered(
         flow_id = run.flow_id
         if contact.opted_out or contact.blocked:
             # STOP arrived while the phone was ringing: say nothing more, hang up.
-            from citoyen.messages.types import Reply
-
             language = contact.language or runtime.bundle.settings.languages.default
             return Reply(prompts=[], language=language, status="completed")
 
