@@ -259,21 +259,11 @@ def _id_arg(name: str) -> int:
 def survey_call() -> Response:
     """A survey call we placed was answered: the survey starts (turn 0); a machine
     (``AnsweredBy``, answering machine detection) is hung up on."""
-    from citoyen.services.surveys import SurveyConfigError, surveys_for, voice
+    from citoyen.services.surveys import voice
 
     invitation = _id_arg("invitation")
-    call_sid = _call_sid()
-    runtime = _runtime()
     answered_by = request.form.get("AnsweredBy")
-    surveys = None
-    if answered_by:
-        try:
-            surveys = surveys_for(runtime)
-        except SurveyConfigError:
-            # The operator broke flows/surveys/ after start: Twilio's retry finds them mended.
-            log.error("survey definitions are broken: run `citoyen flows check`")
-            return Response(status=503)
-    reply = voice.answered(runtime, invitation, call_sid, surveys=surveys, answered_by=answered_by)
+    reply = voice.answered(_runtime(), invitation, _call_sid(), answered_by=answered_by)
     if reply is None:
         abort(404)  # not a call we placed for this invitation
     return _twiml(reply, 0)

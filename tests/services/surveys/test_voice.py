@@ -268,6 +268,27 @@ def test_a_machine_on_the_last_call_fails_the_invitation(
     )
 
 
+def test_a_machine_while_the_survey_files_are_broken_leaves_the_call_due(
+    runtime, client, placer, twilio_calls
+) -> None:
+    """The operator broke flows/surveys/ after the worker started: the voicemail is hung up on
+    and the invitation waits, due, for the worker to call again once the files are mended."""
+    number = "+22376500091"
+    add_contact(runtime, number, last_channel="voice")
+    survey = voice_survey(runtime)
+    start_run(runtime, survey, MORNING)
+    place_due_calls(runtime, {survey.id: survey}, MORNING, placer)
+    [invitation] = invitations(runtime)
+    broken = runtime.settings.flows_dir / "surveys" / "test_survey.yaml"
+    broken.write_text(VOICE_SURVEY.replace("max_attempts: 2", "max_attempts: many"))
+    runtime._surveys = None  # a web worker reading the files for the first time
+    voicemail = SurveyCall(client, number, sid=invitation.call_sid)
+    voicemail.answer(invitation.id, AnsweredBy="machine_start")
+    assert [verb.tag for verb in voicemail.root] == ["Hangup"]
+    row = invitations(runtime)[0]
+    assert (row.status, row.call_status, row.send_at) == ("calling", "machine", invitation.send_at)
+
+
 def test_machine_detection_can_be_switched_off(runtime, placer, twilio_calls) -> None:
     add_contact(runtime, "+22376500081", last_channel="voice")
     survey = definition(channels=["sms", "voice"], voice={"machine_detection": False})

@@ -260,21 +260,41 @@ def _again_or_failed(
     return "retry"
 
 
+def _machine_answered(
+    runtime: Any, session: Session, invitation: SurveyInvitation, now: datetime
+) -> None:
+    """A machine took the call: called again within the survey's rules. Survey files broken
+    since the worker started leave the row due now, so the call is placed again once they are
+    mended (the worker places nothing meanwhile) instead of failing the invitation."""
+    from citoyen.services.surveys import SurveyConfigError, surveys_for
+
+    try:
+        survey = surveys_for(runtime).get(invitation.survey)
+    except SurveyConfigError:
+        log.error("survey definitions are broken: run `citoyen flows check`")
+        invitation.call_status = MACHINE_ANSWER
+        return
+    outcome = _again_or_failed(session, invitation, survey, MACHINE_ANSWER, now)
+    log.info(
+        "survey call %d: a machine answered; %s",
+        invitation.id,
+        "called again later" if outcome == "retry" else "no call left",
+    )
+
+
 def answered(
     runtime: Any,
     invitation_id: int,
     call_sid: str,
     now: datetime | None = None,
     *,
-    surveys: Mapping[str, SurveyDef] | None = None,
     answered_by: str | None = None,
 ) -> Any | None:
     """The answered survey call's first turn: start the survey flow (deduped on CallSid:0).
 
     None when the invitation is unknown or the call is not the one we placed for it.
     ``answered_by``: Twilio's ``AnsweredBy``. A machine or a fax gets nothing to hear
-    (``<Hangup/>``) and the contact is called again later, as when nobody answers (``surveys``
-    gives the retry rules).
+    (``<Hangup/>``) and the contact is called again later, as when nobody answers.
     """
     from citoyen.messages.types import Inbound, Reply
     from citoyen.services.calls import provider_id
@@ -292,13 +312,7 @@ def answered(
             contact = session.get(Contact, invitation.contact_id)
             first_word = invitation.call_status != MACHINE_ANSWER  # not Twilio's retry
             if invitation.status == "calling" and invitation.conversation_id is None and first_word:
-                survey = (surveys or {}).get(invitation.survey)
-                outcome = _again_or_failed(session, invitation, survey, MACHINE_ANSWER, now)
-                log.info(
-                    "survey call %d: a machine answered; %s",
-                    invitation_id,
-                    "called again later" if outcome == "retry" else "no call left",
-                )
+                _machine_answered(runtime, session, invitation, now)
             language = (contact.language if contact else None) or (
                 runtime.bundle.settings.languages.default
             )
