@@ -168,6 +168,9 @@ def test_queue_filters_and_keyset_pages(desk: Desk) -> None:
 
     assert desk.client.get("/admin/?status=bogus").status_code == 400
     assert desk.client.get("/admin/?area=abc").status_code == 400
+    # str.isdigit takes "²" (int() does not), and an id past the database's integers fails there.
+    for area in ("²", "9" * 12, "9" * 5000):
+        assert desk.client.get(f"/admin/?area={area}").status_code == 400, area
     assert desk.client.get("/admin/?after=not-a-cursor").status_code == 400
 
 

@@ -100,6 +100,8 @@ def test_filter_by_status(app: Flask, rt: Runtime, scene) -> None:
     assert ids == {scene["bko_failed"], scene["seg_failed"]}
     assert client.get("/admin/outbox?status=nonsense").status_code == 400
     assert client.get("/admin/outbox?after=x").status_code == 400
+    for after in ("²", "9" * 12, "9" * 5000):
+        assert client.get(f"/admin/outbox?after={after}").status_code == 400, after
 
 
 def test_keyset_pagination(app: Flask, rt: Runtime) -> None:

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from citoyen.engine.textnorm import whole_number
 from citoyen.messages.addresses import AddressError, normalise_address
 
 CHANNEL = "whatsapp"
@@ -65,10 +66,10 @@ def _one(form: Any, name: str) -> str:
 
 
 def _media(form: Any) -> Media | None:
-    count = _one(form, "NumMedia").strip() or "0"
-    if not count.isdigit() or int(count) > MAX_NUM_MEDIA:
+    count = whole_number(_one(form, "NumMedia").strip() or "0", max_digits=2)
+    if count is None or count > MAX_NUM_MEDIA:
         raise BadRequest("malformed NumMedia")
-    if int(count) == 0:
+    if count == 0:
         return None
     url = _one(form, "MediaUrl0").strip()
     content_type = _one(form, "MediaContentType0").strip().lower()

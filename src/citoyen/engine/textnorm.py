@@ -88,3 +88,15 @@ def _keyword_index(lists: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, 
         for word in words:
             index.setdefault(normalise(word), name)
     return index
+
+
+def whole_number(text: str | None, max_digits: int = 9) -> int | None:
+    """``text`` as a whole number when it is 1 to ``max_digits`` ASCII digits, else None.
+
+    ``str.isdigit`` alone is not enough for what providers and people send: it accepts ``²`` and
+    other scripts' digits, which ``int()`` refuses or reads as another number, and ``int()``
+    refuses more than 4,300 digits; both would be a 500 where a 400 is due.
+    """
+    if text is None or not (0 < len(text) <= max_digits and text.isascii() and text.isdigit()):
+        return None
+    return int(text)

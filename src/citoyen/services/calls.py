@@ -26,6 +26,7 @@ from sqlmodel import Session, select
 
 from citoyen.db import insert, write_session
 from citoyen.engine.schema import ActionNode, PlaceNode
+from citoyen.engine.textnorm import whole_number
 from citoyen.engine.types import Input
 from citoyen.messages.types import Inbound, Reply
 from citoyen.models import Attachment, Contact, Conversation, Message, Report
@@ -70,10 +71,8 @@ def provider_id(call_sid: str, n: int) -> str:
 
 def parse_duration(value: str | None) -> int | None:
     """Twilio's RecordingDuration (whole seconds as text); None when absent or not a number."""
-    if value is None or not value.isdigit():
-        return None
-    seconds = int(value)
-    return seconds if seconds <= MAX_DURATION else None
+    seconds = whole_number(value)
+    return seconds if seconds is not None and seconds <= MAX_DURATION else None
 
 
 # --- one turn ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
+from citoyen.engine.textnorm import whole_number
 from citoyen.services.delivery import record_delivery
 from citoyen.web.twilio_auth import require_twilio_signature
 
@@ -49,7 +50,7 @@ def status_callback() -> Response:
         return _text(400, "MessageSid is not a Twilio id")
     if not STATUS_PATTERN.fullmatch(status):
         return _text(400, "missing or malformed MessageStatus")
-    if error_code is not None and not error_code.isdigit():
+    if error_code is not None and whole_number(error_code) is None:
         return _text(400, "malformed ErrorCode")
     row = record_delivery(runtime, sid, status, error_code)
     if row is None:

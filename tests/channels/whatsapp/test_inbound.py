@@ -121,6 +121,8 @@ def test_a_location_far_from_any_area_asks_again(whatsapp, t) -> None:
         ({"Latitude": "north", "Longitude": "-8"}, "malformed Latitude/Longitude"),
         ({"Latitude": "91", "Longitude": "0"}, "malformed Latitude/Longitude"),
         ({"NumMedia": "x"}, "malformed NumMedia"),
+        ({"NumMedia": "²"}, "malformed NumMedia"),  # str.isdigit says yes, int() no
+        ({"NumMedia": "1" * 5000}, "malformed NumMedia"),  # over int()'s 4,300 digits
         (
             {"NumMedia": "1", "MediaUrl0": "https://evil.example/x"},
             "MediaUrl0 is not a Twilio media URL",

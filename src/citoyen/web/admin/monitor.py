@@ -26,6 +26,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from citoyen.engine.textnorm import whole_number
 from citoyen.services import callbacks, casework, monitor, sendtime
 from citoyen.services.gateway_phones import phone_states
 from citoyen.services.outbox import NoSuchMessage, RetryError, retry
@@ -105,9 +106,10 @@ def _after(value: str | None) -> int | None:
     """The keyset cursor: the last id of the previous page (400 when not a number)."""
     if not value:
         return None
-    if not value.isdigit():
+    after = whole_number(value)
+    if after is None:
         abort(400, _("Invalid filter value."))
-    return int(value)
+    return after
 
 
 @bp.get("/outbox")

@@ -6,6 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import login_required
 
+from citoyen.engine.textnorm import whole_number
 from citoyen.models import Area
 from citoyen.routing import STATUSES, URGENCIES
 from citoyen.services.access import visible_stakeholders
@@ -31,7 +32,7 @@ def _filter_from_args(categories: tuple[str, ...]) -> QueueFilter:
     area = args.get("area") or None
     holder = args.get("stakeholder") or None
     for value in (area, holder):
-        if value is not None and not value.isdigit():
+        if value is not None and whole_number(value) is None:
             raise FilterError("invalid filter value", "filter_value")
     return QueueFilter(
         statuses=statuses,
