@@ -3,54 +3,26 @@
 The channel (:mod:`citoyen.channels.gateway_webhook`) verifies and reads the event without the
 database; here a citizen's SMS becomes a conversation input and a delivery report reaches its
 outbox row. The reply to an SMS cannot travel in the webhook's answer, so it is queued in the
-outbox in the input's own transaction (``on_reply``), one row per SMS message, the same messages
-Twilio's TwiML answer would carry (:func:`citoyen.channels.sms.reply_texts`), keyed by the event:
-a redelivered event, also one arriving twice at once, gets the stored reply and stores nothing.
+outbox in the input's own transaction (:class:`citoyen.services.sms_replies.QueueSmsReply`),
+keyed by the event: a redelivered event, also one arriving twice at once, gets the stored reply and stores nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session
-
 from citoyen.channels.gateway_webhook import ID_PATTERN, STATUS_EVENTS, BadRequest
-from citoyen.channels.sms import reply_texts
 from citoyen.messages.types import Inbound, Reply
 from citoyen.services.delivery import record_delivery
-from citoyen.services.outbox import enqueue
+from citoyen.services.sms_replies import QueueSmsReply
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class QueueReply:
-    """The ``on_reply`` hook: the reply as SMS parts in the outbox, in the input's transaction."""
-
-    catalog: Any
-    key: str
-    now: datetime
-    queued: list[int] = field(default_factory=list)
-
-    def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
-        for i, text in enumerate(reply_texts(self.catalog, reply)):
-            row = enqueue(
-                session,
-                channel="sms",
-                idempotency_key=f"{self.key}:{i}",
-                body=text,
-                contact_id=contact_id,
-                kind="reply",
-                now=self.now,
-            )
-            self.queued.append(row.id or 0)
-
-
 def handle_received(runtime: Any, inbound: Inbound) -> Reply:
-    hook = QueueReply(runtime.bundle.catalog, inbound.provider_id or "", datetime.now(UTC))
+    hook = QueueSmsReply(runtime.bundle.catalog, inbound.provider_id or "", datetime.now(UTC))
     return runtime.conversations.handle(inbound, on_reply=hook)
 
 

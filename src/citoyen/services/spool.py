@@ -49,12 +49,11 @@ import orjson
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from citoyen.channels.sms import reply_texts
 from citoyen.db import write_session
 from citoyen.engine.types import Input, Prompt
 from citoyen.messages.types import Inbound, Reply
 from citoyen.services.contacts import find_contact
-from citoyen.services.outbox import enqueue
+from citoyen.services.sms_replies import QueueSmsReply
 
 try:
     import fcntl
@@ -269,28 +268,6 @@ def _language_if_known(runtime: Any, address: str) -> str:
 # --- replay ------------------------------------------------------------------------------------
 
 
-@dataclass
-class _QueueReply:
-    """The replay's ``on_reply``: the SMS reply, queued in the outbox in the step's transaction."""
-
-    catalog: Any
-    provider_id: str
-    now: datetime
-
-    def __call__(self, session: Session, reply: Reply, contact_id: int) -> None:
-        texts = reply_texts(self.catalog, reply)
-        for i, text in enumerate(texts):
-            enqueue(
-                session,
-                channel="sms",
-                idempotency_key=f"spool:{self.provider_id}:{i}",
-                body=text,
-                contact_id=contact_id,
-                kind="reply",
-                now=self.now,
-            )
-
-
 def replay(runtime: Any, wait: float = 0.0) -> int:
     """Replay the spool if this process gets its lock within ``wait`` seconds; how many records
     were replayed. Stops at the first record the database still cannot take."""
@@ -330,7 +307,9 @@ def _replay_one(runtime: Any, spool: Spool, path: Path) -> None:
     again under the same idempotency keys, which queues it only if it was not queued before.
     """
     inbound, received_at = spool.read(path)
-    hook = _QueueReply(runtime.bundle.catalog, inbound.provider_id or path.stem, received_at)
+    hook = QueueSmsReply(
+        runtime.bundle.catalog, f"spool:{inbound.provider_id or path.stem}", received_at
+    )
     reply = runtime.conversations.handle(inbound, now=received_at, on_reply=hook)
     if reply.duplicate:
         with write_session(runtime.engine) as session:
